@@ -1,0 +1,33 @@
+# hol: make install | train | test | bench | lint
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install train test bench lint clean
+
+install: $(STAMP)
+
+# torch and torchvision first, pinned, so pip takes the builds on this machine's disk.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+train: install
+	$(VENV)/bin/hol train
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/bench_layers.py
+
+lint: install
+	$(VENV)/bin/ruff check hol tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

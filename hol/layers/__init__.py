@@ -1,0 +1,17 @@
+"""hol.layers: high-order layers in pure torch (no Lightning, no Hydra).
+
+``fc(kind, ...)`` and ``conv(kind, ...)`` build layers by name, ``kinds()`` lists them, ``norm(name, ...)``
+builds the normalizations used between layers.
+"""
+from . import bases
+from .fc import FC_KINDS, HighOrderLinear, build_baseline, build_fc
+from .norm import NORMS, norm
+from .registry import conv, conv_kinds, fc, kinds, register_conv, register_fc
+
+for _kind in FC_KINDS:
+    register_fc(_kind)(build_fc)
+for _kind in ("linear", "relu"):
+    register_fc(_kind)(build_baseline)
+
+__all__ = ["bases", "fc", "conv", "kinds", "conv_kinds", "norm", "NORMS", "register_fc", "register_conv",
+           "HighOrderLinear"]

@@ -1,0 +1,311 @@
+"""Bases of the link functions.
+
+Every hol layer represents each link ``f_oi`` as ``f_oi(x) = sum_m w[o, i, m] phi_m(x)`` for a fixed basis
+``phi``; this module computes ``phi`` for all kinds. The shared contract:
+
+* Domain ``[-L/2, L/2]`` with ``L = length``. Chebyshev-Lobatto nodes ``X_k = -cos(pi k / (n-1))``,
+  ``k = 0..n-1`` (``n = 1`` gives ``{0}``).
+* Piecewise geometry with ``S`` segments: ``u = (x + L/2) / L * S``, ``s = clamp(floor(u), 0, S-1)``
+  (a breakpoint belongs to the segment on its right), local coordinate ``t = 2 (u - s) - 1`` in ``[-1, 1]``.
+* ``continuous``: ``K = (n-1) S + 1`` values per link, ``m = s (n-1) + k`` is the value at node ``k`` of
+  segment ``s``; neighbouring segments share their end node.
+  ``discontinuous``: ``K = n S``, ``m = s n + k``. ``polynomial``: ``S = 1``, ``K = n``.
+* ``fourier``: ``n`` harmonics, ``K = 2n + 1``, interleaved layout
+  ``[1, cos(w x), sin(w x), cos(2 w x), sin(2 w x), ..., cos(n w x), sin(n w x)]`` with ``w = 2 pi / L``,
+  so the series is periodic with period ``L``; raising ``n`` appends coefficients at the end.
+
+Lagrange values are computed as ``phi_k(t) = sum_j T_j(t) C[j, k]``: Chebyshev polynomials ``T_j`` from
+their three-term recurrence (valid for any ``t``, so extrapolation works) times a fixed ``n x n`` matrix
+``C = V^{-1}`` with ``V[k, j] = T_j(X_k)``. ``V`` is well conditioned on Chebyshev-Lobatto nodes, so ``C``
+(computed in float64) is accurate for large ``n`` where the monomial Vandermonde inverse is not.
+
+Out-of-range inputs (``extrapolation``):
+``polynomial`` continues the end segment's polynomial; ``clamp`` clamps ``x`` to the domain; ``linear``
+continues with the end's tangent line, ``phi(t_c) + (t - t_c) phi'(t_c)`` with ``t_c = clamp(t, -1, 1)``;
+``mirror`` reflects ``x`` back into the domain (mirror-periodic with period ``2L``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+EXTRAPOLATIONS = ("polynomial", "clamp", "linear", "mirror")
+
+
+def check_choice(name: str, value: str, allowed) -> None:
+    """Raise ``ValueError`` naming ``name``, the bad ``value`` and the sorted ``allowed`` set."""
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def chebyshev_lobatto_nodes(n: int, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
+    """Nodes ``X_k = -cos(pi k / (n-1))`` on ``[-1, 1]``, ascending; ``n = 1`` gives ``[0]``.
+
+    Shape: ``(n,)``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if n == 1:
+        return torch.zeros(1, dtype=dtype, device=device)
+    k = torch.arange(n, dtype=torch.float64)
+    nodes = -torch.cos(math.pi * k / (n - 1))
+    if n % 2 == 1:
+        nodes[(n - 1) // 2] = 0.0  # exact midpoint instead of cos(pi/2) ~ 6e-17
+    return nodes.to(dtype=dtype, device=device)
+
+
+def chebyshev_polynomials(t: Tensor, n: int) -> Tensor:
+    """``T_j(t)`` for ``j = 0..n-1`` by the recurrence ``T_{j+1} = 2 t T_j - T_{j-1}``.
+
+    Shape: ``(...) -> (..., n)``.
+    """
+    values = [torch.ones_like(t)]
+    if n > 1:
+        values.append(t)
+    for _ in range(2, n):
+        values.append(2 * t * values[-1] - values[-2])
+    return torch.stack(values, dim=-1)
+
+
+def chebyshev_derivatives(t: Tensor, n: int) -> Tensor:
+    """``T_j'(t) = j U_{j-1}(t)`` for ``j = 0..n-1`` (``U`` of the second kind, by recurrence).
+
+    Shape: ``(...) -> (..., n)``.
+    """
+    values = [torch.zeros_like(t)]
+    u_prev, u = torch.zeros_like(t), torch.ones_like(t)  # U_{-1}, U_0
+    for j in range(1, n):
+        values.append(j * u)
+        u_prev, u = u, 2 * t * u - u_prev
+    return torch.stack(values, dim=-1)
+
+
+def lagrange_transform(n: int) -> Tensor:
+    """The float64 matrix ``C`` with ``phi_k(t) = sum_j T_j(t) C[j, k]`` (Lagrange basis on the nodes).
+
+    Shape: ``(n, n)``.
+    """
+    nodes = chebyshev_lobatto_nodes(n)
+    vandermonde = chebyshev_polynomials(nodes, n)  # V[k, j] = T_j(X_k)
+    return torch.linalg.inv(vandermonde)
+
+
+def lagrange_basis(t: Tensor, transform: Tensor) -> Tensor:
+    """Lagrange basis values ``phi_k(t)`` on Chebyshev-Lobatto nodes, ``transform = lagrange_transform(n)``.
+
+    Shape: ``(...) -> (..., n)``.
+    """
+    return chebyshev_polynomials(t, transform.shape[0]) @ transform
+
+
+def lagrange_basis_derivative(t: Tensor, transform: Tensor) -> Tensor:
+    """``d phi_k / dt``. Shape: ``(...) -> (..., n)``."""
+    return chebyshev_derivatives(t, transform.shape[0]) @ transform
+
+
+def lagrange_basis_extrapolated(t: Tensor, transform: Tensor, extrapolation: str) -> Tensor:
+    """Lagrange basis of local coordinate ``t``; with ``extrapolation="linear"``, outside ``[-1, 1]`` the
+    tangent line ``phi(t_c) + (t - t_c) phi'(t_c)`` at ``t_c = clamp(t, -1, 1)``.
+    """
+    if extrapolation != "linear":
+        return lagrange_basis(t, transform)
+    t_c = t.clamp(-1.0, 1.0)
+    return lagrange_basis(t_c, transform) + (t - t_c).unsqueeze(-1) * lagrange_basis_derivative(t_c, transform)
+
+
+def fold_into_domain(x: Tensor, length: float, extrapolation: str) -> Tensor:
+    """Apply the ``clamp`` and ``mirror`` extrapolations to global ``x`` (identity for the others)."""
+    half = 0.5 * length
+    if extrapolation == "clamp":
+        return x.clamp(-half, half)
+    if extrapolation == "mirror":
+        return half - (torch.remainder(x + half, 2 * length) - length).abs()
+    return x
+
+
+def segment_coordinates(x: Tensor, segments: int, length: float) -> tuple[Tensor, Tensor]:
+    """Segment index ``s`` (long) and local coordinate ``t`` of global ``x``.
+
+    ``u = (x + L/2) / L * S``, ``s = clamp(floor(u), 0, S-1)``, ``t = 2 (u - s) - 1``. Inside the domain
+    ``t`` lies in ``[-1, 1]``; outside it continues linearly (the end segments extend).
+    """
+    u = (x + 0.5 * length) * (segments / length)
+    s = u.detach().floor().clamp(0, segments - 1)
+    return s.long(), 2 * (u - s) - 1
+
+
+def fourier_basis(x: Tensor, n: int, length: float) -> Tensor:
+    """``[1, cos(w x), sin(w x), ..., cos(n w x), sin(n w x)]``, ``w = 2 pi / L``.
+
+    Shape: ``(...) -> (..., 2n + 1)``.
+    """
+    harmonics = torch.arange(1, n + 1, dtype=x.dtype, device=x.device) * (2 * math.pi / length)
+    angles = x.unsqueeze(-1) * harmonics
+    pairs = torch.stack((torch.cos(angles), torch.sin(angles)), dim=-1).flatten(-2)
+    return torch.cat((torch.ones_like(x).unsqueeze(-1), pairs), dim=-1)
+
+
+def piecewise_width(n: int, segments: int, continuous: bool) -> int:
+    """Number of values per link ``K``: ``(n-1) S + 1`` (continuous) or ``n S`` (discontinuous)."""
+    return (n - 1) * segments + 1 if continuous else n * segments
+
+
+def piecewise_expand(
+    x: Tensor,
+    transform: Tensor,
+    segments: int,
+    length: float,
+    continuous: bool,
+    extrapolation: str = "polynomial",
+) -> Tensor:
+    """Dense piecewise Lagrange expansion: ``E[..., m] = phi_m(x)`` for all ``K`` values of a link.
+
+    Each input touches the ``n`` values of its own segment, starting at ``s (n-1)`` (continuous) or ``s n``
+    (discontinuous); all other entries are zero.
+
+    Shape: ``(...) -> (..., K)``.
+    """
+    n = transform.shape[0]
+    x = fold_into_domain(x, length, extrapolation)
+    s, t = segment_coordinates(x, segments, length)
+    local = lagrange_basis_extrapolated(t, transform, extrapolation)  # (..., n)
+    if segments == 1:
+        return local
+    stride = n - 1 if continuous else n
+    index = (s * stride).unsqueeze(-1) + torch.arange(n, device=x.device)
+    width = piecewise_width(n, segments, continuous)
+    out = local.new_zeros(*x.shape, width)
+    return out.scatter(-1, index, local)
+
+
+def piecewise_node_positions(n: int, segments: int, length: float, continuous: bool) -> Tensor:
+    """Global positions (float64) of the ``K`` values of a link, ``-L/2 + L (2s + 1 + X_k) / (2S)``.
+
+    For discontinuous links the shared break points appear twice (left and right limit).
+    """
+    nodes = chebyshev_lobatto_nodes(n)
+    s = torch.arange(segments, dtype=torch.float64).unsqueeze(-1)
+    positions = -0.5 * length + length * (2 * s + 1 + nodes) / (2 * segments)  # (S, n)
+    if not continuous:
+        return positions.flatten()
+    return torch.cat((positions[:, :-1].flatten(), positions[-1:, -1]))
+
+
+class Basis(torch.nn.Module):
+    """A fixed basis ``phi`` of ``width`` functions: ``forward(x) = phi(x)``, shape ``(...) -> (..., width)``.
+
+    Constants are float64-accurate buffers: they are recomputed in float64 and cast after every ``.to()``,
+    ``.double()`` or ``.float()``, so moving a layer to float64 makes it exact again.
+    """
+
+    width: int
+    nodal: bool = False  # weights are values of the function at ``node_positions()``
+
+    def _refresh_constants(self) -> None:
+        """Recompute buffers from float64 at their current device and dtype."""
+
+    def _apply(self, fn, recurse=True):
+        module = super()._apply(fn, recurse)
+        self._refresh_constants()
+        return module
+
+
+class LagrangeBasis(Basis):
+    """Piecewise Lagrange basis on Chebyshev-Lobatto nodes (``continuous``, ``discontinuous``, ``polynomial``).
+
+    Args:
+        n: nodes per segment (polynomial degree ``n - 1``).
+        segments: number of segments ``S`` of the domain ``[-L/2, L/2]``.
+        length: ``L``.
+        continuous: share end nodes between neighbouring segments (``K = (n-1) S + 1``) or not (``K = n S``).
+        extrapolation: ``polynomial``, ``clamp``, ``linear`` or ``mirror``.
+    """
+
+    nodal = True
+
+    def __init__(self, n: int, segments: int = 1, length: float = 2.0, continuous: bool = True,
+                 extrapolation: str = "polynomial", dtype=None, device=None):
+        super().__init__()
+        self.n, self.segments, self.length = n, segments, float(length)
+        self.continuous, self.extrapolation = continuous, extrapolation
+        self.width = piecewise_width(n, segments, continuous)
+        dtype = dtype or torch.get_default_dtype()
+        self.register_buffer("transform", lagrange_transform(n).to(dtype=dtype, device=device), persistent=False)
+
+    def _refresh_constants(self) -> None:
+        self.transform = lagrange_transform(self.n).to(self.transform)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return piecewise_expand(x, self.transform, self.segments, self.length, self.continuous, self.extrapolation)
+
+    def node_positions(self) -> Tensor:
+        """Global positions (float64) of the ``K`` nodal values. Shape: ``(K,)``."""
+        return piecewise_node_positions(self.n, self.segments, self.length, self.continuous)
+
+    def extra_repr(self) -> str:
+        return (f"n={self.n}, segments={self.segments}, length={self.length}, continuous={self.continuous}, "
+                f"extrapolation={self.extrapolation!r}")
+
+
+class FourierBasis(Basis):
+    """Fourier basis with ``n`` harmonics, period ``L``, interleaved layout (see the module docstring)."""
+
+    def __init__(self, n: int, length: float = 2.0):
+        super().__init__()
+        self.n, self.length = n, float(length)
+        self.width = 2 * n + 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return fourier_basis(x, self.n, self.length)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, length={self.length}"
+
+
+class IdentityBasis(Basis):
+    """``phi(x) = [x]``: linear links ``f(x) = w x`` (the ``product`` kind)."""
+
+    width = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.unsqueeze(-1)
+
+
+class TensorLagrangeBasis(Basis):
+    """Tensor-product Lagrange basis of a ``d``-vector, ``n`` Chebyshev-Lobatto nodes per dimension.
+
+    ``phi_m(x) = prod_j phi_{k_j}(x_j)`` with row-major ``m = sum_j k_j n^(d-1-j)`` (first dimension slowest).
+
+    Shape: ``(..., d) -> (..., n^d)``.
+    """
+
+    nodal = True
+
+    def __init__(self, n: int, dims: int, length: float = 2.0, extrapolation: str = "polynomial",
+                 dtype=None, device=None):
+        super().__init__()
+        self.n, self.dims, self.length, self.extrapolation = n, dims, float(length), extrapolation
+        self.width = n**dims
+        dtype = dtype or torch.get_default_dtype()
+        self.register_buffer("transform", lagrange_transform(n).to(dtype=dtype, device=device), persistent=False)
+
+    def _refresh_constants(self) -> None:
+        self.transform = lagrange_transform(self.n).to(self.transform)
+
+    def forward(self, x: Tensor) -> Tensor:
+        per_dim = piecewise_expand(x, self.transform, 1, self.length, True, self.extrapolation)  # (..., d, n)
+        out = per_dim[..., 0, :]
+        for j in range(1, self.dims):
+            out = (out.unsqueeze(-1) * per_dim[..., j, :].unsqueeze(-2)).flatten(-2)
+        return out
+
+    def node_positions(self) -> Tensor:
+        """Grid positions (float64) of the ``n^d`` nodal values. Shape: ``(n^d, d)``."""
+        nodes = 0.5 * self.length * chebyshev_lobatto_nodes(self.n)
+        grids = torch.meshgrid(*([nodes] * self.dims), indexing="ij")
+        return torch.stack(grids, dim=-1).reshape(-1, self.dims)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, dims={self.dims}, length={self.length}, extrapolation={self.extrapolation!r}"
