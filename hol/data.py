@@ -1,0 +1,356 @@
+"""Data sets of the runner as LightningDataModules: ``function``, ``xor``, ``mnist``, ``cifar100``.
+
+Every module states what the model needs: ``task`` (``"regression"`` or ``"classification"``),
+``in_features`` (inputs per sample, flattened), ``input_shape`` (one sample's shape), ``out_features``
+(outputs of the net: 1 for regression, the number of classes for classification).
+
+Inputs are scaled into the layers' domain ``[-L/2, L/2]`` (``[-1, 1]`` for the default ``length = 2``):
+
+* ``function`` and ``xor`` sample points uniformly in ``domain`` (default ``[-1, 1]`` per variable) and feed
+  them unchanged, so ``domain`` should lie inside ``[-L/2, L/2]`` (outside it the layers extrapolate);
+* ``mnist`` and ``cifar100`` map pixel intensities ``p`` in ``[0, 1]`` linearly onto ``input_range``
+  (default ``[-1, 1]``): ``low + (high - low) p``.
+
+Shuffling is reproducible and resumable: the training order of epoch ``k`` depends only on ``(seed, k)``
+(:class:`EpochShuffleSampler`), so a run resumed from a checkpoint sees the same batches as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
+
+from .expr import parse
+
+DEFAULT_EXPR = "0.5*cos(1.5*pi/(abs(x)+0.25))"
+
+
+class DataError(Exception):
+    """Data files missing, unreadable or impossible to download (the message says which and how to fix it)."""
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _check_fraction(name: str, value, *, allow_one: bool) -> float:
+    upper = "<= 1" if allow_one else "< 1"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0 < value <= 1 if allow_one else 0 < value < 1):
+        raise ValueError(f"{name} must be a number > 0 and {upper}, got {value!r}")
+    return float(value)
+
+
+def _check_interval(name: str, value) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair [low, high] of numbers, got {value!r}") from None
+    if not low < high:
+        raise ValueError(f"{name} must be a pair [low, high] with low < high, got {[low, high]}")
+    return low, high
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation of ``range(size)`` per epoch, drawn from a generator seeded with ``seed + epoch``.
+
+    Lightning calls :meth:`set_epoch` before every training epoch, so the order depends only on
+    ``(seed, epoch)`` and not on how many random numbers were drawn before (resume-safe).
+    """
+
+    def __init__(self, size: int, seed: int = 0):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _DataModule(pl.LightningDataModule):
+    """Shared loaders: ``self.train_set``, ``self.val_set``, ``self.test_set`` are filled by ``setup``."""
+
+    task: str
+    in_features: int
+    input_shape: tuple[int, ...]
+    out_features: int
+
+    def __init__(self, batch_size: int, num_workers: int, seed: int | None):
+        super().__init__()
+        self.batch_size = _check_positive_int("data.batch_size", batch_size)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
+        self.num_workers, self.seed = num_workers, 0 if seed is None else int(seed)
+        self.train_set = self.val_set = self.test_set = None
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.out_features if self.task == "classification" else None
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+
+class SyntheticDataModule(_DataModule):
+    """Regression on ``target(points)`` with points uniform in ``domain^dims`` (a seeded, fixed sample).
+
+    Subclasses set ``dims`` and implement :meth:`target` (``[N, dims] -> [N]``); plots use the same method.
+    """
+
+    task = "regression"
+    out_features = 1
+    dims: int
+
+    def __init__(self, domain: Sequence[float] = (-1.0, 1.0), train_size: int = 1000, val_size: int = 200,
+                 test_size: int = 1000, batch_size: int = 32, num_workers: int = 0, seed: int | None = 0):
+        super().__init__(batch_size, num_workers, seed)
+        self.domain = _check_interval("data.domain", domain)
+        self.sizes = {split: _check_positive_int(f"data.{split}_size", size)
+                      for split, size in (("train", train_size), ("val", val_size), ("test", test_size))}
+        self.in_features, self.input_shape = self.dims, (self.dims,)
+
+    def target(self, points: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, size: int, stream: int) -> TensorDataset:
+        """``size`` points and their targets ``[size, 1]``, from a generator seeded with ``(seed, stream)``."""
+        generator = torch.Generator().manual_seed(self.seed * 1000 + stream)
+        low, high = self.domain
+        points = low + (high - low) * torch.rand(size, self.dims, generator=generator, dtype=torch.float64)
+        values = self.target(points)
+        bad = ~torch.isfinite(values)
+        if bad.any():
+            where = ", ".join(f"{v:.3g}" for v in points[bad.nonzero()[0, 0]].tolist())
+            raise ValueError(f"data target is not finite at ({where}) in the domain {list(self.domain)}; "
+                             "change data.expr or data.domain")
+        return TensorDataset(points.float(), values.float().unsqueeze(-1))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set, self.val_set, self.test_set = (
+                self.sample(self.sizes[split], stream) for stream, split in enumerate(("train", "val", "test")))
+
+
+class FunctionDataModule(SyntheticDataModule):
+    """Regression on ``expr`` (see :mod:`hol.expr`): 1-D in ``x``, or 2-D when it uses ``y``."""
+
+    def __init__(self, expr: str = DEFAULT_EXPR, **kwargs):
+        self.expression = parse(expr)
+        self.dims = self.expression.dims
+        super().__init__(**kwargs)
+
+    def target(self, points: Tensor) -> Tensor:
+        return self.expression(*points.unbind(-1))
+
+
+class XorDataModule(SyntheticDataModule):
+    """The XOR problem on ``domain^2``: target ``0.5`` where ``x y > 0``, else ``-0.5``."""
+
+    dims = 2
+
+    def target(self, points: Tensor) -> Tensor:
+        x, y = points.unbind(-1)
+        return torch.where(x * y > 0, 0.5, -0.5).to(points.dtype)
+
+
+class ImageDataset(Dataset):
+    """``uint8`` images ``[N, C, H, W]`` and labels; item ``i`` is ``(low + (high - low) * image / 255, label)``."""
+
+    def __init__(self, images: Tensor, labels: Tensor, input_range: tuple[float, float]):
+        self.images, self.labels = images, labels.long()
+        self.low, self.scale = input_range[0], (input_range[1] - input_range[0]) / 255.0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.low + self.scale * self.images[index].float(), self.labels[index]
+
+
+class ImageDataModule(_DataModule):
+    """Image classification: the official training split minus a seeded validation split, and the test split.
+
+    ``val_fraction`` of the training split is held out for validation; ``train_fraction`` of the rest is used
+    for training (for quick runs). Subclasses implement :meth:`load` (``train: bool -> (uint8 images, labels)``).
+    """
+
+    task = "classification"
+    name: str
+
+    def __init__(self, root: str = "data/", download: bool = True, val_fraction: float = 0.1,
+                 train_fraction: float = 1.0, input_range: Sequence[float] = (-1.0, 1.0), batch_size: int = 64,
+                 num_workers: int = 0, seed: int | None = 0):
+        super().__init__(batch_size, num_workers, seed)
+        self.root, self.download = Path(root).expanduser(), bool(download)
+        self.val_fraction = _check_fraction("data.val_fraction", val_fraction, allow_one=False)
+        self.train_fraction = _check_fraction("data.train_fraction", train_fraction, allow_one=True)
+        self.input_range = _check_interval("data.input_range", input_range)
+        self.in_features = int(np.prod(self.input_shape))
+
+    def load(self, train: bool) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        self.fetch()
+
+    def fetch(self) -> None:
+        """Make sure the files are under ``root`` (download them if allowed), else raise :class:`DataError`."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        images, labels = self.load(train=True)
+        full = ImageDataset(images, labels, self.input_range)
+        order = torch.randperm(len(full), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        val_size = max(1, round(self.val_fraction * len(full)))
+        rest = order[val_size:]
+        train_size = max(1, round(self.train_fraction * len(rest)))
+        if not rest:
+            raise DataError(f"{self.name}: {len(full)} training images leave none for training after the "
+                            f"validation split (data.val_fraction={self.val_fraction})")
+        self.train_set, self.val_set = Subset(full, rest[:train_size]), Subset(full, order[:val_size])
+        self.test_set = ImageDataset(*self.load(train=False), self.input_range)
+
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+               "t10k-labels-idx1-ubyte")
+
+
+class MNISTDataModule(ImageDataModule):
+    """MNIST through torchvision (``<root>/MNIST/raw/`` holding the four IDX files), images ``[1, 28, 28]``."""
+
+    name = "MNIST"
+    input_shape = (1, 28, 28)
+    out_features = 10
+
+    def _help(self) -> str:
+        return (f"expected the files {', '.join(MNIST_FILES)} in {self.root / 'MNIST' / 'raw'}; set data.root to "
+                "the folder that holds MNIST/raw, or data.download=true to fetch them (network needed)")
+
+    def fetch(self) -> None:
+        from torchvision.datasets import MNIST
+
+        raw = self.root / "MNIST" / "raw"
+        if all((raw / name).is_file() for name in MNIST_FILES):
+            return
+        if not self.download:
+            raise DataError(f"MNIST files not found (data.download=false): {self._help()}")
+        try:
+            MNIST(str(self.root), train=True, download=True)
+        except Exception as error:  # torchvision raises RuntimeError/URLError/OSError, with newlines
+            reason = " ".join(str(error).split())
+            raise DataError(f"MNIST download failed ({reason}): {self._help()}") from error
+
+    def load(self, train: bool) -> tuple[Tensor, Tensor]:
+        from torchvision.datasets import MNIST
+
+        self.fetch()
+        try:
+            dataset = MNIST(str(self.root), train=train, download=False)
+            images, labels = dataset.data, dataset.targets
+            if images.dim() != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
+                raise ValueError(f"images of shape {tuple(images.shape)} and {len(labels)} labels")
+        except Exception as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise DataError(f"cannot read MNIST ({reason}): {self._help()}") from error
+        return images.unsqueeze(1), labels
+
+
+CIFAR100_FOLDER = "cifar-100-python"
+CIFAR100_FILES = ("train", "test", "meta")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler for the CIFAR python format that loads dicts, lists, strings and numpy arrays, nothing else."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_cifar100(path: Path) -> tuple[Tensor, Tensor]:
+    """Read one CIFAR-100 python pickle (``data``: ``[N, 3072]`` uint8, ``fine_labels``: N ints).
+
+    Returns ``uint8`` images ``[N, 3, 32, 32]`` and ``long`` labels ``[N]``. Raises ``ValueError`` for
+    anything else.
+    """
+    with open(path, "rb") as file:
+        entry = _ArrayUnpickler(io.BytesIO(file.read()), encoding="latin1").load()
+    if not isinstance(entry, dict) or "data" not in entry or "fine_labels" not in entry:
+        raise ValueError(f"{path.name} has no 'data' and 'fine_labels' entries")
+    data = np.asarray(entry["data"], dtype=np.uint8)
+    labels = np.asarray(entry["fine_labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise ValueError(f"{path.name} holds data of shape {data.shape} and {len(labels)} labels")
+    if labels.size and (labels.min() < 0 or labels.max() >= 100):
+        raise ValueError(f"{path.name} holds labels outside 0..99")
+    return torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()), torch.from_numpy(labels)
+
+
+class CIFAR100DataModule(ImageDataModule):
+    """CIFAR-100 (fine labels) from the python pickles in ``<root>/cifar-100-python/``, images ``[3, 32, 32]``.
+
+    Downloads go through torchvision's ``CIFAR100(download=True)``, which verifies the archive's and the files'
+    checksums; the files are then read by :func:`read_cifar100` (a restricted unpickler, no arbitrary objects).
+    """
+
+    name = "CIFAR-100"
+    input_shape = (3, 32, 32)
+    out_features = 100
+
+    def _help(self) -> str:
+        return (f"expected the files {', '.join(CIFAR100_FILES)} in {self.root / CIFAR100_FOLDER} (the python "
+                "version of CIFAR-100, cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, "
+                "extracted there); set data.root to the folder that holds cifar-100-python, or data.download=true")
+
+    def fetch(self) -> None:
+        from torchvision.datasets import CIFAR100
+
+        if all((self.root / CIFAR100_FOLDER / name).is_file() for name in CIFAR100_FILES):
+            return
+        if not self.download:
+            raise DataError(f"CIFAR-100 files not found (data.download=false): {self._help()}")
+        try:
+            CIFAR100(str(self.root), train=True, download=True)
+        except Exception as error:
+            reason = " ".join(str(error).split())
+            raise DataError(f"CIFAR-100 download failed ({reason}): {self._help()}") from error
+
+    def load(self, train: bool) -> tuple[Tensor, Tensor]:
+        self.fetch()
+        path = self.root / CIFAR100_FOLDER / ("train" if train else "test")
+        try:
+            return read_cifar100(path)
+        except Exception as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise DataError(f"cannot read CIFAR-100 file {path} ({reason}): {self._help()}") from error
+
