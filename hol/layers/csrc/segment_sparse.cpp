@@ -1,0 +1,187 @@
+// Segment-sparse product of piecewise Lagrange layers (CPU kernels for hol.layers.sparse).
+//
+//   y[b, o] = sum_i sum_k phi[b, i, k] * w[o, i, base[b, i] + k]
+//
+// Each input touches only the n consecutive values of its segment. The kernels pack blocks of the weight
+// [O, I, K] into panels panel[i][m][j] = w[o0 + j, i0 + i, m] of TILE output columns (like a GEMM packs its
+// operands), so the n active rows of one input are contiguous TILE-vectors that stay in cache while the whole
+// batch uses them: every (sample, input, node) costs one AXPY (forward, weight gradient) and one dot product
+// (basis gradient) of length TILE held in registers.
+//
+// Threads: the forward splits output tiles (and batch chunks when there are more threads than tiles); the
+// backward splits input blocks, so every thread owns its rows of the weight gradient and of the basis gradient
+// and repeated indices accumulate sequentially (no atomics, nothing dropped).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+constexpr int64_t TILE = 64;             // output columns per register tile
+constexpr int64_t PANEL_BYTES = 256 * 1024;  // cache budget of one packed weight panel
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Inputs per panel so that a panel of ``K x TILE`` values per input fits the budget.
+int64_t inputs_per_panel(int64_t I, int64_t K, int64_t elem_size) {
+  return std::max<int64_t>(1, std::min<int64_t>(I, PANEL_BYTES / (K * TILE * elem_size)));
+}
+
+// panel[i][m][j] = w[o0 + j, i0 + i, m] for j < width, zero for width <= j < TILE.
+template <typename T>
+void pack_panel(const T* w, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* panel) {
+  for (int64_t i = 0; i < ni; ++i) {
+    T* p = panel + i * K * TILE;
+    for (int64_t j = 0; j < TILE; ++j) {
+      if (j < width) {
+        const T* src = w + ((o0 + j) * I + i0 + i) * K;
+        for (int64_t m = 0; m < K; ++m) p[m * TILE + j] = src[m];
+      } else {
+        for (int64_t m = 0; m < K; ++m) p[m * TILE + j] = T(0);
+      }
+    }
+  }
+}
+
+// w[o0 + j, i0 + i, m] = panel[i][m][j] for j < width.
+template <typename T>
+void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* w) {
+  for (int64_t i = 0; i < ni; ++i) {
+    const T* p = panel + i * K * TILE;
+    for (int64_t j = 0; j < width; ++j) {
+      T* dst = w + ((o0 + j) * I + i0 + i) * K;
+      for (int64_t m = 0; m < K; ++m) dst[m] = p[m * TILE + j];
+    }
+  }
+}
+
+template <typename T>
+void forward_kernel(const T* phi, const int64_t* base, const T* w, T* y,
+                    int64_t B, int64_t I, int64_t n, int64_t K, int64_t O) {
+  const int64_t tiles = ceil_div(O, TILE);
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(B, ceil_div(at::get_num_threads(), tiles)));
+  const int64_t chunk = ceil_div(B, chunks);
+  const int64_t ib = inputs_per_panel(I, K, sizeof(T));
+  at::parallel_for(0, tiles * chunks, 1, [&](int64_t task0, int64_t task1) {
+    std::vector<T> panel(ib * K * TILE);
+    for (int64_t task = task0; task < task1; ++task) {
+      const int64_t o0 = (task % tiles) * TILE, width = std::min(TILE, O - o0);
+      const int64_t b0 = (task / tiles) * chunk, b1 = std::min(B, b0 + chunk);
+      for (int64_t i0 = 0; i0 < I; i0 += ib) {
+        const int64_t ni = std::min(ib, I - i0);
+        pack_panel(w, I, K, o0, width, i0, ni, panel.data());
+        for (int64_t b = b0; b < b1; ++b) {
+          T acc[TILE];
+          for (int64_t j = 0; j < TILE; ++j) acc[j] = T(0);
+          for (int64_t i = 0; i < ni; ++i) {
+            const T* ph = phi + (b * I + i0 + i) * n;
+            const T* rows = panel.data() + (i * K + base[b * I + i0 + i]) * TILE;
+            for (int64_t k = 0; k < n; ++k) {
+              const T p = ph[k];
+              const T* r = rows + k * TILE;
+#pragma omp simd
+              for (int64_t j = 0; j < TILE; ++j) acc[j] += p * r[j];
+            }
+          }
+          T* yb = y + b * O + o0;
+          for (int64_t j = 0; j < width; ++j) yb[j] += acc[j];
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void backward_kernel(const T* gy, const T* phi, const int64_t* base, const T* w, T* gphi, T* gw,
+                     int64_t B, int64_t I, int64_t n, int64_t K, int64_t O) {
+  const int64_t tiles = ceil_div(O, TILE);
+  // Two panels (weights and their gradient) share the budget; keep at least one block per thread.
+  int64_t ib = std::max<int64_t>(1, inputs_per_panel(I, K, sizeof(T)) / 2);
+  ib = std::min(ib, ceil_div(I, at::get_num_threads()));
+  const int64_t blocks = ceil_div(I, ib);
+  at::parallel_for(0, blocks, 1, [&](int64_t q0, int64_t q1) {
+    std::vector<T> panel(ib * K * TILE), grad(ib * K * TILE);
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t i0 = q * ib, ni = std::min(ib, I - i0);
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t o0 = t * TILE, width = std::min(TILE, O - o0);
+        pack_panel(w, I, K, o0, width, i0, ni, panel.data());
+        std::fill(grad.begin(), grad.end(), T(0));
+        for (int64_t b = 0; b < B; ++b) {
+          T g[TILE];
+          const T* gyb = gy + b * O + o0;
+          for (int64_t j = 0; j < TILE; ++j) g[j] = j < width ? gyb[j] : T(0);
+          for (int64_t i = 0; i < ni; ++i) {
+            const int64_t row = b * I + i0 + i;
+            const T* ph = phi + row * n;
+            T* gp = gphi + row * n;
+            const int64_t offset = (i * K + base[row]) * TILE;
+            for (int64_t k = 0; k < n; ++k) {
+              const T* r = panel.data() + offset + k * TILE;
+              T* gr = grad.data() + offset + k * TILE;
+              const T p = ph[k];
+              T dot = T(0);
+#pragma omp simd reduction(+ : dot)
+              for (int64_t j = 0; j < TILE; ++j) {
+                dot += g[j] * r[j];
+                gr[j] += p * g[j];
+              }
+              gp[k] += dot;
+            }
+          }
+        }
+        unpack_panel(grad.data(), I, K, o0, width, i0, ni, gw);
+      }
+    }
+  });
+}
+
+void check_inputs(const torch::Tensor& phi, const torch::Tensor& base, const torch::Tensor& w) {
+  TORCH_CHECK(phi.device().is_cpu() && base.device().is_cpu() && w.device().is_cpu(), "CPU tensors expected");
+  TORCH_CHECK(phi.dim() == 3 && base.dim() == 2 && w.dim() == 3, "phi [B, I, n], base [B, I], weight [O, I, K]");
+  TORCH_CHECK(phi.is_contiguous() && base.is_contiguous() && w.is_contiguous(), "contiguous tensors expected");
+  TORCH_CHECK(base.scalar_type() == torch::kLong, "base must be int64");
+  TORCH_CHECK(phi.scalar_type() == w.scalar_type(), "phi and weight must share a dtype");
+  TORCH_CHECK(phi.size(0) == base.size(0) && phi.size(1) == base.size(1) && phi.size(1) == w.size(1),
+              "shapes of phi, base and weight disagree");
+  const int64_t n = phi.size(2), K = w.size(2);
+  const int64_t* b = base.data_ptr<int64_t>();
+  for (int64_t j = 0, count = base.numel(); j < count; ++j) {
+    TORCH_CHECK(b[j] >= 0 && b[j] + n <= K, "segment offset ", b[j], " out of range for K=", K, " and n=", n);
+  }
+}
+
+torch::Tensor forward(torch::Tensor phi, torch::Tensor base, torch::Tensor w) {
+  check_inputs(phi, base, w);
+  const int64_t B = phi.size(0), I = phi.size(1), n = phi.size(2), O = w.size(0), K = w.size(2);
+  auto y = torch::zeros({B, O}, phi.options());
+  AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "segment_sparse_forward", [&] {
+    forward_kernel<scalar_t>(phi.data_ptr<scalar_t>(), base.data_ptr<int64_t>(), w.data_ptr<scalar_t>(),
+                             y.data_ptr<scalar_t>(), B, I, n, K, O);
+  });
+  return y;
+}
+
+std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::Tensor base, torch::Tensor w) {
+  check_inputs(phi, base, w);
+  TORCH_CHECK(gy.is_contiguous() && gy.scalar_type() == phi.scalar_type() && gy.dim() == 2 &&
+              gy.size(0) == phi.size(0) && gy.size(1) == w.size(0), "grad_output must be [B, O], contiguous");
+  const int64_t B = phi.size(0), I = phi.size(1), n = phi.size(2), O = w.size(0), K = w.size(2);
+  auto gphi = torch::zeros_like(phi);
+  auto gw = torch::empty_like(w);  // every entry is written exactly once by unpack_panel
+  AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "segment_sparse_backward", [&] {
+    backward_kernel<scalar_t>(gy.data_ptr<scalar_t>(), phi.data_ptr<scalar_t>(), base.data_ptr<int64_t>(),
+                              w.data_ptr<scalar_t>(), gphi.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(),
+                              B, I, n, K, O);
+  });
+  return {gphi, gw};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "y = segment-sparse product (phi, base, weight)");
+  m.def("backward", &backward, "(grad_phi, grad_weight) of the segment-sparse product");
+}

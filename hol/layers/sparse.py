@@ -1,0 +1,237 @@
+"""Segment-sparse compute path for piecewise Lagrange layers (``continuous``, ``discontinuous``).
+
+The dense path (:mod:`hol.layers.fc`) expands every input into all ``K`` basis values of its link and runs one
+GEMM, so its cost grows with ``K = (n-1) S + 1``. But an input ``x_bi`` in segment ``s_bi`` touches only the
+``n`` values of that segment, starting at ``base_bi = s_bi (n-1)`` (continuous) or ``s_bi n`` (discontinuous):
+
+    y[b, o] = sum_i sum_k phi_k(t_bi) W[o, i, base_bi + k]
+
+which costs ``B I n O`` multiply-adds whatever ``S`` is, as many as ``nn.Linear(I*n, O)``. The backward is
+written out (:class:`SegmentSparseProduct`):
+
+* weights, the transposed sparse product: ``dW[o, i, base_bi + k] += phi_k(t_bi) dy[b, o]``, summed over every
+  sample that lands in the same segment (repeated indices accumulate; nothing is dropped);
+* basis values, a sampled dense-dense product: ``dphi[b, i, k] = sum_o dy[b, o] W[o, i, base_bi + k]``;
+* inputs, ``dx = sum_k dphi[b, i, k] phi_k'(t_bi) dt/dx`` with ``dt/dx = 2 S / L``
+  (:class:`LagrangeBasisValues`, which also carries the extrapolation rules: ``linear`` uses the tangent's slope
+  ``phi'(clamp(t, -1, 1))``; ``clamp`` and ``mirror`` act on ``x`` before, so their derivative, zero outside
+  the domain for ``clamp`` and +-1 for ``mirror``, comes from autograd of the fold).
+
+Saved activations: ``phi``, ``phi'`` (``[B, I, n]``) and the segment offsets (``[B, I]``): ``O(B I n)``; the
+output is ``O(B O)``. Only first derivatives are supported (the backward is not itself differentiable); use
+``backend="dense"`` for higher derivatives.
+
+Two implementations of the product, chosen per call:
+
+* a C++ kernel (``csrc/segment_sparse.cpp``, built with ``torch.utils.cpp_extension.load`` at first use and
+  cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) for CPU float32/float64: it packs
+  blocks of ``W`` into cache-sized panels ``[inputs, K, 64 outputs]`` so each (sample, input, node) costs one
+  AXPY / dot product of 64 outputs in registers;
+* pure torch ops, blocked over inputs (gather the active weight rows of a few inputs, batched matrix-vector
+  products, ``index_add_``), for every device and dtype and wherever the extension cannot be built.
+
+:func:`choose_backend` is the cost model behind ``backend="auto"`` of :func:`hol.layers.fc`.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .bases import chebyshev_derivatives, chebyshev_polynomials, check_choice, fold_into_domain, segment_coordinates
+
+BACKENDS = ("auto", "dense", "sparse")
+IMPLEMENTATIONS = ("auto", "torch", "cpp")
+GATHER_BUDGET = 1 << 22
+"""Elements of the gathered weight rows ``[B, inputs, n, O]`` the torch implementation holds at once."""
+
+_SOURCE = Path(__file__).parent / "csrc" / "segment_sparse.cpp"
+
+
+@functools.lru_cache(maxsize=None)
+def extension():
+    """The compiled C++ kernels, or ``None`` (with a warning) when they cannot be built here.
+
+    The build is cached by torch (first build ~30-60 s); the module name carries a hash of the source, the
+    torch version and this CPU's instruction-set flags, since the code is compiled with ``-march=native``.
+    """
+    from torch.utils import cpp_extension
+
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(source + torch.__version__.encode() + _cpu_flags().encode()).hexdigest()[:12]
+    try:
+        return cpp_extension.load(name=f"hol_segment_sparse_{key}", sources=[str(_SOURCE)],
+                                  extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                                  extra_ldflags=["-fopenmp"], verbose=False)
+    except Exception as error:  # no compiler, no ninja, no headers: the torch implementation takes over
+        warnings.warn(f"hol: segment-sparse C++ kernels unavailable ({type(error).__name__}: {error}); "
+                      "using the torch implementation", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def extension_available() -> bool:
+    """Whether the C++ kernels are built (building them on first call)."""
+    return os.environ.get("HOL_SPARSE_CPP", "1") != "0" and extension() is not None
+
+
+def _use_cpp(impl: str, phi: Tensor) -> bool:
+    check_choice("impl", impl, IMPLEMENTATIONS)
+    fits = phi.device.type == "cpu" and phi.dtype in (torch.float32, torch.float64)
+    if impl == "cpp":
+        if not fits:
+            raise ValueError(f"impl 'cpp' needs CPU float32/float64 tensors, got {phi.device} {phi.dtype}")
+        if not extension_available():
+            raise RuntimeError("impl 'cpp': the segment-sparse C++ kernels could not be built here")
+        return True
+    return impl == "auto" and fits and extension_available()
+
+
+# --------------------------------------------------------------------------------------------------- basis
+
+
+class LagrangeBasisValues(torch.autograd.Function):
+    """``phi_k(t)`` with ``d phi / dt`` saved for the backward (``linear=True``: tangent line outside [-1, 1]).
+
+    ``phi(t) = T(t) C`` and ``phi'(t) = T'(t) C`` (Chebyshev recurrences, ``C = transform``); with ``linear``,
+    ``phi(t) = phi(t_c) + (t - t_c) phi'(t_c)``, ``t_c = clamp(t, -1, 1)``, whose derivative is ``phi'(t_c)``
+    everywhere. Shape: ``(...) -> (..., n)``.
+    """
+
+    @staticmethod
+    def forward(ctx, t: Tensor, transform: Tensor, linear: bool) -> Tensor:
+        n = transform.shape[0]
+        t_c = t.clamp(-1.0, 1.0) if linear else t
+        phi = chebyshev_polynomials(t_c, n) @ transform
+        slope = chebyshev_derivatives(t_c, n) @ transform
+        if linear:
+            phi = phi + (t - t_c).unsqueeze(-1) * slope
+        ctx.save_for_backward(slope)
+        return phi
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_phi: Tensor):
+        (slope,) = ctx.saved_tensors
+        return (grad_phi * slope).sum(-1), None, None
+
+
+def segment_basis(x: Tensor, transform: Tensor, segments: int, length: float, continuous: bool,
+                  extrapolation: str) -> tuple[Tensor, Tensor]:
+    """The ``n`` active basis values of every input and the offset of its segment in the link's ``K`` values.
+
+    Same geometry and extrapolation as :func:`hol.layers.bases.piecewise_expand`: ``phi[..., k]`` is the entry
+    ``base + k`` of the dense expansion, all other entries being zero.
+
+    Shape: ``(...) -> phi (..., n), base (...)`` (int64).
+    """
+    n = transform.shape[0]
+    x = fold_into_domain(x, length, extrapolation)
+    s, t = segment_coordinates(x, segments, length)
+    phi = LagrangeBasisValues.apply(t, transform, extrapolation == "linear")
+    return phi, s * (n - 1 if continuous else n)
+
+
+# ------------------------------------------------------------------------------------------------- product
+
+
+def _input_blocks(batch: int, inputs: int, n: int, outputs: int):
+    """Input ranges whose gathered weight rows ``[B, block, n, O]`` stay within :data:`GATHER_BUDGET`."""
+    block = max(1, min(inputs, GATHER_BUDGET // max(1, batch * n * outputs)))
+    return [(i, min(inputs, i + block)) for i in range(0, inputs, block)]
+
+
+def _panel(weight: Tensor, base: Tensor, n: int, i0: int, i1: int) -> tuple[Tensor, Tensor]:
+    """Weights of inputs ``i0:i1`` as rows ``[(i1-i0) K, O]`` and the rows ``[B, (i1-i0) n]`` each sample uses."""
+    n_out, _, width = weight.shape
+    panel = weight[:, i0:i1].permute(1, 2, 0).reshape(-1, n_out)
+    starts = base[:, i0:i1] + torch.arange(i1 - i0, device=base.device) * width  # [B, i1-i0]
+    return panel, (starts.unsqueeze(-1) + torch.arange(n, device=base.device)).flatten(1)
+
+
+def product_torch(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
+    """``y[b, o] = sum_{i,k} phi[b, i, k] W[o, i, base[b, i] + k]`` with torch ops, blocked over inputs.
+
+    Shapes: ``phi [B, I, n]``, ``base [B, I]``, ``weight [O, I, K]`` -> ``[B, O]``.
+    """
+    batch, inputs, n = phi.shape
+    y = phi.new_zeros(batch, weight.shape[0])
+    for i0, i1 in _input_blocks(batch, inputs, n, weight.shape[0]):
+        panel, rows = _panel(weight, base, n, i0, i1)
+        y += torch.bmm(phi[:, i0:i1].reshape(batch, 1, -1), panel[rows]).squeeze(1)
+    return y
+
+
+def product_torch_backward(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients ``(d phi, d weight)`` of :func:`product_torch`; ``index_add_`` sums repeated rows."""
+    batch, inputs, n = phi.shape
+    n_out = weight.shape[0]
+    grad_phi = torch.empty_like(phi)
+    grad_weight = torch.empty_like(weight)
+    for i0, i1 in _input_blocks(batch, inputs, n, n_out):
+        panel, rows = _panel(weight, base, n, i0, i1)
+        grad_phi[:, i0:i1] = torch.bmm(panel[rows], grad_y.unsqueeze(-1)).reshape(batch, i1 - i0, n)
+        contributions = phi[:, i0:i1].reshape(batch, -1, 1) * grad_y.unsqueeze(1)  # [B, (i1-i0) n, O]
+        grad_panel = panel.new_zeros(panel.shape).index_add_(0, rows.flatten(), contributions.flatten(0, 1))
+        grad_weight[:, i0:i1] = grad_panel.reshape(i1 - i0, -1, n_out).permute(2, 0, 1)
+    return grad_phi, grad_weight
+
+
+class SegmentSparseProduct(torch.autograd.Function):
+    """``y[b, o] = sum_{i,k} phi[b, i, k] W[o, i, base[b, i] + k]`` with its own backward (module docstring).
+
+    ``use_cpp`` selects the C++ kernels (CPU float32/float64) or the torch implementation.
+    """
+
+    @staticmethod
+    def forward(ctx, phi: Tensor, base: Tensor, weight: Tensor, use_cpp: bool) -> Tensor:
+        phi, base, weight = phi.contiguous(), base.contiguous(), weight.contiguous()
+        ctx.use_cpp = use_cpp
+        ctx.save_for_backward(phi, base, weight)
+        return extension().forward(phi, base, weight) if use_cpp else product_torch(phi, base, weight)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: Tensor):
+        phi, base, weight = ctx.saved_tensors
+        grad_y = grad_y.contiguous()
+        if ctx.use_cpp:
+            grad_phi, grad_weight = extension().backward(grad_y, phi, base, weight)
+        else:
+            grad_phi, grad_weight = product_torch_backward(grad_y, phi, base, weight)
+        return grad_phi, None, grad_weight, None
+
+
+def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segments: int, length: float,
+                          continuous: bool, extrapolation: str = "polynomial", bias: Tensor | None = None,
+                          impl: str = "auto") -> Tensor:
+    """``y[..., o] = sum_i f_oi(x[..., i]) (+ bias)`` for piecewise Lagrange links, by the segment-sparse path.
+
+    Same result as the dense path of :class:`hol.layers.fc.HighOrderLinear` with the same weights.
+    ``impl``: ``cpp`` (C++ kernels), ``torch`` (torch ops), ``auto`` (C++ for CPU float32/float64 tensors when
+    the kernels build, else torch).
+
+    Shapes: ``x [..., I]``, ``weight [O, I, K]``, ``transform [n, n]`` -> ``[..., O]``.
+    """
+    phi, base = segment_basis(x, transform, segments, length, continuous, extrapolation)
+    leading = x.shape[:-1]
+    phi = phi.reshape(-1, *phi.shape[-2:])
+    y = SegmentSparseProduct.apply(phi, base.reshape(phi.shape[:2]), weight, _use_cpp(impl, phi))
+    y = y.reshape(*leading, weight.shape[0])
+    return y if bias is None else y + bias
