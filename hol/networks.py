@@ -17,6 +17,7 @@ The ``linear``/``relu`` baselines get none of them (they keep ``nn.Linear``'s / 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from torch import Tensor, nn
 
@@ -234,7 +235,7 @@ class ConvNet(nn.Module):
                 norm(normalization, width_out, spatial_dims=dim),
                 _pool(pooling, dim),
             )
-            for width_in, width_out in zip(widths, widths[1:])
+            for width_in, width_out in pairwise(widths)
         )
         readout = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[dim]
         self.readout = nn.Sequential(readout(readout_size), nn.Flatten(1))

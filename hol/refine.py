@@ -122,8 +122,10 @@ def is_hol_layer(module: nn.Module) -> bool:
 def _refine_children(parent: nn.Module, prefix: str, n, segments, report: dict, done: dict) -> None:
     """Replace every hol layer below ``parent`` by its refinement; ``done`` maps ids of layers already
     refined to their replacement, so a layer shared by several parents stays shared."""
-    for name, child in list(parent.named_children()):
+    for name, child in list(parent._modules.items()):  # named_children() would skip repeats of a shared child
         qualified = f"{prefix}.{name}" if prefix else name
+        if child is None:
+            continue
         if id(child) in done:
             setattr(parent, name, done[id(child)])
         elif is_hol_layer(child):
@@ -224,18 +226,28 @@ def _from_segment_values(values: Tensor, continuous: bool) -> Tensor:
 
 
 def _nested_lagrange(links: Tensor, n_old: int, s_old: int, n_new: int, s_new: int, continuous: bool) -> Tensor:
-    """Exact refinement when each new segment lies inside one old segment and ``n_new >= n_old``.
-
-    With ``r = S_new / S_old``, new segment ``s r + j`` lies in old segment ``s``; its node ``X_k`` sits at
-    local coordinate ``t = (2 j + 1 + X_k) / r - 1`` of that segment, where the old polynomial is evaluated.
-    """
-    ratio = s_new // s_old
-    j = torch.arange(ratio, dtype=torch.float64, device=links.device)[:, None]
-    t = (2 * j + 1 + chebyshev_lobatto_nodes(n_new, device=links.device)) / ratio - 1  # [r, n_new]
-    basis = lagrange_basis(t, lagrange_transform(n_old).to(links.device))  # [r, n_new, n_old]
-    old_values = _segment_values(links, n_old, s_old, continuous)  # [L, S_old, n_old]
-    new_values = torch.einsum("lsa,jba->lsjb", old_values, basis).reshape(links.shape[0], s_new, n_new)
+    """Exact refinement when each new segment lies inside one old segment and ``n_new >= n_old``: the old
+    links evaluated at the new nodes, each new segment with the polynomial of the old segment containing it."""
+    nodes = chebyshev_lobatto_nodes(n_new, device=links.device)
+    new_values = _evaluate_in_cells(links, n_old, s_old, continuous, s_new, nodes)  # [L, S_new, n_new]
     return _from_segment_values(new_values, continuous)
+
+
+def _evaluate_in_cells(links: Tensor, n: int, segments: int, continuous: bool, cells: int, t: Tensor) -> Tensor:
+    """Piecewise Lagrange links at local coordinates ``t`` of each of ``cells`` equal cells of the domain
+    (``cells`` a multiple of ``segments``), each cell with the polynomial of the segment containing it, so a
+    cell's end on a break takes the limit from the cell's side.
+
+    With ``r = cells / segments``, cell ``s r + j`` lies in segment ``s``; its local coordinate ``t`` is
+    ``(2 j + 1 + t) / r - 1`` in that segment.
+
+    Shape: ``[L, K] -> [L, cells, len(t)]``.
+    """
+    ratio = cells // segments
+    j = torch.arange(ratio, dtype=torch.float64, device=links.device)[:, None]
+    basis = lagrange_basis((2 * j + 1 + t) / ratio - 1, lagrange_transform(n).to(links.device))  # [r, T, n]
+    values = _segment_values(links, n, segments, continuous)  # [L, S, n]
+    return torch.einsum("lsa,jta->lsjt", values, basis).reshape(links.shape[0], cells, t.shape[0])
 
 
 def _sample_count(n_old: int, s_old: int, n_new: int, s_new: int) -> int:
@@ -262,13 +274,17 @@ def _least_squares_matrix(n_old: int, s_old: int, n_new: int, s_new: int, contin
 def max_change(old_links: Tensor, old: Basis, new_links: Tensor, new: Basis) -> float:
     """``max |f_new(x) - f_old(x)|`` over all links and a uniform sample of the domain (float64).
 
-    Lagrange links are sampled at the midpoints of ``P`` equal cells (``P`` as for the least-squares fit),
-    evaluated segment by segment (cost ``O(L P n)``); ``polynomial_nd`` on the tensor grid of such points;
-    Fourier links at ``8 n + 1`` points of one period.
+    Lagrange links: the cells of the common refinement of both segment grids, each sampled at ``m`` equally
+    spaced points including both of its ends (the limits from the cell's side at breaks), at least ``4 max(n)``
+    points per segment in all (cost ``O(L P n)``); ``polynomial_nd``: ``4 max(n)`` equally spaced points per
+    dimension, ends included, on the tensor grid; Fourier links: ``8 max(n) + 1`` points of one period.
     """
     if isinstance(old, LagrangeBasis):
-        points = _sample_count(old.n, old.segments, new.n, new.segments)
-        values = (lambda w, b: _lagrange_samples(w, b, points))
+        cells = math.lcm(old.segments, new.segments)
+        t = torch.linspace(-1, 1, _sample_count(old.n, old.segments, new.n, new.segments) // cells + 1,
+                           dtype=torch.float64, device=old_links.device)
+        points = cells * t.shape[0]
+        values = (lambda w, b: _evaluate_in_cells(w, b.n, b.segments, b.continuous, cells, t).flatten(1))
     elif isinstance(old, TensorLagrangeBasis):
         points = 4 * max(old.n, new.n)
         values = (lambda w, b: _tensor_samples(w, b, points))
@@ -285,22 +301,12 @@ def max_change(old_links: Tensor, old: Basis, new_links: Tensor, new: Basis) -> 
     return change
 
 
-def _midpoint_coordinates(points_per_segment: int, device) -> Tensor:
-    """Local coordinates in ``[-1, 1]`` of the midpoints of ``points_per_segment`` equal cells."""
-    return (2 * torch.arange(points_per_segment, dtype=torch.float64, device=device) + 1) / points_per_segment - 1
-
-
-def _lagrange_samples(links: Tensor, basis: LagrangeBasis, points: int) -> Tensor:
-    """Link values at the ``points`` cell midpoints of the domain, in ascending order. Shape ``[L, P]``."""
-    t = _midpoint_coordinates(points // basis.segments, links.device)
-    local = lagrange_basis(t, lagrange_transform(basis.n).to(links.device))  # [P/S, n]
-    values = _segment_values(links, basis.n, basis.segments, basis.continuous) @ local.T  # [L, S, P/S]
-    return values.flatten(1)
-
-
 def _tensor_samples(links: Tensor, basis: TensorLagrangeBasis, points: int) -> Tensor:
-    """Link values on the tensor grid of ``points`` midpoints per dimension. Shape ``[L, P^d]``."""
-    t = _midpoint_coordinates(points, links.device)
+    """Link values on the tensor grid of ``points`` equally spaced points per dimension, ends included.
+
+    Shape: ``[L, K] -> [L, P^d]``.
+    """
+    t = torch.linspace(-1, 1, points, dtype=torch.float64, device=links.device)
     local = lagrange_basis(t, lagrange_transform(basis.n).to(links.device))  # [P, n]
     grid = links.reshape(links.shape[0], *([basis.n] * basis.dims))
     for axis in range(1, basis.dims + 1):
