@@ -1,0 +1,54 @@
+"""fwd+bwd time of high-order convolutions over the torch convolution they reduce to.
+
+A high-order conv with ``K`` values per link is one basis expansion ``[B, C, H, W] -> [B, C*K, H, W]`` plus
+one ``nn.Conv2d(C*K, O)``; the ratio ``hol / Conv2d(C*K)`` is the price of the expansion (target <= 2x). The
+time of a plain ``nn.Conv2d(C, O)`` is printed for scale. All cases of a shape run interleaved in one process
+(medians, see ``common.py``), with 2 threads.
+
+Usage: ``python benchmarks/bench_conv.py [--rounds 7] [--batch 128]``
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import format_table, forward_backward, interleaved_medians
+from torch import nn
+
+import hol.layers
+
+KIND, N, SEGMENTS = "continuous", 3, (1, 2, 4)
+CHANNELS, OUT_CHANNELS, KERNEL = 16, 32, 3
+SIZES = (28, 14)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batch", type=int, default=128)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    rows = []
+    for size in SIZES:
+        x = (torch.rand(args.batch, CHANNELS, size, size) * 2 - 1).requires_grad_()
+        cases, widths = {"Conv2d(C)": forward_backward(nn.Conv2d(CHANNELS, OUT_CHANNELS, KERNEL, padding=1), x)}, {}
+        for segments in SEGMENTS:
+            layer = hol.layers.conv(KIND, CHANNELS, OUT_CHANNELS, KERNEL, n=N, segments=segments, padding=1)
+            width = widths[segments] = layer.basis.width
+            expansion = torch.rand(args.batch, CHANNELS * width, size, size).requires_grad_()
+            baseline = nn.Conv2d(CHANNELS * width, OUT_CHANNELS, KERNEL, padding=1, bias=False)
+            cases[f"hol S={segments}"] = forward_backward(layer, x)
+            cases[f"Conv2d(C*K) S={segments}"] = forward_backward(baseline, expansion)
+        times = interleaved_medians(cases, rounds=args.rounds)
+        for segments in SEGMENTS:
+            hol_ms, base_ms = 1e3 * times[f"hol S={segments}"], 1e3 * times[f"Conv2d(C*K) S={segments}"]
+            rows.append([f"{size}x{size}", segments, widths[segments], hol_ms, base_ms, hol_ms / base_ms,
+                         1e3 * times["Conv2d(C)"]])
+    print(f"{KIND} conv, n={N}, B={args.batch}, C={CHANNELS} -> O={OUT_CHANNELS}, kernel {KERNEL}, padding 1, "
+          f"fwd+bwd, median of {args.rounds} interleaved rounds, {torch.get_num_threads()} threads")
+    print(format_table(["input", "S", "K", "hol ms", "Conv2d(C*K) ms", "ratio", "Conv2d(C) ms"], rows))
+
+
+if __name__ == "__main__":
+    main()
