@@ -1,0 +1,140 @@
+"""Forward + backward time of every hol fc kind, relative to a matrix multiply, and against the reference.
+
+Part 1: each kind at ``B=1024, I=O=256, n=5`` (piecewise kinds for ``S in {1, 2, 4, 16, 64}``) over
+``nn.Linear(I*n, O)`` on an input of the same expanded width: the ratio is the price of the basis expansion.
+Part 2 (when ``high_order_layers_torch`` is importable): the speed-up over high-order-layers-torch 2.6.0 at
+``B=256, I=O=128, n=5, S=2``, after checking that both compute the same function from the same weights.
+
+All cases of a part run in one process, interleaved, and report medians (see ``common.interleaved_medians``),
+with ``torch.set_num_threads(2)``.
+
+Usage: ``python benchmarks/bench_layers.py [--rounds 5] [--kinds continuous,linear] [--segments 1,2]``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+import torch
+from common import format_table, forward_backward, interleaved_medians
+from torch import nn
+
+import hol.layers
+
+PIECEWISE_KINDS = ("continuous", "discontinuous", "continuous_prod", "discontinuous_prod")
+BASELINE = "linear(I*n, O)"
+
+
+def layer_cases(kinds, segments_list, batch: int, features: int, n: int, device) -> dict[str, tuple]:
+    """``label -> (kind, S, step)`` for every kind (piecewise kinds once per ``S``) and the baseline."""
+    generator = torch.Generator().manual_seed(0)
+    cases = {}
+    for kind in kinds:
+        for segments in segments_list if kind in PIECEWISE_KINDS else (None,):
+            options = {} if kind in ("linear", "relu") else {"n": n}
+            if segments is not None:
+                options["segments"] = segments
+            if kind == "polynomial_nd":
+                options["dims"] = 2
+            layer = hol.layers.fc(kind, features, features, device=device, **options)
+            shape = (batch, features, 2) if kind == "polynomial_nd" else (batch, features)
+            x = (torch.rand(*shape, generator=generator) * 2 - 1).to(device)
+            label = kind if segments is None else f"{kind} S={segments}"
+            cases[label] = (kind, segments, forward_backward(layer, x))
+    baseline = nn.Linear(features * n, features, device=device)
+    x = (torch.rand(batch, features * n, generator=generator) * 2 - 1).to(device)
+    cases[BASELINE] = ("nn.Linear", None, forward_backward(baseline, x))
+    return cases
+
+
+def bench_kinds(args) -> None:
+    kinds = args.kinds or hol.layers.kinds()
+    cases = layer_cases(kinds, args.segments, args.batch, args.features, args.n, args.device)
+    medians = interleaved_medians({label: step for label, (_, _, step) in cases.items()}, rounds=args.rounds,
+                                  device=args.device)
+    base = medians[BASELINE]
+    rows = [(kind, "-" if s is None else s, 1e3 * medians[label], medians[label] / base)
+            for label, (kind, s, _) in cases.items()]
+    print(f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, {torch.get_num_threads()} threads, "
+          f"median of {args.rounds} interleaved rounds; ratio = time / time of nn.Linear(I*n, O)")
+    print(format_table(("kind", "S", "ms", "ratio"), rows))
+
+
+def reference_pairs(features: int, n: int, segments: int):
+    """``(name, reference layer, hol layer)`` with the reference's weights copied into ``.weight``."""
+    import high_order_layers_torch.layers as reference
+
+    pairs = [("continuous", reference.PiecewisePolynomial(n, features, features, segments),
+              hol.layers.fc("continuous", features, features, n=n, segments=segments)),
+             ("discontinuous", reference.PiecewiseDiscontinuousPolynomial(n, features, features, segments),
+              hol.layers.fc("discontinuous", features, features, n=n, segments=segments)),
+             ("polynomial", reference.Polynomial(n, features, features),
+              hol.layers.fc("polynomial", features, features, n=n))]
+    for _, ref, ours in pairs:
+        with torch.no_grad():
+            ref.w.uniform_(-1, 1)
+            ours.load_state_dict({"w": ref.w.detach().clone()})
+    return pairs
+
+
+def check_reference(features: int = 16, n: int = 5, segments: int = 2) -> None:
+    """Print how far the reference's outputs are from ours for the same weights, inside and outside [-1, 1]."""
+    print(f"same weights, same outputs? (I=O={features}, n={n}, S={segments}, 4096 samples, float32)")
+    rows = []
+    for name, ref, ours in reference_pairs(features, n, segments):
+        for low, high in ((-1.0, 1.0), (-1.5, 1.5)):
+            x = torch.rand(4096, features, generator=torch.Generator().manual_seed(1)) * (high - low) + low
+            with torch.no_grad():
+                expected, got = ref(x), ours(x)
+            rows.append((name, f"[{low}, {high}]", f"{(got - expected).abs().max().item():.2e}",
+                         f"{((got - expected).abs().max() / expected.abs().max()).item():.2e}"))
+    print(format_table(("kind", "x range", "max |diff|", "relative"), rows))
+
+
+def bench_reference(args) -> None:
+    features, batch, n, segments = 128, 256, 5, 2
+    x = torch.rand(batch, features, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    cases, names = {}, []
+    for name, ref, ours in reference_pairs(features, n, segments):
+        cases[f"ref {name}"] = forward_backward(ref, x)
+        cases[f"hol {name}"] = forward_backward(ours, x)
+        names.append(name)
+    medians = interleaved_medians(cases, rounds=args.rounds)
+    rows = [(name, 1e3 * medians[f"ref {name}"], 1e3 * medians[f"hol {name}"],
+             medians[f"ref {name}"] / medians[f"hol {name}"]) for name in names]
+    print(f"\nfwd+bwd vs high-order-layers-torch, B={batch}, I=O={features}, n={n}, S={segments}, "
+          f"median of {args.rounds} interleaved rounds")
+    print(format_table(("kind", "reference ms", "hol ms", "speed-up"), rows))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="timed interleaved rounds (median is reported)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--features", type=int, default=256, help="I = O")
+    parser.add_argument("--n", type=int, default=5)
+    parser.add_argument("--segments", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 16, 64])
+    parser.add_argument("--kinds", type=lambda s: s.split(","), default=None, help="default: every kind")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--skip-reference", action="store_true")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    bench_kinds(args)
+    if args.skip_reference:
+        return
+    if importlib.util.find_spec("high_order_layers_torch") is None:
+        print("\nhigh_order_layers_torch is not importable: no comparison with the reference "
+              "(pip install --no-deps --target DIR high-order-layers-torch==2.6.0; PYTHONPATH=DIR)")
+        return
+    print()
+    check_reference()
+    bench_reference(args)
+
+
+if __name__ == "__main__":
+    main()
