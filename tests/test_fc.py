@@ -571,6 +571,11 @@ def test_init_linear_fourier_has_slope_at_zero():
     (lambda: fc("continuous", 2, 2, extrapolation="wrap"),
      r"extrapolation 'wrap'.*allowed: clamp, linear, mirror, polynomial"),
     (lambda: hol.layers.norm("whiten", 4), r"norm 'whiten'.*allowed: batch_norm, layer_norm, max_abs, max_center, none"),
+    (lambda: fc("polynomial_nd", 2, 2), r"dims must be .*>= 1.*got None"),
+    (lambda: fc("continuous", 2, 2, dims=2), r"dims is only used by polynomial_nd.*dims=2"),
+    (lambda: fc("continuous", 0, 2), r"in_features must be .*>= 1.*got 0"),
+    (lambda: fc("continuous", 2, 2.5), r"out_features must be .*>= 1.*got 2.5"),
+    (lambda: fc("polynomial", 2, 2, segments=2), r"segments must be 1 for polynomial.*got 2"),
 ])
 def test_bad_arguments_raise_value_error_naming_argument_value_and_choices(call, pattern):
     with pytest.raises(ValueError, match=pattern):
