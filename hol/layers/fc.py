@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .bases import EXTRAPOLATIONS, Basis, FourierBasis, IdentityBasis, LagrangeBasis, TensorLagrangeBasis, check_choice
+from .sparse import BACKENDS, choose_backend, segment_sparse_linear
 
 INITS = ("constant", "linear", "uniform")
 DEFAULT_INIT = "linear"
@@ -124,6 +125,16 @@ class HighOrderLinear(nn.Module):
         """Every link's value ``f_oi(x_i)``. Shape: ``[..., I] -> [..., O, I]`` (``O(B I O)`` memory)."""
         return torch.einsum("...ik,oik->...oi", self.expand(x), self.weight)
 
+    def compute_backend(self, x: Tensor) -> str:
+        """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
+        (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model."""
+        backend = self._hparams.get("backend", "dense")
+        if backend != "auto":
+            return backend
+        return choose_backend(n=self.n, segments=self.segments, batch=x.numel() // self.in_features,
+                              in_features=self.in_features, out_features=self.out_features, device=x.device,
+                              continuous=self.basis.continuous)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.product:
             f = self.links(x)  # [..., O, I]
@@ -131,6 +142,10 @@ class HighOrderLinear(nn.Module):
             if self.alpha != 1.0:
                 y = y - (1 - self.alpha) * f.sum(dim=-1)
             return y if self.bias is None else y + self.bias
+        if self.compute_backend(x) == "sparse":
+            return segment_sparse_linear(x, self.weight, self.basis.transform, segments=self.segments,
+                                         length=self.length, continuous=self.basis.continuous,
+                                         extrapolation=self.extrapolation, bias=self.bias)
         expansion = self.expand(x)  # [..., I, K]
         return nn.functional.linear(expansion.flatten(-2), self.weight.flatten(1), self.bias)
 
@@ -150,7 +165,8 @@ class HighOrderLinear(nn.Module):
         return ", ".join(parts)
 
 
-FC_DEFAULTS = {"n": 3, "segments": 1, "length": 2.0, "extrapolation": "polynomial", "alpha": 1.0, "dims": None}
+FC_DEFAULTS = {"n": 3, "segments": 1, "length": 2.0, "extrapolation": "polynomial", "alpha": 1.0, "dims": None,
+               "backend": "auto"}
 
 # kind -> (basis family, product unit)
 FC_KINDS = {
@@ -200,8 +216,15 @@ def make_basis(family: str, *, n: int, segments: int, length: float, extrapolati
 
 def build_fc(kind: str, in_features: int, out_features: int, *, n: int = 3, segments: int = 1,
              length: float = 2.0, bias: bool = False, init: str = DEFAULT_INIT, extrapolation: str = "polynomial",
-             alpha: float = 1.0, dims: int | None = None, device=None, dtype=None) -> HighOrderLinear:
-    """Builder behind :func:`hol.layers.fc` for every high-order kind; validates every argument."""
+             alpha: float = 1.0, dims: int | None = None, backend: str = "auto", device=None,
+             dtype=None) -> HighOrderLinear:
+    """Builder behind :func:`hol.layers.fc` for every high-order kind; validates every argument.
+
+    ``backend`` (``continuous``, ``discontinuous``): ``dense`` (expansion + GEMM), ``sparse`` (cost independent
+    of ``segments``, :mod:`hol.layers.sparse`) or ``auto`` (a cost model picks per call). Every other kind,
+    product units included (they need every link value ``f_oi`` anyway), computes densely and accepts only
+    ``auto`` or ``dense``.
+    """
     family, product = FC_KINDS[kind]
     _check_int("in_features", in_features, 1)
     _check_int("out_features", out_features, 1)
@@ -210,11 +233,17 @@ def build_fc(kind: str, in_features: int, out_features: int, *, n: int = 3, segm
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
         raise ValueError(f"alpha must be a number, got {alpha!r}")
     check_choice("init", init, INITS)
+    check_choice("backend", backend, BACKENDS)
+    sparse_capable = family in PIECEWISE_FAMILIES and not product
+    if backend == "sparse" and not sparse_capable:
+        raise ValueError(f"backend 'sparse' needs kind continuous or discontinuous, got kind {kind!r}")
     basis = make_basis(family, n=n, segments=segments, length=length, extrapolation=extrapolation, dims=dims,
                        device=device, dtype=dtype)
     hparams = {"n": n, "segments": segments, "length": float(length), "extrapolation": extrapolation}
     if product:
         hparams["alpha"] = float(alpha)
+    if sparse_capable:
+        hparams["backend"] = backend
     if family == "tensor":
         hparams["dims"] = dims
     if family == "identity":

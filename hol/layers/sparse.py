@@ -235,3 +235,37 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
     y = SegmentSparseProduct.apply(phi, base.reshape(phi.shape[:2]), weight, _use_cpp(impl, phi))
     y = y.reshape(*leading, weight.shape[0])
     return y if bias is None else y + bias
+
+
+# ---------------------------------------------------------------------------------------------- cost model
+
+SPARSE_SLOWDOWN = {"cpp": 3.0, "torch": 24.0, "cuda": 8.0}
+"""Cost of one multiply-add of the sparse path relative to one of the dense GEMM, by implementation; measured
+with ``benchmarks/bench_sparse.py`` (fwd+bwd, B=1024, I=O=256, n=5)."""
+WEIGHT_PASSES = 4.0
+"""Passes over the whole weight per fwd+bwd the sparse path makes beyond the dense one (packing, gradient)."""
+
+
+def choose_backend(*, n: int, segments: int, batch: int, in_features: int, out_features: int,
+                   device: torch.device | str = "cpu", continuous: bool = True, cpp: bool | None = None) -> str:
+    """``"dense"`` or ``"sparse"``, whichever the cost model expects to be faster for fwd+bwd.
+
+    Dense: expansion + GEMM, ``B I K O`` multiply-adds with ``K = (n-1) S + 1`` (``n S`` discontinuous).
+    Sparse: ``B I n O`` multiply-adds, each ``r`` times as costly as a GEMM's (:data:`SPARSE_SLOWDOWN`: C++
+    kernels on CPU, torch ops on CPU, torch ops on CUDA), plus :data:`WEIGHT_PASSES` passes over the ``I K O``
+    weights. Sparse is chosen when ``B I n O r + c I K O < B I K O``; with a large batch that is ``K > r n``.
+    ``cpp``: whether the C++ kernels serve this call (default: CPU and the kernels build).
+    """
+    device = torch.device(device)
+    width = (n - 1) * segments + 1 if continuous else n * segments
+    links = in_features * out_features
+
+    def sparse_wins(slowdown: float) -> bool:
+        return batch * links * n * slowdown + WEIGHT_PASSES * links * width < batch * links * width
+
+    if device.type != "cpu":
+        return "sparse" if sparse_wins(SPARSE_SLOWDOWN["cuda"]) else "dense"
+    if not sparse_wins(SPARSE_SLOWDOWN["cpp"]):  # decided without building the kernels
+        return "dense"
+    cpp = extension_available() if cpp is None else cpp
+    return "sparse" if sparse_wins(SPARSE_SLOWDOWN["cpp" if cpp else "torch"]) else "dense"
