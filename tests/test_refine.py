@@ -215,6 +215,19 @@ def test_projection_is_exact_on_functions_of_the_new_space(kind, before, after):
     assert refined.refine_max_change < EXACT
 
 
+def test_polynomial_nd_coarsening_reports_its_change_and_keeps_planes():
+    layer = randomize(hol.layers.fc("polynomial_nd", 1, 2, n=5, dims=2, dtype=DOUBLE))
+    refined, report = refine_with_report(layer, n=3)
+    grid = torch.linspace(-1, 1, 101, dtype=DOUBLE)
+    x = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), dim=-1).reshape(-1, 1, 2)
+    change = (refined.links(x) - layer.links(x)).abs().max().item()
+    assert report[""] > 0.1 and report[""] == pytest.approx(change, rel=0.05)
+    planes = hol.layers.fc("polynomial_nd", 2, 2, n=5, dims=2, init="linear", dtype=DOUBLE)  # a + b . x per link
+    coarse = hol.refine(planes, n=2)
+    x = torch.rand(30, 2, 2, dtype=DOUBLE, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    torch.testing.assert_close(coarse(x), planes(x), rtol=0, atol=EXACT)
+
+
 def test_fourier_truncation_keeps_the_leading_coefficients():
     layer = randomize(hol.layers.fc("fourier", 2, 2, n=4, dtype=DOUBLE))
     refined = hol.refine(layer, n=2)
