@@ -154,7 +154,9 @@ def _refine_layer(layer: nn.Module, n, segments, report: dict, name: str) -> nn.
     if hparams is None:
         return None
     build = registry.fc if isinstance(layer, HighOrderLinear) else registry.conv
-    new_layer = build(**hparams).to(device=layer.weight.device, dtype=layer.weight.dtype)
+    with torch.random.fork_rng(devices=[]):  # the new layer's initial values are overwritten: leave the RNG as is
+        new_layer = build(**hparams)
+    new_layer = new_layer.to(device=layer.weight.device, dtype=layer.weight.dtype)
     old_weight = layer.weight.detach().to(torch.float64)
     links = old_weight.reshape(-1, old_weight.shape[-1])  # [L, K_old]
     new_links = transfer(links, layer.basis, new_layer.basis)  # [L, K_new]

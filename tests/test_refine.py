@@ -315,6 +315,13 @@ def test_dtype_mode_and_requires_grad_are_kept():
     torch.testing.assert_close(refined(x), layer(x), rtol=1e-5, atol=1e-5)
 
 
+def test_refinement_leaves_the_random_state_alone():
+    layer = hol.layers.fc("continuous", 3, 2, n=2)
+    state = torch.random.get_rng_state()
+    hol.refine(layer, n=4, segments=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
 def test_refined_layer_trains():
     layer = hol.refine(hol.layers.fc("discontinuous", 3, 2, n=2, segments=1), n=3, segments=2)
     layer(torch.rand(4, 3) * 2 - 1).sum().backward()
