@@ -1,0 +1,236 @@
+"""Sweep bookkeeping: one record per job, and the summary written into the sweep folder.
+
+Every job of a hol sweep runs its task through :class:`TimedTask`, which writes ``job.json`` (status, wall
+time, error) into the job's folder. After each batch, and once more at the end, the sweeper turns its jobs
+into :class:`JobRecord` rows, reading each job's ``metrics.json``, and :func:`write_summary` writes
+``summary.csv`` and ``summary.md`` into the sweep folder; :func:`print_summary` shows the same table.
+
+The functions here are plain Python (no Hydra run needed) so they can be tested and reused on their own.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+JOB_FILE = "job.json"
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+
+OK = "ok"
+FAILED = "failed"
+
+
+@dataclass
+class JobRecord:
+    """What a sweep knows about one job once it has returned (or failed to start).
+
+    ``job`` is Hydra's job number (``hydra.job.num``), ``overrides`` the job's task overrides, ``result`` the
+    value the task function returned, ``metrics`` the flattened ``metrics.json`` of the job's folder.
+    """
+
+    job: int
+    overrides: list[str]
+    status: str
+    result: Any = None
+    wall_time_s: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    output_dir: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+def describe_error(error: BaseException) -> str:
+    """``"Type: message"`` on one line."""
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+class JobExited(RuntimeError):
+    """A task called ``sys.exit``; raised instead so that Hydra records the job as failed and the sweep goes on."""
+
+
+class TimedTask:
+    """Wraps a Hydra task function: times each call and writes ``job.json`` into the job's output folder.
+
+    ``job.json`` holds ``{"status": "ok" | "failed", "wall_time_s": float, "error": str | null}``. A
+    ``SystemExit`` raised by the task is re-raised as :class:`JobExited` (an ``Exception``), because Hydra
+    records only ``Exception`` as a failed job and lets anything else end the whole sweep.
+    """
+
+    def __init__(self, task_function: Callable[[Any], Any]):
+        self.task_function = task_function
+
+    def __call__(self, cfg: Any) -> Any:
+        from hydra.core.hydra_config import HydraConfig
+
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        status, error = FAILED, None
+        start = time.perf_counter()
+        try:
+            value = self.task_function(cfg)
+            status = OK
+            return value
+        except SystemExit as exc:
+            error = f"the job exited with status {exc.code}"
+            raise JobExited(error) from exc
+        except Exception as exc:
+            error = describe_error(exc)
+            raise
+        finally:
+            write_job_file(output_dir, status, time.perf_counter() - start, error)
+
+
+def write_job_file(output_dir: Path, status: str, wall_time_s: float, error: str | None) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    info = {"status": status, "wall_time_s": wall_time_s, "error": error}
+    (output_dir / JOB_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; keys already containing ``/`` are kept as they are."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, prefix=f"{name}/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_metrics(output_dir: str | Path | None) -> dict[str, Any]:
+    """The job's ``metrics.json``, flattened; ``{}`` when there is none (e.g. the job failed early)."""
+    return flatten(_read_json(Path(output_dir) / METRICS_FILE)) if output_dir is not None else {}
+
+
+def read_wall_time(output_dir: str | Path | None) -> float | None:
+    """The wall time :class:`TimedTask` wrote into the job's ``job.json``, or None."""
+    if output_dir is None:
+        return None
+    value = _read_json(Path(output_dir) / JOB_FILE).get("wall_time_s")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def make_record(job: int, overrides: Sequence[str], status: str, result: Any = None, error: str | None = None,
+                output_dir: str | Path | None = None) -> JobRecord:
+    """A :class:`JobRecord` completed from the job's folder (metrics and wall time)."""
+    return JobRecord(job=job, overrides=list(overrides), status=status, result=result,
+                     wall_time_s=read_wall_time(output_dir), metrics=read_metrics(output_dir), error=error,
+                     output_dir=None if output_dir is None else str(output_dir))
+
+
+def split_overrides(overrides: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
+    """Split the jobs' overrides into those all jobs share and, per job, those that vary.
+
+    An override is shared when every job has exactly the same ``key=value``. With a single job nothing
+    varies, so everything is reported per job.
+    """
+    if len(overrides) < 2:
+        return [], [list(o) for o in overrides]
+    shared = [o for o in overrides[0] if all(o in job for job in overrides[1:])]
+    return shared, [[o for o in job if o not in shared] for job in overrides]
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def summary_table(records: Sequence[JobRecord]) -> tuple[list[str], list[list[Any]], list[str]]:
+    """Columns, rows and shared overrides of the summary.
+
+    Columns: ``job``, ``status``, ``overrides`` (the ones that vary across jobs), ``result`` (when some task
+    returned a number), every metric key in order of first appearance, ``wall_time_s``, ``error``.
+    """
+    shared, varying = split_overrides([r.overrides for r in records])
+    metric_keys: list[str] = []
+    for record in records:
+        metric_keys += [k for k in record.metrics if k not in metric_keys]
+    with_result = any(is_number(r.result) for r in records)
+    columns = ["job", "status", "overrides"] + (["result"] if with_result else []) + metric_keys
+    columns += ["wall_time_s", "error"]
+    rows = []
+    for record, own in zip(records, varying):
+        row = [record.job, record.status, " ".join(own)]
+        row += [record.result if is_number(record.result) else None] if with_result else []
+        row += [record.metrics.get(k) for k in metric_keys] + [record.wall_time_s, record.error]
+        rows.append(row)
+    return columns, rows, shared
+
+
+def format_cell(value: Any, column: str = "") -> str:
+    """A cell for humans: floats to 6 significant digits (wall time to 0.01 s), None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if column == "wall_time_s":
+            return f"{value:.2f}"
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]], shared: Sequence[str],
+                    title: str = "Sweep summary") -> str:
+    """The summary as a Markdown document: a title, the shared overrides, one table row per job."""
+    lines = [f"# {title}", ""]
+    if shared:
+        lines += ["Overrides shared by all jobs: " + " ".join(f"`{o}`" for o in shared), ""]
+    lines.append("| " + " | ".join(columns) + " |")
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
+    for row in rows:
+        cells = [_markdown_cell(format_cell(v, c)) for v, c in zip(row, columns)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(sweep_dir: str | Path, records: Sequence[JobRecord],
+                  title: str = "Sweep summary") -> tuple[Path, Path]:
+    """Write ``summary.csv`` (full precision) and ``summary.md`` into ``sweep_dir``; return both paths."""
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    columns, rows, shared = summary_table(records)
+    csv_path, md_path = sweep_dir / SUMMARY_CSV, sweep_dir / SUMMARY_MD
+    with csv_path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(columns)
+        writer.writerows([["" if v is None else v for v in row] for row in rows])
+    md_path.write_text(render_markdown(columns, rows, shared, title))
+    return csv_path, md_path
+
+
+def print_summary(records: Sequence[JobRecord], title: str = "Sweep summary", console: Any = None) -> None:
+    """Print the summary as a rich table (to ``console``, default stdout)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    columns, rows, shared = summary_table(records)
+    caption = ("shared: " + " ".join(shared)) if shared else None
+    table = Table(title=title, caption=caption)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        style = None if row[1] == OK else "red"
+        table.add_row(*(format_cell(v, c) for v, c in zip(row, columns)), style=style)
+    (console or Console()).print(table)

@@ -1,0 +1,99 @@
+"""Launching a batch of jobs so that no single job can end the sweep, and reporting the sweep at the end."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.errors import CompactHydraException
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import OmegaConf
+
+from hol.sweep import FAILED, OK, JobRecord, describe_error, make_record, print_summary, write_summary
+
+log = logging.getLogger(__name__)
+
+
+class SweepConfigError(CompactHydraException, ValueError):
+    """A bad sweeper setting; Hydra prints the message without a traceback."""
+
+
+class SweepFailed(CompactHydraException):
+    """Raised after the summary is written when jobs of a sweep failed; Hydra prints it and exits 1."""
+
+
+def consecutive_runs(positions: Sequence[int]) -> list[list[int]]:
+    """``[0, 1, 3, 4, 6]`` -> ``[[0, 1], [3, 4], [6]]``."""
+    runs: list[list[int]] = []
+    for position in positions:
+        if runs and runs[-1][-1] == position - 1:
+            runs[-1].append(position)
+        else:
+            runs.append([position])
+    return runs
+
+
+def record_from_return(job: int, overrides: Sequence[str], job_return: JobReturn) -> JobRecord:
+    """A record from what the launcher returned for one job; a failed job's exception becomes its error."""
+    output_dir = None
+    if job_return.hydra_cfg is not None:
+        output_dir = OmegaConf.select(job_return.hydra_cfg, "hydra.runtime.output_dir")
+    overrides = filter_overrides(overrides)
+    if job_return.status == JobStatus.COMPLETED:
+        return make_record(job, overrides, OK, result=job_return.return_value, output_dir=output_dir)
+    if job_return.status == JobStatus.FAILED:
+        # the stored exception (the return_value property would raise it)
+        error = describe_error(job_return._return_value)
+    else:
+        error = f"job status {job_return.status.name}"
+    return make_record(job, overrides, FAILED, error=error, output_dir=output_dir)
+
+
+def run_batch(sweeper: Sweeper, batch: Sequence[Sequence[str]], first_job: int) -> list[JobRecord]:
+    """Launch ``batch`` (job overrides) as jobs ``first_job, first_job + 1, ...``; one record per job, in order.
+
+    Nothing here raises for a job: a job whose config does not compose is recorded as failed without being
+    launched (the others keep their numbers), and an exception from the launcher marks its jobs as failed.
+    """
+    assert sweeper.launcher is not None
+    records: dict[int, JobRecord] = {}
+    legal = []
+    for position, overrides in enumerate(batch):
+        try:
+            sweeper.validate_batch_is_legal([overrides])
+        except Exception as exc:  # noqa: BLE001 -- any composition error fails this job only
+            error = f"invalid configuration: {describe_error(exc)}"
+            records[position] = make_record(first_job + position, filter_overrides(overrides), FAILED, error=error)
+        else:
+            legal.append(position)
+    for run in consecutive_runs(legal):
+        jobs = [list(batch[p]) for p in run]
+        try:
+            returns = sweeper.launcher.launch(jobs, initial_job_idx=first_job + run[0])
+        except Exception as exc:  # noqa: BLE001 -- a launcher error fails these jobs, not the sweep
+            error = f"launcher failed: {describe_error(exc)}"
+            returns = [JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError(error)) for _ in run]
+        for position, job_return in zip(run, returns):
+            records[position] = record_from_return(first_job + position, batch[position], job_return)
+    for record in records.values():
+        if not record.ok:
+            log.warning(f"job #{record.job} failed: {record.error}")
+    return [records[p] for p in range(len(batch))]
+
+
+def report(sweep_dir: Any, records: Sequence[JobRecord], title: str) -> None:
+    """Write ``summary.csv``/``summary.md`` into the sweep folder and print the table."""
+    if not records:
+        return
+    csv_path, md_path = write_summary(Path(str(sweep_dir)), records, title=title)
+    print_summary(records, title=title)
+    log.info(f"Summary: {md_path} and {csv_path}")
+
+
+def failure_message(records: Sequence[JobRecord], sweep_dir: Any) -> str:
+    failed = [r for r in records if not r.ok]
+    first = failed[0]
+    return (f"{len(failed)} of {len(records)} jobs failed (first: job #{first.job}, {first.error}); "
+            f"see {Path(str(sweep_dir)) / 'summary.md'}")
