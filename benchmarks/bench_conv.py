@@ -32,7 +32,8 @@ def main() -> None:
     rows = []
     for size in SIZES:
         x = (torch.rand(args.batch, CHANNELS, size, size) * 2 - 1).requires_grad_()
-        cases, widths = {"Conv2d(C)": forward_backward(nn.Conv2d(CHANNELS, OUT_CHANNELS, KERNEL, padding=1), x)}, {}
+        plain = nn.Conv2d(CHANNELS, OUT_CHANNELS, KERNEL, padding=1)
+        cases, widths = {"Conv2d(C)": forward_backward(plain, x)}, {}
         for segments in SEGMENTS:
             layer = hol.layers.conv(KIND, CHANNELS, OUT_CHANNELS, KERNEL, n=N, segments=segments, padding=1)
             width = widths[segments] = layer.basis.width
@@ -45,8 +46,9 @@ def main() -> None:
             hol_ms, base_ms = 1e3 * times[f"hol S={segments}"], 1e3 * times[f"Conv2d(C*K) S={segments}"]
             rows.append([f"{size}x{size}", segments, widths[segments], hol_ms, base_ms, hol_ms / base_ms,
                          1e3 * times["Conv2d(C)"]])
-    print(f"{KIND} conv, n={N}, B={args.batch}, C={CHANNELS} -> O={OUT_CHANNELS}, kernel {KERNEL}, padding 1, "
-          f"fwd+bwd, median of {args.rounds} interleaved rounds, {torch.get_num_threads()} threads")
+    print(f"{KIND} conv, n={N}, B={args.batch}, C={CHANNELS} -> O={OUT_CHANNELS}, kernel {KERNEL}, "
+          f"padding 1, fwd+bwd, median of {args.rounds} interleaved rounds, "
+          f"{torch.get_num_threads()} threads")
     print(format_table(["input", "S", "K", "hol ms", "Conv2d(C*K) ms", "ratio", "Conv2d(C) ms"], rows))
 
 

@@ -3,12 +3,13 @@
 Every tap of the kernel is its own learnable link function, in the same bases and weight layouts as the fully
 connected layers (:mod:`hol.layers.fc`):
 
-    y[b, o, p] = sum_{c in group(o)} sum_delta f_{o,c,delta}(x[b, c, p*stride + delta*dilation - padding])  (+ bias[o])
+    y[b, o, p] = sum_{c in group(o)} sum_delta f_{o,c,delta}(x[b, c, p*stride + delta*dilation - padding])
+                 (+ bias[o])
 
-with ``f_{o,c,delta}(x) = sum_m weight[o, c, delta, m] phi_m(x)``. Transposed layers scatter instead of gather:
-each input tap ``x[b, c, q]`` adds ``f_{c,o,delta}(x[b, c, q])`` to output position
-``q*stride + delta*dilation - padding`` (positions outside the output are dropped), exactly the adjoint geometry
-of ``nn.ConvTranspose``; output sizes are torch's in both cases.
+with ``f_{o,c,delta}(x) = sum_m weight[o, c, delta, m] phi_m(x)``. Transposed layers scatter instead of
+gather: each input tap ``x[b, c, q]`` adds ``f_{c,o,delta}(x[b, c, q])`` to output position
+``q*stride + delta*dilation - padding`` (positions outside the output are dropped), exactly the geometry of
+``nn.ConvTranspose``; output sizes are torch's in both cases.
 
 Computation: one basis expansion ``E[b, c*K + m, *p] = phi_m(x[b, c, *p])`` (``[B, C, *sp] -> [B, C*K, *sp]``)
 followed by ONE ``F.convNd`` / ``F.conv_transposeNd`` with the weight viewed as ``[O, C/groups * K, *kernel]``
@@ -18,8 +19,9 @@ input channels, memory ``O(B C K |sp|)``. The expansion is built channels-last (
 
 Padding (``padding_mode``):
 
-* ``"zeros"`` (default, as high-order-layers-torch): the *expansion* is zero-padded, so a tap that falls on the
-  padding contributes **0** -- the links only ever see real pixels, like a linear convolution's zero padding.
+* ``"zeros"`` (default, as high-order-layers-torch): the *expansion* is zero-padded, so a tap that falls on
+  the padding contributes **0** -- the links only ever see real pixels, like a linear convolution's zero
+  padding.
 * ``"input_zeros"``: the *input* is zero-padded before the expansion, so a padded tap contributes **f(0)**
   (the link's value at the centre of the domain).
 * ``"reflect"``, ``"replicate"``, ``"circular"``: the input is padded as torch's modes of the same name, so a
@@ -27,8 +29,9 @@ Padding (``padding_mode``):
 
 Transposed layers crop rather than pad, so they only take ``"zeros"``.
 
-``rescale_output=True`` divides the sum of links by the number of links summed per output,
-``N = in_channels/groups * prod(kernel_size)`` (bias added after): ``y = (sum f) / N + bias``.
+``rescale_output=True`` divides the sum of links by ``N = in_channels/groups * prod(kernel_size)`` (bias
+added after): ``y = (sum f) / N + bias``. For a plain conv ``N`` is the number of links summed per output
+(padded taps included); transposed layers use the same ``N``. ``N`` is also the fan-in of the initialization.
 """
 from __future__ import annotations
 
@@ -48,9 +51,9 @@ _INPUT_PAD_MODES = {"input_zeros": "constant", "reflect": "reflect", "replicate"
                     "circular": "circular"}
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
-CONV_DEFAULTS = {"dim": 2, "transpose": False, "n": 3, "segments": 1, "length": 2.0, "stride": 1, "padding": 0,
-                 "dilation": 1, "groups": 1, "extrapolation": "polynomial", "init": DEFAULT_INIT,
-                 "rescale_output": False, "output_padding": 0, "padding_mode": "zeros"}
+CONV_DEFAULTS = {"dim": 2, "transpose": False, "n": 3, "segments": 1, "length": 2.0, "stride": 1,
+                 "padding": 0, "dilation": 1, "groups": 1, "extrapolation": "polynomial",
+                 "init": DEFAULT_INIT, "rescale_output": False, "output_padding": 0, "padding_mode": "zeros"}
 
 
 class HighOrderConv(nn.Module):
@@ -70,8 +73,9 @@ class HighOrderConv(nn.Module):
 
     def __init__(self, kind: str, basis: Basis, in_channels: int, out_channels: int, kernel_size: tuple, *,
                  dim: int, transpose: bool, n: int, segments: int, length: float, stride: tuple,
-                 padding: tuple | str, dilation: tuple, groups: int, bias: bool, extrapolation: str, init: str,
-                 rescale_output: bool, output_padding: tuple, padding_mode: str, device=None, dtype=None):
+                 padding: tuple | str, dilation: tuple, groups: int, bias: bool, extrapolation: str,
+                 init: str, rescale_output: bool, output_padding: tuple, padding_mode: str, device=None,
+                 dtype=None):
         super().__init__()
         factory_kwargs = {"device": device, "dtype": dtype}
         self.kind, self.basis = kind, basis
@@ -103,13 +107,14 @@ class HighOrderConv(nn.Module):
             nn.init.zeros_(self.bias)
 
     def hparams(self) -> dict:
-        """The keyword arguments of :func:`hol.layers.conv` that rebuild this layer: ``conv(**layer.hparams())``."""
+        """The keyword arguments rebuilding this layer: ``hol.layers.conv(**layer.hparams())``."""
         return {"kind": self.kind, "in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": self.kernel_size, "dim": self.dim, "transpose": self.transpose, "n": self.n,
-                "segments": self.segments, "length": self.length, "stride": self.stride, "padding": self.padding,
-                "dilation": self.dilation, "groups": self.groups, "bias": self.bias is not None,
-                "extrapolation": self.extrapolation, "init": self.init, "rescale_output": self.rescale_output,
-                "output_padding": self.output_padding, "padding_mode": self.padding_mode}
+                "segments": self.segments, "length": self.length, "stride": self.stride,
+                "padding": self.padding, "dilation": self.dilation, "groups": self.groups,
+                "bias": self.bias is not None, "extrapolation": self.extrapolation, "init": self.init,
+                "rescale_output": self.rescale_output, "output_padding": self.output_padding,
+                "padding_mode": self.padding_mode}
 
     def expand(self, x: Tensor) -> Tensor:
         """Basis expansion ``E[b, c*K + m, *p] = phi_m(x[b, c, *p])``: ``[B, C, *sp] -> [B, C*K, *sp]``.
@@ -141,13 +146,14 @@ class HighOrderConv(nn.Module):
                                              self.output_padding, self.groups, self.dilation)
         padding = self.padding
         if self.padding_mode != "zeros":
-            x = F.pad(x, _input_pad(padding, self.kernel_size, self.dilation), mode=_INPUT_PAD_MODES[self.padding_mode])
-            padding = 0
-        return _CONV[self.dim](self.expand(x), weight, self.bias, self.stride, padding, self.dilation, self.groups)
+            pad = _input_pad(padding, self.kernel_size, self.dilation)
+            x, padding = F.pad(x, pad, mode=_INPUT_PAD_MODES[self.padding_mode]), 0
+        return _CONV[self.dim](self.expand(x), weight, self.bias, self.stride, padding, self.dilation,
+                               self.groups)
 
     def extra_repr(self) -> str:
-        parts = [f"kind={self.kind!r}", f"in_channels={self.in_channels}", f"out_channels={self.out_channels}",
-                 f"kernel_size={self.kernel_size}"]
+        parts = [f"kind={self.kind!r}", f"in_channels={self.in_channels}",
+                 f"out_channels={self.out_channels}", f"kernel_size={self.kernel_size}"]
         for name, default in CONV_DEFAULTS.items():
             value = getattr(self, name)
             if value != default and value != (default,) * self.dim:
@@ -180,8 +186,8 @@ def _tuple(name: str, value, dim: int, minimum: int) -> tuple:
 
 
 def build_conv(kind: str, in_channels: int, out_channels: int, kernel_size, *, dim: int = 2,
-               transpose: bool = False, n: int = 3, segments: int = 1, length: float = 2.0, stride=1, padding=0,
-               dilation=1, groups: int = 1, bias: bool = False, extrapolation: str = "polynomial",
+               transpose: bool = False, n: int = 3, segments: int = 1, length: float = 2.0, stride=1,
+               padding=0, dilation=1, groups: int = 1, bias: bool = False, extrapolation: str = "polynomial",
                init: str = DEFAULT_INIT, rescale_output: bool = False, output_padding=0,
                padding_mode: str = "zeros", device=None, dtype=None) -> HighOrderConv:
     """Builder behind :func:`hol.layers.conv` for the high-order kinds; validates every argument.
@@ -226,10 +232,10 @@ def build_conv(kind: str, in_channels: int, out_channels: int, kernel_size, *, d
     check_choice("init", init, INITS)
     basis = make_basis(kind, n=n, segments=segments, length=length, extrapolation=extrapolation, dims=None,
                        device=device, dtype=dtype)
-    return HighOrderConv(kind, basis, in_channels, out_channels, kernel_size, dim=dim, transpose=transpose, n=n,
-                         segments=segments, length=length, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups, bias=bool(bias), extrapolation=extrapolation, init=init,
-                         rescale_output=bool(rescale_output), output_padding=output_padding,
+    return HighOrderConv(kind, basis, in_channels, out_channels, kernel_size, dim=dim, transpose=transpose,
+                         n=n, segments=segments, length=length, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, bias=bool(bias), extrapolation=extrapolation,
+                         init=init, rescale_output=bool(rescale_output), output_padding=output_padding,
                          padding_mode=padding_mode, device=device, dtype=dtype)
 
 
@@ -275,8 +281,8 @@ _BASELINES = {
 
 def build_conv_baseline(kind: str, in_channels: int, out_channels: int, kernel_size, *, dim: int = 2,
                         transpose: bool = False, stride=1, padding=0, dilation=1, groups: int = 1,
-                        bias: bool = True, output_padding=0, padding_mode: str = "zeros", device=None, dtype=None,
-                        **ignored) -> nn.Module:
+                        bias: bool = True, output_padding=0, padding_mode: str = "zeros", device=None,
+                        dtype=None, **ignored) -> nn.Module:
     """``nn.ConvNd`` / ``nn.ConvTransposeNd`` (``linear``), with ReLU after it (``relu``); basis options are
     ignored. ``bias`` defaults to True as in torch; ``padding_mode="input_zeros"`` is torch's ``"zeros"``
     (a linear link has ``f(0) = 0``)."""
