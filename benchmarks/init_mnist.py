@@ -1,12 +1,16 @@
 """Which ``init`` should be the default? Train a small MLP of continuous layers on MNIST once per init.
 
-Network: ``fc(continuous, 784, H) -> norm(max_abs) -> fc(continuous, H, 10)`` with ``segments=2``; pixels scaled
+Network: ``depth`` times ``fc(continuous, ., H) -> norm(max_abs)``, then ``fc(continuous, H, 10)``, ``segments=2``; pixels scaled
 to ``[-1, 1]``; Adam, cross-entropy, one epoch (or ``--train-samples`` of the training set); test accuracy on
 the full 10 000 test images. Every (n, init) is run for several seeds; the table shows mean and min accuracy.
 
 Needs the raw MNIST files under ``--root`` (torchvision layout, no download). Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/init_mnist.py [--root /work/shared/data] [--n 3,5] [--seeds 3]
+    OMP_NUM_THREADS=1 python benchmarks/init_mnist.py --seeds 2                                  # ~4 min
+    OMP_NUM_THREADS=1 python benchmarks/init_mnist.py --seeds 2 --depth 3 --train-samples 10000  # ~1.5 min
+
+The deeper network separates the inits clearly: flat (``constant``) links pass no gradient to the layers
+before them at the first step, so the deeper the network, the longer it stalls.
 """
 from __future__ import annotations
 
@@ -30,12 +34,15 @@ def load_mnist(root: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return images, dataset.targets
 
 
-def network(init: str, n: int, segments: int, hidden: int) -> nn.Module:
-    return nn.Sequential(
-        hol.layers.fc("continuous", 784, hidden, n=n, segments=segments, init=init),
-        hol.layers.norm("max_abs", hidden),
-        hol.layers.fc("continuous", hidden, 10, n=n, segments=segments, init=init),
-    )
+def network(init: str, n: int, segments: int, hidden: int, depth: int) -> nn.Module:
+    """``depth`` hidden layers of width ``hidden``, each followed by ``max_abs``, then the output layer."""
+    layers, width = [], 784
+    for _ in range(depth):
+        layers += [hol.layers.fc("continuous", width, hidden, n=n, segments=segments, init=init),
+                   hol.layers.norm("max_abs", hidden)]
+        width = hidden
+    layers.append(hol.layers.fc("continuous", width, 10, n=n, segments=segments, init=init))
+    return nn.Sequential(*layers)
 
 
 def train_and_test(model: nn.Module, train, test, *, batch_size: int, lr: float, seed: int) -> float:
@@ -62,6 +69,7 @@ def main() -> None:
     parser.add_argument("--n", type=lambda s: [int(v) for v in s.split(",")], default=[3, 5])
     parser.add_argument("--segments", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=100)
+    parser.add_argument("--depth", type=int, default=1, help="number of hidden layers")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--train-samples", type=int, default=None, help="default: all 60 000")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -72,7 +80,7 @@ def main() -> None:
     if args.train_samples is not None:
         train = (train[0][:args.train_samples], train[1][:args.train_samples])
     print(f"MNIST: {len(train[0])} training samples (1 epoch), {len(test[0])} test samples; "
-          f"784 -> {args.hidden} -> 10 continuous, segments={args.segments}, max_abs between layers, "
+          f"784 -> {args.depth} x {args.hidden} -> 10 continuous, segments={args.segments}, max_abs between layers, "
           f"Adam lr={args.lr}, batch {args.batch_size}, {args.seeds} seeds, {torch.get_num_threads()} threads")
     rows = []
     for n in args.n:
@@ -80,7 +88,7 @@ def main() -> None:
             accuracies, start = [], time.perf_counter()
             for seed in range(args.seeds):
                 torch.manual_seed(seed)
-                model = network(init, n, args.segments, args.hidden)
+                model = network(init, n, args.segments, args.hidden, args.depth)
                 accuracies.append(train_and_test(model, train, test, batch_size=args.batch_size, lr=args.lr,
                                                  seed=seed))
             rows.append((n, init, 100 * statistics.mean(accuracies), 100 * min(accuracies),
