@@ -25,6 +25,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_layers.py
+	$(PY) benchmarks/bench_conv.py
 
 lint: install
 	$(VENV)/bin/ruff check hol tests benchmarks
