@@ -1,0 +1,139 @@
+"""The ``hol`` command: ``hol train [overrides]`` and ``hol eval ckpt_path=... [overrides]``.
+
+Each subcommand is a Hydra 1.3 app (``conf/train.yaml``, ``conf/eval.yaml``) around a plain function of
+:mod:`hol.train`, so all of Hydra's command line works: ``--help``, ``--cfg job``, ``-m`` multiruns, overrides.
+
+Bad input (unknown config option or key, invalid values, missing data files) ends with one line
+``hol <command>: error: ...`` on stderr and exit status 1 (2 for usage errors), without a traceback;
+``HYDRA_FULL_ERROR=1`` shows the full one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from importlib.resources import files
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, InstantiationException, MissingConfigException
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]",
+            "eval": "test a checkpoint: hol eval ckpt_path=PATH [key=value ...]"}
+USAGE = "usage: hol {train,eval} [overrides]   (hol train --help lists the config groups)"
+FULL_ERROR = "HYDRA_FULL_ERROR"
+
+
+def config_dir() -> str:
+    """Absolute path of the shipped configs (``conf/``, installed as the package ``hol.conf``)."""
+    return str(files("hol.conf"))
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .data import DataError
+
+    return ValueError, TypeError, DataError, HydraException, OmegaConfBaseException
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The error a user should see: the cause of Hydra's wrappers around instantiation errors."""
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def error_message(error: BaseException) -> str:
+    """One line describing ``error`` for the user."""
+    error = _cause(error)
+    if isinstance(error, MissingConfigException) and error.options is not None:
+        match = re.search(r"Could not find '([^/']+)/([^']+)'", str(error))
+        if match:
+            group, name = match.groups()
+            return f"unknown {group} {name!r}; allowed: {', '.join(sorted(error.options))}"
+    cause = error.__cause__
+    key = getattr(cause, "full_key", None) or getattr(error, "full_key", None)
+    text = str(error).split("\n")[0]
+    if "Key '" in str(cause) and "is not in struct" in str(cause):
+        parent = getattr(cause, "parent_node", None)
+        allowed = f"; allowed keys: {', '.join(sorted(str(k) for k in parent.keys()))}" if parent else ""
+        return f"unknown config key {key!r}{allowed} (add a new key with +{key}=VALUE)"
+    if cause is not None and isinstance(cause, OmegaConfBaseException):
+        text = f"{text} {str(cause).split(chr(10))[0]}"
+    return " ".join(text.split())
+
+
+def _fail(command: str, error: BaseException, status: int):
+    sys.stderr.write(f"hol {command}: error: {error_message(error)}\n")
+    raise SystemExit(status)
+
+
+def _route_lightning_logs() -> None:
+    """Send Lightning's messages through Hydra's logging (console and the run's log file), once."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+
+
+def _task(command: str, cfg: DictConfig):
+    from .train import evaluate, run_task, train
+
+    _route_lightning_logs()
+
+    try:
+        metrics = run_task(cfg, train if command == "train" else evaluate)
+    except _user_errors() as error:
+        if os.environ.get(f"HOL_{FULL_ERROR}") == "1" or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # multirun: Hydra records the failed job and the sweep goes on
+        _fail(command, error, 1)
+    _report(cfg, metrics)
+    optimized = cfg.get("optimized_metric")
+    return metrics.get(optimized) if optimized else None
+
+
+def _report(cfg: DictConfig, metrics: dict) -> None:
+    out = cfg.paths.output_dir
+    print("\n".join([f"Results in {out}"] + [f"  {key:<16} {value:.6g}" for key, value in metrics.items()]
+                    + [f"TensorBoard: tensorboard --logdir {out}"]))
+
+
+def _app(command: str):
+    @hydra.main(version_base="1.3", config_path=config_dir(), config_name=command)
+    def app(cfg: DictConfig):
+        return _task(command, cfg)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``hol`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE + "\n" + "\n".join(f"  {name:<6} {text}" for name, text in COMMANDS.items()))
+        raise SystemExit(0 if argv else 2)
+    command = argv[0]
+    if command not in COMMANDS:
+        sys.stderr.write(f"hol: error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}\n{USAGE}\n")
+        raise SystemExit(2)
+    # Hydra prints composition errors over several lines: let them reach us (HYDRA_FULL_ERROR) and print one,
+    # unless the user asked for the full error.
+    user_full_error = os.environ.get(FULL_ERROR) == "1"
+    os.environ[f"HOL_{FULL_ERROR}"] = "1" if user_full_error else "0"
+    os.environ[FULL_ERROR] = "1"
+    saved_argv = sys.argv
+    sys.argv = [f"hol {command}", *argv[1:]]
+    try:
+        _app(command)()
+    except _user_errors() as error:
+        if user_full_error:
+            raise
+        _fail(command, error, 2 if isinstance(error, HydraException) and not isinstance(
+            error, InstantiationException) else 1)
+    finally:
+        sys.argv = saved_argv
+        if not user_full_error:
+            os.environ.pop(FULL_ERROR, None)

@@ -1,0 +1,105 @@
+"""TensorBoard figures: target vs learned function, and learned link functions (matplotlib, no display).
+
+* :func:`function_figure`: for 1-D data a line plot of target and network; for 2-D data the target, the
+  network and their difference as images over the domain.
+* :func:`links_figure`: every link ``f_oi`` of one fully connected hol layer over its domain
+  ``[-L/2, L/2]``, one panel per output ``o`` with one curve per input ``i``.
+
+:class:`PlotCallback` logs both to TensorBoard every few validation epochs and at the end of fitting.
+"""
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+from torch import nn
+
+from .layers.fc import HighOrderLinear
+
+
+@torch.no_grad()
+def function_figure(net: nn.Module, target, domain: tuple[float, float], dims: int, points: int = 200) -> Figure:
+    """Target ``target(points [N, dims]) -> [N]`` against ``net`` on ``domain^dims``."""
+    low, high = domain
+    grid = torch.linspace(low, high, points if dims == 1 else min(points, 100), dtype=torch.float64)
+    figure = Figure(figsize=(5, 3.5) if dims == 1 else (11, 3.5), layout="constrained")
+    device = next(net.parameters()).device
+    if dims == 1:
+        inputs = grid.unsqueeze(-1)
+        learned = net(inputs.float().to(device)).squeeze(-1).double().cpu()
+        axes = figure.add_subplot()
+        axes.plot(grid, target(inputs), "k-", label="target")
+        axes.plot(grid, learned, "r--", label="learned")
+        axes.set_xlabel("x")
+        axes.legend()
+        return figure
+    x, y = torch.meshgrid(grid, grid, indexing="xy")
+    inputs = torch.stack((x.flatten(), y.flatten()), dim=-1)
+    images = {"target": target(inputs).reshape(x.shape)}
+    images["learned"] = net(inputs.float().to(device)).squeeze(-1).double().cpu().reshape(x.shape)
+    images["learned - target"] = images["learned"] - images["target"]
+    for index, (title, image) in enumerate(images.items()):
+        axes = figure.add_subplot(1, 3, index + 1)
+        shown = axes.imshow(image, origin="lower", extent=(low, high, low, high), cmap="viridis")
+        axes.set_title(title)
+        figure.colorbar(shown, ax=axes)
+    return figure
+
+
+@torch.no_grad()
+def links_figure(layer: HighOrderLinear, points: int = 200) -> Figure:
+    """Every link ``f_oi(x)`` of ``layer`` for ``x`` in ``[-L/2, L/2]``: panel ``o``, curve ``i``."""
+    half = 0.5 * getattr(layer, "length", 2.0)
+    x = torch.linspace(-half, half, points, device=layer.weight.device, dtype=layer.weight.dtype)
+    values = layer.links(x.unsqueeze(-1).expand(-1, layer.in_features)).cpu()  # [P, O, I]
+    columns = min(layer.out_features, 4)
+    rows = -(-layer.out_features // columns)
+    figure = Figure(figsize=(3 * columns, 2.4 * rows), layout="constrained")
+    for o in range(layer.out_features):
+        axes = figure.add_subplot(rows, columns, o + 1)
+        axes.plot(x.cpu(), values[:, o, :])
+        axes.set_title(f"output {o}", fontsize=9)
+    return figure
+
+
+def plottable_layers(net: nn.Module, max_links: int) -> list[tuple[str, HighOrderLinear]]:
+    """Fully connected hol layers with scalar links and at most ``max_links`` links."""
+    return [(name, module) for name, module in net.named_modules()
+            if isinstance(module, HighOrderLinear) and getattr(module.basis, "dims", None) is None
+            and module.in_features * module.out_features <= max_links]
+
+
+class PlotCallback(pl.Callback):
+    """Log :func:`function_figure` (data with a ``target`` and 1 or 2 inputs) and :func:`links_figure`
+    (small layers) to TensorBoard every ``every_n_epochs`` validation epochs and when fitting ends."""
+
+    def __init__(self, every_n_epochs: int = 5, max_links: int = 64, points: int = 200):
+        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
+        self.every_n_epochs, self.max_links, self.points = every_n_epochs, max_links, points
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.log_figures(trainer, module)
+
+    def on_fit_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.log_figures(trainer, module)
+
+    def log_figures(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        writers = [logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if not writers or not trainer.is_global_zero:
+            return
+        figures = {}
+        data = trainer.datamodule
+        net = module.net
+        was_training = net.training
+        net.eval()
+        if hasattr(data, "target") and getattr(data, "dims", None) in (1, 2):
+            figures["plots/function"] = function_figure(net, data.target, data.domain, data.dims, self.points)
+        for name, layer in plottable_layers(net, self.max_links):
+            figures[f"plots/links/{name}"] = links_figure(layer, self.points)
+        net.train(was_training)
+        for tag, figure in figures.items():
+            for writer in writers:
+                writer.add_figure(tag, figure, global_step=trainer.global_step, close=False)

@@ -1,0 +1,154 @@
+"""Every shipped config composes, and configs mirror the code objects they build."""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import hydra
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
+
+import hol.layers
+from hol.cli import config_dir
+from hol.layers.fc import build_fc
+from hol.networks import MLP, ConvNet
+from hol.train import build_net
+
+CONF = Path(config_dir())
+EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+
+
+def compose_train(*overrides: str, tmp_path: Path | None = None):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    if tmp_path is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path)
+    return cfg
+
+
+def test_experiments_are_the_presets_of_the_issue():
+    assert (CONF / "experiment").is_symlink()
+    assert set(EXPERIMENTS) >= {"function", "xor", "invariant_mnist", "mnist", "cifar100"}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_and_builds_its_model(name, tmp_path):
+    cfg = compose_train(f"experiment={name}", tmp_path=tmp_path)
+    assert cfg.task_name == name
+    OmegaConf.resolve(cfg)  # every interpolation resolves
+    datamodule = hydra.utils.instantiate(cfg.data)  # reads no files yet
+    net = build_net(cfg.model, datamodule)
+    shape = (2, *datamodule.input_shape)
+    x = torch.rand(shape) * 2 - 1
+    output = net(x.flatten(1) if isinstance(net, MLP) else x)
+    assert output.shape == (2, datamodule.out_features)
+    optimizer = hydra.utils.instantiate(cfg.optimizer)(params=net.parameters())
+    assert isinstance(optimizer, torch.optim.Optimizer)
+
+
+def test_layer_group_has_every_registered_kind():
+    assert options("layer") == hol.layers.kinds()
+    for kind in options("layer"):
+        cfg = OmegaConf.load(CONF / "layer" / f"{kind}.yaml")
+        assert cfg.kind == kind
+
+
+def test_layer_keys_mirror_fc_arguments_and_reach_the_mlp():
+    fc_arguments = set(inspect.signature(build_fc).parameters)
+    mlp = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "mlp.yaml"))
+    for kind in options("layer"):
+        keys = set(OmegaConf.load(CONF / "layer" / f"{kind}.yaml"))
+        assert keys <= fc_arguments
+        for key in keys - {"kind"}:
+            assert mlp[key] == f"${{layer.{key}}}"
+        assert mlp["layer"] == "${layer.kind}"
+
+
+@pytest.mark.parametrize("model, cls", [("mlp", MLP), ("conv", ConvNet)])
+def test_model_keys_are_constructor_arguments(model, cls):
+    keys = set(OmegaConf.load(CONF / "model" / f"{model}.yaml")) - {"_target_"}
+    assert keys == set(inspect.signature(cls).parameters)
+
+
+@pytest.mark.parametrize("kind", [k for k in hol.layers.kinds() if k != "polynomial_nd"])
+def test_every_layer_kind_builds_an_mlp(kind, tmp_path):
+    cfg = compose_train(f"layer={kind}", "layer.n=4", tmp_path=tmp_path)
+    net = build_net(cfg.model, hydra.utils.instantiate(cfg.data))
+    assert net(torch.zeros(3, 1)).shape == (3, 1)
+    if kind not in ("linear", "relu", "product"):
+        assert net.layers[0].n == 4
+
+
+@pytest.mark.parametrize("kind", hol.layers.conv_kinds())
+def test_every_conv_kind_builds_a_convnet(kind, tmp_path):
+    cfg = compose_train("experiment=mnist", f"layer={kind}", "model.channels=[2,3]", tmp_path=tmp_path)
+    net = build_net(cfg.model, hydra.utils.instantiate(cfg.data))
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_polynomial_nd_as_mlp_layer_is_a_clear_error(tmp_path):
+    cfg = compose_train("layer=polynomial_nd", tmp_path=tmp_path)
+    with pytest.raises(Exception) as info:
+        build_net(cfg.model, hydra.utils.instantiate(cfg.data))
+    assert "input_layer" in str(info.value)
+
+
+@pytest.mark.parametrize("name", options("optimizer"))
+def test_every_optimizer_builds(name, tmp_path):
+    cfg = compose_train(f"optimizer={name}", tmp_path=tmp_path)
+    assert cfg.optimizer.lr > 0
+    parameters = [torch.nn.Parameter(torch.zeros(3))]
+    optimizer = hydra.utils.instantiate(cfg.optimizer)(params=parameters)
+    assert optimizer.param_groups[0]["lr"] == cfg.optimizer.lr
+
+
+@pytest.mark.parametrize("name", options("scheduler"))
+def test_every_scheduler_builds(name, tmp_path):
+    cfg = compose_train(f"scheduler={name}", tmp_path=tmp_path)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = hydra.utils.instantiate(cfg.scheduler)(optimizer=optimizer)
+    assert scheduler.optimizer is optimizer
+
+
+@pytest.mark.parametrize("name", options("trainer"))
+def test_trainer_configs_are_trainer_arguments(name, tmp_path):
+    import lightning.pytorch as pl
+
+    cfg = compose_train(f"trainer={name}", tmp_path=tmp_path)
+    arguments = set(inspect.signature(pl.Trainer).parameters)
+    assert set(cfg.trainer) - {"_target_"} <= arguments
+    if name == "cpu":
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+        assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+@pytest.mark.parametrize("name", options("logger") + options("callbacks"))
+def test_logger_and_callback_configs_build(name, tmp_path):
+    group = "logger" if name in options("logger") else "callbacks"
+    cfg = compose_train(f"{group}={name}", tmp_path=tmp_path)
+    for entry in (cfg[group] or {}).values():
+        assert hydra.utils.instantiate(entry) is not None
+
+
+def test_documented_keys_exist(tmp_path):
+    cfg = compose_train("data=mnist", tmp_path=tmp_path)
+    for key in ("seed", "train", "test", "ckpt_path", "task_name", "layer.n", "layer.segments",
+                "layer.extrapolation", "model.hidden_layers", "model.hidden_width", "model.normalization",
+                "data.root", "data.download", "data.batch_size", "data.val_fraction", "data.train_fraction",
+                "data.num_workers", "optimizer.lr", "trainer.max_epochs", "trainer.accelerator", "trainer.devices"):
+        assert OmegaConf.select(cfg, key, default="missing") != "missing", key
+    assert compose_train().data.expr == "0.5*cos(1.5*pi/(abs(x)+0.25))"
+    assert compose_train("data=mnist").data.download is True and compose_train("data=mnist").data.root == "data"
+
+
+def test_eval_config_composes():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("eval", overrides=["ckpt_path=x.ckpt"])
+    assert cfg.ckpt_path == "x.ckpt" and "data" not in cfg
