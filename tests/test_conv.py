@@ -213,6 +213,19 @@ def test_string_padding_same_and_valid():
     torch.testing.assert_close(valid(x), unpadded(x), rtol=0, atol=1e-12)
 
 
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch: a padded copy
+@pytest.mark.parametrize("padding_mode", ["zeros", "input_zeros"])
+def test_same_padding_with_odd_total_matches_torch(padding_mode):
+    """Kernel 4 pads 3 in total: one on the left, two on the right, as torch's ``padding="same"``."""
+    layer = conv("polynomial", 2, 3, (4, 3), n=2, padding="same", padding_mode=padding_mode, dtype=DOUBLE)
+    torch.manual_seed(0)
+    slopes = torch.randn(layer.weight.shape[:-1], dtype=DOUBLE)
+    with torch.no_grad():
+        layer.weight.copy_(slopes.unsqueeze(-1) * layer.basis.node_positions())  # f(x) = a x
+    x = random_input(2, 2, 6, 5)
+    torch.testing.assert_close(layer(x), F.conv2d(x, slopes, padding="same"), rtol=0, atol=1e-12)
+
 TRANSPOSE_GEOMETRIES = [
     {},
     {"stride": 2, "padding": 1, "output_padding": 1, "bias": True},
