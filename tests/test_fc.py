@@ -13,6 +13,7 @@ TOL = 1e-12
 HIGH_ORDER_KINDS = ["polynomial", "continuous", "discontinuous", "fourier", "product", "polynomial_prod",
                     "continuous_prod", "discontinuous_prod", "polynomial_nd"]
 PIECEWISE_KINDS = ["continuous", "discontinuous", "continuous_prod", "discontinuous_prod"]
+BACKENDS = ["dense", "sparse"]  # compute paths of continuous / discontinuous: both must obey the same math
 
 
 def options_for(kind: str) -> dict:
@@ -97,11 +98,12 @@ def test_leading_dims(kind):
 
 # --- nodal layouts ---------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n, segments, length", [(2, 1, 2.0), (3, 2, 2.0), (5, 4, 2.0), (4, 3, 3.0)])
-def test_continuous_weight_m_is_value_at_node_k_of_segment_s(n, segments, length):
+def test_continuous_weight_m_is_value_at_node_k_of_segment_s(n, segments, length, backend):
     K = (n - 1) * segments + 1
     w = torch.randn(K, dtype=f64)
-    layer = scalar_layer("continuous", w, n=n, segments=segments, length=length)
+    layer = scalar_layer("continuous", w, n=n, segments=segments, length=length, backend=backend)
     nodes = reference_nodes(n)
     for s in range(segments):
         for k in range(n):
@@ -110,10 +112,11 @@ def test_continuous_weight_m_is_value_at_node_k_of_segment_s(n, segments, length
             assert abs(value - w[s * (n - 1) + k].item()) < 1e-12, (s, k)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n, segments, length", [(2, 2, 2.0), (3, 3, 2.0), (5, 2, 0.5)])
-def test_discontinuous_weight_m_is_value_at_node_k_of_segment_s(n, segments, length):
+def test_discontinuous_weight_m_is_value_at_node_k_of_segment_s(n, segments, length, backend):
     w = torch.randn(n * segments, dtype=f64)
-    layer = scalar_layer("discontinuous", w, n=n, segments=segments, length=length)
+    layer = scalar_layer("discontinuous", w, n=n, segments=segments, length=length, backend=backend)
     nodes = reference_nodes(n)
     for s in range(segments):
         for k in range(n):
@@ -134,9 +137,10 @@ def test_polynomial_weight_k_is_value_at_node_k(n):
     torch.testing.assert_close(evaluate(layer, x), w, rtol=0, atol=TOL)
 
 
-@pytest.mark.parametrize("kind", ["polynomial", "continuous", "discontinuous"])
+@pytest.mark.parametrize("kind, backend", [("polynomial", None), ("continuous", "dense"), ("continuous", "sparse"),
+                                           ("discontinuous", "dense"), ("discontinuous", "sparse")])
 @pytest.mark.parametrize("n", [2, 3, 5])
-def test_polynomials_of_degree_n_minus_1_are_reproduced_everywhere(kind, n):
+def test_polynomials_of_degree_n_minus_1_are_reproduced_everywhere(kind, backend, n):
     segments = 1 if kind == "polynomial" else 3
     length = 2.5
     coefficients = torch.randn(n, dtype=f64, generator=torch.Generator().manual_seed(n))
@@ -144,7 +148,8 @@ def test_polynomials_of_degree_n_minus_1_are_reproduced_everywhere(kind, n):
     def p(x):
         return sum(c * x**j for j, c in enumerate(coefficients))
 
-    layer = fc(kind, 1, 1, n=n, segments=segments, length=length, dtype=f64)
+    options = {} if backend is None else {"backend": backend}
+    layer = fc(kind, 1, 1, n=n, segments=segments, length=length, dtype=f64, **options)
     positions = layer.basis.node_positions()
     if kind == "discontinuous":  # value at node k of segment s, written out
         nodes = reference_nodes(n)
@@ -158,10 +163,11 @@ def test_polynomials_of_degree_n_minus_1_are_reproduced_everywhere(kind, n):
 
 # --- continuity and jumps --------------------------------------------------------------------------------------
 
-def test_continuous_is_continuous_at_breaks():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_continuous_is_continuous_at_breaks(backend):
     n, segments, length = 4, 5, 2.0
     w = torch.randn((n - 1) * segments + 1, dtype=f64)
-    layer = scalar_layer("continuous", w, n=n, segments=segments, length=length)
+    layer = scalar_layer("continuous", w, n=n, segments=segments, length=length, backend=backend)
     h = 1e-9
     for s in range(1, segments):
         b = -length / 2 + length * s / segments
@@ -170,10 +176,11 @@ def test_continuous_is_continuous_at_breaks():
         assert abs(left - at) < 1e-6 and abs(right - at) < 1e-6
 
 
-def test_discontinuous_jumps_at_breaks():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_discontinuous_jumps_at_breaks(backend):
     n, segments, length = 3, 4, 2.0
     w = torch.randn(n * segments, dtype=f64)
-    layer = scalar_layer("discontinuous", w, n=n, segments=segments, length=length)
+    layer = scalar_layer("discontinuous", w, n=n, segments=segments, length=length, backend=backend)
     h = 1e-9
     for s in range(segments - 1):
         b = -length / 2 + length * (s + 1) / segments
@@ -333,14 +340,15 @@ def end_polynomials(w: torch.Tensor, n: int, segments: int, length: float):
 EXTRAPOLATION_CASE = {"n": 4, "segments": 3, "length": 3.0}
 
 
-def extrapolation_layer(mode: str, seed: int = 0):
+def extrapolation_layer(mode: str, backend: str, seed: int = 0):
     K = (EXTRAPOLATION_CASE["n"] - 1) * EXTRAPOLATION_CASE["segments"] + 1
     w = torch.randn(K, dtype=f64, generator=torch.Generator().manual_seed(seed))
-    return w, scalar_layer("continuous", w, extrapolation=mode, **EXTRAPOLATION_CASE)
+    return w, scalar_layer("continuous", w, extrapolation=mode, backend=backend, **EXTRAPOLATION_CASE)
 
 
-def test_extrapolation_polynomial_continues_the_end_segments():
-    w, layer = extrapolation_layer("polynomial")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_extrapolation_polynomial_continues_the_end_segments(backend):
+    w, layer = extrapolation_layer("polynomial", backend)
     first, last = end_polynomials(w, **EXTRAPOLATION_CASE)
     right = torch.linspace(1.5, 4.0, 11, dtype=f64)
     left = -right
@@ -348,18 +356,20 @@ def test_extrapolation_polynomial_continues_the_end_segments():
     torch.testing.assert_close(evaluate(layer, left), first(left), rtol=0, atol=1e-10)
 
 
-def test_extrapolation_clamp_is_flat_outside():
-    w, layer = extrapolation_layer("clamp")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_extrapolation_clamp_is_flat_outside(backend):
+    w, layer = extrapolation_layer("clamp", backend)
     outside = torch.tensor([1.5, 1.6, 3.0, 100.0], dtype=f64)
     torch.testing.assert_close(evaluate(layer, outside), w[-1].expand(4), rtol=0, atol=TOL)
     torch.testing.assert_close(evaluate(layer, -outside), w[0].expand(4), rtol=0, atol=TOL)
     inside = torch.linspace(-1.5, 1.5, 17, dtype=f64)
-    _, reference = extrapolation_layer("polynomial")
+    _, reference = extrapolation_layer("polynomial", backend)
     torch.testing.assert_close(evaluate(layer, inside), evaluate(reference, inside), rtol=0, atol=TOL)
 
 
-def test_extrapolation_linear_is_the_end_tangent_and_c1():
-    w, layer = extrapolation_layer("linear")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_extrapolation_linear_is_the_end_tangent_and_c1(backend):
+    w, layer = extrapolation_layer("linear", backend)
     first, last = end_polynomials(w, **EXTRAPOLATION_CASE)
     half = EXTRAPOLATION_CASE["length"] / 2
     for end, p, sign in ((half, last, 1.0), (-half, first, -1.0)):
@@ -377,8 +387,9 @@ def test_extrapolation_linear_is_the_end_tangent_and_c1():
         assert abs(g_in - slope) < 1e-5 and abs(g_out - slope) < 1e-12
 
 
-def test_extrapolation_mirror_is_mirror_periodic():
-    _, layer = extrapolation_layer("mirror")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_extrapolation_mirror_is_mirror_periodic(backend):
+    _, layer = extrapolation_layer("mirror", backend)
     L = EXTRAPOLATION_CASE["length"]
     half = L / 2
     d = torch.linspace(0.0, half, 9, dtype=f64)
@@ -387,7 +398,7 @@ def test_extrapolation_mirror_is_mirror_periodic():
     x = torch.linspace(-half, half, 23, dtype=f64)
     for shift in (2 * L, -2 * L, 6 * L):
         torch.testing.assert_close(evaluate(layer, x + shift), evaluate(layer, x), rtol=0, atol=1e-11)
-    _, reference = extrapolation_layer("polynomial")
+    _, reference = extrapolation_layer("polynomial", backend)
     torch.testing.assert_close(evaluate(layer, x), evaluate(reference, x), rtol=0, atol=TOL)
 
 
@@ -429,9 +440,11 @@ def test_gradcheck_on_inputs_and_weights(kind):
     assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["continuous", "discontinuous"])
 @pytest.mark.parametrize("mode", ["polynomial", "clamp", "linear", "mirror"])
-def test_gradcheck_extrapolation_outside_domain(mode):
-    layer = fc("continuous", 2, 2, n=4, segments=2, extrapolation=mode, dtype=f64)
+def test_gradcheck_extrapolation_outside_domain(mode, kind, backend):
+    layer = fc(kind, 2, 2, n=4, segments=2, extrapolation=mode, backend=backend, dtype=f64)
     x = torch.tensor([[1.3, -1.7], [2.9, 0.2], [-3.3, 4.4]], dtype=f64, requires_grad=True)
     w = layer.weight.detach().clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda x, w: functional_call(layer, {"weight": w}, (x,)), (x, w))
