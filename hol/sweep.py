@@ -23,6 +23,9 @@ JOB_FILE = "job.json"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 
+# width of the printed table when stdout is not a terminal
+LOG_WIDTH = 200
+
 OK = "ok"
 FAILED = "failed"
 
@@ -50,7 +53,11 @@ class JobRecord:
 
 
 def describe_error(error: BaseException) -> str:
-    """``"Type: message"`` on one line."""
+    """``"Type: message"`` on one line; for an error in instantiating a config object, that of its cause."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
     message = " ".join(str(error).split())
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
@@ -154,17 +161,20 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def summary_table(records: Sequence[JobRecord]) -> tuple[list[str], list[list[Any]], list[str]]:
+def summary_table(records: Sequence[JobRecord],
+                  metric: str | None = None) -> tuple[list[str], list[list[Any]], list[str]]:
     """Columns, rows and shared overrides of the summary.
 
-    Columns: ``job``, ``status``, ``overrides`` (the ones that vary across jobs), ``result`` (when some task
-    returned a number), every metric key in order of first appearance, ``wall_time_s``, ``error``.
+    Columns: ``job``, ``status``, ``overrides`` (the ones that vary across jobs), ``result`` (the number the
+    task returned, left out when it is always the value of the metric ``metric`` already shown), every metric
+    key in order of first appearance, ``wall_time_s``, ``error``.
     """
     shared, varying = split_overrides([r.overrides for r in records])
     metric_keys: list[str] = []
     for record in records:
         metric_keys += [k for k in record.metrics if k not in metric_keys]
-    with_result = any(is_number(r.result) for r in records)
+    numbers = [r for r in records if is_number(r.result)]
+    with_result = bool(numbers) and not all(r.metrics.get(metric) == r.result for r in numbers)
     columns = ["job", "status", "overrides"] + (["result"] if with_result else []) + metric_keys
     columns += ["wall_time_s", "error"]
     rows = []
@@ -205,12 +215,15 @@ def render_markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]], share
     return "\n".join(lines) + "\n"
 
 
-def write_summary(sweep_dir: str | Path, records: Sequence[JobRecord],
-                  title: str = "Sweep summary") -> tuple[Path, Path]:
-    """Write ``summary.csv`` (full precision) and ``summary.md`` into ``sweep_dir``; return both paths."""
+def write_summary(sweep_dir: str | Path, records: Sequence[JobRecord], title: str = "Sweep summary",
+                  metric: str | None = None) -> tuple[Path, Path]:
+    """Write ``summary.csv`` (full precision) and ``summary.md`` into ``sweep_dir``; return both paths.
+
+    ``metric``: the metric the tasks return (``optimized_metric``), see :func:`summary_table`.
+    """
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    columns, rows, shared = summary_table(records)
+    columns, rows, shared = summary_table(records, metric)
     csv_path, md_path = sweep_dir / SUMMARY_CSV, sweep_dir / SUMMARY_MD
     with csv_path.open("w", newline="") as stream:
         writer = csv.writer(stream)
@@ -220,17 +233,24 @@ def write_summary(sweep_dir: str | Path, records: Sequence[JobRecord],
     return csv_path, md_path
 
 
-def print_summary(records: Sequence[JobRecord], title: str = "Sweep summary", console: Any = None) -> None:
-    """Print the summary as a rich table (to ``console``, default stdout)."""
+def print_summary(records: Sequence[JobRecord], title: str = "Sweep summary", metric: str | None = None,
+                  console: Any = None) -> None:
+    """Print the summary as a rich table, then the errors of failed jobs (to ``console``, default stdout)."""
     from rich.console import Console
     from rich.table import Table
 
-    columns, rows, shared = summary_table(records)
-    caption = ("shared: " + " ".join(shared)) if shared else None
-    table = Table(title=title, caption=caption)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    columns, rows, shared = summary_table(records, metric)
+    shown = [i for i, c in enumerate(columns) if c != "error"]  # errors are listed below the table
+    table = Table(title=title, caption=("shared: " + " ".join(shared)) if shared else None)
+    for i in shown:
+        table.add_column(columns[i], overflow="fold")
     for row in rows:
-        style = None if row[1] == OK else "red"
-        table.add_row(*(format_cell(v, c) for v, c in zip(row, columns)), style=style)
-    (console or Console()).print(table)
+        table.add_row(*(format_cell(row[i], columns[i]) for i in shown), style=None if row[1] == OK else "red")
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a log file: one line per job
+            console = Console(width=LOG_WIDTH)
+    console.print(table)
+    for record in records:
+        if record.error:
+            console.print(f"job {record.job} failed: {record.error}", style="red", markup=False)

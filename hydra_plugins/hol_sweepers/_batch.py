@@ -83,12 +83,12 @@ def run_batch(sweeper: Sweeper, batch: Sequence[Sequence[str]], first_job: int) 
     return [records[p] for p in range(len(batch))]
 
 
-def report(sweep_dir: Any, records: Sequence[JobRecord], title: str) -> None:
+def report(sweep_dir: Any, records: Sequence[JobRecord], title: str, metric: str | None) -> None:
     """Write ``summary.csv``/``summary.md`` into the sweep folder and print the table."""
     if not records:
         return
-    csv_path, md_path = write_summary(Path(str(sweep_dir)), records, title=title)
-    print_summary(records, title=title)
+    csv_path, md_path = write_summary(Path(str(sweep_dir)), records, title=title, metric=metric)
+    print_summary(records, title=title, metric=metric)
     log.info(f"Summary: {md_path} and {csv_path}")
 
 

@@ -36,13 +36,14 @@ class HolBasicSweeper(basic_sweeper.BasicSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
+        metric = self.config.get("optimized_metric")
         records = []
         try:
             while not self.is_done():
                 records += run_batch(self, self.get_job_batch(), first_job=len(records))
-                write_summary(sweep_dir, records, title=TITLE)  # up to date after every batch
+                write_summary(sweep_dir, records, title=TITLE, metric=metric)  # up to date after every batch
         finally:
-            report(sweep_dir, records, TITLE)
+            report(sweep_dir, records, TITLE, metric)
         if not all(r.ok for r in records):
             raise SweepFailed(failure_message(records, sweep_dir))
         return records

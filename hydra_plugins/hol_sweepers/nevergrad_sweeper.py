@@ -90,7 +90,8 @@ class NevergradSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
-        records, trials = [], []  # trials: (record, tuned values)
+        metric = self.config.get("optimized_metric")
+        records, trials = [], []  # trials: (record, tuned values, objective)
         try:
             while len(records) < self.optim.budget:
                 size = min(self.optim.num_workers, self.optim.budget - len(records))
@@ -104,9 +105,9 @@ class NevergradSweeper(Sweeper):
                     optimizer.tell(candidate, WORST_LOSS if value is None else sign * value)
                     trials.append((record, space.values(candidate), value))
                 records += batch_records
-                write_summary(sweep_dir, records, title=TITLE)
+                write_summary(sweep_dir, records, title=TITLE, metric=metric)
         finally:
-            report(sweep_dir, records, TITLE)
+            report(sweep_dir, records, TITLE, metric)
 
         done = [t for t in trials if t[2] is not None]
         if not done:
@@ -115,7 +116,7 @@ class NevergradSweeper(Sweeper):
         results = {
             "name": "nevergrad",
             "optimizer": self.optim.optimizer,
-            "optimized_metric": self.config.get("optimized_metric"),
+            "optimized_metric": metric,
             "maximize": bool(self.optim.maximize),
             "budget": self.optim.budget,
             "num_failed": len(records) - len(done),
