@@ -169,7 +169,7 @@ def test_conv2d_matches_reference(kind, geometry):
 
 @pytest.mark.parametrize("kind", HIGH_ORDER)
 def test_conv1d_and_conv3d_match_reference(kind):
-    layer = random_layer(kind, 3, 2, 3, dim=1, stride=2, padding=2, dilation=2, bias=True)
+    layer = random_layer(kind, 3, 2, 3, dim=1, stride=2, padding=2, dilation=2, bias=True, length=3.0)
     x = random_input(2, 3, 9)
     torch.testing.assert_close(layer(x), reference_conv(layer, x), rtol=0, atol=1e-12)
     layer = random_layer(kind, 2, 2, 2, dim=3, padding=(1, 0, 1), stride=(2, 1, 1))
