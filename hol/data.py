@@ -103,8 +103,10 @@ class _DataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None
+        # Its own generator: creating an iterator draws the workers' base seed from it, not from torch's global
+        # generator, whose draws (dropout) must not depend on when Lightning creates iterators.
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -6,8 +6,8 @@ entropy) or ``*/rmse`` (regression, mean squared error); plus the best validatio
 
 Checkpoints carry ``net_hparams`` (``net.hparams()``, which describes the network also after
 :func:`hol.refine`), the module's own hyperparameters and the data config, so :meth:`HolModule.from_checkpoint`
-rebuilds the model without the run's config, and the random number generator states, restored when training
-resumes so that a resumed run repeats an uninterrupted one.
+rebuilds the model without the run's config. Training reseeds torch at each epoch (``seed``), so a run resumed
+from an epoch's checkpoint repeats the uninterrupted one exactly (on CPU with ``deterministic=True``).
 """
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ TASKS = ("classification", "regression")
 STAGES = ("train", "val", "test")
 
 
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The torch seed of training epoch ``epoch`` on process ``rank`` of a run seeded with ``seed``."""
+    return ((seed * 1_000_003 + epoch) * 1_009 + rank) % 2**63
+
+
 class HolModule(pl.LightningModule):
     """Train ``net`` on a ``task``.
 
@@ -35,12 +40,14 @@ class HolModule(pl.LightningModule):
             on ``val/loss``.
         flatten_input: flatten each sample to a vector before ``net`` (images into a fully connected net).
         data_config: the data config stored in checkpoints for ``hol eval``.
+        seed: reseed torch at every training epoch from ``(seed, epoch, rank)`` (:func:`epoch_seed`), so that
+            random draws during training do not depend on what ran before; ``None``: no reseeding.
     """
 
     def __init__(self, net: nn.Module, task: str, num_classes: int | None = None,
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, flatten_input: bool = False,
-                 data_config: dict | None = None):
+                 data_config: dict | None = None, seed: int | None = None):
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
@@ -56,7 +63,6 @@ class HolModule(pl.LightningModule):
                                    self.metric_name: MaxMetric() if task == "classification" else MinMetric()})
         for metric in self.best.values():
             metric.persistent(True)  # the best values so far survive a resume
-        self._resume_rng_state: dict | None = None
 
     def _metric(self):
         if self.hparams.task == "classification":
@@ -125,16 +131,11 @@ class HolModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if callable(getattr(self.net, "hparams", None)):
             checkpoint["net_hparams"] = self.net.hparams()
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state()}
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._resume_rng_state = checkpoint.get("rng_states")
-
-    def on_train_start(self) -> None:
-        # Restored here, after the sanity check, so the next draw is the one the interrupted run would have made.
-        if self._resume_rng_state is not None:
-            torch.set_rng_state(self._resume_rng_state["torch"])
-            self._resume_rng_state = None
+    def on_train_epoch_start(self) -> None:
+        # Random draws in training (dropout) depend only on (seed, epoch, rank): a resumed run repeats them.
+        if self.hparams.seed is not None:
+            torch.manual_seed(epoch_seed(self.hparams.seed, self.current_epoch, self.global_rank))
 
     @classmethod
     def from_checkpoint(cls, path: str, map_location="cpu") -> "HolModule":

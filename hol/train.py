@@ -85,6 +85,7 @@ def build_module(cfg: DictConfig, datamodule) -> HolModule:
         scheduler=hydra.utils.instantiate(scheduler) if scheduler else None,
         flatten_input=isinstance(net, MLP) and len(datamodule.input_shape) > 1,
         data_config=OmegaConf.to_container(cfg.data, resolve=True),
+        seed=cfg.get("seed"),
     )
 
 

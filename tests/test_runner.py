@@ -1,0 +1,132 @@
+"""End-to-end runs of train()/evaluate() on tiny data (every data set), resume, checkpoints, TensorBoard output."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import hol
+from hol.cli import config_dir
+from hol.module import HolModule
+from hol.train import FAILED_FILE, METRICS_FILE, evaluate, run_task, train
+
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
+         "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=1"]
+TINY_FUNCTION = ["data.train_size=64", "data.val_size=32", "data.test_size=64", "data.batch_size=16"]
+
+
+def make_cfg(run_dir: Path, *overrides: str, config_name: str = "train"):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name, overrides=[*(QUIET if config_name == "train" else []), *overrides])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    return cfg
+
+
+def tensorboard_tags(run_dir: Path) -> dict:
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    tags["hparams"] = list(events.PluginTagToContent("hparams"))
+    return tags
+
+
+def test_function_run_learns_and_writes_outputs(tmp_path):
+    run = tmp_path / "run"
+    cfg = make_cfg(run, "experiment=function", *TINY_FUNCTION, "data.train_size=256", "trainer.max_epochs=6",
+                   "callbacks.plots.every_n_epochs=2")
+    metrics = train(cfg)
+
+    assert set(metrics) == {"test/loss", "test/rmse", "val/loss_best", "val/rmse_best"}
+    assert json.loads((run / METRICS_FILE).read_text()) == pytest.approx(metrics)
+    zero_rmse = (hol.data.FunctionDataModule(test_size=64, seed=cfg.seed).sample(64, 2).tensors[1] ** 2).mean().sqrt()
+    assert metrics["test/rmse"] < 0.5 * float(zero_rmse)  # learned, not a constant
+    assert metrics["test/loss"] == pytest.approx(metrics["test/rmse"] ** 2, rel=1e-5)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((run / "checkpoints").glob("epoch_*.ckpt"))) == 1
+
+    tags = tensorboard_tags(run)
+    assert {"train/loss", "val/loss", "val/rmse", "val/loss_best", "test/rmse"} <= set(tags["scalars"])
+    assert "plots/function" in tags["images"]
+    assert {"plots/links/layers.0", "plots/links/layers.1"} <= set(tags["images"])
+    assert tags["hparams"]  # the HPARAMS tab
+
+
+def test_checkpoint_rebuilds_the_model_and_eval_reproduces_test_metrics(tmp_path):
+    run = tmp_path / "run"
+    metrics = train(make_cfg(run, *TINY_FUNCTION, "trainer.max_epochs=2", "logger=csv"))
+    best = next((run / "checkpoints").glob("epoch_*.ckpt"))
+    checkpoint = torch.load(best, weights_only=False)
+    assert checkpoint["net_hparams"]["name"] == "mlp" and checkpoint["hyper_parameters"]["task"] == "regression"
+
+    evaluated = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={best}", config_name="eval"))
+    assert evaluated == pytest.approx({k: v for k, v in metrics.items() if k.startswith("test/")}, rel=1e-6)
+    assert (tmp_path / "eval" / METRICS_FILE).is_file()
+
+
+def test_checkpoint_after_refinement_rebuilds_the_refined_model(tmp_path):
+    run = tmp_path / "run"
+    train(make_cfg(run, *TINY_FUNCTION, "trainer.max_epochs=1", "logger=[]", "test=false"))
+    module = HolModule.from_checkpoint(str(run / "checkpoints" / "last.ckpt"))
+    module.net = hol.refine(module.net, n=5, segments=4)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "refined.ckpt")
+
+    rebuilt = HolModule.from_checkpoint(str(tmp_path / "refined.ckpt"))
+    assert rebuilt.net.layers[0].n == 5 and rebuilt.net.layers[0].segments == 4
+    x = torch.linspace(-1, 1, 9).unsqueeze(-1)
+    torch.testing.assert_close(rebuilt(x), module(x))
+
+
+def test_resume_repeats_the_uninterrupted_run(tmp_path):
+    common = [*TINY_FUNCTION, "model.hidden_layers=1", "model.hidden_width=6", "model.dropout=0.2", "logger=[]",
+              "callbacks.plots=null"]
+    straight = train(make_cfg(tmp_path / "straight", *common, "trainer.max_epochs=3"))
+    train(make_cfg(tmp_path / "first", *common, "trainer.max_epochs=1"))  # "killed" after epoch 1
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    resumed = train(make_cfg(tmp_path / "resumed", *common, "trainer.max_epochs=3", f"ckpt_path={last}"))
+    assert resumed == straight  # exactly
+
+
+def test_xor_run_plots_two_dimensional_target(tmp_path):
+    run = tmp_path / "run"
+    metrics = train(make_cfg(run, "experiment=xor", *TINY_FUNCTION, "trainer.max_epochs=1"))
+    assert metrics["test/rmse"] > 0
+    assert "plots/function" in tensorboard_tags(run)["images"]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["experiment=invariant_mnist", "model.hidden_width=8"],
+    ["experiment=mnist", "model.channels=[2,4]"],
+], ids=["mlp", "conv"])
+def test_mnist_runs_on_idx_files(tmp_path, mnist_root, overrides):
+    run = tmp_path / "run"
+    metrics = train(make_cfg(run, *overrides, f"data.root={mnist_root}", "data.download=false",
+                             "data.batch_size=16", "trainer.max_epochs=1", "logger=csv"))
+    assert set(metrics) == {"test/acc", "test/loss", "val/acc_best", "val/loss_best"}
+    assert 0 <= metrics["test/acc"] <= 1
+    assert (run / METRICS_FILE).is_file()
+
+
+def test_cifar100_runs_on_pickle_files(tmp_path, cifar100_root):
+    run = tmp_path / "run"
+    metrics = train(make_cfg(run, "experiment=cifar100", "model.channels=[2,3,4]", f"data.root={cifar100_root}",
+                             "data.download=false", "data.batch_size=16", "trainer.max_epochs=1", "logger=csv"))
+    assert 0 <= metrics["test/acc"] <= 1 and metrics["test/loss"] > 0
+
+
+def test_failed_run_is_marked_and_not_finished(tmp_path, mnist_root):
+    run = tmp_path / "run"
+    (mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    cfg = make_cfg(run, "data=mnist", f"data.root={mnist_root}", "data.download=false")
+    with pytest.raises(hol.data.DataError, match="t10k-labels-idx1-ubyte"):
+        run_task(cfg)
+    assert "DataError: MNIST files not found" in (run / FAILED_FILE).read_text()
+    assert not (run / METRICS_FILE).exists()
