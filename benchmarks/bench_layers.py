@@ -8,7 +8,8 @@ Part 2 (when ``high_order_layers_torch`` is importable): the speed-up over high-
 All cases of a part run in one process, interleaved, and report medians (see ``common.interleaved_medians``),
 with ``torch.set_num_threads(2)``.
 
-Usage: ``python benchmarks/bench_layers.py [--rounds 5] [--kinds continuous,linear] [--segments 1,2]``.
+Usage: ``python benchmarks/bench_layers.py [--rounds 5] [--kinds continuous,linear] [--segments 1,2]
+[--backends dense,sparse]``; the ``backend`` column is the path a layer actually took.
 """
 from __future__ import annotations
 
@@ -22,42 +23,50 @@ from torch import nn
 import hol.layers
 
 PIECEWISE_KINDS = ("continuous", "discontinuous", "continuous_prod", "discontinuous_prod")
+BACKEND_KINDS = ("continuous", "discontinuous")  # kinds with a choice of compute path (``backend``)
 BASELINE = "linear(I*n, O)"
 
 
-def layer_cases(kinds, segments_list, batch: int, features: int, n: int, device) -> dict[str, tuple]:
-    """``label -> (kind, S, step)`` for every kind (piecewise kinds once per ``S``) and the baseline."""
+def layer_cases(kinds, segments_list, backends, batch: int, features: int, n: int, device) -> dict[str, tuple]:
+    """``label -> (kind, S, backend, step)`` for every kind (piecewise kinds once per ``S``, kinds with a
+    ``backend`` option once per backend) and the baseline."""
     generator = torch.Generator().manual_seed(0)
     cases = {}
     for kind in kinds:
         for segments in segments_list if kind in PIECEWISE_KINDS else (None,):
-            options = {} if kind in ("linear", "relu") else {"n": n}
-            if segments is not None:
-                options["segments"] = segments
-            if kind == "polynomial_nd":
-                options["dims"] = 2
-            layer = hol.layers.fc(kind, features, features, device=device, **options)
-            shape = (batch, features, 2) if kind == "polynomial_nd" else (batch, features)
-            x = (torch.rand(*shape, generator=generator) * 2 - 1).to(device)
-            label = kind if segments is None else f"{kind} S={segments}"
-            cases[label] = (kind, segments, forward_backward(layer, x))
+            for backend in backends if kind in BACKEND_KINDS else (None,):
+                options = {} if kind in ("linear", "relu") else {"n": n}
+                if segments is not None:
+                    options["segments"] = segments
+                if backend is not None:
+                    options["backend"] = backend
+                if kind == "polynomial_nd":
+                    options["dims"] = 2
+                layer = hol.layers.fc(kind, features, features, device=device, **options)
+                shape = (batch, features, 2) if kind == "polynomial_nd" else (batch, features)
+                x = (torch.rand(*shape, generator=generator) * 2 - 1).to(device)
+                used = layer.compute_backend(x) if hasattr(layer, "compute_backend") else "-"
+                if backend == "auto":
+                    used = f"auto:{used}"
+                label = f"{kind} S={segments} {backend}"
+                cases[label] = (kind, "-" if segments is None else segments, used, forward_backward(layer, x))
     baseline = nn.Linear(features * n, features, device=device)
     x = (torch.rand(batch, features * n, generator=generator) * 2 - 1).to(device)
-    cases[BASELINE] = ("nn.Linear", None, forward_backward(baseline, x))
+    cases[BASELINE] = ("nn.Linear", "-", "-", forward_backward(baseline, x))
     return cases
 
 
 def bench_kinds(args) -> None:
     kinds = args.kinds or hol.layers.kinds()
-    cases = layer_cases(kinds, args.segments, args.batch, args.features, args.n, args.device)
-    medians = interleaved_medians({label: step for label, (_, _, step) in cases.items()}, rounds=args.rounds,
+    cases = layer_cases(kinds, args.segments, args.backends, args.batch, args.features, args.n, args.device)
+    medians = interleaved_medians({label: case[-1] for label, case in cases.items()}, rounds=args.rounds,
                                   device=args.device)
     base = medians[BASELINE]
-    rows = [(kind, "-" if s is None else s, 1e3 * medians[label], medians[label] / base)
-            for label, (kind, s, _) in cases.items()]
+    rows = [(kind, s, used, 1e3 * medians[label], medians[label] / base)
+            for label, (kind, s, used, _) in cases.items()]
     print(f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, {torch.get_num_threads()} threads, "
           f"median of {args.rounds} interleaved rounds; ratio = time / time of nn.Linear(I*n, O)")
-    print(format_table(("kind", "S", "ms", "ratio"), rows))
+    print(format_table(("kind", "S", "backend", "ms", "ratio"), rows))
 
 
 def reference_pairs(features: int, n: int, segments: int):
@@ -116,6 +125,8 @@ def parse_args():
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--segments", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 16, 64])
     parser.add_argument("--kinds", type=lambda s: s.split(","), default=None, help="default: every kind")
+    parser.add_argument("--backends", type=lambda s: s.split(","), default=["auto"],
+                        help="compute paths of continuous/discontinuous to time, e.g. dense,sparse (default auto)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-reference", action="store_true")
     return parser.parse_args()
