@@ -29,8 +29,11 @@ WORST_LOSS = 5.0e20
 
 
 def objective(result: Any) -> float | None:
-    """The task's return value as a finite float, or None when it is not one (the trial counts as failed)."""
-    if isinstance(result, bool):
+    """The task's return value as a finite float, or None when it is not one (the trial counts as failed).
+
+    Numbers and 0-d arrays/tensors count; strings and booleans do not.
+    """
+    if isinstance(result, (bool, str, bytes)):
         return None
     try:
         value = float(result)
