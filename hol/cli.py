@@ -17,7 +17,7 @@ from importlib.resources import files
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, InstantiationException, MissingConfigException
+from hydra.errors import HydraException, InstantiationException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -54,6 +54,10 @@ def error_message(error: BaseException) -> str:
         if match:
             group, name = match.groups()
             return f"unknown {group} {name!r}; allowed: {', '.join(sorted(error.options))}"
+    if isinstance(error, OverrideParseException):
+        lines = [line for line in str(error).splitlines() if line.strip() and not line.startswith("See https")]
+        return " ".join(" ".join(lines).split()) + (
+            ". Quote values with parentheses, spaces or commas: 'data.expr=\"sin(pi*x)\"'")
     cause = error.__cause__
     key = getattr(cause, "full_key", None) or getattr(error, "full_key", None)
     text = str(error).split("\n")[0]

@@ -1,0 +1,135 @@
+"""The ``hol`` command line: bad input gives one line on stderr and a non-zero exit, never a traceback."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hol.cli import main
+from hol.train import FAILED_FILE, METRICS_FILE
+
+HOL = [sys.executable, "-c", "from hol.cli import main; main()"]
+FAST = ["trainer.max_epochs=1", "data.train_size=32", "data.val_size=16", "data.test_size=16",
+        "callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false"]
+
+
+def run_main(argv, capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "error" in line.lower()]
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("layer=foo", "unknown layer 'foo'; allowed: continuous, continuous_prod, discontinuous"),
+    ("model=foo", "unknown model 'foo'; allowed: conv, mlp"),
+    ("data=foo", "unknown data 'foo'; allowed: cifar100, function, mnist, xor"),
+    ("optimizer=foo", "unknown optimizer 'foo'; allowed: adam, adamw, lbfgs, lion, sgd"),
+    ("experiment=foo", "unknown experiment 'foo'; allowed: cifar100, function"),
+    ("foo=1", "unknown config key 'foo'"),
+    ("data.expr=sin(x)", "Error parsing override 'data.expr=sin(x)'"),
+    ("layer.nn=3", "unknown config key 'layer.nn'; allowed keys: alpha, bias, dims, extrapolation, init, kind"),
+])
+def test_composition_errors(in_tmp, capsys, override, fragment):
+    code, out, err = run_main(["train", override], capsys)
+    assert code == 2
+    assert error_lines(err) == [line for line in err.splitlines() if line]
+    assert len(error_lines(err)) == 1 and err.startswith("hol train: error: ")
+    assert fragment in err and "Traceback" not in err + out
+    assert not (in_tmp / "outputs").exists()  # nothing was started
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["layer.n=1"], "n must be an integer >= 2 for piecewise kinds, got 1"),
+    (["layer.segments=0"], "segments must be an integer >= 1, got 0"),
+    (["layer.extrapolation=wild"], "unknown extrapolation 'wild'; allowed: clamp, linear, mirror, polynomial"),
+    (["model.normalization=foo"], "unknown normalization 'foo'; allowed: batch_norm"),
+    (["optimizer.lr=-1"], "optimizer.lr must be a number >= 0, got -1"),
+    (["trainer.max_epochs=-3"], "trainer.max_epochs must be an integer >= 0, got -3"),
+    (["data.batch_size=0"], "data.batch_size must be an integer >= 1, got 0"),
+    (["data.expr='x > 1'"], "bad expression 'x > 1': Compare"),
+    (["data.expr=\"__import__('os').getcwd()\""], "is not allowed; allowed: numbers, x, y, pi, e"),
+    (["data.expr='log(x)'"], "data target is not finite"),
+    (["ckpt_path=missing.ckpt"], "ckpt_path 'missing.ckpt' is not a file"),
+    (["data=mnist", "data.root=nowhere", "data.download=false"],
+     "MNIST files not found (data.download=false): expected the files train-images-idx3-ubyte"),
+])
+def test_bad_values_fail_early_with_one_line(in_tmp, capsys, overrides, fragment):
+    code, out, err = run_main(["train", *overrides, "hydra.run.dir=run"], capsys)
+    assert code == 1
+    assert len(error_lines(err)) == 1 and err.startswith("hol train: error: ")
+    assert fragment in err and "Traceback" not in err + out
+    assert (in_tmp / "run" / FAILED_FILE).is_file() and not (in_tmp / "run" / METRICS_FILE).exists()
+
+
+def test_corrupt_data_file(in_tmp, capsys, mnist_root):
+    (mnist_root / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00")
+    code, _, err = run_main(["train", "data=mnist", f"data.root={mnist_root}", "data.download=false",
+                             "hydra.run.dir=run"], capsys)
+    assert code == 1 and "cannot read MNIST" in err and len(error_lines(err)) == 1
+
+
+def test_unknown_command_and_usage(capsys):
+    code, _, err = run_main(["fit"], capsys)
+    assert code == 2 and "unknown command 'fit'; allowed: train, eval" in err
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0 and "hol train" in out and "hol eval" in out
+
+
+def test_train_and_eval_commands(in_tmp, capsys):
+    main(["train", *FAST, "hydra.run.dir=run"])
+    out = capsys.readouterr().out
+    metrics = json.loads((in_tmp / "run" / METRICS_FILE).read_text())
+    assert "tensorboard --logdir" in out and f"{metrics['test/rmse']:.6g}" in out
+    main(["eval", f"ckpt_path={in_tmp / 'run' / 'checkpoints' / 'last.ckpt'}", "hydra.run.dir=eval",
+          "+trainer.enable_progress_bar=false"])
+    evaluated = json.loads((in_tmp / "eval" / METRICS_FILE).read_text())
+    assert set(evaluated) == {"test/loss", "test/rmse"}
+
+
+def test_multirun_runs_every_combination(in_tmp, capsys):
+    main(["train", "-m", *FAST, "logger=[]", "layer=continuous,discontinuous", "layer.n=2,3",
+          "hydra.sweep.dir=sweep"])
+    finished = sorted(path.parent.name for path in (in_tmp / "sweep").glob("*/" + METRICS_FILE))
+    assert finished == ["0", "1", "2", "3"]
+
+
+def subprocess_env(**extra) -> dict:
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    return {**env, "OMP_NUM_THREADS": "1", **extra}
+
+
+def test_console_process_help_lists_the_config_groups(tmp_path):
+    result = subprocess.run([*HOL, "train", "--help"], capture_output=True, text=True, cwd=tmp_path,
+                            env=subprocess_env(), timeout=120)
+    assert result.returncode == 0
+    for group in ("layer:", "model:", "data:", "optimizer:", "trainer:", "logger:", "callbacks:", "experiment:"):
+        assert group in result.stdout
+    assert "continuous, continuous_prod" in result.stdout and "invariant_mnist" in result.stdout
+
+
+def test_console_process_bad_input_has_no_traceback_unless_asked(tmp_path):
+    result = subprocess.run([*HOL, "train", "data.batch_size=0"], capture_output=True, text=True, cwd=tmp_path,
+                            env=subprocess_env(), timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "hol train: error: data.batch_size must be an integer >= 1, got 0")
+    assert "Traceback" not in result.stderr + result.stdout
+    full = subprocess.run([*HOL, "train", "data.batch_size=0"], capture_output=True, text=True, cwd=tmp_path,
+                          env=subprocess_env(HYDRA_FULL_ERROR="1"), timeout=120)
+    assert full.returncode != 0 and "Traceback" in full.stderr and "data.batch_size must be" in full.stderr
