@@ -194,6 +194,7 @@ def test_nevergrad_failed_trials_count_as_worst_and_the_search_goes_on(app, tmp_
     sweep = tmp_path / "sweep"
     done = run_app(app, sweep, "fail_jobs=[0,3]", "nan_jobs=[4]", "exit_jobs=[]", config_name="nevergrad")
     assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr  # the loss told for failures is one nevergrad takes as it is
     results, rows = results_and_rows(sweep)
     assert [r["status"] for r in rows] == [FAILED, OK, OK, FAILED, FAILED, OK]
     assert rows[0]["error"] == "ValueError: job 0 fails on purpose"
@@ -218,7 +219,7 @@ def test_nevergrad_all_trials_failed_is_an_error(app, tmp_path):
     done = run_app(app, tmp_path / "sweep", "fail_at=0.5", "x=0.5", "y=0,1", "hydra.sweeper.optim.budget=2",
                    config_name="nevergrad")
     assert done.returncode == 1
-    assert "all 2 trials failed" in done.stderr
+    assert "no trial succeeded: 2 of 2 jobs failed" in done.stderr
     assert not (tmp_path / "sweep" / "optimization_results.yaml").exists()
     assert [r["status"] for r in read_csv(tmp_path / "sweep" / "summary.csv")] == [FAILED, FAILED]
 

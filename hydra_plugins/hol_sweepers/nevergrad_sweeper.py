@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
 TITLE = "Nevergrad sweep summary"
-# nevergrad clips larger losses to this value (with a warning); a failed trial is told exactly this.
-WORST_LOSS = 5.0e20
+# the loss told for a failed trial: just below 5e20, from where nevergrad clips losses (with a warning)
+WORST_LOSS = 1.0e20
 
 
 def objective(result: Any) -> float | None:
@@ -105,6 +105,7 @@ class NevergradSweeper(Sweeper):
                     value = objective(record.result) if record.ok else None
                     if record.ok and value is None:
                         record.status, record.error = FAILED, f"objective is not a finite number: {record.result!r}"
+                        log.warning(f"job #{record.job} failed: {record.error}")
                     optimizer.tell(candidate, WORST_LOSS if value is None else sign * value)
                     trials.append((record, space.values(candidate), value))
                 records += batch_records
@@ -114,7 +115,7 @@ class NevergradSweeper(Sweeper):
 
         done = [t for t in trials if t[2] is not None]
         if not done:
-            raise SweepFailed(f"all {len(records)} trials failed; " + failure_message(records, sweep_dir))
+            raise SweepFailed("no trial succeeded: " + failure_message(records, sweep_dir))
         best_record, best_params, best_value = min(done, key=lambda t: sign * t[2])
         results = {
             "name": "nevergrad",
