@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from importlib.resources import files
 
 import hydra
@@ -26,6 +27,7 @@ COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]
             "eval": "test a checkpoint: hol eval ckpt_path=PATH [key=value ...]"}
 USAGE = "usage: hol {train,eval} [overrides]   (hol train --help lists the config groups)"
 FULL_ERROR = "HYDRA_FULL_ERROR"
+_show_full_error = False  # the user set HYDRA_FULL_ERROR=1: show tracebacks
 
 
 def config_dir() -> str:
@@ -33,10 +35,13 @@ def config_dir() -> str:
     return str(files("hol.conf"))
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+def is_user_error(error: BaseException) -> bool:
+    """Errors caused by the input (config, values, data files), reported in one line; others are bugs."""
     from .data import DataError
 
-    return ValueError, TypeError, DataError, HydraException, OmegaConfBaseException
+    if isinstance(error, InstantiationException):  # a constructor refused its arguments, or a bug inside it
+        return isinstance(_cause(error), (ValueError, TypeError, DataError, HydraException, OmegaConfBaseException))
+    return isinstance(error, (ValueError, DataError, HydraException, OmegaConfBaseException))
 
 
 def _cause(error: BaseException) -> BaseException:
@@ -75,9 +80,14 @@ def _fail(command: str, error: BaseException, status: int):
     raise SystemExit(status)
 
 
+def _quiet_known_warnings() -> None:
+    # Lightning 2.6 calls a torch pytree API that torch deprecated; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
 def _route_lightning_logs() -> None:
     """Send Lightning's messages through Hydra's logging (console and the run's log file), once."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
@@ -87,11 +97,12 @@ def _task(command: str, cfg: DictConfig):
     from .train import evaluate, run_task, train
 
     _route_lightning_logs()
+    _quiet_known_warnings()
 
     try:
         metrics = run_task(cfg, train if command == "train" else evaluate)
-    except _user_errors() as error:
-        if os.environ.get(f"HOL_{FULL_ERROR}") == "1" or HydraConfig.get().mode == RunMode.MULTIRUN:
+    except Exception as error:
+        if not is_user_error(error) or _show_full_error or HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # multirun: Hydra records the failed job and the sweep goes on
         _fail(command, error, 1)
     _report(cfg, metrics)
@@ -125,15 +136,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     # Hydra prints composition errors over several lines: let them reach us (HYDRA_FULL_ERROR) and print one,
     # unless the user asked for the full error.
-    user_full_error = os.environ.get(FULL_ERROR) == "1"
-    os.environ[f"HOL_{FULL_ERROR}"] = "1" if user_full_error else "0"
+    global _show_full_error
+    user_full_error = _show_full_error = os.environ.get(FULL_ERROR) == "1"
     os.environ[FULL_ERROR] = "1"
     saved_argv = sys.argv
     sys.argv = [f"hol {command}", *argv[1:]]
     try:
         _app(command)()
-    except _user_errors() as error:
-        if user_full_error:
+    except Exception as error:
+        if user_full_error or not is_user_error(error):
             raise
         _fail(command, error, 2 if isinstance(error, HydraException) and not isinstance(
             error, InstantiationException) else 1)
