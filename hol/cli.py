@@ -18,7 +18,12 @@ from importlib.resources import files
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, InstantiationException, MissingConfigException, OverrideParseException
+from hydra.errors import (
+    HydraException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -68,7 +73,7 @@ def error_message(error: BaseException) -> str:
     text = str(error).split("\n")[0]
     if "Key '" in str(cause) and "is not in struct" in str(cause):
         parent = getattr(cause, "parent_node", None)
-        allowed = f"; allowed keys: {', '.join(sorted(str(k) for k in parent.keys()))}" if parent else ""
+        allowed = f"; allowed keys: {', '.join(sorted(str(k) for k in parent))}" if parent else ""
         return f"unknown config key {key!r}{allowed} (add a new key with +{key}=VALUE)"
     if cause is not None and isinstance(cause, OmegaConfBaseException):
         text = f"{text} {str(cause).split(chr(10))[0]}"

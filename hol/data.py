@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import io
 import pickle
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
@@ -290,8 +290,8 @@ CIFAR100_FILES = ("train", "test", "meta")
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickler for the CIFAR python format that loads dicts, lists, strings and numpy arrays, nothing else."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor")}
+    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                         ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor")})
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:

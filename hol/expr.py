@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ast
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -11,7 +11,8 @@ from an epoch's checkpoint repeats the uninterrupted one exactly (on CPU with ``
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -138,7 +139,7 @@ class HolModule(pl.LightningModule):
             torch.manual_seed(epoch_seed(self.hparams.seed, self.current_epoch, self.global_rank))
 
     @classmethod
-    def from_checkpoint(cls, path: str, map_location="cpu") -> "HolModule":
+    def from_checkpoint(cls, path: str, map_location="cpu") -> HolModule:
         """Rebuild a module from a checkpoint written by the runner (network from its ``net_hparams``)."""
         from .networks import build
 

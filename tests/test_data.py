@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from hol.data import (CIFAR100DataModule, DataError, EpochShuffleSampler, FunctionDataModule, MNISTDataModule,
-                      XorDataModule, read_cifar100)
+from hol.data import (
+    CIFAR100DataModule,
+    DataError,
+    EpochShuffleSampler,
+    FunctionDataModule,
+    MNISTDataModule,
+    XorDataModule,
+    read_cifar100,
+)
 
 
 def test_function_data_is_the_expression_on_the_domain():

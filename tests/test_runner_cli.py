@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -115,7 +114,7 @@ def subprocess_env(**extra) -> dict:
 
 
 def test_console_process_help_lists_the_config_groups(tmp_path):
-    result = subprocess.run([*HOL, "train", "--help"], capture_output=True, text=True, cwd=tmp_path,
+    result = subprocess.run([*HOL, "train", "--help"], capture_output=True, text=True, check=False, cwd=tmp_path,
                             env=subprocess_env(), timeout=120)
     assert result.returncode == 0
     for group in ("layer:", "model:", "data:", "optimizer:", "trainer:", "logger:", "callbacks:", "experiment:"):
@@ -124,12 +123,12 @@ def test_console_process_help_lists_the_config_groups(tmp_path):
 
 
 def test_console_process_bad_input_has_no_traceback_unless_asked(tmp_path):
-    result = subprocess.run([*HOL, "train", "data.batch_size=0"], capture_output=True, text=True, cwd=tmp_path,
+    result = subprocess.run([*HOL, "train", "data.batch_size=0"], capture_output=True, text=True, check=False, cwd=tmp_path,
                             env=subprocess_env(), timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "hol train: error: data.batch_size must be an integer >= 1, got 0")
     assert "Traceback" not in result.stderr + result.stdout
-    full = subprocess.run([*HOL, "train", "data.batch_size=0"], capture_output=True, text=True, cwd=tmp_path,
+    full = subprocess.run([*HOL, "train", "data.batch_size=0"], capture_output=True, text=True, check=False, cwd=tmp_path,
                           env=subprocess_env(HYDRA_FULL_ERROR="1"), timeout=120)
     assert full.returncode != 0 and "Traceback" in full.stderr and "data.batch_size must be" in full.stderr
