@@ -251,8 +251,9 @@ class MNISTDataModule(ImageDataModule):
     out_features = 10
 
     def _help(self) -> str:
-        return (f"expected the files {', '.join(MNIST_FILES)} in {self.root / 'MNIST' / 'raw'}; set data.root to "
-                "the folder that holds MNIST/raw, or data.download=true to fetch them (network needed)")
+        return (f"expected the files {', '.join(MNIST_FILES)} in {self.root / 'MNIST' / 'raw'} (from "
+                "https://ossci-datasets.s3.amazonaws.com/mnist/, unpacked); set data.root to the folder that "
+                "holds MNIST/raw")
 
     def fetch(self) -> None:
         from torchvision.datasets import MNIST
@@ -261,7 +262,7 @@ class MNISTDataModule(ImageDataModule):
         if all((raw / name).is_file() for name in MNIST_FILES):
             return
         if not self.download:
-            raise DataError(f"MNIST files not found (data.download=false): {self._help()}")
+            raise DataError(f"MNIST files not found (data.download=false): {self._help()}, or data.download=true")
         try:
             MNIST(str(self.root), train=True, download=True)
         except Exception as error:  # torchvision raises RuntimeError/URLError/OSError, with newlines
@@ -332,7 +333,7 @@ class CIFAR100DataModule(ImageDataModule):
     def _help(self) -> str:
         return (f"expected the files {', '.join(CIFAR100_FILES)} in {self.root / CIFAR100_FOLDER} (the python "
                 "version of CIFAR-100, cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, "
-                "extracted there); set data.root to the folder that holds cifar-100-python, or data.download=true")
+                "extracted there); set data.root to the folder that holds cifar-100-python")
 
     def fetch(self) -> None:
         from torchvision.datasets import CIFAR100
@@ -340,7 +341,8 @@ class CIFAR100DataModule(ImageDataModule):
         if all((self.root / CIFAR100_FOLDER / name).is_file() for name in CIFAR100_FILES):
             return
         if not self.download:
-            raise DataError(f"CIFAR-100 files not found (data.download=false): {self._help()}")
+            raise DataError(f"CIFAR-100 files not found (data.download=false): {self._help()}, or "
+                            "data.download=true")
         try:
             CIFAR100(str(self.root), train=True, download=True)
         except Exception as error:
