@@ -130,3 +130,14 @@ def test_failed_run_is_marked_and_not_finished(tmp_path, mnist_root):
         run_task(cfg)
     assert "DataError: MNIST files not found" in (run / FAILED_FILE).read_text()
     assert not (run / METRICS_FILE).exists()
+
+
+@pytest.mark.parametrize("overrides", [
+    ["optimizer=lbfgs", "data.batch_size=64"], ["optimizer=lion"], ["optimizer=sgd", "scheduler=plateau"],
+    ["optimizer=adamw", "scheduler=cosine"],
+], ids=["lbfgs", "lion", "sgd-plateau", "adamw-cosine"])
+def test_optimizers_and_schedulers_train(tmp_path, overrides):
+    cfg = make_cfg(tmp_path / "run", *TINY_FUNCTION, *overrides, "trainer.max_epochs=2", "logger=[]",
+                   "callbacks.plots=null")
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(list(metrics.values()))).all()
