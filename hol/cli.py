@@ -42,11 +42,14 @@ def config_dir() -> str:
 
 def is_user_error(error: BaseException) -> bool:
     """Errors caused by the input (config, values, data files), reported in one line; others are bugs."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     from .data import DataError
 
+    input_errors = (ValueError, DataError, HydraException, OmegaConfBaseException, MisconfigurationException)
     if isinstance(error, InstantiationException):  # a constructor refused its arguments, or a bug inside it
-        return isinstance(_cause(error), (ValueError, TypeError, DataError, HydraException, OmegaConfBaseException))
-    return isinstance(error, (ValueError, DataError, HydraException, OmegaConfBaseException))
+        return isinstance(_cause(error), (*input_errors, TypeError))
+    return isinstance(error, input_errors)
 
 
 def _cause(error: BaseException) -> BaseException:
@@ -58,7 +61,9 @@ def _cause(error: BaseException) -> BaseException:
 
 def error_message(error: BaseException) -> str:
     """One line describing ``error`` for the user."""
-    error = _cause(error)
+    if isinstance(error, InstantiationException):
+        where = re.search(r"full_key: (\S+)", str(error))
+        return (f"{where.group(1)}: " if where else "") + error_message(_cause(error))
     if isinstance(error, MissingConfigException) and error.options is not None:
         match = re.search(r"Could not find '([^/']+)/([^']+)'", str(error))
         if match:

@@ -55,7 +55,8 @@ def test_composition_errors(in_tmp, capsys, override, fragment):
 
 @pytest.mark.parametrize("overrides, fragment", [
     (["layer.n=1"], "n must be an integer >= 2 for piecewise kinds, got 1"),
-    (["layer.segments=0"], "segments must be an integer >= 1, got 0"),
+    (["layer.segments=0"], "model: segments must be an integer >= 1, got 0"),
+    (["+model.foo=1"], "model: MLP.__init__() got an unexpected keyword argument 'foo'"),
     (["layer.extrapolation=wild"], "unknown extrapolation 'wild'; allowed: clamp, linear, mirror, polynomial"),
     (["model.normalization=foo"], "unknown normalization 'foo'; allowed: batch_norm"),
     (["optimizer.lr=-1"], "optimizer.lr must be a number >= 0, got -1"),
