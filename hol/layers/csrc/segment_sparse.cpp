@@ -16,6 +16,9 @@
 
 #include <algorithm>
 #include <vector>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -23,6 +26,32 @@ constexpr int64_t TILE = 64;             // output columns per register tile
 constexpr int64_t PANEL_BYTES = 256 * 1024;  // cache budget of one packed weight panel
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A tile of TILE values as NV native vectors of 64 bytes, so accumulators live in registers.
+template <typename T>
+struct Tile {
+  typedef T vec __attribute__((vector_size(64)));
+  static constexpr int64_t NV = TILE * int64_t(sizeof(T)) / 64;
+  static constexpr int64_t LANES = 64 / int64_t(sizeof(T));
+  static vec load(const T* p) {
+    vec v;
+    __builtin_memcpy(&v, p, 64);
+    return v;
+  }
+  static void store(T* p, const vec& v) { __builtin_memcpy(p, &v, 64); }
+  static T sum(const vec& v) {
+    T total = T(0);
+    for (int64_t l = 0; l < LANES; ++l) total += v[l];
+    return total;
+  }
+};
+
+#ifdef __AVX512F__
+template <>
+inline float Tile<float>::sum(const vec& v) { return _mm512_reduce_add_ps(v); }
+template <>
+inline double Tile<double>::sum(const vec& v) { return _mm512_reduce_add_pd(v); }
+#endif
 
 // Inputs per panel so that a panel of ``K x TILE`` values per input fits the budget.
 int64_t inputs_per_panel(int64_t I, int64_t K, int64_t elem_size) {
@@ -60,6 +89,7 @@ void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t widt
 template <typename T>
 void forward_kernel(const T* phi, const int64_t* base, const T* w, T* y,
                     int64_t B, int64_t I, int64_t n, int64_t K, int64_t O) {
+  using V = Tile<T>;
   const int64_t tiles = ceil_div(O, TILE);
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(B, ceil_div(at::get_num_threads(), tiles)));
   const int64_t chunk = ceil_div(B, chunks);
@@ -73,20 +103,21 @@ void forward_kernel(const T* phi, const int64_t* base, const T* w, T* y,
         const int64_t ni = std::min(ib, I - i0);
         pack_panel(w, I, K, o0, width, i0, ni, panel.data());
         for (int64_t b = b0; b < b1; ++b) {
-          T acc[TILE];
-          for (int64_t j = 0; j < TILE; ++j) acc[j] = T(0);
+          typename V::vec acc[V::NV];
+          for (int64_t v = 0; v < V::NV; ++v) acc[v] = typename V::vec{} ;
           for (int64_t i = 0; i < ni; ++i) {
             const T* ph = phi + (b * I + i0 + i) * n;
             const T* rows = panel.data() + (i * K + base[b * I + i0 + i]) * TILE;
             for (int64_t k = 0; k < n; ++k) {
               const T p = ph[k];
               const T* r = rows + k * TILE;
-#pragma omp simd
-              for (int64_t j = 0; j < TILE; ++j) acc[j] += p * r[j];
+              for (int64_t v = 0; v < V::NV; ++v) acc[v] += p * V::load(r + v * V::LANES);
             }
           }
+          T out[TILE];
+          for (int64_t v = 0; v < V::NV; ++v) V::store(out + v * V::LANES, acc[v]);
           T* yb = y + b * O + o0;
-          for (int64_t j = 0; j < width; ++j) yb[j] += acc[j];
+          for (int64_t j = 0; j < width; ++j) yb[j] += out[j];
         }
       }
     }
@@ -96,6 +127,7 @@ void forward_kernel(const T* phi, const int64_t* base, const T* w, T* y,
 template <typename T>
 void backward_kernel(const T* gy, const T* phi, const int64_t* base, const T* w, T* gphi, T* gw,
                      int64_t B, int64_t I, int64_t n, int64_t K, int64_t O) {
+  using V = Tile<T>;
   const int64_t tiles = ceil_div(O, TILE);
   // Two panels (weights and their gradient) share the budget; keep at least one block per thread.
   int64_t ib = std::max<int64_t>(1, inputs_per_panel(I, K, sizeof(T)) / 2);
@@ -110,9 +142,11 @@ void backward_kernel(const T* gy, const T* phi, const int64_t* base, const T* w,
         pack_panel(w, I, K, o0, width, i0, ni, panel.data());
         std::fill(grad.begin(), grad.end(), T(0));
         for (int64_t b = 0; b < B; ++b) {
-          T g[TILE];
+          T padded[TILE];
           const T* gyb = gy + b * O + o0;
-          for (int64_t j = 0; j < TILE; ++j) g[j] = j < width ? gyb[j] : T(0);
+          for (int64_t j = 0; j < TILE; ++j) padded[j] = j < width ? gyb[j] : T(0);
+          typename V::vec g[V::NV];
+          for (int64_t v = 0; v < V::NV; ++v) g[v] = V::load(padded + v * V::LANES);
           for (int64_t i = 0; i < ni; ++i) {
             const int64_t row = b * I + i0 + i;
             const T* ph = phi + row * n;
@@ -122,13 +156,13 @@ void backward_kernel(const T* gy, const T* phi, const int64_t* base, const T* w,
               const T* r = panel.data() + offset + k * TILE;
               T* gr = grad.data() + offset + k * TILE;
               const T p = ph[k];
-              T dot = T(0);
-#pragma omp simd reduction(+ : dot)
-              for (int64_t j = 0; j < TILE; ++j) {
-                dot += g[j] * r[j];
-                gr[j] += p * g[j];
+              typename V::vec dot = g[0] * V::load(r);
+              V::store(gr, V::load(gr) + p * g[0]);
+              for (int64_t v = 1; v < V::NV; ++v) {
+                dot += g[v] * V::load(r + v * V::LANES);
+                V::store(gr + v * V::LANES, V::load(gr + v * V::LANES) + p * g[v]);
               }
-              gp[k] += dot;
+              gp[k] += V::sum(dot);
             }
           }
         }
