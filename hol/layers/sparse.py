@@ -27,8 +27,8 @@ Two implementations of the product, chosen per call:
   cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) for CPU float32/float64: it packs
   blocks of ``W`` into cache-sized panels ``[inputs, K, 64 outputs]`` so each (sample, input, node) costs one
   AXPY / dot product of 64 outputs in registers;
-* pure torch ops, blocked over inputs (gather the active weight rows of a few inputs, batched matrix-vector
-  products, ``index_add_``), for every device and dtype and wherever the extension cannot be built.
+* torch's sparse ops (CSR ``torch.sparse.mm`` forward, ``torch.sparse.sampled_addmm`` for ``d phi``, a COO
+  transpose for ``d W``) for every device and dtype and wherever the extension cannot be built.
 
 :func:`choose_backend` is the cost model behind ``backend="auto"`` of :func:`hol.layers.fc`.
 """
@@ -45,12 +45,11 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bases import chebyshev_derivatives, chebyshev_polynomials, check_choice, fold_into_domain, segment_coordinates
+from .bases import (chebyshev_derivatives, chebyshev_polynomials, check_choice, fold_into_domain, piecewise_width,
+                    segment_coordinates)
 
 BACKENDS = ("auto", "dense", "sparse")
 IMPLEMENTATIONS = ("auto", "torch", "cpp")
-GATHER_BUDGET = 1 << 22
-"""Elements of the gathered weight rows ``[B, inputs, n, O]`` the torch implementation holds at once."""
 
 _SOURCE = Path(__file__).parent / "csrc" / "segment_sparse.cpp"
 
@@ -145,52 +144,57 @@ def segment_basis(x: Tensor, transform: Tensor, segments: int, length: float, co
     x = fold_into_domain(x, length, extrapolation)
     s, t = segment_coordinates(x, segments, length)
     phi = LagrangeBasisValues.apply(t, transform, extrapolation == "linear")
+    s = s.clamp(0, segments - 1)  # a NaN input gives an arbitrary integer: keep the offset valid, phi is NaN
     return phi, s * (n - 1 if continuous else n)
 
 
 # ------------------------------------------------------------------------------------------------- product
 
 
-def _input_blocks(batch: int, inputs: int, n: int, outputs: int):
-    """Input ranges whose gathered weight rows ``[B, block, n, O]`` stay within :data:`GATHER_BUDGET`."""
-    block = max(1, min(inputs, GATHER_BUDGET // max(1, batch * n * outputs)))
-    return [(i, min(inputs, i + block)) for i in range(0, inputs, block)]
+def _expansion_matrix(phi: Tensor, base: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """The dense expansion ``[B, I K]`` as a sparse CSR matrix ``A[b, i K + base[b, i] + k] = phi[b, i, k]``,
+    and its column indices ``[B, I n]``. Columns ascend within each row, so the values keep the order of ``phi``."""
+    batch, inputs, n = phi.shape
+    starts = base + torch.arange(inputs, device=base.device) * width  # [B, I]
+    columns = (starts.unsqueeze(-1) + torch.arange(n, device=base.device)).flatten(1)  # [B, I n]
+    crow = torch.arange(0, batch * inputs * n + 1, inputs * n, device=base.device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        matrix = torch.sparse_csr_tensor(crow, columns.flatten(), phi.flatten(), (batch, inputs * width),
+                                         check_invariants=False)
+    return matrix, columns
 
 
-def _panel(weight: Tensor, base: Tensor, n: int, i0: int, i1: int) -> tuple[Tensor, Tensor]:
-    """Weights of inputs ``i0:i1`` as rows ``[(i1-i0) K, O]`` and the rows ``[B, (i1-i0) n]`` each sample uses."""
-    n_out, _, width = weight.shape
-    panel = weight[:, i0:i1].permute(1, 2, 0).reshape(-1, n_out)
-    starts = base[:, i0:i1] + torch.arange(i1 - i0, device=base.device) * width  # [B, i1-i0]
-    return panel, (starts.unsqueeze(-1) + torch.arange(n, device=base.device)).flatten(1)
+def _weight_rows(weight: Tensor) -> Tensor:
+    """``W[o, i, m]`` as ``[I K, O]`` rows (a copy)."""
+    return weight.permute(1, 2, 0).reshape(-1, weight.shape[0])
 
 
 def product_torch(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
-    """``y[b, o] = sum_{i,k} phi[b, i, k] W[o, i, base[b, i] + k]`` with torch ops, blocked over inputs.
+    """``y[b, o] = sum_{i,k} phi[b, i, k] W[o, i, base[b, i] + k]`` as ``A @ W`` with torch's sparse ops.
 
     Shapes: ``phi [B, I, n]``, ``base [B, I]``, ``weight [O, I, K]`` -> ``[B, O]``.
     """
-    batch, inputs, n = phi.shape
-    y = phi.new_zeros(batch, weight.shape[0])
-    for i0, i1 in _input_blocks(batch, inputs, n, weight.shape[0]):
-        panel, rows = _panel(weight, base, n, i0, i1)
-        y += torch.bmm(phi[:, i0:i1].reshape(batch, 1, -1), panel[rows]).squeeze(1)
-    return y
+    matrix, _ = _expansion_matrix(phi, base, weight.shape[2])
+    return torch.sparse.mm(matrix, _weight_rows(weight))
 
 
 def product_torch_backward(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Gradients ``(d phi, d weight)`` of :func:`product_torch`; ``index_add_`` sums repeated rows."""
+    """Gradients ``(d phi, d weight)`` of :func:`product_torch`.
+
+    ``d phi = (dy W^T)`` sampled at the nonzeros of ``A`` (``torch.sparse.sampled_addmm``);
+    ``d weight = A^T dy`` with ``A^T`` as a COO matrix, coalesced by ``torch.sparse.mm`` (repeated rows summed).
+    """
     batch, inputs, n = phi.shape
-    n_out = weight.shape[0]
-    grad_phi = torch.empty_like(phi)
-    grad_weight = torch.empty_like(weight)
-    for i0, i1 in _input_blocks(batch, inputs, n, n_out):
-        panel, rows = _panel(weight, base, n, i0, i1)
-        grad_phi[:, i0:i1] = torch.bmm(panel[rows], grad_y.unsqueeze(-1)).reshape(batch, i1 - i0, n)
-        contributions = phi[:, i0:i1].reshape(batch, -1, 1) * grad_y.unsqueeze(1)  # [B, (i1-i0) n, O]
-        grad_panel = panel.new_zeros(panel.shape).index_add_(0, rows.flatten(), contributions.flatten(0, 1))
-        grad_weight[:, i0:i1] = grad_panel.reshape(i1 - i0, -1, n_out).permute(2, 0, 1)
-    return grad_phi, grad_weight
+    n_out, _, width = weight.shape
+    matrix, columns = _expansion_matrix(phi, base, width)
+    rows = _weight_rows(weight)
+    grad_phi = torch.sparse.sampled_addmm(matrix, grad_y, rows.T, beta=0.0).values().reshape(phi.shape)
+    samples = torch.arange(batch, device=phi.device).unsqueeze(-1).expand_as(columns)
+    transposed = torch.sparse_coo_tensor(torch.stack((columns.flatten(), samples.flatten())), phi.flatten(),
+                                         (inputs * width, batch), check_invariants=False)
+    grad_weight = torch.sparse.mm(transposed, grad_y).reshape(inputs, width, n_out).permute(2, 0, 1)
+    return grad_phi, grad_weight.contiguous()
 
 
 class SegmentSparseProduct(torch.autograd.Function):
@@ -239,7 +243,7 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
 
 # ---------------------------------------------------------------------------------------------- cost model
 
-SPARSE_SLOWDOWN = {"cpp": 3.0, "torch": 24.0, "cuda": 8.0}
+SPARSE_SLOWDOWN = {"cpp": 3.0, "torch": 30.0, "cuda": 8.0}
 """Cost of one multiply-add of the sparse path relative to one of the dense GEMM, by implementation; measured
 with ``benchmarks/bench_sparse.py`` (fwd+bwd, B=1024, I=O=256, n=5)."""
 WEIGHT_PASSES = 4.0
@@ -257,7 +261,7 @@ def choose_backend(*, n: int, segments: int, batch: int, in_features: int, out_f
     ``cpp``: whether the C++ kernels serve this call (default: CPU and the kernels build).
     """
     device = torch.device(device)
-    width = (n - 1) * segments + 1 if continuous else n * segments
+    width = piecewise_width(n, segments, continuous)
     links = in_features * out_features
 
     def sparse_wins(slowdown: float) -> bool:

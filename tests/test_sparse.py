@@ -1,0 +1,196 @@
+"""Segment-sparse compute path (hol.layers.sparse) against the dense path and against mathematics.
+
+The torch implementation is always tested; the C++ kernels wherever they build here (a test that needs them
+says so when it skips).
+"""
+import pytest
+import torch
+
+from hol.layers import fc, sparse
+from hol.layers.bases import piecewise_width
+
+f64 = torch.float64
+TOL = 1e-12
+EXTRAPOLATIONS = ["polynomial", "clamp", "linear", "mirror"]
+KINDS = ["continuous", "discontinuous"]
+
+
+def _cpp_or_skip():
+    if not sparse.extension_available():
+        pytest.skip("segment-sparse C++ kernels could not be built here; the torch implementation is tested")
+
+
+
+
+@pytest.fixture(params=["torch", "cpp"])
+def impl(request):
+    if request.param == "cpp":
+        _cpp_or_skip()
+    return request.param
+
+
+def pair(kind, extrapolation="polynomial", *, n=4, segments=3, in_features=5, out_features=3, bias=True,
+         dtype=f64):
+    """A dense layer and a sparse layer with the same weights."""
+    torch.manual_seed(0)
+    dense = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation, bias=bias,
+               backend="dense", dtype=dtype, init="uniform")
+    if bias:
+        torch.nn.init.uniform_(dense.bias, -1, 1)
+    sparse_layer = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation,
+                      bias=bias, backend="sparse", dtype=dtype)
+    sparse_layer.load_state_dict(dense.state_dict())
+    return dense, sparse_layer
+
+
+def wide_input(*shape, dtype=f64):
+    """Inputs covering the domain [-1, 1], its breakpoints and both sides outside it."""
+    x = torch.rand(*shape, dtype=dtype) * 3.2 - 1.6
+    x.view(-1)[:4] = torch.tensor([-1.0, 1.0, -1 / 3, 1 / 3], dtype=dtype)  # domain ends and breaks (S = 3)
+    return x
+
+
+def grads(layer, x, grad_y):
+    x = x.detach().requires_grad_()
+    y = layer(x)
+    params = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
+    return (y, *torch.autograd.grad(y, [x, *params], grad_y))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("extrapolation", EXTRAPOLATIONS)
+def test_sparse_equals_dense_forward_and_gradients(kind, extrapolation, impl):
+    dense, _ = pair(kind, extrapolation)
+    x = wide_input(2, 7, 5)  # leading dims
+    grad_y = torch.randn(2, 7, 3, dtype=f64)
+    expected = grads(dense, x, grad_y)
+
+    def sparse_forward(x):
+        return sparse.segment_sparse_linear(x, dense.weight, dense.basis.transform, segments=3, length=2.0,
+                                            continuous=kind == "continuous", extrapolation=extrapolation,
+                                            bias=dense.bias, impl=impl)
+
+    x_ = x.detach().requires_grad_()
+    y = sparse_forward(x_)
+    got = (y, *torch.autograd.grad(y, [x_, dense.weight, dense.bias], grad_y))
+    for name, a, b in zip(["y", "dx", "dweight", "dbias"], got, expected):
+        assert a.shape == b.shape, name
+        assert torch.allclose(a, b, atol=TOL, rtol=0), f"{name}: max diff {(a - b).abs().max().item():.3g}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_layer_backend_sparse_matches_dense(kind):
+    dense, sparse_layer = pair(kind, "linear", segments=4)
+    assert sparse_layer.compute_backend(torch.zeros(1, 5)) == "sparse"
+    assert dense.compute_backend(torch.zeros(1, 5)) == "dense"
+    x = wide_input(6, 5)
+    grad_y = torch.randn(6, 3, dtype=f64)
+    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y)):
+        assert torch.allclose(a, b, atol=TOL, rtol=0)
+
+
+def test_repeated_segments_accumulate_every_sample(impl):
+    """Every sample in the same segment: dW[o, i, base + k] = phi_k(t_i) sum_b dy[b, o], nothing dropped."""
+    n, segments, batch = 3, 4, 9
+    weight = torch.randn(2, 3, (n - 1) * segments + 1, dtype=f64, requires_grad=True)
+    transform = fc("continuous", 3, 2, n=n, segments=segments, dtype=f64).basis.transform
+    x = torch.tensor([0.1, -0.7, 0.9], dtype=f64).expand(batch, 3)  # segments 2, 0, 3; t = -0.6, 0.2, 0.6
+    y = sparse.segment_sparse_linear(x, weight, transform, segments=segments, length=2.0, continuous=True,
+                                     impl=impl)
+    grad_y = torch.randn(batch, 2, dtype=f64)
+    (grad_w,) = torch.autograd.grad(y, weight, grad_y)
+    nodes = torch.tensor([-1.0, 0.0, 1.0], dtype=f64)
+    expected = torch.zeros_like(weight)
+    for i, (s, t) in enumerate([(2, -0.6), (0, 0.2), (3, 0.6)]):
+        # quadratic Lagrange basis on {-1, 0, 1} by the product formula
+        phi = torch.stack([torch.prod(torch.stack([(t - nodes[j]) / (nodes[k] - nodes[j])
+                                                   for j in range(n) if j != k])) for k in range(n)])
+        expected[:, i, 2 * s:2 * s + n] = grad_y.sum(0).unsqueeze(-1) * phi
+    assert torch.allclose(grad_w, expected, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("extrapolation", EXTRAPOLATIONS)
+def test_gradcheck(kind, extrapolation, impl):
+    torch.manual_seed(1)
+    weight = torch.randn(2, 3, piecewise_width(3, 2, kind == "continuous"), dtype=f64,
+                         requires_grad=True)
+    bias = torch.randn(2, dtype=f64, requires_grad=True)
+    transform = fc(kind, 3, 2, n=3, segments=2, dtype=f64).basis.transform
+    # away from the kinks of clamp/mirror and from the breakpoints, where the functions are not differentiable
+    x = torch.tensor([[-1.7, -0.6, 0.3], [0.45, 1.3, -0.2]], dtype=f64, requires_grad=True)
+
+    def f(x, weight, bias):
+        return sparse.segment_sparse_linear(x, weight, transform, segments=2, length=2.0,
+                                            continuous=kind == "continuous", extrapolation=extrapolation,
+                                            bias=bias, impl=impl)
+
+    assert torch.autograd.gradcheck(f, (x, weight, bias))
+
+
+def test_float32_cpp_matches_dense():
+    _cpp_or_skip()
+    dense, sparse_layer = pair("continuous", n=5, segments=8, in_features=40, out_features=70,
+                               dtype=torch.float32)  # 70 outputs: a full tile of 64 and a partial one
+    x = wide_input(33, 40, dtype=torch.float32)
+    grad_y = torch.randn(33, 70)
+    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y)):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+def test_nan_input_propagates_without_crashing(impl):
+    dense, _ = pair("continuous")
+    x = torch.zeros(2, 5, dtype=f64)
+    x[0, 1] = float("nan")
+    y = sparse.segment_sparse_linear(x, dense.weight, dense.basis.transform, segments=3, length=2.0,
+                                     continuous=True, impl=impl)
+    assert torch.isnan(y[0]).all() and not torch.isnan(y[1]).any()
+
+
+def test_backend_is_a_hyperparameter():
+    layer = fc("discontinuous", 4, 2, n=3, segments=5, backend="sparse")
+    assert layer.hparams()["backend"] == "sparse"
+    assert "backend='sparse'" in repr(layer)
+    rebuilt = fc(**layer.hparams())
+    assert rebuilt.compute_backend(torch.zeros(3, 4)) == "sparse"
+    assert "backend" not in repr(fc("continuous", 4, 2, n=3, segments=5))  # the default, auto, is not shown
+    assert "backend" not in fc("continuous_prod", 4, 2, n=3, segments=5).hparams()  # product units: dense only
+
+
+@pytest.mark.parametrize("kind, options", [("continuous", {"backend": "fast"}),
+                                           ("polynomial", {"backend": "sparse"}),
+                                           ("continuous_prod", {"segments": 2, "backend": "sparse"}),
+                                           ("fourier", {"backend": "sparse"})])
+def test_bad_backend(kind, options):
+    with pytest.raises(ValueError, match="backend"):
+        fc(kind, 3, 2, **options)
+
+
+def test_bad_impl():
+    with pytest.raises(ValueError, match="impl"):
+        sparse.segment_sparse_linear(torch.zeros(1, 2), torch.zeros(1, 2, 5), torch.eye(3), segments=2,
+                                     length=2.0, continuous=True, impl="fortran")
+
+
+@pytest.mark.parametrize("segments, batch, device, cpp, expected", [
+    (1, 1024, "cpu", True, "dense"),     # K = n: the GEMM does the same work, faster
+    (2, 1024, "cpu", True, "dense"),
+    (16, 1024, "cpu", True, "sparse"),
+    (64, 1024, "cpu", True, "sparse"),
+    (64, 1, "cpu", True, "dense"),       # one sample: both read every weight, the dense GEMV wins
+    (64, 1024, "cpu", False, "sparse"),  # torch ops only: later crossover
+    (8, 1024, "cpu", False, "dense"),
+    (4, 1024, "cuda", None, "dense"),
+    (128, 1024, "cuda", None, "sparse"),
+])
+def test_cost_model_decisions(segments, batch, device, cpp, expected):
+    choice = sparse.choose_backend(n=5, segments=segments, batch=batch, in_features=256, out_features=256,
+                                   device=device, cpp=cpp)
+    assert choice == expected
+
+
+def test_auto_layer_follows_cost_model():
+    small, large = fc("continuous", 8, 4, n=5, segments=1), fc("continuous", 8, 4, n=5, segments=64)
+    assert small.compute_backend(torch.zeros(512, 8)) == "dense"
+    expected = sparse.choose_backend(n=5, segments=64, batch=512, in_features=8, out_features=4)
+    assert large.compute_backend(torch.zeros(512, 8)) == expected == "sparse"
