@@ -45,8 +45,14 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .bases import (chebyshev_derivatives, chebyshev_polynomials, check_choice, fold_into_domain, piecewise_width,
-                    segment_coordinates)
+from .bases import (
+    chebyshev_derivatives,
+    chebyshev_polynomials,
+    check_choice,
+    fold_into_domain,
+    piecewise_width,
+    segment_coordinates,
+)
 
 BACKENDS = ("auto", "dense", "sparse")
 IMPLEMENTATIONS = ("auto", "torch", "cpp")
@@ -54,7 +60,7 @@ IMPLEMENTATIONS = ("auto", "torch", "cpp")
 _SOURCE = Path(__file__).parent / "csrc" / "segment_sparse.cpp"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def extension():
     """The compiled C++ kernels, or ``None`` (with a warning) when they cannot be built here.
 
@@ -69,7 +75,7 @@ def extension():
         return cpp_extension.load(name=f"hol_segment_sparse_{key}", sources=[str(_SOURCE)],
                                   extra_cflags=["-O3", "-march=native", "-fopenmp"],
                                   extra_ldflags=["-fopenmp"], verbose=False)
-    except Exception as error:  # no compiler, no ninja, no headers: the torch implementation takes over
+    except Exception as error:  # noqa: BLE001 (no compiler, no ninja, no headers...): the torch implementation takes over
         warnings.warn(f"hol: segment-sparse C++ kernels unavailable ({type(error).__name__}: {error}); "
                       "using the torch implementation", RuntimeWarning, stacklevel=2)
         return None
@@ -185,7 +191,7 @@ def product_torch_backward(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Te
     ``d phi = (dy W^T)`` sampled at the nonzeros of ``A`` (``torch.sparse.sampled_addmm``);
     ``d weight = A^T dy`` with ``A^T`` as a COO matrix, coalesced by ``torch.sparse.mm`` (repeated rows summed).
     """
-    batch, inputs, n = phi.shape
+    batch, inputs, _ = phi.shape
     n_out, _, width = weight.shape
     matrix, columns = _expansion_matrix(phi, base, width)
     rows = _weight_rows(weight)
