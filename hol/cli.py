@@ -15,6 +15,7 @@ import re
 import sys
 import warnings
 from importlib.resources import files
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -25,13 +26,15 @@ from hydra.errors import (
     OverrideParseException,
 )
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]",
             "eval": "test a checkpoint: hol eval ckpt_path=PATH [key=value ...]"}
 USAGE = "usage: hol {train,eval} [overrides]   (hol train --help lists the config groups)"
 FULL_ERROR = "HYDRA_FULL_ERROR"
+# set by Lightning's DDP launcher for the processes it starts
+DDP_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 _show_full_error = False  # the user set HYDRA_FULL_ERROR=1: show tracebacks
 
 
@@ -104,20 +107,54 @@ def _route_lightning_logs() -> None:
 
 
 def _task(command: str, cfg: DictConfig):
+    from lightning.pytorch.utilities import rank_zero_only
+
     from .train import evaluate, run_task, train
 
     _route_lightning_logs()
     _quiet_known_warnings()
 
+    _set_worker_command(command)
+    environment = set(os.environ)
     try:
         metrics = run_task(cfg, train if command == "train" else evaluate)
     except Exception as error:
         if not is_user_error(error) or _show_full_error or HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # multirun: Hydra records the failed job and the sweep goes on
         _fail(command, error, 1)
-    _report(cfg, metrics)
+    finally:
+        _end_distributed(environment)
+    if rank_zero_only.rank == 0:  # DDP: the other processes finish the same job silently
+        _report(cfg, metrics)
     optimized = cfg.get("optimized_metric")
     return metrics.get(optimized) if optimized else None
+
+
+def _set_worker_command(command: str) -> None:
+    """Make ``sys.argv`` the command line of this job for the processes Lightning's DDP starts.
+
+    Lightning runs ``python sys.argv[0] sys.argv[1:] hydra.run.dir=<hydra.run.dir> ...`` in every other
+    process. That must be hol's ``__main__``, the subcommand and this job's own overrides (in a multirun, the
+    job's values, without ``-m`` and the sweep), and, in a multirun, ``hydra.run.dir`` must be the job's
+    folder. ``main`` restores ``sys.argv`` afterwards.
+    """
+    hydra_cfg = HydraConfig.get()
+    sys.argv = [str(Path(__file__).with_name("__main__.py")), command, *hydra_cfg.overrides.task]
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        with read_write(hydra_cfg.run):
+            hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+def _end_distributed(environment: set[str]) -> None:
+    """After a job: end its DDP process group and drop the variables Lightning's DDP launcher set in this
+    process (those not in ``environment``, the names before the job), so a multirun's next job starts anew."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for name in DDP_VARIABLES:
+        if name not in environment:
+            os.environ.pop(name, None)
 
 
 def _report(cfg: DictConfig, metrics: dict) -> None:

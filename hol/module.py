@@ -133,6 +133,15 @@ class HolModule(pl.LightningModule):
         if callable(getattr(self.net, "hparams", None)):
             checkpoint["net_hparams"] = self.net.hparams()
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A checkpoint of another refinement stage holds another network shape: rebuild the network to it.
+        hparams = checkpoint.get("net_hparams")
+        rebuildable = callable(getattr(self.net, "hparams", None))
+        if hparams is not None and rebuildable and hparams != self.net.hparams():
+            from .networks import build
+
+            self.net = build(hparams)
+
     def on_train_epoch_start(self) -> None:
         # Random draws in training (dropout) depend only on (seed, epoch, rank): a resumed run repeats them.
         if self.hparams.seed is not None:

@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from .module import HolModule
 from .networks import MLP, build
+from .stages import RefinementStages
+from .stages import configure as configure_stages
 
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "FAILED"
@@ -97,8 +99,10 @@ def _instantiate_dict(group: DictConfig | None) -> list:
             if isinstance(entry, DictConfig) and "_target_" in entry]
 
 
-def build_trainer(cfg: DictConfig) -> pl.Trainer:
-    return hydra.utils.instantiate(cfg.trainer, callbacks=_instantiate_dict(cfg.get("callbacks")),
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` with the configured callbacks and loggers, plus ``callbacks``."""
+    callbacks = _instantiate_dict(cfg.get("callbacks")) + list(callbacks or [])
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
                                    logger=_instantiate_dict(cfg.get("logger")) or False)
 
 
@@ -139,15 +143,19 @@ def output_dir(cfg: DictConfig) -> Path:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test as ``cfg`` says; return the final metrics (also written to ``metrics.json``)."""
     validate(cfg)
+    stages = configure_stages(cfg)  # refinement stages (cfg.refine): sets the model's first order, max_epochs
+    refinement = RefinementStages(stages) if stages else None
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, [refinement] if refinement else [])
 
     if cfg.get("train", True):
         fit(cfg, trainer, module, datamodule)
     metrics = {key: value for key, value in trainer.callback_metrics.items() if key.endswith("_best")}
+    if refinement:
+        metrics.update(refinement.metrics())
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_path = best or (None if cfg.get("train", True) else cfg.get("ckpt_path"))

@@ -1,0 +1,201 @@
+"""Refinement stages (hol.stages): stage specs, exact refinement inside training, resume, sweeps, command line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from hol.cli import config_dir, main
+from hol.module import HolModule
+from hol.stages import Stage, parse_stages
+from hol.train import METRICS_FILE, evaluate, train
+
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
+         "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0", "callbacks.plots=null"]
+TINY = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16"]
+STAGES = "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 3}, {epochs: 1, n: 5, segments: 4}]"
+
+
+def make_cfg(run_dir: Path, *overrides: str, config_name: str = "train"):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name, overrides=[*(QUIET if config_name == "train" else []), *overrides])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    return cfg
+
+
+def scalars(run_dir: Path) -> dict[str, list]:
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+# --- stage specs ----------------------------------------------------------------------------------------
+
+def test_parse_stages_defaults_and_order():
+    stages = parse_stages([{"epochs": 2, "n": 2}, {"epochs": 1, "segments": 4}, {"epochs": 3, "n": 5}], n=3,
+                          segments=2)
+    assert stages == [Stage(2, 2, None), Stage(1, None, 4), Stage(3, 5, None)]
+    assert parse_stages([]) == [] and parse_stages(None) == []
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ({"epochs": 1}, "refine must be a list of stages"),
+    ([3], "refine[0] must be a mapping"),
+    ([{"epochs": 1, "order": 2}], "refine[0] has unknown key(s) order; allowed: epochs, n, segments"),
+    ([{"n": 2}], "refine[0] needs epochs"),
+    ([{"epochs": 0, "n": 2}], "refine[0].epochs must be an integer >= 1, got 0"),
+    ([{"epochs": 1.5}], "refine[0].epochs must be an integer >= 1, got 1.5"),
+    ([{"epochs": 1, "n": 0}], "refine[0].n must be an integer >= 1, got 0"),
+    ([{"epochs": 1, "n": 3}, {"epochs": 1, "n": 2}], "refine[1].n must be >= the previous stage's n 3"),
+    ([{"epochs": 1, "segments": 2}, {"epochs": 1, "segments": 3}],
+     "refine[1].segments must be a multiple of the previous stage's segments 2, got 3"),
+    ([{"epochs": 1, "n": 2}, {"epochs": 1}], "refine[1] must set n and/or segments"),
+    ([{"epochs": 1, "n": 3}, {"epochs": 1, "n": 3, "segments": 2}], "refine[1] changes neither n nor segments"),
+])
+def test_bad_stage_specs_name_the_stage(spec, fragment):
+    with pytest.raises(ValueError, match="^" + fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        parse_stages(spec, n=3, segments=2)
+
+
+# --- training with stages -------------------------------------------------------------------------------
+
+def test_staged_run_refines_exactly_and_logs_each_boundary(tmp_path):
+    run = tmp_path / "run"
+    metrics = train(make_cfg(run, "experiment=xor", *TINY, STAGES, "trainer.max_epochs=99"))
+
+    assert 0 <= metrics["refine/max_change"] < 1e-12  # exact refinements: rounding only
+    assert metrics["refine/val_loss_change"] < 1e-6
+    assert json.loads((run / METRICS_FILE).read_text()) == pytest.approx(metrics)
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 3  # 1 + 2 + 1 epochs, not trainer.max_epochs
+    assert (last["net_hparams"]["n"], last["net_hparams"]["segments"]) == (5, 4)
+
+    logged = scalars(run)
+    steps_per_epoch = 64 // 16
+    assert logged["refine/stage"] == [(0, 0.0), (steps_per_epoch, 1.0), (3 * steps_per_epoch, 2.0)]
+    assert [value for _, value in logged["refine/n"]] == [2.0, 3.0, 5.0]
+    assert [value for _, value in logged["refine/segments"]] == [2.0, 2.0, 4.0]
+    before, after = logged["refine/val_loss_before"], logged["refine/val_loss_after"]
+    assert [step for step, _ in before] == [steps_per_epoch, 3 * steps_per_epoch]
+    for (_, old), (_, new) in zip(before, after):
+        assert new == pytest.approx(old, rel=1e-6)
+    assert before[0][1] != pytest.approx(before[1][1], rel=1e-3)  # training went on between the refinements
+    # the validation loss before a refinement is that of the model the last epoch ended with
+    val_loss = dict(logged["val/loss"])
+    assert before[0][1] == pytest.approx(val_loss[steps_per_epoch - 1], rel=1e-6)
+
+
+def test_refined_network_is_trained_by_a_new_optimizer(tmp_path):
+    """After a refinement every new parameter receives updates (the optimizer holds the new parameters)."""
+    run = tmp_path / "run"
+    train(make_cfg(run, "experiment=xor", *TINY, "refine=[{epochs: 1, n: 2}, {epochs: 1, n: 3}]", "test=false",
+                   "callbacks.model_checkpoint.save_top_k=-1", "callbacks.model_checkpoint.monitor=null"))
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert len(last["optimizer_states"][0]["state"]) == len(last["state_dict"]) - sum(
+        1 for key in last["state_dict"] if "metric" in key or "loss" in key or "best" in key)
+    exp_avg = [state["exp_avg"] for state in last["optimizer_states"][0]["state"].values()]
+    assert all(moment.shape[-1] == 5 for moment in exp_avg)  # n=3 with 2 segments: 5 coefficients per link
+    assert all(moment.abs().sum() > 0 for moment in exp_avg)
+
+
+def test_best_checkpoint_of_an_earlier_stage_is_tested_with_its_own_shape(tmp_path):
+    run = tmp_path / "run"
+    # mode=max: the "best" checkpoint is the worst validation loss, that of the first (low order) stage
+    metrics = train(make_cfg(run, "experiment=xor", *TINY, "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 4}]",
+                             "callbacks.model_checkpoint.mode=max", "optimizer.lr=0.05"))
+    best = next((run / "checkpoints").glob("epoch_*.ckpt"))
+    assert torch.load(best, weights_only=False)["net_hparams"]["n"] == 2
+    evaluated = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={best}", "+trainer.enable_progress_bar=false",
+                                  config_name="eval"))
+    assert metrics["test/loss"] == pytest.approx(evaluated["test/loss"], rel=1e-6)
+
+
+def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_path):
+    common = [*TINY, "experiment=xor", "model.hidden_layers=1", "model.hidden_width=4", "model.dropout=0.2",
+              "model.normalization=max_abs", "scheduler=cosine", "scheduler.T_max=4", "logger=[]",
+              "callbacks.model_checkpoint.monitor=null"]  # last.ckpt: the latest epoch (Lightning 2.6 saves
+    # last.ckpt only with a top-k checkpoint)
+    full = "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 3}, {epochs: 1, n: 4}]"
+    straight = train(make_cfg(tmp_path / "straight", *common, full))
+
+    def resumed(name: str, first_stages: str) -> dict:
+        """Train ``first_stages`` ("killed" then), resume the full stages from its last checkpoint in its folder."""
+        train(make_cfg(tmp_path / name, *common, first_stages, "test=false"))
+        last = tmp_path / name / "checkpoints" / "last.ckpt"
+        return torch.load(last, weights_only=False), train(make_cfg(tmp_path / name, *common, full,
+                                                                      f"ckpt_path={last}"))
+
+    # killed after epoch 1 (inside stage 2, after its refinement): resumes at n=3 and does not refine again
+    checkpoint, after = resumed("after", "refine=[{epochs: 1, n: 2}, {epochs: 1, n: 3}]")
+    assert checkpoint["net_hparams"]["n"] == 3
+    # killed after epoch 0 (end of stage 1): resumes at n=2 and refines at the boundary
+    checkpoint, before = resumed("before", "refine=[{epochs: 1, n: 2}]")
+    assert checkpoint["net_hparams"]["n"] == 2
+
+    assert after == straight  # exactly, refinement records included
+    assert before == straight
+    final = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=False)
+    for name in ("after", "before"):
+        again = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=False)
+        assert again["net_hparams"] == final["net_hparams"] and again["net_hparams"]["n"] == 4
+        for key, value in final["state_dict"].items():
+            assert torch.equal(again["state_dict"][key], value), key
+
+
+# --- command line ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    return tmp_path
+
+
+def test_command_line_stages_in_a_run_and_a_sweep(in_tmp, capsys):
+    main(["train", "experiment=xor", *TINY, *QUIET, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run"])
+    assert "refine/max_change" in capsys.readouterr().out
+    assert json.loads((in_tmp / "run" / METRICS_FILE).read_text())["refine/max_change"] < 1e-12
+
+    main(["train", "-m", "experiment=xor", *TINY, *QUIET, "logger=[]", "layer=continuous,discontinuous",
+          "refine=[{epochs:1,n:2},{epochs:1,segments:4}]", "hydra.sweep.dir=sweep"])
+    for job in ("0", "1"):
+        metrics = json.loads((in_tmp / "sweep" / job / METRICS_FILE).read_text())
+        assert metrics["refine/max_change"] < 1e-12
+        hparams = torch.load(in_tmp / "sweep" / job / "checkpoints" / "last.ckpt", weights_only=False)["net_hparams"]
+        assert (hparams["n"], hparams["segments"]) == (2, 4)
+    assert "refine/max_change" in (in_tmp / "sweep" / "summary.csv").read_text()
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("refine=[{epochs:1,n:2},{epochs:0,n:3}]", "refine[1].epochs must be an integer >= 1, got 0"),
+    ("refine=[{epochs:1,order:2}]", "refine[0] has unknown key(s) order; allowed: epochs, n, segments"),
+    ("refine=[{epochs:1,n:3},{epochs:1,n:2}]", "refine[1].n must be >= the previous stage's n 3"),
+    ("refine=[{epochs:1,n:1}]", "n must be an integer >= 2 for piecewise kinds, got 1"),
+    ("refine=5", "refine must be a list of stages"),
+])
+def test_command_line_bad_stages_fail_with_one_line(in_tmp, capsys, override, fragment):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "experiment=xor", *TINY, override, "hydra.run.dir=run"])
+    captured = capsys.readouterr()
+    assert info.value.code == 1
+    assert captured.err.startswith("hol train: error: ") and fragment in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err + captured.out
+    assert not (in_tmp / "run" / METRICS_FILE).exists()
+
+
+def test_prefine_preset_trains_from_n2_to_n5(tmp_path, mnist_root):
+    cfg = make_cfg(tmp_path / "run", "experiment=invariant_mnist_prefine", f"data.root={mnist_root}",
+                   "data.download=false", "model.hidden_width=8", "logger=[]")
+    stages = parse_stages(cfg.refine)
+    assert [stage.n for stage in stages] == [2, 3, 4, 5] and cfg.layer.kind == "continuous"
+    metrics = train(cfg)
+    assert metrics["refine/max_change"] < 1e-12 and 0 <= metrics["test/acc"] <= 1
+    module = HolModule.from_checkpoint(str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+    assert module.net.hparams()["n"] == 5
