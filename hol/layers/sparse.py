@@ -96,12 +96,12 @@ def extension_available() -> bool:
     return os.environ.get("HOL_SPARSE_CPP", "1") != "0" and extension() is not None
 
 
-def _use_cpp(impl: str, phi: Tensor) -> bool:
+def _use_cpp(impl: str, x: Tensor) -> bool:
     check_choice("impl", impl, IMPLEMENTATIONS)
-    fits = phi.device.type == "cpu" and phi.dtype in (torch.float32, torch.float64)
+    fits = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
     if impl == "cpp":
         if not fits:
-            raise ValueError(f"impl 'cpp' needs CPU float32/float64 tensors, got {phi.device} {phi.dtype}")
+            raise ValueError(f"impl 'cpp' needs CPU float32/float64 tensors, got {x.device} {x.dtype}")
         if not extension_available():
             raise RuntimeError("impl 'cpp': the segment-sparse C++ kernels could not be built here")
         return True
@@ -116,11 +116,15 @@ class LagrangeBasisValues(torch.autograd.Function):
 
     ``phi(t) = T(t) C`` and ``phi'(t) = T'(t) C`` (Chebyshev recurrences, ``C = transform``); with ``linear``,
     ``phi(t) = phi(t_c) + (t - t_c) phi'(t_c)``, ``t_c = clamp(t, -1, 1)``, whose derivative is ``phi'(t_c)``
-    everywhere. Shape: ``(...) -> (..., n)``.
+    everywhere. ``use_cpp``: one fused C++ loop instead of torch ops. Shape: ``(...) -> (..., n)``.
     """
 
     @staticmethod
-    def forward(ctx, t: Tensor, transform: Tensor, linear: bool) -> Tensor:
+    def forward(ctx, t: Tensor, transform: Tensor, linear: bool, use_cpp: bool) -> Tensor:
+        if use_cpp:
+            phi, slope = extension().basis(t, transform, linear)
+            ctx.save_for_backward(slope)
+            return phi
         n = transform.shape[0]
         t_c = t.clamp(-1.0, 1.0) if linear else t
         phi = chebyshev_polynomials(t_c, n) @ transform
@@ -134,11 +138,11 @@ class LagrangeBasisValues(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_phi: Tensor):
         (slope,) = ctx.saved_tensors
-        return (grad_phi * slope).sum(-1), None, None
+        return (grad_phi * slope).sum(-1), None, None, None
 
 
 def segment_basis(x: Tensor, transform: Tensor, segments: int, length: float, continuous: bool,
-                  extrapolation: str) -> tuple[Tensor, Tensor]:
+                  extrapolation: str, use_cpp: bool = False) -> tuple[Tensor, Tensor]:
     """The ``n`` active basis values of every input and the offset of its segment in the link's ``K`` values.
 
     Same geometry and extrapolation as :func:`hol.layers.bases.piecewise_expand`: ``phi[..., k]`` is the entry
@@ -149,7 +153,7 @@ def segment_basis(x: Tensor, transform: Tensor, segments: int, length: float, co
     n = transform.shape[0]
     x = fold_into_domain(x, length, extrapolation)
     s, t = segment_coordinates(x, segments, length)
-    phi = LagrangeBasisValues.apply(t, transform, extrapolation == "linear")
+    phi = LagrangeBasisValues.apply(t, transform, extrapolation == "linear", use_cpp)
     s = s.clamp(0, segments - 1)  # a NaN input gives an arbitrary integer: keep the offset valid, phi is NaN
     return phi, s * (n - 1 if continuous else n)
 
@@ -239,10 +243,11 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
 
     Shapes: ``x [..., I]``, ``weight [O, I, K]``, ``transform [n, n]`` -> ``[..., O]``.
     """
-    phi, base = segment_basis(x, transform, segments, length, continuous, extrapolation)
+    use_cpp = _use_cpp(impl, x)
+    phi, base = segment_basis(x, transform, segments, length, continuous, extrapolation, use_cpp)
     leading = x.shape[:-1]
     phi = phi.reshape(-1, *phi.shape[-2:])
-    y = SegmentSparseProduct.apply(phi, base.reshape(phi.shape[:2]), weight, _use_cpp(impl, phi))
+    y = SegmentSparseProduct.apply(phi, base.reshape(phi.shape[:2]), weight, use_cpp)
     y = y.reshape(*leading, weight.shape[0])
     return y if bias is None else y + bias
 

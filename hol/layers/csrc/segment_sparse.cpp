@@ -58,17 +58,22 @@ int64_t inputs_per_panel(int64_t I, int64_t K, int64_t elem_size) {
   return std::max<int64_t>(1, std::min<int64_t>(I, PANEL_BYTES / (K * TILE * elem_size)));
 }
 
+// Transposes go through blocks of one cache line of values (MB) so that reads and writes both stay in L1.
+template <typename T>
+constexpr int64_t line_values() { return 64 / int64_t(sizeof(T)); }
+
 // panel[i][m][j] = w[o0 + j, i0 + i, m] for j < width, zero for width <= j < TILE.
 template <typename T>
 void pack_panel(const T* w, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* panel) {
+  constexpr int64_t MB = line_values<T>();
+  if (width < TILE) std::fill(panel, panel + ni * K * TILE, T(0));
   for (int64_t i = 0; i < ni; ++i) {
     T* p = panel + i * K * TILE;
-    for (int64_t j = 0; j < TILE; ++j) {
-      if (j < width) {
+    for (int64_t m0 = 0; m0 < K; m0 += MB) {
+      const int64_t m1 = std::min(K, m0 + MB);
+      for (int64_t j = 0; j < width; ++j) {
         const T* src = w + ((o0 + j) * I + i0 + i) * K;
-        for (int64_t m = 0; m < K; ++m) p[m * TILE + j] = src[m];
-      } else {
-        for (int64_t m = 0; m < K; ++m) p[m * TILE + j] = T(0);
+        for (int64_t m = m0; m < m1; ++m) p[m * TILE + j] = src[m];
       }
     }
   }
@@ -77,11 +82,15 @@ void pack_panel(const T* w, int64_t I, int64_t K, int64_t o0, int64_t width, int
 // w[o0 + j, i0 + i, m] = panel[i][m][j] for j < width.
 template <typename T>
 void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* w) {
+  constexpr int64_t MB = line_values<T>();
   for (int64_t i = 0; i < ni; ++i) {
     const T* p = panel + i * K * TILE;
-    for (int64_t j = 0; j < width; ++j) {
-      T* dst = w + ((o0 + j) * I + i0 + i) * K;
-      for (int64_t m = 0; m < K; ++m) dst[m] = p[m * TILE + j];
+    for (int64_t m0 = 0; m0 < K; m0 += MB) {
+      const int64_t m1 = std::min(K, m0 + MB);
+      for (int64_t j = 0; j < width; ++j) {
+        T* dst = w + ((o0 + j) * I + i0 + i) * K;
+        for (int64_t m = m0; m < m1; ++m) dst[m] = p[m * TILE + j];
+      }
     }
   }
 }
@@ -213,9 +222,61 @@ std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::
   return {gphi, gw};
 }
 
+// phi_k(t) = sum_j T_j(t_c) C[j, k] and phi_k'(t) = sum_j T_j'(t_c) C[j, k] (Chebyshev recurrences,
+// T_j' = j U_{j-1}); with ``linear``, t_c = clamp(t, -1, 1) and phi += (t - t_c) phi' (tangent line), else t_c = t.
+template <typename T>
+void basis_kernel(const T* t, const T* c, T* phi, T* slope, int64_t count, int64_t n, bool linear) {
+  at::parallel_for(0, count, 2048, [&](int64_t e0, int64_t e1) {
+    std::vector<T> cheb(n), deriv(n);
+    for (int64_t e = e0; e < e1; ++e) {
+      const T x = t[e], xc = linear ? std::min(T(1), std::max(T(-1), x)) : x;
+      T u_prev = T(0), u = T(1);  // U_{j-2}, U_{j-1}
+      cheb[0] = T(1);
+      deriv[0] = T(0);
+      if (n > 1) cheb[1] = xc;
+      for (int64_t j = 2; j < n; ++j) cheb[j] = 2 * xc * cheb[j - 1] - cheb[j - 2];
+      for (int64_t j = 1; j < n; ++j) {
+        deriv[j] = T(j) * u;
+        const T next = 2 * xc * u - u_prev;
+        u_prev = u;
+        u = next;
+      }
+      T* p = phi + e * n;
+      T* d = slope + e * n;
+      for (int64_t k = 0; k < n; ++k) p[k] = d[k] = T(0);
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t k = 0; k < n; ++k) {
+          p[k] += cheb[j] * c[j * n + k];
+          d[k] += deriv[j] * c[j * n + k];
+        }
+      }
+      if (linear)
+        for (int64_t k = 0; k < n; ++k) p[k] += (x - xc) * d[k];
+    }
+  });
+}
+
+std::vector<torch::Tensor> basis(torch::Tensor t, torch::Tensor transform, bool linear) {
+  TORCH_CHECK(t.device().is_cpu() && transform.device().is_cpu(), "CPU tensors expected");
+  TORCH_CHECK(t.scalar_type() == transform.scalar_type(), "t and transform must share a dtype");
+  TORCH_CHECK(transform.dim() == 2 && transform.size(0) == transform.size(1), "transform must be [n, n]");
+  t = t.contiguous();
+  transform = transform.contiguous();
+  const int64_t n = transform.size(0);
+  auto sizes = t.sizes().vec();
+  sizes.push_back(n);
+  auto phi = torch::empty(sizes, t.options()), slope = torch::empty(sizes, t.options());
+  AT_DISPATCH_FLOATING_TYPES(t.scalar_type(), "segment_sparse_basis", [&] {
+    basis_kernel<scalar_t>(t.data_ptr<scalar_t>(), transform.data_ptr<scalar_t>(), phi.data_ptr<scalar_t>(),
+                           slope.data_ptr<scalar_t>(), t.numel(), n, linear);
+  });
+  return {phi, slope};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "y = segment-sparse product (phi, base, weight)");
+  m.def("basis", &basis, "(phi, dphi/dt) of the Lagrange basis on Chebyshev-Lobatto nodes");
   m.def("backward", &backward, "(grad_phi, grad_weight) of the segment-sparse product");
 }
