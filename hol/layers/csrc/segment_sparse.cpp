@@ -226,32 +226,49 @@ std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::
 // T_j' = j U_{j-1}); with ``linear``, t_c = clamp(t, -1, 1) and phi += (t - t_c) phi' (tangent line), else t_c = t.
 template <typename T>
 void basis_kernel(const T* t, const T* c, T* phi, T* slope, int64_t count, int64_t n, bool linear) {
-  at::parallel_for(0, count, 2048, [&](int64_t e0, int64_t e1) {
-    std::vector<T> cheb(n), deriv(n);
-    for (int64_t e = e0; e < e1; ++e) {
-      const T x = t[e], xc = linear ? std::min(T(1), std::max(T(-1), x)) : x;
-      T u_prev = T(0), u = T(1);  // U_{j-2}, U_{j-1}
-      cheb[0] = T(1);
-      deriv[0] = T(0);
-      if (n > 1) cheb[1] = xc;
-      for (int64_t j = 2; j < n; ++j) cheb[j] = 2 * xc * cheb[j - 1] - cheb[j - 2];
-      for (int64_t j = 1; j < n; ++j) {
-        deriv[j] = T(j) * u;
-        const T next = 2 * xc * u - u_prev;
-        u_prev = u;
-        u = next;
+  constexpr int64_t CHUNK = 64;  // elements per step; the loops over them vectorize
+  at::parallel_for(0, ceil_div(count, CHUNK), 16, [&](int64_t q0, int64_t q1) {
+    std::vector<T> cheb(n * CHUNK), deriv(n * CHUNK);
+    T x[CHUNK], xc[CHUNK], u_prev[CHUNK], u[CHUNK], p[CHUNK], d[CHUNK];
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t e0 = q * CHUNK, len = std::min(CHUNK, count - e0);
+      for (int64_t e = 0; e < CHUNK; ++e) {
+        x[e] = e < len ? t[e0 + e] : T(0);
+        xc[e] = linear ? std::min(T(1), std::max(T(-1), x[e])) : x[e];
+        cheb[e] = T(1);
+        deriv[e] = T(0);
+        u_prev[e] = T(0);  // U_{j-2}
+        u[e] = T(1);       // U_{j-1}
       }
-      T* p = phi + e * n;
-      T* d = slope + e * n;
-      for (int64_t k = 0; k < n; ++k) p[k] = d[k] = T(0);
-      for (int64_t j = 0; j < n; ++j) {
-        for (int64_t k = 0; k < n; ++k) {
-          p[k] += cheb[j] * c[j * n + k];
-          d[k] += deriv[j] * c[j * n + k];
+      if (n > 1)
+        for (int64_t e = 0; e < CHUNK; ++e) cheb[CHUNK + e] = xc[e];
+      for (int64_t j = 2; j < n; ++j)
+        for (int64_t e = 0; e < CHUNK; ++e)
+          cheb[j * CHUNK + e] = 2 * xc[e] * cheb[(j - 1) * CHUNK + e] - cheb[(j - 2) * CHUNK + e];
+      for (int64_t j = 1; j < n; ++j) {
+        for (int64_t e = 0; e < CHUNK; ++e) {
+          deriv[j * CHUNK + e] = T(j) * u[e];
+          const T next = 2 * xc[e] * u[e] - u_prev[e];
+          u_prev[e] = u[e];
+          u[e] = next;
         }
       }
-      if (linear)
-        for (int64_t k = 0; k < n; ++k) p[k] += (x - xc) * d[k];
+      for (int64_t k = 0; k < n; ++k) {
+        for (int64_t e = 0; e < CHUNK; ++e) p[e] = d[e] = T(0);
+        for (int64_t j = 0; j < n; ++j) {
+          const T cjk = c[j * n + k];
+          for (int64_t e = 0; e < CHUNK; ++e) {
+            p[e] += cheb[j * CHUNK + e] * cjk;
+            d[e] += deriv[j * CHUNK + e] * cjk;
+          }
+        }
+        if (linear)
+          for (int64_t e = 0; e < CHUNK; ++e) p[e] += (x[e] - xc[e]) * d[e];
+        for (int64_t e = 0; e < len; ++e) {
+          phi[(e0 + e) * n + k] = p[e];
+          slope[(e0 + e) * n + k] = d[e];
+        }
+      }
     }
   });
 }
