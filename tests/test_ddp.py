@@ -1,0 +1,60 @@
+"""``trainer=ddp``: Lightning's DDP with 2 CPU processes (gloo), started by the real ``hol`` console script."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from hol.train import METRICS_FILE
+
+HOL = Path(sys.executable).with_name("hol")  # the console script of this environment
+DDP = ["experiment=xor", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "data.train_size=64",
+       "data.val_size=32", "data.test_size=32", "data.batch_size=16", "callbacks.rich_progress_bar=null",
+       "callbacks.model_summary=null", "+trainer.enable_progress_bar=false"]
+
+
+def run_hol(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    return subprocess.run([str(HOL), "train", *args], capture_output=True, text=True, check=False, cwd=cwd,
+                          env={**env, "OMP_NUM_THREADS": "1"}, timeout=240)
+
+
+def check_ddp_run(folder: Path) -> dict:
+    """One finished 2-process run in ``folder``; returns its metrics."""
+    metrics = json.loads((folder / METRICS_FILE).read_text())
+    assert {"test/loss", "test/rmse", "val/loss_best"} <= set(metrics)
+    assert all(math.isfinite(value) for value in metrics.values())
+    # the second process ran the same job in the same folder (its Hydra log), and wrote nothing else
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (folder / "train_ddp_process_1.log").read_text()
+    assert len(list(folder.rglob(METRICS_FILE))) == 1 and not (folder / "FAILED").exists()
+    assert len(list((folder / "tensorboard").glob("events.out.tfevents.*"))) >= 1
+    return metrics
+
+
+def test_ddp_two_cpu_processes_with_refinement_stages(tmp_path):
+    result = run_hol(tmp_path, *DDP, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run",
+                     "callbacks.model_checkpoint.monitor=null")  # last.ckpt: the last epoch
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = check_ddp_run(tmp_path / "run")
+    assert metrics["refine/max_change"] < 1e-12  # both replicas refined exactly, DDP wrapped anew
+    assert result.stdout.count("Results in") == 1  # one report, from rank 0
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 1 and last["net_hparams"]["n"] == 3  # the second (0-based: 1) of 2 epochs
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # no stray run folders
+
+
+def test_ddp_jobs_of_a_multirun_each_start_their_processes(tmp_path):
+    result = run_hol(tmp_path, "-m", *DDP, "trainer.max_epochs=1", "logger=tensorboard",
+                     "layer=continuous,polynomial", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job, kind in (("0", "continuous"), ("1", "polynomial")):
+        check_ddp_run(tmp_path / "sweep" / job)
+        checkpoint = torch.load(tmp_path / "sweep" / job / "checkpoints" / "last.ckpt", weights_only=False)
+        # DDP checks that both processes hold parameters of the same shapes: the second ran this job
+        assert checkpoint["net_hparams"]["layer"] == kind
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["sweep"]
