@@ -131,7 +131,7 @@ def test_gradcheck(kind, extrapolation, impl):
 def test_float32_cpp_matches_dense():
     _cpp_or_skip()
     dense, sparse_layer = pair("continuous", n=5, segments=8, in_features=40, out_features=70,
-                               dtype=torch.float32)  # 70 outputs: a full tile of 64 and a partial one
+                               dtype=torch.float32)  # 70 outputs: a partial output tile of the C++ kernels
     x = wide_input(33, 40, dtype=torch.float32)
     grad_y = torch.randn(33, 70)
     for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y)):

@@ -25,8 +25,8 @@ Two implementations of the product, chosen per call:
 
 * a C++ kernel (``csrc/segment_sparse.cpp``, built with ``torch.utils.cpp_extension.load`` at first use and
   cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) for CPU float32/float64: it packs
-  blocks of ``W`` into cache-sized panels ``[inputs, K, 64 outputs]`` so each (sample, input, node) costs one
-  AXPY / dot product of 64 outputs in registers;
+  blocks of ``W`` into cache-sized panels ``[inputs, K, 128 outputs]`` so each (sample, input, node) costs one
+  AXPY / dot product of 128 outputs in registers;
 * torch's sparse ops (CSR ``torch.sparse.mm`` forward, ``torch.sparse.sampled_addmm`` for ``d phi``, a COO
   transpose for ``d W``) for every device and dtype and wherever the extension cannot be built.
 
@@ -254,9 +254,10 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
 
 # ---------------------------------------------------------------------------------------------- cost model
 
-SPARSE_SLOWDOWN = {"cpp": 3.0, "torch": 30.0, "cuda": 8.0}
-"""Cost of one multiply-add of the sparse path relative to one of the dense GEMM, by implementation; measured
-with ``benchmarks/bench_sparse.py`` (fwd+bwd, B=1024, I=O=256, n=5)."""
+SPARSE_SLOWDOWN = {"cpp": 4.0, "torch": 30.0, "cuda": 8.0}
+"""Cost of one multiply-add of the sparse path relative to one of the dense GEMM, by implementation: ``cpp`` and
+``torch`` from ``benchmarks/bench_sparse.py`` on a 2-core CPU (fwd+bwd, B=1024, I=O=256, n=5: the C++ path
+overtakes the dense one between S=4 and S=8, the torch one near S=40); ``cuda`` is an unmeasured estimate."""
 WEIGHT_PASSES = 4.0
 """Passes over the whole weight per fwd+bwd the sparse path makes beyond the dense one (packing, gradient)."""
 

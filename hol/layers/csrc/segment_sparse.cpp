@@ -22,7 +22,7 @@
 
 namespace {
 
-constexpr int64_t TILE = 64;             // output columns per register tile
+constexpr int64_t TILE = 128;            // output columns per register tile
 constexpr int64_t PANEL_BYTES = 256 * 1024;  // cache budget of one packed weight panel
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
