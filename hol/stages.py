@@ -141,7 +141,9 @@ def loss_of(module: pl.LightningModule, output: torch.Tensor, target: torch.Tens
 @torch.no_grad()
 def validation_loss(module: pl.LightningModule, dataloader) -> float:
     """The module's loss over all of ``dataloader`` in eval mode, batches weighted by their size (as
-    ``val/loss``); torch's random state is left as it was."""
+    ``val/loss``; ``nan`` without a dataloader); torch's random state is left as it was."""
+    if dataloader is None:
+        return math.nan
     was_training = module.training
     module.eval()
     total, count = 0.0, 0

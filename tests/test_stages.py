@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,11 @@ def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_
         assert again["net_hparams"] == final["net_hparams"] and again["net_hparams"]["n"] == 4
         for key, value in final["state_dict"].items():
             assert torch.equal(again["state_dict"][key], value), key
+    # the cosine schedule spans the run: the refinements carried it on, they did not restart it
+    epoch = final["lr_schedulers"][0]["last_epoch"]
+    assert epoch >= 3
+    assert final["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(
+        0.01 * (1 + math.cos(math.pi * epoch / 4)) / 2, abs=1e-9)
 
 
 # --- command line ---------------------------------------------------------------------------------------
