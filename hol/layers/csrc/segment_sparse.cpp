@@ -73,6 +73,7 @@ void pack_panel(const T* w, int64_t I, int64_t K, int64_t o0, int64_t width, int
       const int64_t m1 = std::min(K, m0 + MB);
       for (int64_t j = 0; j < width; ++j) {
         const T* src = w + ((o0 + j) * I + i0 + i) * K;
+        __builtin_prefetch(src + m0 + 4 * MB);  // 128 interleaved row streams: too many for the hardware
         for (int64_t m = m0; m < m1; ++m) p[m * TILE + j] = src[m];
       }
     }
@@ -89,6 +90,7 @@ void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t widt
       const int64_t m1 = std::min(K, m0 + MB);
       for (int64_t j = 0; j < width; ++j) {
         T* dst = w + ((o0 + j) * I + i0 + i) * K;
+        __builtin_prefetch(dst + m0 + 4 * MB, 1);
         for (int64_t m = m0; m < m1; ++m) dst[m] = p[m * TILE + j];
       }
     }
