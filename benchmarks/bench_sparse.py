@@ -3,7 +3,7 @@
 For each ``S``: fwd+bwd time of ``fc("continuous", I, O, n=n, segments=S)`` with ``backend="dense"`` and
 ``backend="sparse"`` and of ``nn.Linear(I*n, O)``, measured in one process, interleaved within each ``S``
 (``common.interleaved_medians``), medians, float32, ``torch.set_num_threads(2)``; ratios are over the
-``nn.Linear`` of the same round group. Memory: ``saved MB`` is what autograd keeps for the backward, summed
+``nn.Linear`` of the same round group. Inputs require grad (a hidden layer), so every step includes ``dx``. Memory: ``saved MB`` is what autograd keeps for the backward, summed
 over the distinct tensors the forward saves (``torch.autograd.graph.saved_tensors_hooks``), parameters
 excluded: the activation memory of a training step, which is what differs between the paths (parameters and
 their gradients are the same ``O I K`` for both).
@@ -76,9 +76,10 @@ def main() -> None:
     batch, features, n, device = args.batch, args.features, args.n, args.device
     impl = sparse_implementation(args.impl, device)
     generator = torch.Generator().manual_seed(0)
-    x = (torch.rand(batch, features, generator=generator) * 2 - 1).to(device)
+    # inputs require grad (a hidden layer): the step includes the input gradient, for every case alike
+    x = (torch.rand(batch, features, generator=generator) * 2 - 1).to(device).requires_grad_()
     linear = nn.Linear(features * n, features, device=device)
-    x_linear = torch.rand(batch, features * n, generator=generator).to(device)
+    x_linear = torch.rand(batch, features * n, generator=generator).to(device).requires_grad_()
     linear_mb = saved_bytes(linear, x_linear) / 2**20
     print(f"continuous layer fwd+bwd, B={batch}, I=O={features}, n={n}, float32, {torch.get_num_threads()} "
           f"threads, {device}, sparse product: {impl}; median of {args.rounds} interleaved rounds per S; "
