@@ -66,6 +66,7 @@ def extension():
 
     The build is cached by torch (first build ~30-60 s); the module name carries a hash of the source, the
     torch version and this CPU's instruction-set flags, since the code is compiled with ``-march=native``.
+    The environment variable ``HOL_SPARSE_CPP=0`` disables the kernels (see :func:`extension_available`).
     """
     from torch.utils import cpp_extension
 
@@ -75,7 +76,7 @@ def extension():
         return cpp_extension.load(name=f"hol_segment_sparse_{key}", sources=[str(_SOURCE)],
                                   extra_cflags=["-O3", "-march=native", "-fopenmp"],
                                   extra_ldflags=["-fopenmp"], verbose=False)
-    except Exception as error:  # noqa: BLE001 (no compiler, no ninja, no headers...): the torch implementation takes over
+    except Exception as error:  # noqa: BLE001 -- no compiler, ninja or headers: the torch ops take over
         warnings.warn(f"hol: segment-sparse C++ kernels unavailable ({type(error).__name__}: {error}); "
                       "using the torch implementation", RuntimeWarning, stacklevel=2)
         return None
@@ -92,7 +93,8 @@ def _cpu_flags() -> str:
 
 
 def extension_available() -> bool:
-    """Whether the C++ kernels are built (building them on first call)."""
+    """Whether the C++ kernels serve CPU calls: not when ``HOL_SPARSE_CPP=0``, else whether they build (the
+    first call builds them)."""
     return os.environ.get("HOL_SPARSE_CPP", "1") != "0" and extension() is not None
 
 
