@@ -20,8 +20,9 @@ DDP = ["experiment=xor", "trainer=ddp", "trainer.devices=2", "trainer.accelerato
 
 def run_hol(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))  # ddp_replicas
     return subprocess.run([str(HOL), "train", *args], capture_output=True, text=True, check=False, cwd=cwd,
-                          env={**env, "OMP_NUM_THREADS": "1"}, timeout=240)
+                          env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}, timeout=240)
 
 
 def check_ddp_run(folder: Path) -> dict:
@@ -38,14 +39,20 @@ def check_ddp_run(folder: Path) -> dict:
 
 def test_ddp_two_cpu_processes_with_refinement_stages(tmp_path):
     result = run_hol(tmp_path, *DDP, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run",
-                     "callbacks.model_checkpoint.monitor=null")  # last.ckpt: the last epoch
+                     "callbacks.model_checkpoint.monitor=null",  # last.ckpt: the last epoch
+                     "+callbacks.replicas._target_=ddp_replicas.SaveReplica", "+callbacks.replicas.dirpath=.")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = check_ddp_run(tmp_path / "run")
     assert metrics["refine/max_change"] < 1e-12  # both replicas refined exactly, DDP wrapped anew
     assert result.stdout.count("Results in") == 1  # one report, from rank 0
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 1 and last["net_hparams"]["n"] == 3  # the second (0-based: 1) of 2 epochs
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # no stray run folders
+    # the replicas trained in step after the refinement: DDP synchronized the refined parameters
+    replicas = [torch.load(tmp_path / f"replica_{rank}.pt") for rank in (0, 1)]
+    assert replicas[0].keys() == replicas[1].keys() and replicas[0]["layers.0.weight"].shape[-1] == 5
+    for key, value in replicas[0].items():
+        torch.testing.assert_close(replicas[1][key], value, rtol=0, atol=1e-6)
+    assert sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith("replica_")) == ["run"]
 
 
 def test_ddp_jobs_of_a_multirun_each_start_their_processes(tmp_path):
