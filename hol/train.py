@@ -1,9 +1,9 @@
 """``train(cfg)`` and ``evaluate(cfg)``: plain functions behind ``hol train`` / ``hol eval``.
 
-``train`` validates the config, builds data, network, module, loggers, callbacks and the Lightning
-``Trainer`` from it, fits (:func:`fit`, the place where refinement stages hook in), tests the best
-checkpoint and writes ``metrics.json`` into the run folder as its very last step, so a run folder with
-``metrics.json`` is a finished run. A run that fails gets a ``FAILED`` file holding the error instead
+``train`` validates the config, builds data, network, module, loggers, callbacks (refinement stages,
+``cfg.refine``: :class:`hol.stages.RefinementStages`) and the Lightning ``Trainer`` from it, fits
+(:func:`fit`), tests the best checkpoint and writes ``metrics.json`` into the run folder as its very last
+step, so a run folder with ``metrics.json`` is a finished run. A run that fails gets a ``FAILED`` file holding the error instead
 (:func:`run_task`).
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -
 
 
 def fit(cfg: DictConfig, trainer: pl.Trainer, module: HolModule, datamodule) -> None:
-    """Fit the module (resuming from ``cfg.ckpt_path`` when set). Refinement stages extend this step."""
+    """Fit the module (resuming from ``cfg.ckpt_path`` when set)."""
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
 
