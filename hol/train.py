@@ -3,8 +3,8 @@
 ``train`` validates the config, builds data, network, module, loggers, callbacks (refinement stages,
 ``cfg.refine``: :class:`hol.stages.RefinementStages`) and the Lightning ``Trainer`` from it, fits
 (:func:`fit`), tests the best checkpoint and writes ``metrics.json`` into the run folder as its very last
-step, so a run folder with ``metrics.json`` is a finished run. A run that fails gets a ``FAILED`` file holding the error instead
-(:func:`run_task`).
+step, so a run folder with ``metrics.json`` is a finished run. A run that fails gets a ``FAILED`` file
+holding the error instead (:func:`run_task`).
 """
 from __future__ import annotations
 
