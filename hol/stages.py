@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from torch import nn
 
@@ -178,8 +178,7 @@ class RefinementStages(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         strategy = trainer.strategy
-        wrapped = strategy.model is not strategy.lightning_module
-        if stage == "fit" and wrapped and not isinstance(strategy, DDPStrategy):
+        if stage == "fit" and not (isinstance(strategy, SingleDeviceStrategy) or type(strategy) is DDPStrategy):
             raise ValueError(f"refinement stages support single-device and DDP training, not the "
                              f"{type(strategy).__name__} strategy")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from hol.cli import config_dir, main
 from hol.module import HolModule
-from hol.stages import Stage, parse_stages
+from hol.stages import RefinementStages, Stage, parse_stages
 from hol.train import METRICS_FILE, evaluate, train
 
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
@@ -63,6 +64,16 @@ def test_parse_stages_defaults_and_order():
 def test_bad_stage_specs_name_the_stage(spec, fragment):
     with pytest.raises(ValueError, match="^" + fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         parse_stages(spec, n=3, segments=2)
+
+
+def test_strategies_other_than_single_device_and_ddp_are_refused():
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    callback = RefinementStages([Stage(1, 2), Stage(1, 3)])
+    with pytest.raises(ValueError, match="^refinement stages support single-device and DDP training, not the FSDP"):
+        callback.setup(SimpleNamespace(strategy=FSDPStrategy()), None, "fit")
+    with pytest.raises(ValueError, match="needs at least one stage"):
+        RefinementStages([])
 
 
 # --- training with stages -------------------------------------------------------------------------------
