@@ -17,7 +17,7 @@ KINDS = ["continuous", "discontinuous"]
 
 def _cpp_or_skip():
     if not sparse.extension_available():
-        pytest.skip("segment-sparse C++ kernels could not be built here; the torch implementation is tested")
+        pytest.skip("segment-sparse C++ kernels unavailable (no build, or HOL_SPARSE_CPP=0); the torch implementation is tested")
 
 
 
