@@ -256,10 +256,11 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
 
 # ---------------------------------------------------------------------------------------------- cost model
 
-SPARSE_SLOWDOWN = {"cpp": 4.0, "torch": 30.0, "cuda": 8.0}
+SPARSE_SLOWDOWN = {"cpp": 3.0, "torch": 30.0, "cuda": 8.0}
 """Cost of one multiply-add of the sparse path relative to one of the dense GEMM, by implementation: ``cpp`` and
 ``torch`` from ``benchmarks/bench_sparse.py`` on a 2-core CPU (fwd+bwd, B=1024, I=O=256, n=5: the C++ path
-overtakes the dense one between S=4 and S=8, the torch one near S=40); ``cuda`` is an unmeasured estimate."""
+overtakes the dense one between S=2 and S=4 when the input gradient is computed too, between S=4 and S=8
+when not; the torch one near S=40); ``cuda`` is an unmeasured estimate."""
 WEIGHT_PASSES = 4.0
 """Passes over the whole weight per fwd+bwd the sparse path makes beyond the dense one (packing, gradient)."""
 
