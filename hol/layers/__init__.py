@@ -20,5 +20,16 @@ for _kind in CONV_KINDS:
 for _kind in ("linear", "relu"):
     register_conv(_kind)(build_conv_baseline)
 
-__all__ = ["bases", "fc", "conv", "kinds", "conv_kinds", "norm", "NORMS", "register_fc", "register_conv",
-           "HighOrderLinear", "HighOrderConv"]
+__all__ = [
+    "NORMS",
+    "HighOrderConv",
+    "HighOrderLinear",
+    "bases",
+    "conv",
+    "conv_kinds",
+    "fc",
+    "kinds",
+    "norm",
+    "register_conv",
+    "register_fc",
+]

@@ -21,7 +21,15 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .bases import EXTRAPOLATIONS, Basis, FourierBasis, IdentityBasis, LagrangeBasis, TensorLagrangeBasis, check_choice
+from .bases import (
+    EXTRAPOLATIONS,
+    Basis,
+    FourierBasis,
+    IdentityBasis,
+    LagrangeBasis,
+    TensorLagrangeBasis,
+    check_choice,
+)
 from .sparse import BACKENDS, choose_backend, segment_sparse_linear
 
 INITS = ("constant", "linear", "uniform")
@@ -29,7 +37,13 @@ DEFAULT_INIT = "linear"
 """Default initialization, chosen by measurement: with ``constant`` (the reference's default) every link starts
 flat, so no layer but the last passes any signal on and an MLP of these layers trains slowly at first; ``linear``
 starts each link as the line ``a + b x`` with ``b`` drawn as ``nn.Linear`` draws its weights, so a network of
-these layers begins as a plain linear network and learns from the first step (see the README's results)."""
+these layers begins as a plain linear network and learns from the first step.
+
+Measured with ``benchmarks/init_mnist.py`` (continuous, S=2, MNIST test accuracy, mean over seeds): one hidden
+layer of 100, one epoch: constant 93.5 / 94.5, linear 94.8 / 94.6, uniform 95.1 / 94.6 (n=3 / n=5); three hidden
+layers trained on 10 000 images: constant 53.8 / 63.9, linear 89.1 / 89.0, uniform 88.6 / 86.0. ``uniform`` is
+as good on a shallow net but falls behind with depth and with n (its links start as wiggly polynomials);
+``linear`` is the most robust."""
 
 
 def init_link_values(weight: Tensor, basis: Basis, init: str, fan_in: int) -> None:
@@ -231,7 +245,7 @@ def build_fc(kind: str, in_features: int, out_features: int, *, n: int = 3, segm
     if dims is not None and family != "tensor":
         raise ValueError(f"dims is only used by polynomial_nd, got dims={dims!r} for kind {kind!r}")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise ValueError(f"alpha must be a number, got {alpha!r}")
+        raise ValueError(f"alpha must be a number, got {alpha!r}")  # noqa: TRY004 (the API contract: ValueError)
     check_choice("init", init, INITS)
     check_choice("backend", backend, BACKENDS)
     sparse_capable = family in PIECEWISE_FAMILIES and not product

@@ -14,7 +14,6 @@ means feature maps ``[B, C, *spatial]`` (statistics over all but the batch dimen
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .bases import check_choice

@@ -6,7 +6,7 @@ Each registry maps a kind to a builder ``builder(kind, *sizes, **options) -> nn.
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 
