@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from common import format_table
@@ -65,7 +66,7 @@ def train_and_test(model: nn.Module, train, test, *, batch_size: int, lr: float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--root", default="/work/shared/data")
+    parser.add_argument("--root", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
     parser.add_argument("--n", type=lambda s: [int(v) for v in s.split(",")], default=[3, 5])
     parser.add_argument("--segments", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=100)
