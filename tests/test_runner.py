@@ -6,12 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
+from run_config import compose_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import hol
-from hol.cli import config_dir
 from hol.module import HolModule
 from hol.train import FAILED_FILE, METRICS_FILE, evaluate, run_task, train
 
@@ -21,12 +19,7 @@ TINY_FUNCTION = ["data.train_size=64", "data.val_size=32", "data.test_size=64", 
 
 
 def make_cfg(run_dir: Path, *overrides: str, config_name: str = "train"):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name, overrides=[*(QUIET if config_name == "train" else []), *overrides])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-    return cfg
+    return compose_run(run_dir, [*(QUIET if config_name == "train" else []), *overrides], config_name)
 
 
 def tensorboard_tags(run_dir: Path) -> dict:

@@ -8,11 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
+from run_config import compose_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hol.cli import config_dir, main
+from hol.cli import main
 from hol.module import HolModule
 from hol.stages import RefinementStages, Stage, parse_stages
 from hol.train import METRICS_FILE, evaluate, train
@@ -24,12 +23,7 @@ STAGES = "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 3}, {epochs: 1, n: 5, segmen
 
 
 def make_cfg(run_dir: Path, *overrides: str, config_name: str = "train"):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name, overrides=[*(QUIET if config_name == "train" else []), *overrides])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-    return cfg
+    return compose_run(run_dir, [*(QUIET if config_name == "train" else []), *overrides], config_name)
 
 
 def scalars(run_dir: Path) -> dict[str, list]:
