@@ -152,3 +152,15 @@ def test_eval_config_composes():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("eval", overrides=["ckpt_path=x.ckpt"])
     assert cfg.ckpt_path == "x.ckpt" and "data" not in cfg
+
+
+def test_every_config_group_ships_as_a_package():
+    """``pip install .`` ships only the packages pyproject.toml lists: every config folder must be one of them."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {"hol.conf." + ".".join(path.parent.relative_to(root / "conf").parts)
+               for path in (root / "conf").glob("**/*.yaml")} | {"hol.conf.experiment"}
+    folders = {name.rstrip(".") for name in folders}
+    assert folders <= listed, f"add to pyproject.toml packages: {sorted(folders - listed)}"
