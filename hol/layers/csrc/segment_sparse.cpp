@@ -15,7 +15,11 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
@@ -26,6 +30,21 @@ constexpr int64_t TILE = 128;            // output columns per register tile
 constexpr int64_t PANEL_BYTES = 256 * 1024;  // cache budget of one packed weight panel
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A fresh weight-sized buffer (the weight gradient) is first touched by the kernel: with 4 KiB pages that costs
+// one page fault per 4 KiB, as much time as the writes themselves. Asking for transparent huge pages on the
+// 2 MiB-aligned part of the buffer (before it is touched) cuts the faults 512-fold; a no-op where unsupported.
+void advise_huge_pages(void* data, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t HUGE_PAGE = uintptr_t(1) << 21;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + uintptr_t(bytes)) & ~(HUGE_PAGE - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
 
 // A tile of TILE values as NV native vectors of 64 bytes, so accumulators live in registers.
 template <typename T>
@@ -216,6 +235,7 @@ std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::
   const int64_t B = phi.size(0), I = phi.size(1), n = phi.size(2), O = w.size(0), K = w.size(2);
   auto gphi = torch::zeros_like(phi);
   auto gw = torch::empty_like(w);  // every entry is written exactly once by unpack_panel
+  advise_huge_pages(gw.data_ptr(), gw.nbytes());
   AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "segment_sparse_backward", [&] {
     backward_kernel<scalar_t>(gy.data_ptr<scalar_t>(), phi.data_ptr<scalar_t>(), base.data_ptr<int64_t>(),
                               w.data_ptr<scalar_t>(), gphi.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(),
