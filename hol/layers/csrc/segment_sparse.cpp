@@ -77,24 +77,65 @@ int64_t inputs_per_panel(int64_t I, int64_t K, int64_t elem_size) {
   return std::max<int64_t>(1, std::min<int64_t>(I, PANEL_BYTES / (K * TILE * elem_size)));
 }
 
-// Transposes go through blocks of one cache line of values (MB) so that reads and writes both stay in L1.
+// Transposes go through square blocks of one cache line of values (MB) so that reads and writes both stay in L1.
 template <typename T>
 constexpr int64_t line_values() { return 64 / int64_t(sizeof(T)); }
 
-// panel[i][m][j] = w[o0 + j, i0 + i, m] for j < width, zero for width <= j < TILE.
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols (rows, cols <= line_values<T>()).
+template <typename T>
+void transpose_block(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
+}
+
+#ifdef __AVX512F__
+// A full 16 x 16 float block in registers: 16 loads, 64 shuffles, 16 stores instead of 256 scalar moves.
+template <>
+void transpose_block<float>(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+                            int64_t cols) {
+  if (rows != 16 || cols != 16) {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
+    return;
+  }
+  __m512 a[16], b[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 16; i += 2) {  // interleave pairs of rows
+    b[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
+    b[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // then pairs of pairs
+    a[i] = _mm512_shuffle_ps(b[i], b[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    a[i + 1] = _mm512_shuffle_ps(b[i], b[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    a[i + 2] = _mm512_shuffle_ps(b[i + 1], b[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    a[i + 3] = _mm512_shuffle_ps(b[i + 1], b[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 16; i += 8) {  // then 128-bit lanes
+    for (int k = 0; k < 4; ++k) {
+      b[i + k] = _mm512_shuffle_f32x4(a[i + k], a[i + k + 4], 0x88);
+      b[i + k + 4] = _mm512_shuffle_f32x4(a[i + k], a[i + k + 4], 0xdd);
+    }
+  }
+  for (int k = 0; k < 8; ++k) {
+    a[k] = _mm512_shuffle_f32x4(b[k], b[k + 8], 0x88);
+    a[k + 8] = _mm512_shuffle_f32x4(b[k], b[k + 8], 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * dst_stride, a[i]);
+}
+#endif
+
+// panel[i][m][j] = w[o0 + j, i0 + i, m] for j < width, zero for width <= j < TILE. Blocks of MB outputs are
+// read along m, so MB rows of w stream at a time.
 template <typename T>
 void pack_panel(const T* w, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* panel) {
   constexpr int64_t MB = line_values<T>();
   if (width < TILE) std::fill(panel, panel + ni * K * TILE, T(0));
   for (int64_t i = 0; i < ni; ++i) {
     T* p = panel + i * K * TILE;
-    for (int64_t m0 = 0; m0 < K; m0 += MB) {
-      const int64_t m1 = std::min(K, m0 + MB);
-      for (int64_t j = 0; j < width; ++j) {
-        const T* src = w + ((o0 + j) * I + i0 + i) * K;
-        __builtin_prefetch(src + m0 + 4 * MB);  // 128 interleaved row streams: too many for the hardware
-        for (int64_t m = m0; m < m1; ++m) p[m * TILE + j] = src[m];
-      }
+    for (int64_t j0 = 0; j0 < width; j0 += MB) {
+      const T* src = w + ((o0 + j0) * I + i0 + i) * K;
+      for (int64_t m0 = 0; m0 < K; m0 += MB)
+        transpose_block(src + m0, I * K, p + m0 * TILE + j0, TILE, std::min(MB, width - j0), std::min(MB, K - m0));
     }
   }
 }
@@ -105,13 +146,10 @@ void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t widt
   constexpr int64_t MB = line_values<T>();
   for (int64_t i = 0; i < ni; ++i) {
     const T* p = panel + i * K * TILE;
-    for (int64_t m0 = 0; m0 < K; m0 += MB) {
-      const int64_t m1 = std::min(K, m0 + MB);
-      for (int64_t j = 0; j < width; ++j) {
-        T* dst = w + ((o0 + j) * I + i0 + i) * K;
-        __builtin_prefetch(dst + m0 + 4 * MB, 1);
-        for (int64_t m = m0; m < m1; ++m) dst[m] = p[m * TILE + j];
-      }
+    for (int64_t j0 = 0; j0 < width; j0 += MB) {
+      T* dst = w + ((o0 + j0) * I + i0 + i) * K;
+      for (int64_t m0 = 0; m0 < K; m0 += MB)
+        transpose_block(p + m0 * TILE + j0, TILE, dst + m0, I * K, std::min(MB, K - m0), std::min(MB, width - j0));
     }
   }
 }
@@ -144,10 +182,14 @@ void forward_kernel(const T* phi, const int64_t* base, const T* w, T* y,
               for (int64_t v = 0; v < V::NV; ++v) acc[v] += p * V::load(r + v * V::LANES);
             }
           }
-          T out[TILE];
-          for (int64_t v = 0; v < V::NV; ++v) V::store(out + v * V::LANES, acc[v]);
           T* yb = y + b * O + o0;
-          for (int64_t j = 0; j < width; ++j) yb[j] += out[j];
+          if (width == TILE) {  // vector read-modify-write: with one input per panel (large K) it runs per input
+            for (int64_t v = 0; v < V::NV; ++v) V::store(yb + v * V::LANES, V::load(yb + v * V::LANES) + acc[v]);
+          } else {
+            T out[TILE];
+            for (int64_t v = 0; v < V::NV; ++v) V::store(out + v * V::LANES, acc[v]);
+            for (int64_t j = 0; j < width; ++j) yb[j] += out[j];
+          }
         }
       }
     }
@@ -172,11 +214,15 @@ void backward_kernel(const T* gy, const T* phi, const int64_t* base, const T* w,
         pack_panel(w, I, K, o0, width, i0, ni, panel.data());
         std::fill(grad.begin(), grad.end(), T(0));
         for (int64_t b = 0; b < B; ++b) {
-          T padded[TILE];
           const T* gyb = gy + b * O + o0;
-          for (int64_t j = 0; j < TILE; ++j) padded[j] = j < width ? gyb[j] : T(0);
           typename V::vec g[V::NV];
-          for (int64_t v = 0; v < V::NV; ++v) g[v] = V::load(padded + v * V::LANES);
+          if (width == TILE) {  // straight vector loads: with one input per panel (large K) this runs per input
+            for (int64_t v = 0; v < V::NV; ++v) g[v] = V::load(gyb + v * V::LANES);
+          } else {
+            T padded[TILE];
+            for (int64_t j = 0; j < TILE; ++j) padded[j] = j < width ? gyb[j] : T(0);
+            for (int64_t v = 0; v < V::NV; ++v) g[v] = V::load(padded + v * V::LANES);
+          }
           for (int64_t i = 0; i < ni; ++i) {
             const int64_t row = b * I + i0 + i;
             const T* ph = phi + row * n;
