@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import platform
 import warnings
@@ -68,8 +69,7 @@ def extension():
     torch version and this CPU's instruction-set flags, since the code is compiled with ``-march=native``.
     The environment variable ``HOL_SPARSE_CPP=0`` disables the kernels (see :func:`extension_available`).
     """
-    from torch.utils import cpp_extension
-
+    cpp_extension = _import_cpp_extension()
     source = _SOURCE.read_bytes()
     key = hashlib.sha256(source + torch.__version__.encode() + _cpu_flags().encode()).hexdigest()[:12]
     try:
@@ -80,6 +80,19 @@ def extension():
         warnings.warn(f"hol: segment-sparse C++ kernels unavailable ({type(error).__name__}: {error}); "
                       "using the torch implementation", RuntimeWarning, stacklevel=2)
         return None
+
+
+def _import_cpp_extension():
+    """``torch.utils.cpp_extension``, imported without the warning it logs at import on machines with a CUDA
+    toolkit but no GPU ("No CUDA runtime is found"): the kernels here are CPU code, the warning only confuses."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
+    return cpp_extension
 
 
 def _cpu_flags() -> str:
@@ -256,11 +269,14 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
 
 # ---------------------------------------------------------------------------------------------- cost model
 
-SPARSE_SLOWDOWN = {"cpp": 3.0, "torch": 30.0, "cuda": 8.0}
-"""Cost of one multiply-add of the sparse path relative to one of the dense GEMM, by implementation: ``cpp`` and
-``torch`` from ``benchmarks/bench_sparse.py`` on a 2-core CPU (fwd+bwd, B=1024, I=O=256, n=5: the C++ path
-overtakes the dense one between S=2 and S=4 when the input gradient is computed too, between S=4 and S=8
-when not; the torch one near S=40); ``cuda`` is an unmeasured estimate."""
+SPARSE_COST = {"cpp": (3.6, 0.9), "torch": (0.0, 30.0), "cuda": (0.0, 8.0)}
+"""Cost ``(a, b)`` of the sparse path per (sample, input, output) as ``a + b n`` multiply-adds of the dense GEMM,
+by implementation. ``cpp``: fitted to fwd+bwd times of both paths (input gradient included) on a 2-core CPU at
+n = 2, 3, 5, S = 2 to 8 and B x I x O from 64 x 100 x 10 to 1024 x 256 x 256, where the sparse/dense time ratio
+ranged from 0.63 to 1.23; the fit picks the faster path in all 11 shapes measured (``a`` is the per-input work
+that does not scale with n: segment lookup, basis, output tile traffic). ``torch``: from
+``benchmarks/bench_sparse.py --impl torch`` (overtakes the dense path near S=40 at n=5). ``cuda``: an
+unmeasured estimate."""
 WEIGHT_PASSES = 4.0
 """Passes over the whole weight per fwd+bwd the sparse path makes beyond the dense one (packing, gradient)."""
 
@@ -270,21 +286,22 @@ def choose_backend(*, n: int, segments: int, batch: int, in_features: int, out_f
     """``"dense"`` or ``"sparse"``, whichever the cost model expects to be faster for fwd+bwd.
 
     Dense: expansion + GEMM, ``B I K O`` multiply-adds with ``K = (n-1) S + 1`` (``n S`` discontinuous).
-    Sparse: ``B I n O`` multiply-adds, each ``r`` times as costly as a GEMM's (:data:`SPARSE_SLOWDOWN`: C++
-    kernels on CPU, torch ops on CPU, torch ops on CUDA), plus :data:`WEIGHT_PASSES` passes over the ``I K O``
-    weights. Sparse is chosen when ``B I n O r + c I K O < B I K O``; with a large batch that is ``K > r n``.
+    Sparse: ``B I O (a + b n)`` (:data:`SPARSE_COST`: C++ kernels on CPU, torch ops on CPU, torch ops on CUDA)
+    plus :data:`WEIGHT_PASSES` passes over the ``I K O`` weights. Sparse is chosen when
+    ``B I O (a + b n) + c I K O < B I K O``; with a large batch that is ``K > a + b n``.
     ``cpp``: whether the C++ kernels serve this call (default: CPU and the kernels build).
     """
     device = torch.device(device)
     width = piecewise_width(n, segments, continuous)
     links = in_features * out_features
 
-    def sparse_wins(slowdown: float) -> bool:
-        return batch * links * n * slowdown + WEIGHT_PASSES * links * width < batch * links * width
+    def sparse_wins(implementation: str) -> bool:
+        fixed, per_node = SPARSE_COST[implementation]
+        return batch * links * (fixed + per_node * n) + WEIGHT_PASSES * links * width < batch * links * width
 
     if device.type != "cpu":
-        return "sparse" if sparse_wins(SPARSE_SLOWDOWN["cuda"]) else "dense"
-    if not sparse_wins(SPARSE_SLOWDOWN["cpp"]):  # decided without building the kernels
+        return "sparse" if sparse_wins("cuda") else "dense"
+    if not sparse_wins("cpp"):  # decided without building the kernels
         return "dense"
     cpp = extension_available() if cpp is None else cpp
-    return "sparse" if sparse_wins(SPARSE_SLOWDOWN["cpp" if cpp else "torch"]) else "dense"
+    return "sparse" if sparse_wins("cpp" if cpp else "torch") else "dense"
