@@ -20,8 +20,6 @@ def _cpp_or_skip():
         pytest.skip("segment-sparse C++ kernels unavailable (no build, or HOL_SPARSE_CPP=0); the torch implementation is tested")
 
 
-
-
 @pytest.fixture(params=["torch", "cpp"])
 def impl(request):
     if request.param == "cpp":
@@ -139,6 +137,32 @@ def test_float32_cpp_matches_dense(out_features):
     grad_y = torch.randn(33, out_features)
     for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y)):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+
+
+def test_large_weight_gradients_reuse_freed_memory_and_stay_exact():
+    """Weight gradients of 8 MiB and more come from the kernels' cache of freed buffers: a reused buffer still
+    holds the previous step's values, so every entry must be overwritten, and a gradient still held must never
+    be handed out again."""
+    _cpp_or_skip()
+    dense, sparse_layer = pair("continuous", n=5, segments=128, in_features=64, out_features=64, bias=False,
+                               dtype=torch.float32)  # weight 64 x 64 x 513 floats: 8.4 MB
+    x = wide_input(50, 64, dtype=torch.float32)
+    _, _, expected = grads(dense, x, torch.ones(50, 64))
+
+    def weight_gradient():
+        sparse_layer.weight.grad = None
+        sparse_layer(x).sum().backward()
+        return sparse_layer.weight.grad
+
+    held = weight_gradient()
+    second = weight_gradient()
+    assert second.data_ptr() != held.data_ptr()
+    address = second.data_ptr()
+    del second
+    third = weight_gradient()  # the freed buffer comes back, full of the previous step's values
+    assert third.data_ptr() == address
+    for gradient in (held, third):
+        assert (gradient - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
 def test_nan_input_propagates_without_crashing(impl):

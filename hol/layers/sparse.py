@@ -26,7 +26,9 @@ Two implementations of the product, chosen per call:
 * a C++ kernel (``csrc/segment_sparse.cpp``, built with ``torch.utils.cpp_extension.load`` at first use and
   cached under ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) for CPU float32/float64: it packs
   blocks of ``W`` into cache-sized panels ``[inputs, K, 128 outputs]`` so each (sample, input, node) costs one
-  AXPY / dot product of 128 outputs in registers;
+  AXPY / dot product of 128 outputs in registers; weight gradients of 8 MiB and more are written into memory
+  recycled from freed gradients of the same size (at most 512 MiB kept idle per process), since zeroing fresh
+  pages at every step would cost as much as the gradient's writes;
 * torch's sparse ops (CSR ``torch.sparse.mm`` forward, ``torch.sparse.sampled_addmm`` for ``d phi``, a COO
   transpose for ``d W``) for every device and dtype and wherever the extension cannot be built.
 

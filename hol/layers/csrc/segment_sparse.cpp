@@ -16,6 +16,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <mutex>
 #include <vector>
 #ifdef __linux__
 #include <sys/mman.h>
@@ -34,9 +37,10 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // A fresh weight-sized buffer (the weight gradient) is first touched by the kernel: with 4 KiB pages that costs
 // one page fault per 4 KiB, as much time as the writes themselves. Asking for transparent huge pages on the
 // 2 MiB-aligned part of the buffer (before it is touched) cuts the faults 512-fold; a no-op where unsupported.
+constexpr uintptr_t HUGE_PAGE = uintptr_t(1) << 21;
+
 void advise_huge_pages(void* data, int64_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t HUGE_PAGE = uintptr_t(1) << 21;
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
   const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + uintptr_t(bytes)) & ~(HUGE_PAGE - 1);
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
@@ -44,6 +48,69 @@ void advise_huge_pages(void* data, int64_t bytes) {
   (void)data;
   (void)bytes;
 #endif
+}
+
+// Even on huge pages the kernel zeroes every fresh page, and the weight gradient is fresh at every step (training
+// loops set it to None), which for large K costs about as much as the backward's own writes. Large gradient
+// buffers therefore come from a small cache: a gradient tensor's memory, once freed, waits here for the next
+// backward of the same size. At most CACHE_BYTES stay idle (beyond that, buffers are freed); buffers under
+// CACHED_FROM bytes come from torch as usual.
+class GradientCache {
+ public:
+  static constexpr size_t CACHED_FROM = size_t(8) << 20;
+  static constexpr size_t CACHE_BYTES = size_t(512) << 20;
+
+  static GradientCache& instance() {
+    static GradientCache* cache = new GradientCache();  // never destroyed: tensors may outlive static teardown
+    return *cache;
+  }
+
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto found = idle_.find(bytes);
+      if (found != idle_.end()) {
+        void* data = found->second;
+        idle_.erase(found);
+        idle_bytes_ -= bytes;
+        return data;
+      }
+    }
+    void* data = std::aligned_alloc(HUGE_PAGE, (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+    TORCH_CHECK(data != nullptr, "out of memory for a weight gradient of ", bytes, " bytes");
+    advise_huge_pages(data, int64_t(bytes));
+    return data;
+  }
+
+  void give_back(void* data, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (idle_bytes_ + bytes <= CACHE_BYTES) {
+        idle_.emplace(bytes, data);
+        idle_bytes_ += bytes;
+        return;
+      }
+    }
+    std::free(data);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<size_t, void*> idle_;
+  size_t idle_bytes_ = 0;
+};
+
+// An uninitialized tensor shaped like ``w`` for its gradient (cached memory when large, see GradientCache).
+torch::Tensor empty_gradient(const torch::Tensor& w) {
+  const size_t bytes = w.nbytes();
+  if (bytes < GradientCache::CACHED_FROM) {
+    auto gradient = torch::empty_like(w);
+    advise_huge_pages(gradient.data_ptr(), int64_t(bytes));
+    return gradient;
+  }
+  void* data = GradientCache::instance().take(bytes);
+  return torch::from_blob(data, w.sizes(), [bytes](void* p) { GradientCache::instance().give_back(p, bytes); },
+                          w.options());
 }
 
 // A tile of TILE values as NV native vectors of 64 bytes, so accumulators live in registers.
@@ -76,6 +143,16 @@ inline double Tile<double>::sum(const vec& v) { return _mm512_reduce_add_pd(v); 
 int64_t inputs_per_panel(int64_t I, int64_t K, int64_t elem_size) {
   return std::max<int64_t>(1, std::min<int64_t>(I, PANEL_BYTES / (K * TILE * elem_size)));
 }
+
+// Where the row (sample b, input i) of phi, its gradient and the segment offsets lies: row b * sample + i * input.
+// Sample-major ([B, I], as given) suits panels of many inputs; with one or a few inputs per panel (large K) the
+// kernels walk the samples of one input, and input-major rows ([I, B]) keep those reads sequential.
+struct RowLayout {
+  int64_t sample, input;
+  int64_t operator()(int64_t b, int64_t i) const { return b * sample + i * input; }
+};
+
+constexpr int64_t INPUT_MAJOR_BELOW = 4;  // inputs per panel under which the kernels use input-major rows
 
 // Transposes go through square blocks of one cache line of values (MB) so that reads and writes both stay in L1.
 template <typename T>
@@ -155,7 +232,7 @@ void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t widt
 }
 
 template <typename T>
-void forward_kernel(const T* phi, const int64_t* base, const T* w, T* y,
+void forward_kernel(const T* phi, const int64_t* base, RowLayout rows_at, const T* w, T* y,
                     int64_t B, int64_t I, int64_t n, int64_t K, int64_t O) {
   using V = Tile<T>;
   const int64_t tiles = ceil_div(O, TILE);
@@ -174,8 +251,9 @@ void forward_kernel(const T* phi, const int64_t* base, const T* w, T* y,
           typename V::vec acc[V::NV];
           for (int64_t v = 0; v < V::NV; ++v) acc[v] = typename V::vec{} ;
           for (int64_t i = 0; i < ni; ++i) {
-            const T* ph = phi + (b * I + i0 + i) * n;
-            const T* rows = panel.data() + (i * K + base[b * I + i0 + i]) * TILE;
+            const int64_t row = rows_at(b, i0 + i);
+            const T* ph = phi + row * n;
+            const T* rows = panel.data() + (i * K + base[row]) * TILE;
             for (int64_t k = 0; k < n; ++k) {
               const T p = ph[k];
               const T* r = rows + k * TILE;
@@ -196,14 +274,19 @@ void forward_kernel(const T* phi, const int64_t* base, const T* w, T* y,
   });
 }
 
+// Inputs per block of the backward: two panels (weights and their gradient) share the budget; at least one
+// block per thread.
+int64_t inputs_per_block(int64_t I, int64_t K, int64_t elem_size) {
+  const int64_t ib = std::max<int64_t>(1, inputs_per_panel(I, K, elem_size) / 2);
+  return std::min(ib, ceil_div(I, at::get_num_threads()));
+}
+
 template <typename T>
-void backward_kernel(const T* gy, const T* phi, const int64_t* base, const T* w, T* gphi, T* gw,
-                     int64_t B, int64_t I, int64_t n, int64_t K, int64_t O) {
+void backward_kernel(const T* gy, const T* phi, const int64_t* base, RowLayout rows_at, const T* w, T* gphi,
+                     T* gw, int64_t B, int64_t I, int64_t n, int64_t K, int64_t O) {
   using V = Tile<T>;
   const int64_t tiles = ceil_div(O, TILE);
-  // Two panels (weights and their gradient) share the budget; keep at least one block per thread.
-  int64_t ib = std::max<int64_t>(1, inputs_per_panel(I, K, sizeof(T)) / 2);
-  ib = std::min(ib, ceil_div(I, at::get_num_threads()));
+  const int64_t ib = inputs_per_block(I, K, sizeof(T));
   const int64_t blocks = ceil_div(I, ib);
   at::parallel_for(0, blocks, 1, [&](int64_t q0, int64_t q1) {
     std::vector<T> panel(ib * K * TILE), grad(ib * K * TILE);
@@ -224,7 +307,7 @@ void backward_kernel(const T* gy, const T* phi, const int64_t* base, const T* w,
             for (int64_t v = 0; v < V::NV; ++v) g[v] = V::load(padded + v * V::LANES);
           }
           for (int64_t i = 0; i < ni; ++i) {
-            const int64_t row = b * I + i0 + i;
+            const int64_t row = rows_at(b, i0 + i);
             const T* ph = phi + row * n;
             T* gp = gphi + row * n;
             const int64_t offset = (i * K + base[row]) * TILE;
@@ -263,13 +346,25 @@ void check_inputs(const torch::Tensor& phi, const torch::Tensor& base, const tor
   }
 }
 
+// phi [B, I, n] and base [B, I] as given (sample-major) or copied input-major ([I, B, n], [I, B]).
+struct Rows {
+  torch::Tensor phi, base;
+  RowLayout layout;
+};
+
+Rows arrange_rows(const torch::Tensor& phi, const torch::Tensor& base, int64_t inputs_per_panel) {
+  if (inputs_per_panel >= INPUT_MAJOR_BELOW) return {phi, base, RowLayout{phi.size(1), 1}};
+  return {phi.transpose(0, 1).contiguous(), base.t().contiguous(), RowLayout{1, phi.size(0)}};
+}
+
 torch::Tensor forward(torch::Tensor phi, torch::Tensor base, torch::Tensor w) {
   check_inputs(phi, base, w);
   const int64_t B = phi.size(0), I = phi.size(1), n = phi.size(2), O = w.size(0), K = w.size(2);
+  const Rows rows = arrange_rows(phi, base, inputs_per_panel(I, K, phi.element_size()));
   auto y = torch::zeros({B, O}, phi.options());
   AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "segment_sparse_forward", [&] {
-    forward_kernel<scalar_t>(phi.data_ptr<scalar_t>(), base.data_ptr<int64_t>(), w.data_ptr<scalar_t>(),
-                             y.data_ptr<scalar_t>(), B, I, n, K, O);
+    forward_kernel<scalar_t>(rows.phi.data_ptr<scalar_t>(), rows.base.data_ptr<int64_t>(), rows.layout,
+                             w.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), B, I, n, K, O);
   });
   return y;
 }
@@ -279,14 +374,15 @@ std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::
   TORCH_CHECK(gy.is_contiguous() && gy.scalar_type() == phi.scalar_type() && gy.dim() == 2 &&
               gy.size(0) == phi.size(0) && gy.size(1) == w.size(0), "grad_output must be [B, O], contiguous");
   const int64_t B = phi.size(0), I = phi.size(1), n = phi.size(2), O = w.size(0), K = w.size(2);
-  auto gphi = torch::zeros_like(phi);
-  auto gw = torch::empty_like(w);  // every entry is written exactly once by unpack_panel
-  advise_huge_pages(gw.data_ptr(), gw.nbytes());
+  const Rows rows = arrange_rows(phi, base, inputs_per_block(I, K, phi.element_size()));
+  auto gphi = torch::zeros_like(rows.phi);  // in the layout of rows.phi
+  auto gw = empty_gradient(w);  // every entry is written exactly once by unpack_panel
   AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "segment_sparse_backward", [&] {
-    backward_kernel<scalar_t>(gy.data_ptr<scalar_t>(), phi.data_ptr<scalar_t>(), base.data_ptr<int64_t>(),
-                              w.data_ptr<scalar_t>(), gphi.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(),
-                              B, I, n, K, O);
+    backward_kernel<scalar_t>(gy.data_ptr<scalar_t>(), rows.phi.data_ptr<scalar_t>(),
+                              rows.base.data_ptr<int64_t>(), rows.layout, w.data_ptr<scalar_t>(),
+                              gphi.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), B, I, n, K, O);
   });
+  if (rows.phi.data_ptr() != phi.data_ptr()) gphi = gphi.transpose(0, 1);  // back to [B, I, n] (a view)
   return {gphi, gw};
 }
 
