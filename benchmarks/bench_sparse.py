@@ -1,15 +1,15 @@
 """Segment-sparse vs dense compute path of the ``continuous`` layer, over the number of segments.
 
 For each ``S``: fwd+bwd time of ``fc("continuous", I, O, n=n, segments=S)`` with ``backend="dense"`` and
-``backend="sparse"`` and of ``nn.Linear(I*n, O)``, measured in one process, interleaved within each ``S``
-(``common.interleaved_medians``), medians, float32, ``torch.set_num_threads(2)``; ratios are over the
-``nn.Linear`` of the same round group. Inputs require grad (a hidden layer), so every step includes ``dx``. Memory: ``saved MB`` is what autograd keeps for the backward, summed
-over the distinct tensors the forward saves (``torch.autograd.graph.saved_tensors_hooks``), parameters
-excluded: the activation memory of a training step, which is what differs between the paths (parameters and
-their gradients are the same ``O I K`` for both).
+``backend="sparse"`` and of ``nn.Linear(I*n, O)``, measured in one process, all cases of all ``S`` interleaved
+in the same rounds (``common.interleaved_medians``), medians, float32, ``torch.set_num_threads(2)``; ratios are
+over the ``nn.Linear`` median. Inputs require grad (a hidden layer), so every step includes ``dx``. Memory:
+``saved MB`` is what autograd keeps for the backward, summed over the distinct tensors the forward saves
+(``torch.autograd.graph.saved_tensors_hooks``), parameters excluded: the activation memory of a training step,
+which is what differs between the paths (parameters and their gradients are the same ``O I K`` for both).
 
 Usage: ``python benchmarks/bench_sparse.py [--segments 1,2,4,8,16,32,64,128] [--dense-max-segments 16]
-[--impl auto|cpp|torch] [--device cpu] [--rounds 5]``. The dense path at large ``S`` takes seconds per step and
+[--impl auto|cpp|torch] [--device cpu] [--rounds 9]``. The dense path at large ``S`` takes seconds per step and
 ``B I K`` floats of memory, hence ``--dense-max-segments``.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch import nn
 
 import hol.layers
 from hol.layers import sparse
+from hol.layers.bases import piecewise_width
 
 
 def saved_bytes(module: nn.Module, x: torch.Tensor) -> int:
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--features", type=int, default=256)
     parser.add_argument("--n", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -82,39 +83,41 @@ def main() -> None:
     x_linear = torch.rand(batch, features * n, generator=generator).to(device).requires_grad_()
     linear_mb = saved_bytes(linear, x_linear) / 2**20
     print(f"continuous layer fwd+bwd, B={batch}, I=O={features}, n={n}, float32, {torch.get_num_threads()} "
-          f"threads, {device}, sparse product: {impl}; median of {args.rounds} interleaved rounds per S; "
+          f"threads, {device}, sparse product: {impl}; median of {args.rounds} rounds, all cases interleaved; "
           f"ratio = time / nn.Linear(I*n, O) time; saved MB = activations autograd keeps "
           f"(nn.Linear: {linear_mb:.1f} MB)", flush=True)
-    rows, sparse_ms = [], []
-    for segments in [int(s) for s in args.segments.split(",")]:
+    segment_counts = [int(s) for s in args.segments.split(",")]
+    # every S in one interleaved set of rounds: the curve over S compares cases measured side by side, so a
+    # slow spell of the machine (memory-bound large S suffer most) cannot bend it
+    cases = {"linear": forward_backward(linear, x_linear)}
+    layers = {}
+    for segments in segment_counts:
         layer = hol.layers.fc("continuous", features, features, n=n, segments=segments, device=device)
-        sparse_layer = SparseWith(layer, impl)
-        cases = {"sparse": forward_backward(sparse_layer, x), "linear": forward_backward(linear, x_linear)}
-        with_dense = segments <= args.dense_max_segments
-        if with_dense:
-            dense = hol.layers.fc("continuous", features, features, n=n, segments=segments, backend="dense",
-                                  device=device)
-            cases["dense"] = forward_backward(dense, x)
-        medians = interleaved_medians(cases, rounds=args.rounds, device=device)
-        base = medians["linear"]
+        layers[segments, "sparse"] = SparseWith(layer, impl)
+        if segments <= args.dense_max_segments:
+            layers[segments, "dense"] = hol.layers.fc("continuous", features, features, n=n, segments=segments,
+                                                      backend="dense", device=device)
+    for (segments, path), module in layers.items():
+        cases[f"{path} {segments}"] = forward_backward(module, x)
+    medians = interleaved_medians(cases, rounds=args.rounds, device=device)
+    base = medians["linear"]
+    print(f"nn.Linear(I*n, O): {1e3 * base:.3f} ms")
+    rows = []
+    for segments in segment_counts:
+        with_dense = (segments, "dense") in layers
+        dense_s = medians.get(f"dense {segments}")
+        sparse_s = medians[f"sparse {segments}"]
         auto = sparse.choose_backend(n=n, segments=segments, batch=batch, in_features=features,
                                      out_features=features, device=device, cpp=impl == "cpp")
-        sparse_ms.append(1e3 * medians["sparse"])
-        rows.append((segments, layer.basis.width, 1e3 * base,
-                     1e3 * medians["dense"] if with_dense else "-",
-                     1e3 * medians["sparse"],
-                     medians["dense"] / base if with_dense else "-",
-                     medians["sparse"] / base,
-                     f"{saved_bytes(dense, x) / 2**20:.1f}" if with_dense else "-",
-                     f"{saved_bytes(sparse_layer, x) / 2**20:.1f}", auto))
-        print(format_table(("S", "K", "linear ms", "dense ms", "sparse ms", "dense ratio", "sparse ratio",
-                            "dense saved MB", "sparse saved MB", "auto"), rows[-1:]).splitlines()[-1],
-              flush=True)
-    print()
-    print(format_table(("S", "K", "linear ms", "dense ms", "sparse ms", "dense ratio", "sparse ratio",
-                        "dense saved MB", "sparse saved MB", "auto"), rows))
+        rows.append((segments, piecewise_width(n, segments, True),
+                     1e3 * dense_s if with_dense else "-", 1e3 * sparse_s,
+                     dense_s / base if with_dense else "-", sparse_s / base,
+                     f"{saved_bytes(layers[segments, 'dense'], x) / 2**20:.1f}" if with_dense else "-",
+                     f"{saved_bytes(layers[segments, 'sparse'], x) / 2**20:.1f}", auto))
+    print(format_table(("S", "K", "dense ms", "sparse ms", "dense ratio", "sparse ratio", "dense saved MB",
+                        "sparse saved MB", "auto"), rows))
+    sparse_ms = [medians[f"sparse {segments}"] for segments in segment_counts]
     print(f"sparse time max/min over S: {max(sparse_ms) / min(sparse_ms):.2f}")
-
 
 if __name__ == "__main__":
     main()
