@@ -139,6 +139,23 @@ def test_float32_cpp_matches_dense(out_features):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 
+@pytest.mark.parametrize("wanted", ["input", "weight"])
+def test_partial_gradients_match_dense(impl, wanted):
+    """An input layer (x without grad) skips d phi, a frozen layer skips d W: what is computed still matches."""
+    dense, sparse_layer = pair("discontinuous", n=4, segments=5, in_features=6, out_features=3, bias=False)
+    x = wide_input(17, 6)
+    grad_y = torch.randn(17, 3, dtype=f64)
+    results = []
+    for layer in (sparse_layer, dense):
+        layer.weight.requires_grad_(wanted == "weight")
+        inputs = x.clone().requires_grad_(wanted == "input")
+        target = inputs if wanted == "input" else layer.weight
+        y = sparse.segment_sparse_linear(inputs, layer.weight, layer.basis.transform, segments=5, length=2.0,
+                                         continuous=False, impl=impl) if layer is sparse_layer else layer(inputs)
+        results.append(torch.autograd.grad(y, target, grad_y)[0])
+    assert (results[0] - results[1]).abs().max() <= TOL
+
+
 def test_large_weight_gradients_reuse_freed_memory_and_stay_exact():
     """Weight gradients of 8 MiB and more come from the kernels' cache of freed buffers: a reused buffer still
     holds the previous step's values, so every entry must be overwritten, and a gradient still held must never

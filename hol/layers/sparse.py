@@ -206,8 +206,9 @@ def product_torch(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
     return torch.sparse.mm(matrix, _weight_rows(weight))
 
 
-def product_torch_backward(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Gradients ``(d phi, d weight)`` of :func:`product_torch`.
+def product_torch_backward(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Tensor, phi_grad: bool = True,
+                           weight_grad: bool = True) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients ``(d phi, d weight)`` of :func:`product_torch`, each only if asked for (else ``None``).
 
     ``d phi = (dy W^T)`` sampled at the nonzeros of ``A`` (``torch.sparse.sampled_addmm``);
     ``d weight = A^T dy`` with ``A^T`` as a COO matrix, coalesced by ``torch.sparse.mm`` (repeated rows summed).
@@ -215,13 +216,17 @@ def product_torch_backward(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Te
     batch, inputs, _ = phi.shape
     n_out, _, width = weight.shape
     matrix, columns = _expansion_matrix(phi, base, width)
-    rows = _weight_rows(weight)
-    grad_phi = torch.sparse.sampled_addmm(matrix, grad_y, rows.T, beta=0.0).values().reshape(phi.shape)
-    samples = torch.arange(batch, device=phi.device).unsqueeze(-1).expand_as(columns)
-    transposed = torch.sparse_coo_tensor(torch.stack((columns.flatten(), samples.flatten())), phi.flatten(),
-                                         (inputs * width, batch), check_invariants=False)
-    grad_weight = torch.sparse.mm(transposed, grad_y).reshape(inputs, width, n_out).permute(2, 0, 1)
-    return grad_phi, grad_weight.contiguous()
+    grad_phi = grad_weight = None
+    if phi_grad:
+        rows = _weight_rows(weight)
+        grad_phi = torch.sparse.sampled_addmm(matrix, grad_y, rows.T, beta=0.0).values().reshape(phi.shape)
+    if weight_grad:
+        samples = torch.arange(batch, device=phi.device).unsqueeze(-1).expand_as(columns)
+        transposed = torch.sparse_coo_tensor(torch.stack((columns.flatten(), samples.flatten())), phi.flatten(),
+                                             (inputs * width, batch), check_invariants=False)
+        grad_weight = torch.sparse.mm(transposed, grad_y).reshape(inputs, width, n_out).permute(2, 0, 1)
+        grad_weight = grad_weight.contiguous()
+    return grad_phi, grad_weight
 
 
 class SegmentSparseProduct(torch.autograd.Function):
@@ -242,10 +247,9 @@ class SegmentSparseProduct(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor):
         phi, base, weight = ctx.saved_tensors
         grad_y = grad_y.contiguous()
-        if ctx.use_cpp:
-            grad_phi, grad_weight = extension().backward(grad_y, phi, base, weight)
-        else:
-            grad_phi, grad_weight = product_torch_backward(grad_y, phi, base, weight)
+        phi_grad, _, weight_grad, _ = ctx.needs_input_grad  # an input layer needs no d phi, a frozen one no d W
+        backward = extension().backward if ctx.use_cpp else product_torch_backward
+        grad_phi, grad_weight = backward(grad_y, phi, base, weight, phi_grad, weight_grad)
         return grad_phi, None, grad_weight, None
 
 

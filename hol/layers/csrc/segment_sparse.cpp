@@ -281,7 +281,8 @@ int64_t inputs_per_block(int64_t I, int64_t K, int64_t elem_size) {
   return std::min(ib, ceil_div(I, at::get_num_threads()));
 }
 
-template <typename T>
+// PHI_GRAD: compute gphi (needs the weight panels); WEIGHT_GRAD: compute gw (needs the gradient panels).
+template <typename T, bool PHI_GRAD, bool WEIGHT_GRAD>
 void backward_kernel(const T* gy, const T* phi, const int64_t* base, RowLayout rows_at, const T* w, T* gphi,
                      T* gw, int64_t B, int64_t I, int64_t n, int64_t K, int64_t O) {
   using V = Tile<T>;
@@ -289,13 +290,13 @@ void backward_kernel(const T* gy, const T* phi, const int64_t* base, RowLayout r
   const int64_t ib = inputs_per_block(I, K, sizeof(T));
   const int64_t blocks = ceil_div(I, ib);
   at::parallel_for(0, blocks, 1, [&](int64_t q0, int64_t q1) {
-    std::vector<T> panel(ib * K * TILE), grad(ib * K * TILE);
+    std::vector<T> panel(PHI_GRAD ? ib * K * TILE : 0), grad(WEIGHT_GRAD ? ib * K * TILE : 0);
     for (int64_t q = q0; q < q1; ++q) {
       const int64_t i0 = q * ib, ni = std::min(ib, I - i0);
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t o0 = t * TILE, width = std::min(TILE, O - o0);
-        pack_panel(w, I, K, o0, width, i0, ni, panel.data());
-        std::fill(grad.begin(), grad.end(), T(0));
+        if (PHI_GRAD) pack_panel(w, I, K, o0, width, i0, ni, panel.data());
+        if (WEIGHT_GRAD) std::fill(grad.begin(), grad.end(), T(0));
         for (int64_t b = 0; b < B; ++b) {
           const T* gyb = gy + b * O + o0;
           typename V::vec g[V::NV];
@@ -315,17 +316,16 @@ void backward_kernel(const T* gy, const T* phi, const int64_t* base, RowLayout r
               const T* r = panel.data() + offset + k * TILE;
               T* gr = grad.data() + offset + k * TILE;
               const T p = ph[k];
-              typename V::vec dot = g[0] * V::load(r);
-              V::store(gr, V::load(gr) + p * g[0]);
-              for (int64_t v = 1; v < V::NV; ++v) {
-                dot += g[v] * V::load(r + v * V::LANES);
-                V::store(gr + v * V::LANES, V::load(gr + v * V::LANES) + p * g[v]);
+              typename V::vec dot{};
+              for (int64_t v = 0; v < V::NV; ++v) {
+                if (PHI_GRAD) dot += g[v] * V::load(r + v * V::LANES);
+                if (WEIGHT_GRAD) V::store(gr + v * V::LANES, V::load(gr + v * V::LANES) + p * g[v]);
               }
-              gp[k] += V::sum(dot);
+              if (PHI_GRAD) gp[k] += V::sum(dot);
             }
           }
         }
-        unpack_panel(grad.data(), I, K, o0, width, i0, ni, gw);
+        if (WEIGHT_GRAD) unpack_panel(grad.data(), I, K, o0, width, i0, ni, gw);
       }
     }
   });
@@ -369,20 +369,32 @@ torch::Tensor forward(torch::Tensor phi, torch::Tensor base, torch::Tensor w) {
   return y;
 }
 
-std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::Tensor base, torch::Tensor w) {
+template <typename T, bool PHI_GRAD, bool WEIGHT_GRAD>
+void run_backward(const torch::Tensor& gy, const Rows& rows, const torch::Tensor& w, torch::Tensor& gphi,
+                  torch::Tensor& gw) {
+  backward_kernel<T, PHI_GRAD, WEIGHT_GRAD>(
+      gy.data_ptr<T>(), rows.phi.data_ptr<T>(), rows.base.data_ptr<int64_t>(), rows.layout, w.data_ptr<T>(),
+      PHI_GRAD ? gphi.data_ptr<T>() : nullptr, WEIGHT_GRAD ? gw.data_ptr<T>() : nullptr,
+      /*B=*/gy.size(0), /*I=*/w.size(1), /*n=*/rows.phi.size(2), /*K=*/w.size(2), /*O=*/w.size(0));
+}
+
+// (grad_phi, grad_weight); each only when asked for (else an undefined tensor, None in Python).
+std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::Tensor base, torch::Tensor w,
+                                    bool phi_grad, bool weight_grad) {
   check_inputs(phi, base, w);
   TORCH_CHECK(gy.is_contiguous() && gy.scalar_type() == phi.scalar_type() && gy.dim() == 2 &&
               gy.size(0) == phi.size(0) && gy.size(1) == w.size(0), "grad_output must be [B, O], contiguous");
-  const int64_t B = phi.size(0), I = phi.size(1), n = phi.size(2), O = w.size(0), K = w.size(2);
-  const Rows rows = arrange_rows(phi, base, inputs_per_block(I, K, phi.element_size()));
-  auto gphi = torch::zeros_like(rows.phi);  // in the layout of rows.phi
-  auto gw = empty_gradient(w);  // every entry is written exactly once by unpack_panel
+  if (!phi_grad && !weight_grad) return {torch::Tensor(), torch::Tensor()};
+  const Rows rows = arrange_rows(phi, base, inputs_per_block(phi.size(1), w.size(2), phi.element_size()));
+  torch::Tensor gphi, gw;
+  if (phi_grad) gphi = torch::zeros_like(rows.phi);  // in the layout of rows.phi
+  if (weight_grad) gw = empty_gradient(w);  // every entry is written exactly once by unpack_panel
   AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "segment_sparse_backward", [&] {
-    backward_kernel<scalar_t>(gy.data_ptr<scalar_t>(), rows.phi.data_ptr<scalar_t>(),
-                              rows.base.data_ptr<int64_t>(), rows.layout, w.data_ptr<scalar_t>(),
-                              gphi.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), B, I, n, K, O);
+    if (phi_grad && weight_grad) run_backward<scalar_t, true, true>(gy, rows, w, gphi, gw);
+    else if (phi_grad) run_backward<scalar_t, true, false>(gy, rows, w, gphi, gw);
+    else run_backward<scalar_t, false, true>(gy, rows, w, gphi, gw);
   });
-  if (rows.phi.data_ptr() != phi.data_ptr()) gphi = gphi.transpose(0, 1);  // back to [B, I, n] (a view)
+  if (phi_grad && rows.phi.data_ptr() != phi.data_ptr()) gphi = gphi.transpose(0, 1);  // [B, I, n] (a view)
   return {gphi, gw};
 }
 
@@ -459,5 +471,5 @@ std::vector<torch::Tensor> basis(torch::Tensor t, torch::Tensor transform, bool 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "y = segment-sparse product (phi, base, weight)");
   m.def("basis", &basis, "(phi, dphi/dt) of the Lagrange basis on Chebyshev-Lobatto nodes");
-  m.def("backward", &backward, "(grad_phi, grad_weight) of the segment-sparse product");
+  m.def("backward", &backward, "(grad_phi, grad_weight) of the segment-sparse product, each only if asked for");
 }
