@@ -279,8 +279,9 @@ SPARSE_COST = {"cpp": (3.6, 0.9), "torch": (0.0, 30.0), "cuda": (0.0, 8.0)}
 """Cost ``(a, b)`` of the sparse path per (sample, input, output) as ``a + b n`` multiply-adds of the dense GEMM,
 by implementation. ``cpp``: fitted to fwd+bwd times of both paths (input gradient included) on a 2-core CPU at
 n = 2, 3, 5, S = 2 to 8 and B x I x O from 64 x 100 x 10 to 1024 x 256 x 256, where the sparse/dense time ratio
-ranged from 0.63 to 1.23; the fit picks the faster path in all 11 shapes measured (``a`` is the per-input work
-that does not scale with n: segment lookup, basis, output tile traffic). ``torch``: from
+ranged from 0.63 to 1.23; the fit picks the faster path in all 11 shapes measured, and in 10 of 11 for an input
+layer, whose backward skips ``d phi`` (the miss costs 12%). ``a`` is the per-input work that does not scale with
+n: segment lookup, basis, output tile traffic. ``torch``: from
 ``benchmarks/bench_sparse.py --impl torch`` (overtakes the dense path near S=40 at n=5). ``cuda``: an
 unmeasured estimate."""
 WEIGHT_PASSES = 4.0
@@ -293,7 +294,7 @@ def choose_backend(*, n: int, segments: int, batch: int, in_features: int, out_f
 
     Dense: expansion + GEMM, ``B I K O`` multiply-adds with ``K = (n-1) S + 1`` (``n S`` discontinuous).
     Sparse: ``B I O (a + b n)`` (:data:`SPARSE_COST`: C++ kernels on CPU, torch ops on CPU, torch ops on CUDA)
-    plus :data:`WEIGHT_PASSES` passes over the ``I K O`` weights. Sparse is chosen when
+    plus ``c =`` :data:`WEIGHT_PASSES` passes over the ``I K O`` weights. Sparse is chosen when
     ``B I O (a + b n) + c I K O < B I K O``; with a large batch that is ``K > a + b n``.
     ``cpp``: whether the C++ kernels serve this call (default: CPU and the kernels build).
     """
