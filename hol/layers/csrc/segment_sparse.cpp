@@ -295,8 +295,8 @@ void backward_kernel(const T* gy, const T* phi, const int64_t* base, RowLayout r
       const int64_t i0 = q * ib, ni = std::min(ib, I - i0);
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t o0 = t * TILE, width = std::min(TILE, O - o0);
-        if (PHI_GRAD) pack_panel(w, I, K, o0, width, i0, ni, panel.data());
-        if (WEIGHT_GRAD) std::fill(grad.begin(), grad.end(), T(0));
+        if constexpr (PHI_GRAD) pack_panel(w, I, K, o0, width, i0, ni, panel.data());
+        if constexpr (WEIGHT_GRAD) std::fill(grad.begin(), grad.end(), T(0));
         for (int64_t b = 0; b < B; ++b) {
           const T* gyb = gy + b * O + o0;
           typename V::vec g[V::NV];
@@ -309,23 +309,23 @@ void backward_kernel(const T* gy, const T* phi, const int64_t* base, RowLayout r
           }
           for (int64_t i = 0; i < ni; ++i) {
             const int64_t row = rows_at(b, i0 + i);
-            const T* ph = phi + row * n;
-            T* gp = gphi + row * n;
             const int64_t offset = (i * K + base[row]) * TILE;
             for (int64_t k = 0; k < n; ++k) {
-              const T* r = panel.data() + offset + k * TILE;
-              T* gr = grad.data() + offset + k * TILE;
-              const T p = ph[k];
+              const int64_t at = offset + k * TILE;  // row base + k of input i in the panels
+              const T p = phi[row * n + k];
               typename V::vec dot{};
-              for (int64_t v = 0; v < V::NV; ++v) {
-                if (PHI_GRAD) dot += g[v] * V::load(r + v * V::LANES);
-                if (WEIGHT_GRAD) V::store(gr + v * V::LANES, V::load(gr + v * V::LANES) + p * g[v]);
+              for (int64_t v = 0; v < V::NV; ++v) {  // one pass: dot product and AXPY share the loads of g
+                if constexpr (PHI_GRAD) dot += g[v] * V::load(panel.data() + at + v * V::LANES);
+                if constexpr (WEIGHT_GRAD) {
+                  T* gr = grad.data() + at + v * V::LANES;
+                  V::store(gr, V::load(gr) + p * g[v]);
+                }
               }
-              if (PHI_GRAD) gp[k] += V::sum(dot);
+              if constexpr (PHI_GRAD) gphi[row * n + k] += V::sum(dot);
             }
           }
         }
-        if (WEIGHT_GRAD) unpack_panel(grad.data(), I, K, o0, width, i0, ni, gw);
+        if constexpr (WEIGHT_GRAD) unpack_panel(grad.data(), I, K, o0, width, i0, ni, gw);
       }
     }
   });
