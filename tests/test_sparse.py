@@ -159,27 +159,29 @@ def test_partial_gradients_match_dense(impl, wanted):
 def test_large_weight_gradients_reuse_freed_memory_and_stay_exact():
     """Weight gradients of 8 MiB and more come from the kernels' cache of freed buffers: a reused buffer still
     holds the previous step's values, so every entry must be overwritten, and a gradient still held must never
-    be handed out again."""
+    be handed out again. K = 513 also puts the kernels on input-major rows (one input per panel)."""
     _cpp_or_skip()
     dense, sparse_layer = pair("continuous", n=5, segments=128, in_features=64, out_features=64, bias=False,
                                dtype=torch.float32)  # weight 64 x 64 x 513 floats: 8.4 MB
     x = wide_input(50, 64, dtype=torch.float32)
-    _, _, expected = grads(dense, x, torch.ones(50, 64))
+    _, expected_x, expected_w = grads(dense, x, torch.ones(50, 64))
 
-    def weight_gradient():
+    def step():
         sparse_layer.weight.grad = None
-        sparse_layer(x).sum().backward()
-        return sparse_layer.weight.grad
+        inputs = x.clone().requires_grad_()
+        sparse_layer(inputs).sum().backward()
+        return sparse_layer.weight.grad, inputs.grad
 
-    held = weight_gradient()
-    second = weight_gradient()
+    held, input_grad = step()
+    second, _ = step()
     assert second.data_ptr() != held.data_ptr()
     address = second.data_ptr()
     del second
-    third = weight_gradient()  # the freed buffer comes back, full of the previous step's values
+    third, _ = step()  # the freed buffer comes back, full of the previous step's values
     assert third.data_ptr() == address
     for gradient in (held, third):
-        assert (gradient - expected).abs().max() <= 1e-5 * expected.abs().max()
+        assert (gradient - expected_w).abs().max() <= 1e-5 * expected_w.abs().max()
+    assert (input_grad - expected_x).abs().max() <= 1e-5 * expected_x.abs().max()
 
 
 def test_nan_input_propagates_without_crashing(impl):
