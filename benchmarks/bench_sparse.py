@@ -104,8 +104,8 @@ def main() -> None:
     print(f"nn.Linear(I*n, O): {1e3 * base:.3f} ms")
     rows = []
     for segments in segment_counts:
-        with_dense = (segments, "dense") in layers
         dense_s = medians.get(f"dense {segments}")
+        with_dense = dense_s is not None
         sparse_s = medians[f"sparse {segments}"]
         auto = sparse.choose_backend(n=n, segments=segments, batch=batch, in_features=features,
                                      out_features=features, device=device, cpp=impl == "cpp")
@@ -118,6 +118,7 @@ def main() -> None:
                         "sparse saved MB", "auto"), rows))
     sparse_ms = [medians[f"sparse {segments}"] for segments in segment_counts]
     print(f"sparse time max/min over S: {max(sparse_ms) / min(sparse_ms):.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 #ifdef __linux__
 #include <sys/mman.h>
@@ -158,23 +159,9 @@ constexpr int64_t INPUT_MAJOR_BELOW = 4;  // inputs per panel under which the ke
 template <typename T>
 constexpr int64_t line_values() { return 64 / int64_t(sizeof(T)); }
 
-// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols (rows, cols <= line_values<T>()).
-template <typename T>
-void transpose_block(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
-}
-
 #ifdef __AVX512F__
 // A full 16 x 16 float block in registers: 16 loads, 64 shuffles, 16 stores instead of 256 scalar moves.
-template <>
-void transpose_block<float>(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
-                            int64_t cols) {
-  if (rows != 16 || cols != 16) {
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
-    return;
-  }
+void transpose_16x16(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
   __m512 a[16], b[16];
   for (int i = 0; i < 16; ++i) a[i] = _mm512_loadu_ps(src + i * src_stride);
   for (int i = 0; i < 16; i += 2) {  // interleave pairs of rows
@@ -200,6 +187,18 @@ void transpose_block<float>(const float* src, int64_t src_stride, float* dst, in
   for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * dst_stride, a[i]);
 }
 #endif
+
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols (rows, cols <= line_values<T>()).
+template <typename T>
+void transpose_block(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    if (rows == 16 && cols == 16) return transpose_16x16(src, src_stride, dst, dst_stride);
+  }
+#endif
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
+}
 
 // panel[i][m][j] = w[o0 + j, i0 + i, m] for j < width, zero for width <= j < TILE. Blocks of MB outputs are
 // read along m, so MB rows of w stream at a time.
