@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 
-from hol.cli import config_dir
-from hol.train import build_datamodule, build_module
+from hol.runner.cli import config_dir
+from hol.runner.train import build_datamodule, build_module
 
 
 def random_mnist(root: Path) -> Path:

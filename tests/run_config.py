@@ -6,7 +6,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from hol.cli import config_dir
+from hol.runner.cli import config_dir
 
 
 def compose_run(run_dir: Path, overrides: list[str], config_name: str = "train") -> DictConfig:

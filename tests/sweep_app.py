@@ -80,8 +80,8 @@ def run_app(script: Path, sweep_dir: Path, *overrides: str, config_name: str = "
 
 
 def run_hol(cwd: Path, *args: str):
-    """``hol ARGS`` through hol.cli.main with this interpreter."""
-    return run([sys.executable, "-c", "from hol.cli import main; main()", *args], cwd=cwd)
+    """``hol ARGS`` through hol.runner.cli.main with this interpreter."""
+    return run([sys.executable, "-c", "from hol.runner.cli import main; main()", *args], cwd=cwd)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

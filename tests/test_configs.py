@@ -11,10 +11,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 import hol.layers
-from hol.cli import config_dir
+from hol.runner.cli import config_dir
 from hol.layers.fc import build_fc
 from hol.networks import MLP, ConvNet
-from hol.train import build_net
+from hol.runner.train import build_net
 
 CONF = Path(config_dir())
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from hol.data import (
+from hol.runner.data import (
     CIFAR100DataModule,
     DataError,
     EpochShuffleSampler,

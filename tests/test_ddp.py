@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from hol.train import METRICS_FILE
+from hol.runner.train import METRICS_FILE
 
 HOL = Path(sys.executable).with_name("hol")  # the console script of this environment
 DDP = ["experiment=xor", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "data.train_size=64",

@@ -10,8 +10,8 @@ from run_config import compose_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import hol
-from hol.module import HolModule
-from hol.train import FAILED_FILE, METRICS_FILE, evaluate, run_task, train
+from hol.runner.lightning_module import HolModule
+from hol.runner.train import FAILED_FILE, METRICS_FILE, evaluate, run_task, train
 
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
          "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=1"]
@@ -38,7 +38,7 @@ def test_function_run_learns_and_writes_outputs(tmp_path):
 
     assert set(metrics) == {"test/loss", "test/rmse", "val/loss_best", "val/rmse_best"}
     assert json.loads((run / METRICS_FILE).read_text()) == pytest.approx(metrics)
-    zero_rmse = (hol.data.FunctionDataModule(test_size=64, seed=cfg.seed).sample(64, 2).tensors[1] ** 2).mean().sqrt()
+    zero_rmse = (hol.runner.data.FunctionDataModule(test_size=64, seed=cfg.seed).sample(64, 2).tensors[1] ** 2).mean().sqrt()
     assert metrics["test/rmse"] < 0.5 * float(zero_rmse)  # learned, not a constant
     assert metrics["test/loss"] == pytest.approx(metrics["test/rmse"] ** 2, rel=1e-5)
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -119,7 +119,7 @@ def test_failed_run_is_marked_and_not_finished(tmp_path, mnist_root):
     run = tmp_path / "run"
     (mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
     cfg = make_cfg(run, "data=mnist", f"data.root={mnist_root}", "data.download=false")
-    with pytest.raises(hol.data.DataError, match="t10k-labels-idx1-ubyte"):
+    with pytest.raises(hol.runner.data.DataError, match="t10k-labels-idx1-ubyte"):
         run_task(cfg)
     assert "DataError: MNIST files not found" in (run / FAILED_FILE).read_text()
     assert not (run / METRICS_FILE).exists()

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from hol.cli import main
-from hol.train import FAILED_FILE, METRICS_FILE
+from hol.runner.cli import main
+from hol.runner.train import FAILED_FILE, METRICS_FILE
 
-HOL = [sys.executable, "-c", "from hol.cli import main; main()"]
+HOL = [sys.executable, "-c", "from hol.runner.cli import main; main()"]
 FAST = ["trainer.max_epochs=1", "data.train_size=32", "data.val_size=16", "data.test_size=16",
         "callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false"]
 

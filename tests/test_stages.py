@@ -1,4 +1,4 @@
-"""Refinement stages (hol.stages): stage specs, exact refinement inside training, resume, sweeps, command line."""
+"""Refinement stages (hol.runner.stages): stage specs, exact refinement inside training, resume, sweeps, command line."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,10 @@ import torch
 from run_config import compose_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from hol.cli import main
-from hol.module import HolModule
-from hol.stages import RefinementStages, Stage, parse_stages
-from hol.train import METRICS_FILE, evaluate, train
+from hol.runner.cli import main
+from hol.runner.lightning_module import HolModule
+from hol.runner.stages import RefinementStages, Stage, parse_stages
+from hol.runner.train import METRICS_FILE, evaluate, train
 
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
          "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0", "callbacks.plots=null"]

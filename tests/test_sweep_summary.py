@@ -1,4 +1,4 @@
-"""Sweep summaries: the plain functions of hol.sweep, and grid sweeps (hydra/sweeper=hol_basic) end to end."""
+"""Sweep summaries: the plain functions of hol.runner.sweep, and grid sweeps (hydra/sweeper=hol_basic) end to end."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from hydra.errors import InstantiationException
 from rich.console import Console
 from sweep_app import TINY_XOR, read_csv, run_app, run_hol, write_app
 
-from hol.sweep import (
+from hol.runner.sweep import (
     FAILED,
     OK,
     JobRecord,

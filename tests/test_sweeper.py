@@ -12,8 +12,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from sweep_app import TINY_XOR, read_csv, run_app, run_hol, write_app
 
-from hol.cli import config_dir
-from hol.sweep import FAILED, OK
+from hol.runner.cli import config_dir
+from hol.runner.sweep import FAILED, OK
 from hydra_plugins.hol_sweepers._batch import SweepConfigError
 from hydra_plugins.hol_sweepers._parametrization import build_search_space
 from hydra_plugins.hol_sweepers.nevergrad_sweeper import NevergradSweeper, objective

@@ -11,7 +11,7 @@ from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
-from hol.sweep import FAILED, OK, JobRecord, describe_error, make_record, print_summary, write_summary
+from hol.runner.sweep import FAILED, OK, JobRecord, describe_error, make_record, print_summary, write_summary
 
 log = logging.getLogger(__name__)
 

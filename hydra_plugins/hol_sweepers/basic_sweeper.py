@@ -18,12 +18,12 @@ TITLE = "Sweep summary"
 
 class HolBasicSweeper(basic_sweeper.BasicSweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from hol.sweep import TimedTask
+        from hol.runner.sweep import TimedTask
 
         super().setup(hydra_context=hydra_context, task_function=TimedTask(task_function), config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from hol.sweep import write_summary
+        from hol.runner.sweep import write_summary
 
         from ._batch import SweepFailed, failure_message, report, run_batch
 

@@ -51,7 +51,7 @@ class NevergradSweeper(Sweeper):
         self.launcher = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from hol.sweep import TimedTask
+        from hol.runner.sweep import TimedTask
 
         self.hydra_context = hydra_context
         self.config = config
@@ -76,7 +76,7 @@ class NevergradSweeper(Sweeper):
                                             num_workers=self.optim.num_workers)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from hol.sweep import FAILED, write_summary
+        from hol.runner.sweep import FAILED, write_summary
 
         from ._batch import SweepFailed, failure_message, report, run_batch
         from ._parametrization import build_search_space

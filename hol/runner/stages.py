@@ -41,7 +41,7 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from torch import nn
 
-from .refine import refine
+from ..refine import refine
 
 STAGE_KEYS = ("epochs", "n", "segments")
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def configure(cfg: DictConfig) -> list[Stage]:
 
 
 def loss_of(module: pl.LightningModule, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The training loss of :class:`hol.module.HolModule` (cross entropy or mean squared error by task)."""
+    """The training loss of :class:`hol.runner.lightning_module.HolModule` (cross entropy or mean squared error by task)."""
     if module.hparams.task == "classification":
         return nn.functional.cross_entropy(output, target)
     return nn.functional.mse_loss(output, target)

@@ -19,8 +19,8 @@ import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from .module import HolModule
-from .networks import MLP, build
+from .lightning_module import HolModule
+from ..networks import MLP, build
 from .stages import RefinementStages
 from .stages import configure as configure_stages
 

@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric, MeanSquaredError, MinMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..networks import build
+
 TASKS = ("classification", "regression")
 STAGES = ("train", "val", "test")
 
@@ -138,8 +140,6 @@ class HolModule(pl.LightningModule):
         hparams = checkpoint.get("net_hparams")
         rebuildable = callable(getattr(self.net, "hparams", None))
         if hparams is not None and rebuildable and hparams != self.net.hparams():
-            from .networks import build
-
             self.net = build(hparams)
 
     def on_train_epoch_start(self) -> None:
@@ -150,8 +150,6 @@ class HolModule(pl.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: str, map_location="cpu") -> HolModule:
         """Rebuild a module from a checkpoint written by the runner (network from its ``net_hparams``)."""
-        from .networks import build
-
         checkpoint = torch.load(path, map_location=map_location, weights_only=False)
         if "net_hparams" not in checkpoint or "hyper_parameters" not in checkpoint:
             raise ValueError(f"{path} is no hol checkpoint (it lacks net_hparams/hyper_parameters)")
