@@ -9,12 +9,13 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 
 install: $(STAMP)
 
-# torch and torchvision first, pinned, so pip takes the builds on this machine's disk.
-$(STAMP): pyproject.toml
+# torch and torchvision first, pinned, so pip takes the builds on this machine's disk; then hol with the exact
+# versions the tests run with (constraints.txt; pyproject.toml declares ranges).
+$(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt $(TORCH)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 # the default experiment: learn the seed's 1-D function (about 15 s on 2 CPU cores); prints the test metrics

@@ -5,85 +5,71 @@ default ``max_abs``) between layers, which keeps activations in the links' domai
 (``max_abs``/``max_center`` map into ``[-1, 1]``, the default domain). The network input is not normalized:
 it is expected in the domain already (e.g. pixels scaled to ``[-1, 1]``).
 
+Layer options. A network takes its layers as one spec, as timm's ``Mlp`` takes ``act_layer``: ``layer`` is a
+kind name plus keyword options (``MLP("continuous", ..., n=5, segments=2)``) or a mapping
+``{"kind": "continuous", "n": 5, ...}`` (the runner's ``layer`` config node). The options are network-wide and
+reach only the layers whose kind takes them (:attr:`hol.layers.LayerKind.options`): e.g. ``segments`` the
+piecewise kinds, ``alpha`` the product kinds, nothing the ``linear``/``relu`` baselines (which keep
+``nn.Linear``'s / ``nn.ConvNd``'s bias). An option no kind takes raises ``ValueError``.
+
 Every network's ``hparams()`` returns its constructor arguments plus ``"name"`` (``"mlp"`` or ``"conv"``),
 with ``n`` and ``segments`` read from its layers, so after :func:`hol.refine` it describes the refined
 network and ``build(net.hparams())`` followed by ``load_state_dict`` restores a checkpoint.
-
-Network-wide options reach only the layer kinds that use them: ``n``, ``length``, ``extrapolation`` all
-basis kinds; ``segments`` the piecewise kinds (``continuous``, ``discontinuous`` and their ``_prod``);
-``alpha`` the product kinds; ``dims`` ``polynomial_nd``; ``init`` and ``bias`` every high-order kind.
-The ``linear``/``relu`` baselines get none of them (they keep ``nn.Linear``'s / ``nn.ConvNd``'s bias).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
+from typing import Any
 
 from torch import Tensor, nn
 
+from .checks import check_choice, check_int, check_number
 from .layers import registry
-from .layers.bases import check_choice
-from .layers.fc import FC_KINDS, PIECEWISE_FAMILIES
-from .layers.norm import NORMS, norm
+from .layers.normalization import NORMS, norm
+from .layers.registry import LINK_OPTIONS, kind_info
 
-BASELINES = ("linear", "relu")
 POOLINGS = ("avg", "max", "none")
 
 
-def layer_options(kind: str, *, n: int, segments: int, length: float, extrapolation: str, init: str | None,
-                  bias: bool, alpha: float | None = None, dims: int | None = None) -> dict:
-    """The keyword options of layer ``kind`` among the network-wide ones (see the module docstring)."""
-    if kind in BASELINES:
-        return {}
-    family, product = FC_KINDS.get(kind, (None, False))
-    options = {"bias": bias} if init is None else {"bias": bias, "init": init}
-    if product and alpha is not None:
-        options["alpha"] = alpha
-    if family == "identity":
-        return options
-    options.update(n=n, length=length, extrapolation=extrapolation)
-    if family in PIECEWISE_FAMILIES or family is None:  # None: a custom registered kind gets every option
-        options["segments"] = segments
-    if family == "tensor":
-        options["dims"] = dims
-    return options
+def layer_spec(layer: str | Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"kind": ..., **options}`` from a kind name or a mapping with ``kind``, and keyword ``options`` (which
+    win over the mapping's); options set to ``None`` are left out (the layers' defaults apply). Raises
+    ``ValueError`` for a missing kind or an option no layer kind takes."""
+    spec = dict(layer) if isinstance(layer, Mapping) else {"kind": layer}
+    spec.update(options)
+    spec = {key: value for key, value in spec.items() if value is not None}  # None: the layer's default
+    if "kind" not in spec:
+        raise ValueError(f"layer must be a kind name or a mapping with a 'kind', got {dict(layer)!r}")
+    unknown = sorted(str(key) for key in spec if key != "kind" and key not in LINK_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown layer option(s) {', '.join(unknown)}; allowed: {', '.join(LINK_OPTIONS)}")
+    return spec
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def layer_options(kind: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``spec`` that layer ``kind`` takes (see the module docstring)."""
+    taken = kind_info(kind).options
+    return {key: value for key, value in spec.items() if key in taken}
 
 
-def _check_dropout(dropout) -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+def _check_not_tensor(name: str, kind: str | None) -> None:
+    if kind is not None and kind_info(kind).basis == "tensor":
+        raise ValueError(f"{name} {kind!r} takes d-vectors, so it can only be the input_layer of an MLP")
 
 
-def _check_not_nd(name: str, kind: str) -> None:
-    if kind == "polynomial_nd":
-        raise ValueError(f"{name} 'polynomial_nd' takes d-vectors, so it can only be the input_layer of an MLP")
-
-
-def _refined_hparams(config: dict, layers) -> dict:
-    """``config`` with ``n`` and ``segments`` as the hol layers among ``layers`` now have them."""
-    hparams = dict(config)
-    for key, layers_with_key in (("n", [m for m in layers if "n" in _layer_hparams(m)]),
-                                 ("segments", [m for m in layers if _is_piecewise(m)])):
-        values = {_layer_hparams(m)[key] for m in layers_with_key}
+def _refined_spec(spec: dict[str, Any], layers: Sequence[nn.Module]) -> dict[str, Any]:
+    """``spec`` with ``n`` and ``segments`` as the hol layers among ``layers`` now have them."""
+    spec = dict(spec)
+    hparams = [m.hparams() for m in layers if callable(getattr(m, "hparams", None))]
+    for key in ("n", "segments"):
+        values = {h[key] for h in hparams if key in h}
         if len(values) > 1:
             raise RuntimeError(f"the layers have different {key} {sorted(values)}; one network {key} cannot "
                                "describe them")
         if values:
-            hparams[key] = values.pop()
-    return hparams
-
-
-def _layer_hparams(module: nn.Module) -> dict:
-    return module.hparams() if callable(getattr(module, "hparams", None)) else {}
-
-
-def _is_piecewise(module: nn.Module) -> bool:
-    return FC_KINDS.get(getattr(module, "kind", None), ("",))[0] in PIECEWISE_FAMILIES
+            spec[key] = values.pop()
+    return spec
 
 
 class MLP(nn.Module):
@@ -94,18 +80,21 @@ class MLP(nn.Module):
     (``hidden_layers + 2`` layers in all). After every layer but the last: ``normalization``, then dropout.
 
     Args:
-        layer: fc kind of every layer (``hol.layers.kinds()``).
+        layer: fc kind of every layer (``hol.layers.kinds()``), or a mapping ``{"kind": ..., **options}``.
         in_features, out_features, hidden_layers, hidden_width: sizes (see above).
-        n, segments, length, extrapolation, init, bias, alpha, dims: layer options, passed only to the kinds
-            that use them (module docstring); ``init=None`` keeps the layers' default.
         normalization: one of ``hol.layers.NORMS``.
-        input_layer, output_layer: kind of the first/last layer if not ``layer`` (e.g. ``"linear"``, or
+        input_layer, output_layer: kind of the first/last layer if not ``layer``'s (e.g. ``"linear"``, or
             ``"polynomial_nd"`` as input layer for inputs ``[..., in_features, dims]``).
         dropout: dropout probability after each normalization.
+        **options: layer options (``n``, ``segments``, ``length``, ``extrapolation``, ``init``, ``bias``,
+            ``alpha``, ``dims``, ``backend``), passed to the layers whose kind takes them (module docstring).
 
     Shape:
         ``[..., in_features] -> [..., out_features]`` (``[..., in_features, dims]`` with a ``polynomial_nd``
         input layer).
+
+    Raises:
+        ValueError: naming the bad argument, its value and what is allowed.
 
     Examples::
 
@@ -114,36 +103,33 @@ class MLP(nn.Module):
         torch.Size([32, 10])
     """
 
-    def __init__(self, layer: str, in_features: int, out_features: int, hidden_layers: int, hidden_width: int, *,
-                 n: int = 3, segments: int = 1, length: float = 2.0, normalization: str = "max_abs",
-                 input_layer: str | None = None, output_layer: str | None = None, dropout: float = 0.0,
-                 extrapolation: str = "polynomial", init: str | None = None, bias: bool = False,
-                 alpha: float = 1.0, dims: int | None = None):
+    def __init__(self, layer: str | Mapping[str, Any], in_features: int, out_features: int, hidden_layers: int,
+                 hidden_width: int, *, normalization: str = "max_abs", input_layer: str | None = None,
+                 output_layer: str | None = None, dropout: float = 0.0, **options):
         super().__init__()
-        self._config = {"layer": layer, "in_features": in_features, "out_features": out_features,
-                        "hidden_layers": hidden_layers, "hidden_width": hidden_width, "n": n, "segments": segments,
-                        "length": length, "normalization": normalization, "input_layer": input_layer,
-                        "output_layer": output_layer, "dropout": dropout, "extrapolation": extrapolation,
-                        "init": init, "bias": bias, "alpha": alpha, "dims": dims}
-        for name in ("layer", "input_layer", "output_layer"):
-            if self._config[name] is not None:
-                check_choice(name, self._config[name], registry.kinds())
-        _check_not_nd("layer", layer)
-        _check_not_nd("output_layer", output_layer)
-        _check_int("in_features", in_features, 1)
-        _check_int("out_features", out_features, 1)
-        _check_int("hidden_layers", hidden_layers, 0)
-        _check_int("hidden_width", hidden_width, 1)
+        spec = layer_spec(layer, options)
+        kind = spec["kind"]
+        for name, value in (("layer", kind), ("input_layer", input_layer), ("output_layer", output_layer)):
+            if value is not None:
+                check_choice(name, value, registry.kinds())
+        _check_not_tensor("layer", kind)
+        _check_not_tensor("output_layer", output_layer)
+        check_int("in_features", in_features, 1)
+        check_int("out_features", out_features, 1)
+        check_int("hidden_layers", hidden_layers, 0)
+        check_int("hidden_width", hidden_width, 1)
         check_choice("normalization", normalization, NORMS)
-        _check_dropout(dropout)
+        check_number("dropout", dropout, 0, 1, below=True)
+        self._config = {"layer": spec, "in_features": in_features, "out_features": out_features,
+                        "hidden_layers": hidden_layers, "hidden_width": hidden_width,
+                        "normalization": normalization, "input_layer": input_layer, "output_layer": output_layer,
+                        "dropout": dropout}
 
-        kinds = [input_layer or layer] + [layer] * hidden_layers + [output_layer or layer]
+        kinds = [input_layer or kind] + [kind] * hidden_layers + [output_layer or kind]
         widths = [in_features] + [hidden_width] * (hidden_layers + 1) + [out_features]
-        options = {"n": n, "segments": segments, "length": length, "extrapolation": extrapolation, "init": init,
-                   "bias": bias, "alpha": alpha, "dims": dims}
         self.layers = nn.ModuleList(
-            registry.fc(kind, width_in, width_out, **layer_options(kind, **options))
-            for kind, width_in, width_out in zip(kinds, widths, widths[1:])
+            registry.fc(kind_i, width_in, width_out, **layer_options(kind_i, spec))
+            for kind_i, width_in, width_out in zip(kinds, widths, widths[1:])
         )
         self.norms = nn.ModuleList(norm(normalization, width) for width in widths[1:-1])
         self.dropout = nn.Dropout(dropout)
@@ -155,7 +141,7 @@ class MLP(nn.Module):
 
     def hparams(self) -> dict:
         """Constructor arguments plus ``name="mlp"``, with ``n``/``segments`` as the layers now have them."""
-        return {"name": "mlp", **_refined_hparams(self._config, self.layers)}
+        return {"name": "mlp", **self._config, "layer": _refined_spec(self._config["layer"], self.layers)}
 
 
 class ConvNet(nn.Module):
@@ -169,24 +155,26 @@ class ConvNet(nn.Module):
     then dropout and the ``head``: an fc kind, ``"linear"`` giving ``nn.Linear``.
 
     Args:
-        layer: conv kind of every block (``hol.layers.conv_kinds()``).
+        layer: conv kind of every block (``hol.layers.conv_kinds()``), or a mapping ``{"kind": ..., **options}``.
         in_channels: image channels.
         channels: output channels of the blocks (one block each).
         kernel_size: conv kernel size (int or tuple).
         out_features: number of outputs (classes).
-        n, segments, length, extrapolation, init, bias: layer options, passed only to the kinds that use them
-            (module docstring), also to a high-order head.
         normalization: one of ``hol.layers.NORMS``.
         pooling: ``"avg"``, ``"max"`` or ``"none"``.
-        head: fc kind of the head.
+        head: fc kind of the head (gets the layer options its kind takes).
         dim: spatial dimensions (1, 2 or 3).
         padding: conv padding; ``None`` pads ``kernel_size // 2`` ("same" size for odd kernels at stride 1).
         stride: conv stride.
         readout_size: positions per spatial dimension kept by the readout.
         dropout: dropout probability before the head.
+        **options: layer options, as for :class:`MLP`.
 
     Shape:
         ``[B, in_channels, *spatial] -> [B, out_features]``.
+
+    Raises:
+        ValueError: naming the bad argument, its value and what is allowed.
 
     Examples::
 
@@ -195,43 +183,39 @@ class ConvNet(nn.Module):
         torch.Size([4, 10])
     """
 
-    def __init__(self, layer: str, in_channels: int, channels: Sequence[int], kernel_size, *, n: int = 3,
-                 segments: int = 1, out_features: int, length: float = 2.0, normalization: str = "max_abs",
-                 pooling: str = "avg", head: str = "linear", dim: int = 2, padding=None, stride=1,
-                 readout_size: int = 1, dropout: float = 0.0, extrapolation: str = "polynomial",
-                 init: str | None = None, bias: bool = False):
+    def __init__(self, layer: str | Mapping[str, Any], in_channels: int, channels: Sequence[int], kernel_size, *,
+                 out_features: int, normalization: str = "max_abs", pooling: str = "avg", head: str = "linear",
+                 dim: int = 2, padding=None, stride=1, readout_size: int = 1, dropout: float = 0.0, **options):
         super().__init__()
+        spec = layer_spec(layer, options)
+        kind = spec["kind"]
         channels = list(channels)
-        self._config = {"layer": layer, "in_channels": in_channels, "channels": channels,
-                        "kernel_size": kernel_size, "n": n, "segments": segments, "out_features": out_features,
-                        "length": length, "normalization": normalization, "pooling": pooling, "head": head,
-                        "dim": dim, "padding": padding, "stride": stride, "readout_size": readout_size,
-                        "dropout": dropout, "extrapolation": extrapolation, "init": init, "bias": bias}
-        check_choice("layer", layer, registry.conv_kinds())
+        check_choice("layer", kind, registry.conv_kinds())
         check_choice("head", head, registry.kinds())
-        _check_not_nd("head", head)
-        _check_int("in_channels", in_channels, 1)
+        _check_not_tensor("head", head)
+        check_int("in_channels", in_channels, 1)
         if not channels:
             raise ValueError("channels must list at least one block width, got []")
         for width in channels:
-            _check_int("channels entry", width, 1)
-        _check_int("out_features", out_features, 1)
-        if dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3, got {dim!r}")
-        _check_int("readout_size", readout_size, 1)
+            check_int("channels entry", width, 1)
+        check_int("out_features", out_features, 1)
+        check_choice("dim", dim, (1, 2, 3))
+        check_int("readout_size", readout_size, 1)
         check_choice("normalization", normalization, NORMS)
         check_choice("pooling", pooling, POOLINGS)
-        _check_dropout(dropout)
+        check_number("dropout", dropout, 0, 1, below=True)
+        self._config = {"layer": spec, "in_channels": in_channels, "channels": channels,
+                        "kernel_size": kernel_size, "out_features": out_features, "normalization": normalization,
+                        "pooling": pooling, "head": head, "dim": dim, "padding": padding, "stride": stride,
+                        "readout_size": readout_size, "dropout": dropout}
 
         if padding is None:
             padding = tuple(k // 2 for k in kernel_size) if isinstance(kernel_size, Sequence) else kernel_size // 2
-        options = {"n": n, "segments": segments, "length": length, "extrapolation": extrapolation, "init": init,
-                   "bias": bias}
         widths = [in_channels] + channels
         self.blocks = nn.ModuleList(
             nn.Sequential(
-                registry.conv(layer, width_in, width_out, kernel_size, dim=dim, padding=padding, stride=stride,
-                              **layer_options(layer, **options)),
+                registry.conv(kind, width_in, width_out, kernel_size, dim=dim, padding=padding, stride=stride,
+                              **layer_options(kind, spec)),
                 norm(normalization, width_out, spatial_dims=dim),
                 _pool(pooling, dim),
             )
@@ -240,7 +224,7 @@ class ConvNet(nn.Module):
         readout = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[dim]
         self.readout = nn.Sequential(readout(readout_size), nn.Flatten(1))
         self.dropout = nn.Dropout(dropout)
-        self.head = registry.fc(head, channels[-1] * readout_size**dim, out_features, **layer_options(head, **options))
+        self.head = registry.fc(head, channels[-1] * readout_size**dim, out_features, **layer_options(head, spec))
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.blocks:
@@ -250,7 +234,7 @@ class ConvNet(nn.Module):
     def hparams(self) -> dict:
         """Constructor arguments plus ``name="conv"``, with ``n``/``segments`` as the layers now have them."""
         layers = [block[0] for block in self.blocks] + [self.head]
-        return {"name": "conv", **_refined_hparams(self._config, layers)}
+        return {"name": "conv", **self._config, "layer": _refined_spec(self._config["layer"], layers)}
 
 
 def _pool(pooling: str, dim: int) -> nn.Module:
@@ -263,14 +247,16 @@ def _pool(pooling: str, dim: int) -> nn.Module:
 NETWORKS = {"mlp": MLP, "conv": ConvNet}
 
 
-def build(hparams: dict) -> nn.Module:
+def build(hparams: Mapping[str, Any]) -> nn.Module:
     """Rebuild a network from ``hparams``: a ``"name"`` key (``"mlp"`` or ``"conv"``) plus the constructor's
     keyword arguments, as ``net.hparams()`` returns them.
 
     Examples::
 
+        >>> net = MLP("continuous", 4, 2, hidden_layers=1, hidden_width=8, n=3, segments=2)
         >>> twin = build(net.hparams())
         >>> twin.load_state_dict(net.state_dict())
+        <All keys matched successfully>
     """
     options = dict(hparams)
     name = options.pop("name", None)

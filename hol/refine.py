@@ -43,15 +43,21 @@ The refined layers are rebuilt through :func:`hol.layers.fc` / :func:`hol.layers
 ``hparams()`` with the new ``n``/``segments``, so their ``hparams()`` (and those of the networks in
 :mod:`hol.networks`, which read their layers) describe the refined model and a checkpoint of it can be
 rebuilt and loaded. Forward hooks registered on a refined layer are not carried over.
+
+This module is itself callable: ``hol.refine(net, n=5)`` is :func:`refine` (so the module is not shadowed by
+its main function, and ``from hol.refine import refine_with_report`` works as well).
 """
 from __future__ import annotations
 
 import copy
 import math
+import sys
+import types
 
 import torch
 from torch import Tensor, nn
 
+from .checks import check_int
 from .layers import registry
 from .layers.bases import (
     Basis,
@@ -65,7 +71,8 @@ from .layers.bases import (
     lagrange_transform,
     piecewise_expand,
 )
-from .layers.fc import FC_KINDS, PIECEWISE_FAMILIES, HighOrderLinear
+from .layers.fully_connected import HighOrderLinear
+from .layers.registry import kind_info
 
 _CHUNK_ELEMENTS = 1 << 22  # bound on the [links, samples] blocks evaluated at once when measuring changes
 
@@ -102,8 +109,8 @@ def refine_with_report(module: nn.Module, n: int | None = None,
     if n is None and segments is None:
         raise ValueError("refine needs n or segments, got neither")
     for name, value in (("n", n), ("segments", segments)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
+        if value is not None:
+            check_int(name, value, 1)
     refined = copy.deepcopy(module)
     report: dict[str, float] = {}
     if is_hol_layer(refined):
@@ -143,7 +150,7 @@ def _new_hparams(layer: nn.Module, n, segments) -> dict | None:
     new = dict(old)
     if n is not None:
         new["n"] = n
-    if segments is not None and FC_KINDS.get(layer.kind, ("",))[0] in PIECEWISE_FAMILIES:
+    if segments is not None and kind_info(layer.kind).piecewise:
         new["segments"] = segments
     return None if new == old else new
 
@@ -314,3 +321,13 @@ def _tensor_samples(links: Tensor, basis: TensorLagrangeBasis, points: int) -> T
     for axis in range(1, basis.dims + 1):
         grid = torch.movedim(torch.tensordot(grid, local, dims=([axis], [1])), -1, axis)
     return grid.reshape(links.shape[0], -1)
+
+
+class _CallableModule(types.ModuleType):
+    """The type of this module: calling it calls :func:`refine`."""
+
+    def __call__(self, module: nn.Module, n: int | None = None, segments: int | None = None) -> nn.Module:
+        return refine(module, n, segments)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -54,11 +54,12 @@ def test_mlp_options_reach_only_the_kinds_that_use_them():
               input_layer="polynomial", output_layer="product", init="uniform", alpha=0.5,
               extrapolation="clamp")
     first, last = net.layers
-    assert first.kind == "polynomial" and first.hparams()["segments"] == 1 and first.hparams()["n"] == 4
+    assert first.kind == "polynomial" and "segments" not in first.hparams() and first.hparams()["n"] == 4
     assert first.hparams()["length"] == 4.0 and first.init == "uniform" and "alpha" not in first.hparams()
     assert first.hparams()["extrapolation"] == "clamp"
     assert last.kind == "product" and last.hparams() == {"kind": "product", "in_features": 4, "out_features": 2,
-                                                         "bias": False, "init": "uniform", "alpha": 0.5}
+                                                         "bias": False, "init": "uniform", "alpha": 0.5,
+                                                         "backend": "auto"}
     hidden = MLP("continuous_prod", 3, 2, 1, 4, n=4, segments=3, alpha=0.5).layers[1]
     assert hidden.hparams()["segments"] == 3 and hidden.hparams()["alpha"] == 0.5
 
@@ -102,7 +103,7 @@ def test_mlp_hparams_rebuild_it():
     net = MLP("fourier", 3, 2, hidden_layers=1, hidden_width=4, n=2, input_layer="continuous", dropout=0.1,
               normalization="max_center", bias=True)
     hparams = net.hparams()
-    assert hparams["name"] == "mlp" and hparams["n"] == 2 and hparams["input_layer"] == "continuous"
+    assert hparams["name"] == "mlp" and hparams["layer"]["n"] == 2 and hparams["input_layer"] == "continuous"
     twin = build(hparams)
     twin.load_state_dict(net.state_dict())
     net.eval(), twin.eval()
@@ -197,7 +198,7 @@ def test_convnet_hparams_rebuild_it():
     ({"channels": [3, 0]}, "channels entry must be"),
     ({"in_channels": 0}, "in_channels must be"),
     ({"out_features": 0}, "out_features must be"),
-    ({"dim": 4}, "dim must be 1, 2 or 3"),
+    ({"dim": 4}, "unknown dim 4; allowed: 1, 2, 3"),
     ({"pooling": "sum"}, "unknown pooling 'sum'"),
     ({"normalization": "group"}, "unknown normalization 'group'"),
     ({"readout_size": 0}, "readout_size must be"),

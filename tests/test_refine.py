@@ -66,7 +66,7 @@ def test_fc_exact_refinement_keeps_the_function(kind, case):
     refined = hol.refine(layer, n=n1, segments=s1)
     expected_segments = s1 if kind in PIECEWISE else 1
     assert refined.basis.n == n1 and getattr(refined.basis, "segments", 1) == expected_segments
-    assert refined.hparams()["n"] == n1 and refined.hparams()["segments"] == expected_segments
+    assert refined.hparams()["n"] == n1 and refined.hparams().get("segments", 1) == expected_segments
     assert refined.weight.shape == (4, 3, refined.basis.width) and refined.weight.dtype == DOUBLE
     x = fc_inputs(s0)
     torch.testing.assert_close(refined(x), layer(x), rtol=0, atol=EXACT)
@@ -109,7 +109,7 @@ def test_fourier_refinement_pads_with_zeros():
 def test_polynomial_nd_p_refinement_is_exact():
     layer = randomize(hol.layers.fc("polynomial_nd", 3, 2, n=3, dims=2, dtype=DOUBLE))
     refined = hol.refine(layer, n=5, segments=3)  # segments do not apply to polynomial_nd
-    assert refined.weight.shape == (2, 3, 25) and refined.hparams()["segments"] == 1
+    assert refined.weight.shape == (2, 3, 25) and "segments" not in refined.hparams()
     x = torch.rand(50, 3, 2, dtype=DOUBLE, generator=torch.Generator().manual_seed(1)) * 3 - 1.5
     torch.testing.assert_close(refined(x), layer(x), rtol=0, atol=EXACT)
     assert refined.refine_max_change < EXACT
@@ -251,10 +251,11 @@ def test_mlp_exact_refinement_keeps_outputs():
     x = torch.rand(20, 4, dtype=DOUBLE, generator=torch.Generator().manual_seed(4)) * 2 - 1
     refined = hol.refine(net, n=5, segments=4)
     assert [layer.basis.n for layer in refined.layers] == [5, 5, 5, 5]
-    assert [layer.hparams()["segments"] for layer in refined.layers] == [4, 4, 4, 1]
+    assert [layer.hparams().get("segments") for layer in refined.layers] == [4, 4, 4, None]
     torch.testing.assert_close(refined(x), net(x), rtol=0, atol=EXACT)
     assert refined.refine_max_change < EXACT
-    assert net.hparams()["n"] == 2 and refined.hparams()["n"] == 5 and refined.hparams()["segments"] == 4
+    assert net.hparams()["layer"]["n"] == 2 and refined.hparams()["layer"]["n"] == 5
+    assert refined.hparams()["layer"]["segments"] == 4
 
 
 def test_convnet_exact_refinement_keeps_outputs():
@@ -263,7 +264,7 @@ def test_convnet_exact_refinement_keeps_outputs():
     x = torch.rand(2, 2, 12, 12, dtype=DOUBLE, generator=torch.Generator().manual_seed(5)) * 2 - 1
     refined = hol.refine(net, n=4, segments=6)
     torch.testing.assert_close(refined(x), net(x), rtol=0, atol=EXACT)
-    assert refined.hparams()["n"] == 4 and refined.hparams()["segments"] == 6
+    assert refined.hparams()["layer"]["n"] == 4 and refined.hparams()["layer"]["segments"] == 6
     assert refined.blocks[0][0].weight.shape == (3, 2, 3, 3, 24)  # discontinuous: K = n S
 
 

@@ -1,33 +1,34 @@
 """hol.layers: high-order layers in pure torch (no Lightning, no Hydra).
 
-``fc(kind, ...)`` and ``conv(kind, ...)`` build layers by name, ``kinds()`` lists them, ``norm(name, ...)``
-builds the normalizations used between layers.
+``fc(kind, ...)`` and ``conv(kind, ...)`` build layers by name, ``kinds()`` / ``conv_kinds()`` list the names and
+``kind_info(name)`` tells what a kind is (:class:`~hol.layers.registry.LayerKind`); ``norm(name, ...)`` builds
+the normalizations used between layers. The layer classes :class:`HighOrderLinear` and :class:`HighOrderConv`
+can also be constructed directly, like ``nn.Linear`` and ``nn.Conv2d``.
+
+Modules: ``bases`` (the link functions' bases), ``init`` (initialization), ``fully_connected``,
+``convolution``, ``baselines`` (``linear``, ``relu``), ``normalization``, ``registry``, ``sparse`` (the
+segment-sparse compute path).
 """
-from . import bases
-
-# Submodules first: the factories ``fc`` and ``conv`` imported from .registry below must shadow their names.
-from .conv import CONV_KINDS, HighOrderConv, build_conv, build_conv_baseline
-from .fc import FC_KINDS, HighOrderLinear, build_baseline, build_fc
-from .norm import NORMS, norm
-from .registry import conv, conv_kinds, fc, kinds, register_conv, register_fc
-
-for _kind in FC_KINDS:
-    register_fc(_kind)(build_fc)
-for _kind in ("linear", "relu"):
-    register_fc(_kind)(build_baseline)
-for _kind in CONV_KINDS:
-    register_conv(_kind)(build_conv)
-for _kind in ("linear", "relu"):
-    register_conv(_kind)(build_conv_baseline)
+# Importing the layer modules attaches their builders to the kinds of the registry.
+from . import bases, init
+from .baselines import ReLULinear
+from .convolution import HighOrderConv
+from .fully_connected import HighOrderLinear
+from .normalization import NORMS, norm
+from .registry import LayerKind, conv, conv_kinds, fc, kind_info, kinds, register_conv, register_fc
 
 __all__ = [
     "NORMS",
     "HighOrderConv",
     "HighOrderLinear",
+    "LayerKind",
+    "ReLULinear",
     "bases",
     "conv",
     "conv_kinds",
     "fc",
+    "init",
+    "kind_info",
     "kinds",
     "norm",
     "register_conv",

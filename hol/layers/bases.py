@@ -31,13 +31,20 @@ import math
 import torch
 from torch import Tensor
 
+
+from ..checks import check_choice, check_int, check_number
+
 EXTRAPOLATIONS = ("polynomial", "clamp", "linear", "mirror")
-
-
-def check_choice(name: str, value: str, allowed) -> None:
-    """Raise ``ValueError`` naming ``name``, the bad ``value`` and the sorted ``allowed`` set."""
-    if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(sorted(allowed))}")
+PIECEWISE_FAMILIES = ("continuous", "discontinuous")
+BASIS_OPTIONS: dict[str, tuple[str, ...]] = {
+    "polynomial": ("n", "length", "extrapolation"),
+    "continuous": ("n", "segments", "length", "extrapolation"),
+    "discontinuous": ("n", "segments", "length", "extrapolation"),
+    "fourier": ("n", "length"),
+    "identity": (),
+    "tensor": ("n", "length", "extrapolation", "dims"),
+}
+"""The basis families (:func:`make_basis`) and the hyperparameters each one takes."""
 
 
 def chebyshev_lobatto_nodes(n: int, dtype: torch.dtype = torch.float64, device=None) -> Tensor:
@@ -309,3 +316,38 @@ class TensorLagrangeBasis(Basis):
 
     def extra_repr(self) -> str:
         return f"n={self.n}, dims={self.dims}, length={self.length}, extrapolation={self.extrapolation!r}"
+
+
+def make_basis(family: str, *, n: int, segments: int, length: float, extrapolation: str, dims: int | None,
+               device=None, dtype=None) -> Basis:
+    """The basis of a ``family`` (a key of :data:`BASIS_OPTIONS`), after checking its hyperparameters.
+
+    ``n``: nodes per segment (at least 2 for the piecewise families, 1 otherwise), harmonics for ``fourier``;
+    ``segments`` must be 1 except for the piecewise families; ``dims`` is required by ``tensor`` and must be
+    ``None`` otherwise. Hyperparameters a family does not take (:data:`BASIS_OPTIONS`) are not used.
+
+    Raises:
+        ValueError: naming the bad hyperparameter, its value and what is allowed.
+    """
+    check_choice("basis family", family, BASIS_OPTIONS)
+    options = BASIS_OPTIONS[family]
+    piecewise = family in PIECEWISE_FAMILIES
+    if "n" in options:
+        check_int("n", n, 2 if piecewise else 1, why=" for piecewise kinds" if piecewise else "")
+    check_int("segments", segments, 1)
+    if not piecewise and segments != 1:
+        raise ValueError(f"segments must be 1 for {family} links, got {segments!r}")
+    check_number("length", length, 0, above=True)
+    if "extrapolation" in options:
+        check_choice("extrapolation", extrapolation, EXTRAPOLATIONS)
+    if family == "tensor":
+        check_int("dims", dims, 1)
+        return TensorLagrangeBasis(n, dims, length, extrapolation, dtype=dtype, device=device)
+    if dims is not None:
+        raise ValueError(f"dims is only used by tensor-product links (polynomial_nd), got dims={dims!r}")
+    if family == "fourier":
+        return FourierBasis(n, length)
+    if family == "identity":
+        return IdentityBasis()
+    return LagrangeBasis(n, segments, length, continuous=family == "continuous", extrapolation=extrapolation,
+                         dtype=dtype, device=device)

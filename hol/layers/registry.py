@@ -1,61 +1,154 @@
-"""Name -> layer registries with ``fc`` / ``conv`` factories (timm-style).
+"""The layer kinds: one :class:`LayerKind` record per name, with its fully connected and convolutional builders.
 
-Each registry maps a kind to a builder ``builder(kind, *sizes, **options) -> nn.Module``. Unknown names raise
-``ValueError`` listing the sorted choices; registering a name twice warns and replaces the old builder.
+Everything hol knows about a kind lives in its record: the basis family of its links, whether it is a product
+unit or a plain torch baseline, which options it takes, and its builders. The built-in records are the table
+:data:`BUILTIN_KINDS` below; each layer module attaches its builder to the kinds it serves, where the builder is
+defined (``fully_connected.py``, ``convolution.py``, ``baselines.py``), with :func:`register_fc` /
+:func:`register_conv`. Everything else (``kinds()``, the options a network passes to each layer, whether
+refinement changes its segments) is derived from the records.
+
+A builder is called as ``builder(kind, *sizes, **options)`` and returns an ``nn.Module``. Unknown names raise
+``ValueError`` listing the sorted choices. Registering another record under a taken name, or a second builder of
+the same sort for a name, warns and replaces the old one (timm's habit, so a user can override a kind).
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 
-FC_LAYERS: dict[str, Callable[..., nn.Module]] = {}
-CONV_LAYERS: dict[str, Callable[..., nn.Module]] = {}
+from ..checks import check_choice
+from .bases import BASIS_OPTIONS, PIECEWISE_FAMILIES
+
+Builder = Callable[..., nn.Module]
+
+LINK_OPTIONS = ("n", "segments", "length", "extrapolation", "init", "bias", "alpha", "dims", "backend")
+"""Every option of a high-order kind; a kind takes the subset :attr:`LayerKind.options` names."""
 
 
-def _register(registry: dict, name: str, what: str):
-    def decorator(builder):
-        if name in registry:
-            warnings.warn(f"{what} kind {name!r} registered again; replacing {registry[name]!r}", stacklevel=2)
-        registry[name] = builder
+@dataclass(frozen=True)
+class LayerKind:
+    """What one layer kind is.
+
+    Attributes:
+        name: the kind's name (``hol.layers.fc(name, ...)``).
+        basis: basis family of its links (a key of :data:`hol.layers.bases.BASIS_OPTIONS`); ``None`` for
+            baselines and for custom kinds registered by name only.
+        product: a product unit, ``y_o = prod_i (1 + f_oi) - 1 - (1 - alpha) sum_i f_oi``.
+        baseline: a plain torch layer (``nn.Linear`` / ``nn.ConvNd``, with or without ReLU), no links.
+        fc: builder of the fully connected layer, or ``None``.
+        conv: builder of the convolutional layer, or ``None``.
+    """
+
+    name: str
+    basis: str | None = None
+    product: bool = False
+    baseline: bool = False
+    fc: Builder | None = None
+    conv: Builder | None = None
+
+    @property
+    def piecewise(self) -> bool:
+        """Links are piecewise polynomials on segments (``segments`` applies, h-refinement changes it)."""
+        return self.basis in PIECEWISE_FAMILIES
+
+    @property
+    def sparse_capable(self) -> bool:
+        """The segment-sparse compute path (``backend="sparse"``) applies."""
+        return self.piecewise and not self.product
+
+    @property
+    def options(self) -> frozenset[str]:
+        """The network-wide options (:data:`LINK_OPTIONS`) this kind takes: none for baselines, all of them for
+        custom kinds registered by name (their builders decide), else its basis family's plus ``init``,
+        ``bias``, ``backend`` and, for product units, ``alpha``."""
+        if self.baseline:
+            return frozenset()
+        if self.basis is None:
+            return frozenset(LINK_OPTIONS)
+        return frozenset(BASIS_OPTIONS[self.basis]) | {"init", "bias", "backend"} | (
+            {"alpha"} if self.product else set())
+
+    def describes_like(self, other: LayerKind) -> bool:
+        """Same name, basis, product and baseline flags (the builders may differ)."""
+        return (self.name, self.basis, self.product, self.baseline) == (
+            other.name, other.basis, other.product, other.baseline)
+
+
+BUILTIN_KINDS = (
+    LayerKind("polynomial", basis="polynomial"),
+    LayerKind("continuous", basis="continuous"),
+    LayerKind("discontinuous", basis="discontinuous"),
+    LayerKind("fourier", basis="fourier"),
+    LayerKind("polynomial_nd", basis="tensor"),
+    LayerKind("product", basis="identity", product=True),
+    LayerKind("polynomial_prod", basis="polynomial", product=True),
+    LayerKind("continuous_prod", basis="continuous", product=True),
+    LayerKind("discontinuous_prod", basis="discontinuous", product=True),
+    LayerKind("linear", baseline=True),
+    LayerKind("relu", baseline=True),
+)
+"""hol's own kinds (their builders are attached by the layer modules)."""
+
+KINDS: dict[str, LayerKind] = {kind.name: kind for kind in BUILTIN_KINDS}
+
+
+def _register(kind: LayerKind | str, sort: str) -> Callable[[Builder], Builder]:
+    record = kind if isinstance(kind, LayerKind) else KINDS.get(kind, LayerKind(kind))
+
+    def decorator(builder: Builder) -> Builder:
+        old = KINDS.get(record.name)
+        if old is not None and not old.describes_like(record):
+            warnings.warn(f"layer kind {record.name!r} registered again as {record!r}; replacing {old!r}",
+                          stacklevel=3)
+            old = None
+        if old is not None and getattr(old, sort) not in (None, builder):
+            warnings.warn(f"{sort} layer kind {record.name!r} registered again; replacing {getattr(old, sort)!r}",
+                          stacklevel=3)
+        KINDS[record.name] = dataclasses.replace(old or record, **{sort: builder})
         return builder
 
     return decorator
 
 
-def register_fc(name: str):
-    """Decorator registering a fully connected layer builder under ``name``."""
-    return _register(FC_LAYERS, name, "fc")
+def register_fc(kind: LayerKind | str) -> Callable[[Builder], Builder]:
+    """Decorator registering a fully connected builder for ``kind`` (a :class:`LayerKind`, or a name: an
+    existing record gets the builder, a new name becomes a custom kind that takes every option)."""
+    return _register(kind, "fc")
 
 
-def register_conv(name: str):
-    """Decorator registering a convolutional layer builder under ``name``."""
-    return _register(CONV_LAYERS, name, "conv")
+def register_conv(kind: LayerKind | str) -> Callable[[Builder], Builder]:
+    """Decorator registering a convolutional builder for ``kind`` (as :func:`register_fc`)."""
+    return _register(kind, "conv")
 
 
-def get_builder(registry: dict, kind: str, what: str) -> Callable[..., nn.Module]:
-    if not isinstance(kind, str) or kind not in registry:
-        raise ValueError(f"unknown {what} layer kind {kind!r}; known kinds: {', '.join(sorted(registry))}")
-    return registry[kind]
+def kind_info(name: str) -> LayerKind:
+    """The record of the registered kind ``name``; ``ValueError`` listing the kinds for an unknown name."""
+    check_choice("layer kind", name, KINDS)
+    return KINDS[name]
 
 
 def kinds() -> list[str]:
     """The registered fully connected layer kinds, sorted."""
-    return sorted(FC_LAYERS)
+    return sorted(name for name, kind in KINDS.items() if kind.fc is not None)
 
 
 def conv_kinds() -> list[str]:
     """The registered convolutional layer kinds, sorted."""
-    return sorted(CONV_LAYERS)
+    return sorted(name for name, kind in KINDS.items() if kind.conv is not None)
 
 
 def fc(kind: str, in_features: int, out_features: int, **options) -> nn.Module:
     """Build a fully connected layer ``[..., in_features] -> [..., out_features]`` of a registered ``kind``.
 
-    Keyword options (high-order kinds): ``n=3, segments=1, length=2.0, bias=False, init="linear",
-    extrapolation="polynomial", alpha=1.0, dims=None, device=None, dtype=None``. The baselines ``linear`` and
-    ``relu`` take ``bias`` (default True, as ``nn.Linear``), ``device`` and ``dtype`` and ignore the rest.
+    High-order kinds take the options of :class:`hol.layers.HighOrderLinear` (those of :attr:`LayerKind.options`),
+    baselines (``linear``, ``relu``) those of ``nn.Linear``.
+
+    Raises:
+        ValueError: an unknown kind (the message lists the kinds) or a bad option.
 
     Examples::
 
@@ -63,9 +156,22 @@ def fc(kind: str, in_features: int, out_features: int, **options) -> nn.Module:
         >>> layer(torch.rand(32, 784) * 2 - 1).shape
         torch.Size([32, 100])
     """
-    return get_builder(FC_LAYERS, kind, "fc")(kind, in_features, out_features, **options)
+    check_choice("fc layer kind", kind, kinds())
+    return KINDS[kind].fc(kind, in_features, out_features, **options)
 
 
 def conv(kind: str, in_channels: int, out_channels: int, kernel_size, **options) -> nn.Module:
-    """Build a convolutional layer of a registered ``kind`` (see :mod:`hol.layers.conv`)."""
-    return get_builder(CONV_LAYERS, kind, "conv")(kind, in_channels, out_channels, kernel_size, **options)
+    """Build a convolutional layer of a registered ``kind``: :class:`hol.layers.HighOrderConv` for the
+    high-order kinds, ``nn.ConvNd`` / ``nn.ConvTransposeNd`` (with ReLU for ``relu``) for the baselines.
+
+    Raises:
+        ValueError: an unknown kind (the message lists the conv kinds) or a bad option.
+
+    Examples::
+
+        >>> layer = hol.layers.conv("discontinuous", 3, 16, 3, n=3, segments=4, padding=1)
+        >>> layer(torch.rand(8, 3, 32, 32) * 2 - 1).shape
+        torch.Size([8, 16, 32, 32])
+    """
+    check_choice("conv layer kind", kind, conv_kinds())
+    return KINDS[kind].conv(kind, in_channels, out_channels, kernel_size, **options)

@@ -48,10 +48,10 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from ..checks import check_choice
 from .bases import (
     chebyshev_derivatives,
     chebyshev_polynomials,
-    check_choice,
     fold_into_domain,
     piecewise_width,
     segment_coordinates,

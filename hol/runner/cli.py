@@ -29,6 +29,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from .config import register_configs
+
 COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]",
             "eval": "test a checkpoint: hol eval ckpt_path=PATH [key=value ...]"}
 USAGE = "usage: hol {train,eval} [overrides]   (hol train --help lists the config groups)"
@@ -39,7 +41,9 @@ _show_full_error = False  # the user set HYDRA_FULL_ERROR=1: show tracebacks
 
 
 def config_dir() -> str:
-    """Absolute path of the shipped configs (``conf/``, installed as the package ``hol.conf``)."""
+    """Absolute path of the shipped configs (``conf/``, installed as the package ``hol.conf``); the configs
+    generated from the code (:mod:`hol.runner.config`) are registered in Hydra's ConfigStore beside them."""
+    register_configs()
     return str(files("hol.conf"))
 
 
@@ -79,10 +83,11 @@ def error_message(error: BaseException) -> str:
     cause = error.__cause__
     key = getattr(cause, "full_key", None) or getattr(error, "full_key", None)
     text = str(error).split("\n")[0]
-    if "Key '" in str(cause) and "is not in struct" in str(cause):
+    typed = re.search(r"Key '[^']+' not in '(\w+)'", str(cause))  # a structured (typed) node: no new keys
+    if "Key '" in str(cause) and ("is not in struct" in str(cause) or typed):
         parent = getattr(cause, "parent_node", None)
         allowed = f"; allowed keys: {', '.join(sorted(str(k) for k in parent))}" if parent else ""
-        return f"unknown config key {key!r}{allowed} (add a new key with +{key}=VALUE)"
+        return f"unknown config key {key!r}{allowed}" + ("" if typed else f" (add a new key with +{key}=VALUE)")
     if cause is not None and isinstance(cause, OmegaConfBaseException):
         text = f"{text} {str(cause).split(chr(10))[0]}"
     return " ".join(text.split())

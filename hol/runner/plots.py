@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torch import nn
 
-from ..layers.fc import HighOrderLinear
+from ..layers import HighOrderLinear
 
 
 @torch.no_grad()

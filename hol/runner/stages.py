@@ -7,7 +7,7 @@ optional)::
 
 * The run lasts the sum of the stages' epochs (``trainer.max_epochs`` is set to it).
 * The first stage's ``n``/``segments`` are the order the network is *built* with (they replace
-  ``model.n``/``model.segments``), so no approximation happens at epoch 0.
+  ``layer.n``/``layer.segments``), so no approximation happens at epoch 0.
 * At the first epoch of every later stage, :class:`RefinementStages` replaces the module's ``net`` by
   ``hol.refine(net, n, segments)``. Each later stage must raise the order or the segment count and keep the
   new space a superset of the old one (``n`` not below the previous stage's, ``segments`` a multiple of
@@ -113,10 +113,10 @@ def _check_refinement(name: str, stage: Stage, n: int | None, segments: int | No
 
 
 def configure(cfg: DictConfig) -> list[Stage]:
-    """Parse ``cfg.refine``; with stages, set ``trainer.max_epochs`` to their total and ``model.n``/
-    ``model.segments`` to the first stage's. Returns the stages (``[]``: ordinary training)."""
-    model = cfg.get("model") or {}
-    stages = parse_stages(cfg.get("refine"), model.get("n"), model.get("segments"))
+    """Parse ``cfg.refine``; with stages, set ``trainer.max_epochs`` to their total and ``layer.n``/
+    ``layer.segments`` to the first stage's. Returns the stages (``[]``: ordinary training)."""
+    layer = cfg.get("layer") or {}
+    stages = parse_stages(cfg.get("refine"), layer.get("n"), layer.get("segments"))
     if not stages:
         return stages
     with open_dict(cfg):
@@ -124,10 +124,9 @@ def configure(cfg: DictConfig) -> list[Stage]:
         for key in ("n", "segments"):
             value = getattr(stages[0], key)
             if value is not None:
-                if key not in model:
-                    raise ValueError(f"refine[0].{key} needs a model with {key}; "
-                                     f"{cfg.model.get('_target_')} has none")
-                cfg.model[key] = value
+                if key not in layer:
+                    raise ValueError(f"refine[0].{key} needs a layer config with {key}")
+                cfg.layer[key] = value
     return stages
 
 
@@ -157,8 +156,10 @@ def validation_loss(module: pl.LightningModule, dataloader) -> float:
 
 
 def _net_order(net: nn.Module) -> dict[str, int]:
+    """``n`` and ``segments`` of the network's layers (its ``hparams()["layer"]``), where it has them."""
     hparams = net.hparams() if callable(getattr(net, "hparams", None)) else {}
-    return {key: hparams[key] for key in ("n", "segments") if isinstance(hparams.get(key), int)}
+    layer = hparams.get("layer") if isinstance(hparams.get("layer"), dict) else hparams
+    return {key: layer[key] for key in ("n", "segments") if isinstance(layer.get(key), int)}
 
 
 class RefinementStages(pl.Callback):

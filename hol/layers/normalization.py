@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .bases import check_choice
+from ..checks import check_choice
 
 
 class _PerSampleNorm(nn.Module):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from run_config import compose_run
+from tests.helpers.runs import compose_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from hol.runner.cli import main
@@ -81,7 +81,7 @@ def test_staged_run_refines_exactly_and_logs_each_boundary(tmp_path):
     assert json.loads((run / METRICS_FILE).read_text()) == pytest.approx(metrics)
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 3  # 1 + 2 + 1 epochs, not trainer.max_epochs
-    assert (last["net_hparams"]["n"], last["net_hparams"]["segments"]) == (5, 4)
+    assert (last["net_hparams"]["layer"]["n"], last["net_hparams"]["layer"]["segments"]) == (5, 4)
 
     logged = scalars(run)
     steps_per_epoch = 64 // 16
@@ -117,7 +117,7 @@ def test_best_checkpoint_of_an_earlier_stage_is_tested_with_its_own_shape(tmp_pa
     metrics = train(make_cfg(run, "experiment=xor", *TINY, "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 4}]",
                              "callbacks.model_checkpoint.mode=max", "optimizer.lr=0.05"))
     best = next((run / "checkpoints").glob("epoch_*.ckpt"))
-    assert torch.load(best, weights_only=False)["net_hparams"]["n"] == 2
+    assert torch.load(best, weights_only=False)["net_hparams"]["layer"]["n"] == 2
     evaluated = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={best}", "+trainer.enable_progress_bar=false",
                                   config_name="eval"))
     assert metrics["test/loss"] == pytest.approx(evaluated["test/loss"], rel=1e-6)
@@ -140,17 +140,17 @@ def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_
 
     # killed after epoch 1 (inside stage 2, after its refinement): resumes at n=3 and does not refine again
     checkpoint, after = resumed("after", "refine=[{epochs: 1, n: 2}, {epochs: 1, n: 3}]")
-    assert checkpoint["net_hparams"]["n"] == 3
+    assert checkpoint["net_hparams"]["layer"]["n"] == 3
     # killed after epoch 0 (end of stage 1): resumes at n=2 and refines at the boundary
     checkpoint, before = resumed("before", "refine=[{epochs: 1, n: 2}]")
-    assert checkpoint["net_hparams"]["n"] == 2
+    assert checkpoint["net_hparams"]["layer"]["n"] == 2
 
     assert after == straight  # exactly, refinement records included
     assert before == straight
     final = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=False)
     for name in ("after", "before"):
         again = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=False)
-        assert again["net_hparams"] == final["net_hparams"] and again["net_hparams"]["n"] == 4
+        assert again["net_hparams"] == final["net_hparams"] and again["net_hparams"]["layer"]["n"] == 4
         for key, value in final["state_dict"].items():
             assert torch.equal(again["state_dict"][key], value), key
     # the cosine schedule spans the run: the refinements carried it on, they did not restart it
@@ -180,7 +180,7 @@ def test_command_line_stages_in_a_run_and_a_sweep(in_tmp, capsys):
         metrics = json.loads((in_tmp / "sweep" / job / METRICS_FILE).read_text())
         assert metrics["refine/max_change"] < 1e-12
         hparams = torch.load(in_tmp / "sweep" / job / "checkpoints" / "last.ckpt", weights_only=False)["net_hparams"]
-        assert (hparams["n"], hparams["segments"]) == (2, 4)
+        assert (hparams["layer"]["n"], hparams["layer"]["segments"]) == (2, 4)
     assert "refine/max_change" in (in_tmp / "sweep" / "summary.csv").read_text()
 
 
@@ -209,4 +209,4 @@ def test_prefine_preset_trains_from_n2_to_n5(tmp_path, mnist_root):
     metrics = train(cfg)
     assert metrics["refine/max_change"] < 1e-12 and 0 <= metrics["test/acc"] <= 1
     module = HolModule.from_checkpoint(str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
-    assert module.net.hparams()["n"] == 5
+    assert module.net.hparams()["layer"]["n"] == 5

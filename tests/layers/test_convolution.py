@@ -335,7 +335,8 @@ def test_hparams_rebuild_and_state_dict_round_trip(kind):
     hparams = layer.hparams()
     assert set(hparams) == {"kind", "in_channels", "out_channels", "kernel_size", "dim", "transpose", "n",
                             "segments", "length", "stride", "padding", "dilation", "groups", "bias",
-                            "extrapolation", "init", "rescale_output", "output_padding", "padding_mode"}
+                            "extrapolation", "init", "backend", "rescale_output", "output_padding",
+                            "padding_mode"}
     buffer = io.BytesIO()
     torch.save(layer.state_dict(), buffer)
     buffer.seek(0)
@@ -411,10 +412,10 @@ def test_baseline_padding_modes():
 
 
 @pytest.mark.parametrize(("kind", "options", "message"), [
-    ("spline", {}, "unknown conv layer kind 'spline'; known kinds: continuous, discontinuous, fourier, "),
-    ("continuous", {"dim": 4}, "dim must be 1, 2 or 3, got 4"),
-    ("linear", {"dim": 0}, "dim must be 1, 2 or 3, got 0"),
-    ("continuous", {"dim": True}, "dim must be 1, 2 or 3, got True"),
+    ("spline", {}, "unknown conv layer kind 'spline'; allowed: continuous, discontinuous, fourier, "),
+    ("continuous", {"dim": 4}, "unknown dim 4; allowed: 1, 2, 3"),
+    ("linear", {"dim": 0}, "unknown dim 0; allowed: 1, 2, 3"),
+    ("continuous", {"dim": True}, "unknown dim True; allowed: 1, 2, 3"),
     ("continuous", {"transpose": "yes"}, "transpose must be True or False, got 'yes'"),
     ("continuous", {"n": 1}, "n must be an integer >= 2 for piecewise kinds, got 1"),
     ("polynomial", {"n": 0}, "n must be an integer >= 1, got 0"),

@@ -11,9 +11,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 import hol.layers
-from hol.runner.cli import config_dir
-from hol.layers.fc import build_fc
+from hol.layers import HighOrderLinear, kind_info
 from hol.networks import MLP, ConvNet
+from hol.runner.cli import config_dir
 from hol.runner.train import build_net
 
 CONF = Path(config_dir())
@@ -60,21 +60,34 @@ def test_layer_group_has_every_registered_kind():
         assert cfg.kind == kind
 
 
-def test_layer_keys_mirror_fc_arguments_and_reach_the_mlp():
-    fc_arguments = set(inspect.signature(build_fc).parameters)
-    mlp = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "mlp.yaml"))
-    for kind in options("layer"):
-        keys = set(OmegaConf.load(CONF / "layer" / f"{kind}.yaml"))
-        assert keys <= fc_arguments
-        for key in keys - {"kind"}:
-            assert mlp[key] == f"${{layer.{key}}}"
-        assert mlp["layer"] == "${layer.kind}"
+@pytest.mark.parametrize("kind", options("layer"))
+def test_layer_node_is_the_layer_options_with_the_code_defaults(kind):
+    parameters = inspect.signature(HighOrderLinear).parameters
+    defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    del defaults["device"], defaults["dtype"]
+    own = OmegaConf.to_container(OmegaConf.load(CONF / "layer" / f"{kind}.yaml"))
+    layer = OmegaConf.to_container(compose_train(f"layer={kind}").layer)
+    assert layer == {**defaults, **own} and own["kind"] == kind
+    assert set(own) - {"kind"} <= kind_info(kind).options  # a group file changes only what its kind takes
+
+
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_the_network_takes_the_layer_node_whole(model):
+    config = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{model}.yaml"))
+    assert config["layer"] == "${layer}" and config["_convert_"] == "all"
+
+
+def test_layer_options_are_typed():
+    with pytest.raises(Exception, match="layer.n=abc"):
+        compose_train("layer.n=abc")  # the cause: could not be converted to Integer
+    assert compose_train("layer.backend=dense").layer.backend == "dense"
 
 
 @pytest.mark.parametrize("model, cls", [("mlp", MLP), ("conv", ConvNet)])
 def test_model_keys_are_constructor_arguments(model, cls):
-    keys = set(OmegaConf.load(CONF / "model" / f"{model}.yaml")) - {"_target_"}
-    assert keys == set(inspect.signature(cls).parameters)
+    keys = set(OmegaConf.load(CONF / "model" / f"{model}.yaml")) - {"_target_", "_convert_"}
+    named = {name for name, p in inspect.signature(cls).parameters.items() if p.kind != p.VAR_KEYWORD}
+    assert keys == named
 
 
 @pytest.mark.parametrize("kind", [k for k in hol.layers.kinds() if k != "polynomial_nd"])
@@ -82,7 +95,7 @@ def test_every_layer_kind_builds_an_mlp(kind, tmp_path):
     cfg = compose_train(f"layer={kind}", "layer.n=4", tmp_path=tmp_path)
     net = build_net(cfg.model, hydra.utils.instantiate(cfg.data))
     assert net(torch.zeros(3, 1)).shape == (3, 1)
-    if kind not in ("linear", "relu", "product"):
+    if "n" in kind_info(kind).options:
         assert net.layers[0].n == 4
 
 
@@ -152,15 +165,3 @@ def test_eval_config_composes():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("eval", overrides=["ckpt_path=x.ckpt"])
     assert cfg.ckpt_path == "x.ckpt" and "data" not in cfg
-
-
-def test_every_config_group_ships_as_a_package():
-    """``pip install .`` ships only the packages pyproject.toml lists: every config folder must be one of them."""
-    import tomllib
-
-    root = Path(__file__).resolve().parents[1]
-    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
-    folders = {"hol.conf." + ".".join(path.parent.relative_to(root / "conf").parts)
-               for path in (root / "conf").glob("**/*.yaml")} | {"hol.conf.experiment"}
-    folders = {name.rstrip(".") for name in folders}
-    assert folders <= listed, f"add to pyproject.toml packages: {sorted(folders - listed)}"

@@ -7,7 +7,7 @@ import math
 import pytest
 from hydra.errors import InstantiationException
 from rich.console import Console
-from sweep_app import TINY_XOR, read_csv, run_app, run_hol, write_app
+from tests.helpers.sweep_app import TINY_XOR, read_csv, run_app, run_hol, write_app
 
 from hol.runner.sweep import (
     FAILED,

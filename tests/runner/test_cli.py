@@ -42,7 +42,8 @@ def in_tmp(tmp_path, monkeypatch):
     ("experiment=foo", "unknown experiment 'foo'; allowed: cifar100, function"),
     ("foo=1", "unknown config key 'foo'"),
     ("data.expr=sin(x)", "Error parsing override 'data.expr=sin(x)'"),
-    ("layer.nn=3", "unknown config key 'layer.nn'; allowed keys: alpha, bias, dims, extrapolation, init, kind"),
+    ("layer.nn=3", "unknown config key 'layer.nn'; allowed keys: alpha, backend, bias, dims, extrapolation, init, kind"),
+    ("layer.n=abc", "layer.n=abc"),
 ])
 def test_composition_errors(in_tmp, capsys, override, fragment):
     code, out, err = run_main(["train", override], capsys)
@@ -56,7 +57,8 @@ def test_composition_errors(in_tmp, capsys, override, fragment):
 @pytest.mark.parametrize("overrides, fragment", [
     (["layer.n=1"], "n must be an integer >= 2 for piecewise kinds, got 1"),
     (["layer.segments=0"], "model: segments must be an integer >= 1, got 0"),
-    (["+model.foo=1"], "model: MLP.__init__() got an unexpected keyword argument 'foo'"),
+    (["+model.foo=1"], "model: unknown layer option(s) foo; allowed: n, segments"),
+    (["+layer.colour=red"], "model: unknown layer option(s) colour; allowed: n, segments"),
     (["layer.extrapolation=wild"], "unknown extrapolation 'wild'; allowed: clamp, linear, mirror, polynomial"),
     (["model.normalization=foo"], "unknown normalization 'foo'; allowed: batch_norm"),
     (["optimizer.lr=-1"], "optimizer.lr must be a number >= 0, got -1"),

@@ -20,7 +20,7 @@ DDP = ["experiment=xor", "trainer=ddp", "trainer.devices=2", "trainer.accelerato
 
 def run_hol(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))  # ddp_replicas
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))  # tests.helpers
     return subprocess.run([str(HOL), "train", *args], capture_output=True, text=True, check=False, cwd=cwd,
                           env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}, timeout=240)
 
@@ -40,13 +40,13 @@ def check_ddp_run(folder: Path) -> dict:
 def test_ddp_two_cpu_processes_with_refinement_stages(tmp_path):
     result = run_hol(tmp_path, *DDP, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run",
                      "callbacks.model_checkpoint.monitor=null",  # last.ckpt: the last epoch
-                     "+callbacks.replicas._target_=ddp_replicas.SaveReplica", "+callbacks.replicas.dirpath=.")
+                     "+callbacks.replicas._target_=tests.helpers.ddp_replicas.SaveReplica", "+callbacks.replicas.dirpath=.")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = check_ddp_run(tmp_path / "run")
     assert metrics["refine/max_change"] < 1e-12  # both replicas refined exactly, DDP wrapped anew
     assert result.stdout.count("Results in") == 1  # one report, from rank 0
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
-    assert last["epoch"] == 1 and last["net_hparams"]["n"] == 3  # the second (0-based: 1) of 2 epochs
+    assert last["epoch"] == 1 and last["net_hparams"]["layer"]["n"] == 3  # the second (0-based: 1) of 2 epochs
     # the replicas trained in step after the refinement: DDP synchronized the refined parameters
     replicas = [torch.load(tmp_path / f"replica_{rank}.pt") for rank in (0, 1)]
     assert replicas[0].keys() == replicas[1].keys() and replicas[0]["layers.0.weight"].shape[-1] == 5
@@ -63,5 +63,5 @@ def test_ddp_jobs_of_a_multirun_each_start_their_processes(tmp_path):
         check_ddp_run(tmp_path / "sweep" / job)
         checkpoint = torch.load(tmp_path / "sweep" / job / "checkpoints" / "last.ckpt", weights_only=False)
         # DDP checks that both processes hold parameters of the same shapes: the second ran this job
-        assert checkpoint["net_hparams"]["layer"] == kind
+        assert checkpoint["net_hparams"]["layer"]["kind"] == kind
     assert sorted(path.name for path in tmp_path.iterdir()) == ["sweep"]

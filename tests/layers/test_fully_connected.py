@@ -568,7 +568,7 @@ def test_init_linear_fourier_has_slope_at_zero():
 # --- bad arguments ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call, pattern", [
-    (lambda: fc("quadratic", 2, 2), r"kind 'quadratic'.*known kinds: continuous, continuous_prod, .*relu"),
+    (lambda: fc("quadratic", 2, 2), r"kind 'quadratic'.*allowed: continuous, continuous_prod, .*relu"),
     (lambda: fc("polynomial", 2, 2, n=0), r"n must be .*>= 1.*got 0"),
     (lambda: fc("fourier", 2, 2, n=0), r"n must be .*>= 1.*got 0"),
     (lambda: fc("polynomial_nd", 2, 2, n=0, dims=2), r"n must be .*>= 1.*got 0"),
@@ -585,10 +585,10 @@ def test_init_linear_fourier_has_slope_at_zero():
      r"extrapolation 'wrap'.*allowed: clamp, linear, mirror, polynomial"),
     (lambda: hol.layers.norm("whiten", 4), r"norm 'whiten'.*allowed: batch_norm, layer_norm, max_abs, max_center, none"),
     (lambda: fc("polynomial_nd", 2, 2), r"dims must be .*>= 1.*got None"),
-    (lambda: fc("continuous", 2, 2, dims=2), r"dims is only used by polynomial_nd.*dims=2"),
+    (lambda: fc("continuous", 2, 2, dims=2), r"dims is not an option of kind 'continuous'.*dims=2"),
     (lambda: fc("continuous", 0, 2), r"in_features must be .*>= 1.*got 0"),
     (lambda: fc("continuous", 2, 2.5), r"out_features must be .*>= 1.*got 2.5"),
-    (lambda: fc("polynomial", 2, 2, segments=2), r"segments must be 1 for polynomial.*got 2"),
+    (lambda: fc("polynomial", 2, 2, segments=2), r"segments is not an option of kind 'polynomial'.*segments=2"),
 ])
 def test_bad_arguments_raise_value_error_naming_argument_value_and_choices(call, pattern):
     with pytest.raises(ValueError, match=pattern):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from run_config import compose_run
+from tests.helpers.runs import compose_run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import hol

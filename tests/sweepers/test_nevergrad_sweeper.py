@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
-from sweep_app import TINY_XOR, read_csv, run_app, run_hol, write_app
+from tests.helpers.sweep_app import TINY_XOR, read_csv, run_app, run_hol, write_app
 
 from hol.runner.cli import config_dir
 from hol.runner.sweep import FAILED, OK

@@ -200,7 +200,8 @@ def test_backend_is_a_hyperparameter():
     rebuilt = fc(**layer.hparams())
     assert rebuilt.compute_backend(torch.zeros(3, 4)) == "sparse"
     assert "backend" not in repr(fc("continuous", 4, 2, n=3, segments=5))  # the default, auto, is not shown
-    assert "backend" not in fc("continuous_prod", 4, 2, n=3, segments=5).hparams()  # product units: dense only
+    with pytest.raises(ValueError, match="backend 'sparse' needs kind continuous or discontinuous"):
+        fc("continuous_prod", 4, 2, n=3, segments=5, backend="sparse")  # product units: dense only
 
 
 @pytest.mark.parametrize("kind, options", [("continuous", {"backend": "fast"}),

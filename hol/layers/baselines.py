@@ -1,0 +1,92 @@
+"""The plain torch baselines ``linear`` and ``relu``: ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd``,
+without (``linear``) or with a ReLU after them (``relu``).
+
+They take torch's own options (``bias`` defaults to True, as in torch); the link options of the high-order
+kinds (``n``, ``segments``, ...) do not apply to them and are ignored. Both kinds are registered here.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..checks import check_choice
+from .convolution import DIMS, PADDING_MODES
+from .registry import BUILTIN_KINDS, register_conv, register_fc
+
+
+class ReLULinear(nn.Linear):
+    """``relu(x W^T + b)``: the ``relu`` baseline."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(super().forward(x))
+
+
+class _ReLU:
+    """Mixin applying ``relu`` after a torch convolution: the ``relu`` baseline."""
+
+    def forward(self, *args, **kwargs) -> Tensor:
+        return torch.relu(super().forward(*args, **kwargs))
+
+
+class ReLUConv1d(_ReLU, nn.Conv1d):
+    """``relu(conv1d(x))``."""
+
+
+class ReLUConv2d(_ReLU, nn.Conv2d):
+    """``relu(conv2d(x))``."""
+
+
+class ReLUConv3d(_ReLU, nn.Conv3d):
+    """``relu(conv3d(x))``."""
+
+
+class ReLUConvTranspose1d(_ReLU, nn.ConvTranspose1d):
+    """``relu(conv_transpose1d(x))``."""
+
+
+class ReLUConvTranspose2d(_ReLU, nn.ConvTranspose2d):
+    """``relu(conv_transpose2d(x))``."""
+
+
+class ReLUConvTranspose3d(_ReLU, nn.ConvTranspose3d):
+    """``relu(conv_transpose3d(x))``."""
+
+
+# (transpose, relu) -> dim -> class
+_CONV_CLASSES = {
+    (False, False): {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d},
+    (False, True): {1: ReLUConv1d, 2: ReLUConv2d, 3: ReLUConv3d},
+    (True, False): {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d},
+    (True, True): {1: ReLUConvTranspose1d, 2: ReLUConvTranspose2d, 3: ReLUConvTranspose3d},
+}
+
+
+def linear_baseline(kind: str, in_features: int, out_features: int, *, bias: bool = True, device=None,
+                    dtype=None, **ignored) -> nn.Linear:
+    """``nn.Linear`` (``linear``) or ``nn.Linear`` followed by ReLU (``relu``); link options are ignored."""
+    cls = ReLULinear if kind == "relu" else nn.Linear
+    layer = cls(in_features, out_features, bias=bias, device=device, dtype=dtype)
+    layer.kind = kind
+    return layer
+
+
+def conv_baseline(kind: str, in_channels: int, out_channels: int, kernel_size, *, dim: int = 2,
+                  transpose: bool = False, stride=1, padding=0, dilation=1, groups: int = 1, bias: bool = True,
+                  output_padding=0, padding_mode: str = "zeros", device=None, dtype=None, **ignored) -> nn.Module:
+    """``nn.ConvNd`` / ``nn.ConvTransposeNd`` (``linear``), with ReLU after it (``relu``); link options are
+    ignored. ``padding_mode="input_zeros"`` is torch's ``"zeros"`` (a linear link has ``f(0) = 0``)."""
+    check_choice("dim", dim, DIMS)
+    check_choice("padding_mode", padding_mode, PADDING_MODES)
+    cls = _CONV_CLASSES[(bool(transpose), kind == "relu")][dim]
+    mode = "zeros" if padding_mode == "input_zeros" else padding_mode
+    extra = {"output_padding": output_padding} if transpose else {}
+    layer = cls(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                groups=groups, bias=bias, padding_mode=mode, device=device, dtype=dtype, **extra)
+    layer.kind = kind
+    return layer
+
+
+for _kind in BUILTIN_KINDS:
+    if _kind.baseline:
+        register_fc(_kind.name)(linear_baseline)
+        register_conv(_kind.name)(conv_baseline)

@@ -1,0 +1,181 @@
+"""Fully connected high-order layers.
+
+A layer maps ``[..., I] -> [..., O]`` with a learnable function on every link:
+
+    y[..., o] = sum_i f_oi(x[..., i])  (+ bias[o])         with  f_oi(x) = sum_m weight[o, i, m] phi_m(x)
+
+for a fixed basis ``phi`` (``hol.layers.bases``). It is computed as one basis expansion per (sample, input),
+``E[..., i, m] = phi_m(x[..., i])``, followed by one GEMM of ``E`` viewed as ``[..., I*K]`` with the weight
+viewed as ``[O, I*K]``: memory ``O(B I K)``, never ``O(B I O K)``.
+
+Product units (``*_prod`` kinds, ``product``) use the same links in
+
+    y[..., o] = prod_i (1 + f_oi(x_i)) - 1 - (1 - alpha) sum_i f_oi(x_i)
+
+(``alpha = 1`` keeps the linear part of the product's expansion, ``alpha = 0`` removes it).
+
+This class is the builder of every built-in kind with link functions (registered at the end of this module).
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import Tensor, nn
+
+from ..checks import check_bool, check_choice, check_int, check_number
+from .bases import make_basis
+from .init import DEFAULT_INIT, INITS, init_link_values
+from .registry import BUILTIN_KINDS, KINDS, LINK_OPTIONS, LayerKind, kind_info, register_fc
+from .sparse import BACKENDS, choose_backend, segment_sparse_linear
+
+
+class HighOrderLinear(nn.Module):
+    """A fully connected layer whose every link is a function in a fixed basis.
+
+    Args:
+        kind: a high-order kind (``hol.layers.kinds()``): its basis family and whether it is a product unit.
+        in_features, out_features: sizes ``I``, ``O``.
+        n: nodes per segment, polynomial degree ``n - 1`` (at least 2 for piecewise kinds); harmonics for
+            ``fourier``.
+        segments: segments ``S`` of the domain (piecewise kinds; 1 for the others).
+        length: the domain is ``[-length/2, length/2]``.
+        extrapolation: outside the domain, ``polynomial``, ``clamp``, ``linear`` or ``mirror``
+            (:mod:`hol.layers.bases`).
+        init: ``constant``, ``linear`` (default) or ``uniform`` (:mod:`hol.layers.init`).
+        alpha: product units: weight of the linear part of the product's expansion.
+        dims: ``polynomial_nd``: components of each link's input.
+        backend: ``auto``, ``dense`` or ``sparse`` (piecewise non-product kinds only; see :meth:`compute_backend`).
+        bias: add a learnable ``bias[o]`` (off by default: the links' constants already act as one).
+        device, dtype: of the parameters.
+
+    Options a kind does not take (:attr:`LayerKind.options`) must keep their defaults.
+
+    Shape:
+        input ``[..., I]`` (``[..., I, d]`` for tensor-product links), output ``[..., O]``.
+
+    Attributes:
+        weight: ``[O, I, K]`` coefficients; for Lagrange kinds the values of each link at its nodes.
+        bias: ``[O]`` or ``None``.
+        basis: the basis module (``K = basis.width``).
+
+    Raises:
+        ValueError: naming the bad argument, its value and what is allowed.
+    """
+
+    def __init__(self, kind: str, in_features: int, out_features: int, *, n: int = 3, segments: int = 1,
+                 length: float = 2.0, extrapolation: str = "polynomial", init: str = DEFAULT_INIT,
+                 alpha: float = 1.0, dims: int | None = None, backend: str = "auto", bias: bool = False,
+                 device=None, dtype=None):
+        super().__init__()
+        spec = kind_info(kind)
+        if spec.basis is None:
+            raise ValueError(f"HighOrderLinear needs a kind with link functions; allowed: "
+                             f"{', '.join(_high_order_kinds())}, got {kind!r}")
+        _check_unused_options(spec, n=n, segments=segments, length=length, extrapolation=extrapolation,
+                              alpha=alpha, dims=dims)
+        self.kind = kind
+        self.in_features = check_int("in_features", in_features, 1)
+        self.out_features = check_int("out_features", out_features, 1)
+        self.init = check_choice("init", init, INITS)
+        self.alpha = check_number("alpha", alpha)
+        self.backend = check_choice("backend", backend, BACKENDS)
+        if backend == "sparse" and not spec.sparse_capable:
+            raise ValueError(f"backend 'sparse' needs kind continuous or discontinuous, got kind {kind!r}")
+        check_bool("bias", bias)
+        self.basis = make_basis(spec.basis, n=n, segments=segments, length=length, extrapolation=extrapolation,
+                                dims=dims, device=device, dtype=dtype)
+        self.n, self.segments, self.length = n, segments, float(length)
+        self.extrapolation, self.dims = extrapolation, dims
+        self.product = spec.product
+        factory_kwargs = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, self.basis.width, **factory_kwargs))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features, **factory_kwargs))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init_link_values(self.weight, self.basis, self.init, self.in_features)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def hparams(self) -> dict:
+        """The arguments rebuilding this layer with :func:`hol.layers.fc`: kind, sizes, ``bias`` and the options
+        its kind takes (:attr:`~hol.layers.registry.LayerKind.options`)."""
+        taken = kind_info(self.kind).options
+        options = {name: getattr(self, name) for name in LINK_OPTIONS if name in taken and name != "bias"}
+        return {"kind": self.kind, "in_features": self.in_features, "out_features": self.out_features,
+                **options, "bias": self.bias is not None}
+
+    def expand(self, x: Tensor) -> Tensor:
+        """Basis expansion ``E[..., i, m] = phi_m(x[..., i])``. Shape: ``[..., I] -> [..., I, K]``."""
+        return self.basis(x)
+
+    def links(self, x: Tensor) -> Tensor:
+        """Every link's value ``f_oi(x_i)``. Shape: ``[..., I] -> [..., O, I]`` (``O(B I O)`` memory)."""
+        return torch.einsum("...ik,oik->...oi", self.expand(x), self.weight)
+
+    def compute_backend(self, x: Tensor) -> str:
+        """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
+        (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model."""
+        if self.backend != "auto":
+            return self.backend
+        if not kind_info(self.kind).sparse_capable:
+            return "dense"
+        return choose_backend(n=self.n, segments=self.segments, batch=x.numel() // self.in_features,
+                              in_features=self.in_features, out_features=self.out_features, device=x.device,
+                              continuous=self.basis.continuous)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.product:
+            f = self.links(x)  # [..., O, I]
+            y = torch.prod(1 + f, dim=-1) - 1
+            if self.alpha != 1.0:
+                y = y - (1 - self.alpha) * f.sum(dim=-1)
+            return y if self.bias is None else y + self.bias
+        if self.compute_backend(x) == "sparse":
+            return segment_sparse_linear(x, self.weight, self.basis.transform, segments=self.segments,
+                                         length=self.length, continuous=self.basis.continuous,
+                                         extrapolation=self.extrapolation, bias=self.bias)
+        expansion = self.expand(x)  # [..., I, K]
+        return nn.functional.linear(expansion.flatten(-2), self.weight.flatten(1), self.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # high-order-layers-torch names the same [O, I, K] tensor ``w``: accept its checkpoints unchanged.
+        if prefix + "w" in state_dict and prefix + "weight" not in state_dict:
+            state_dict[prefix + "weight"] = state_dict.pop(prefix + "w")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        defaults = _option_defaults()
+        hparams = self.hparams()
+        parts = [f"kind={self.kind!r}", f"in_features={self.in_features}", f"out_features={self.out_features}"]
+        parts += [f"{name}={value!r}" for name, value in hparams.items()
+                  if name in defaults and value != defaults[name]]
+        return ", ".join(parts)
+
+
+def _option_defaults() -> dict:
+    """The defaults of :class:`HighOrderLinear`'s options (written once, in its signature)."""
+    parameters = inspect.signature(HighOrderLinear).parameters
+    return {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def _check_unused_options(spec: LayerKind, **options) -> None:
+    """Options the kind does not take must keep their defaults (else the user expects an effect there is not)."""
+    defaults = _option_defaults()
+    for name, value in options.items():
+        if name not in spec.options and value != defaults[name]:
+            raise ValueError(f"{name} is not an option of kind {spec.name!r} (it takes "
+                             f"{', '.join(sorted(spec.options))}), got {name}={value!r}")
+
+
+def _high_order_kinds() -> list[str]:
+    return sorted(name for name, kind in KINDS.items() if kind.basis is not None)
+
+
+for _kind in BUILTIN_KINDS:
+    if _kind.basis is not None:
+        register_fc(_kind.name)(HighOrderLinear)

@@ -1,0 +1,38 @@
+"""Structured configs generated from the library's code, so that every default is written once, in the code.
+
+``layer_options``: the options of a layer, i.e. the keyword arguments of :class:`hol.layers.HighOrderLinear`
+(the union of what every kind takes) with their types and defaults, plus ``kind``. ``conf/train.yaml`` puts it
+under ``layer`` before the chosen ``conf/layer/<kind>.yaml``, which then only names its kind and what it changes.
+Being typed, it rejects ``layer.n=abc`` and unknown keys such as ``+layer.colour=red``.
+
+:func:`register_configs` stores these in Hydra's ConfigStore (:func:`hol.runner.cli.config_dir` calls it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+
+from hydra.core.config_store import ConfigStore
+
+from ..layers import HighOrderLinear
+
+NOT_CONFIGURABLE = ("kind", "in_features", "out_features", "device", "dtype")
+"""Arguments of the layer that are no layer options: the kind (named by the config group), sizes (the network's)
+and where the parameters live (the trainer's)."""
+
+
+def layer_options_schema() -> type:
+    """A dataclass ``LayerOptions`` with ``kind: str`` and one field per option of
+    :class:`hol.layers.HighOrderLinear`, typed and defaulted as its signature."""
+    hints = typing.get_type_hints(HighOrderLinear.__init__)
+    fields: list[tuple] = [("kind", str)]
+    for name, parameter in inspect.signature(HighOrderLinear).parameters.items():
+        if name not in NOT_CONFIGURABLE:
+            fields.append((name, hints[name], dataclasses.field(default=parameter.default)))
+    return dataclasses.make_dataclass("LayerOptions", fields)
+
+
+def register_configs() -> None:
+    """Store the generated configs (``layer_options``) in Hydra's ConfigStore."""
+    ConfigStore.instance().store(name="layer_options", node=layer_options_schema(), provider="hol")
