@@ -1,11 +1,11 @@
-# hol: make install | train | test | bench | lint
+# hol: make install | train | test | bench | lint | typecheck
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install train test bench lint clean
+.PHONY: install train test bench lint typecheck clean
 
 install: $(STAMP)
 
@@ -31,8 +31,12 @@ bench: install
 	$(PY) benchmarks/bench_conv.py
 	$(PY) benchmarks/bench_sparse.py
 
+# ruff's rules and mypy's files are declared in pyproject.toml
 lint: install
-	$(VENV)/bin/ruff check hol hydra_plugins tests benchmarks
+	$(VENV)/bin/ruff check hol hydra_plugins tests benchmarks setup.py
+
+typecheck: install
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -18,9 +18,9 @@ network and ``build(net.hparams())`` followed by ``load_state_dict`` restores a 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -40,7 +40,7 @@ def layer_spec(layer: str | Mapping[str, Any], options: Mapping[str, Any]) -> di
     spec.update(options)
     spec = {key: value for key, value in spec.items() if value is not None}  # None: the layer's default
     if "kind" not in spec:
-        raise ValueError(f"layer must be a kind name or a mapping with a 'kind', got {dict(layer)!r}")
+        raise ValueError(f"layer must be a kind name or a mapping with a 'kind', got {spec!r}")
     unknown = sorted(str(key) for key in spec if key != "kind" and key not in LINK_OPTIONS)
     if unknown:
         raise ValueError(f"unknown layer option(s) {', '.join(unknown)}; allowed: {', '.join(LINK_OPTIONS)}")
@@ -58,10 +58,10 @@ def _check_not_tensor(name: str, kind: str | None) -> None:
         raise ValueError(f"{name} {kind!r} takes d-vectors, so it can only be the input_layer of an MLP")
 
 
-def _refined_spec(spec: dict[str, Any], layers: Sequence[nn.Module]) -> dict[str, Any]:
+def _refined_spec(spec: dict[str, Any], layers: Iterable[nn.Module]) -> dict[str, Any]:
     """``spec`` with ``n`` and ``segments`` as the hol layers among ``layers`` now have them."""
     spec = dict(spec)
-    hparams = [m.hparams() for m in layers if callable(getattr(m, "hparams", None))]
+    hparams = [layer_hparams() for m in layers if callable(layer_hparams := getattr(m, "hparams", None))]
     for key in ("n", "segments"):
         values = {h[key] for h in hparams if key in h}
         if len(values) > 1:
@@ -98,6 +98,7 @@ class MLP(nn.Module):
 
     Examples::
 
+        >>> import torch, hol
         >>> net = MLP("continuous", 784, 10, hidden_layers=1, hidden_width=100, n=5, segments=2)
         >>> net(torch.rand(32, 784) * 2 - 1).shape
         torch.Size([32, 10])
@@ -120,7 +121,7 @@ class MLP(nn.Module):
         check_int("hidden_width", hidden_width, 1)
         check_choice("normalization", normalization, NORMS)
         check_number("dropout", dropout, 0, 1, below=True)
-        self._config = {"layer": spec, "in_features": in_features, "out_features": out_features,
+        self._config: dict[str, Any] = {"layer": spec, "in_features": in_features, "out_features": out_features,
                         "hidden_layers": hidden_layers, "hidden_width": hidden_width,
                         "normalization": normalization, "input_layer": input_layer, "output_layer": output_layer,
                         "dropout": dropout}
@@ -178,6 +179,7 @@ class ConvNet(nn.Module):
 
     Examples::
 
+        >>> import torch, hol
         >>> net = ConvNet("continuous", 1, [8, 16], 3, out_features=10, n=3, segments=2)
         >>> net(torch.rand(4, 1, 28, 28) * 2 - 1).shape
         torch.Size([4, 10])
@@ -204,7 +206,7 @@ class ConvNet(nn.Module):
         check_choice("normalization", normalization, NORMS)
         check_choice("pooling", pooling, POOLINGS)
         check_number("dropout", dropout, 0, 1, below=True)
-        self._config = {"layer": spec, "in_channels": in_channels, "channels": channels,
+        self._config: dict[str, Any] = {"layer": spec, "in_channels": in_channels, "channels": channels,
                         "kernel_size": kernel_size, "out_features": out_features, "normalization": normalization,
                         "pooling": pooling, "head": head, "dim": dim, "padding": padding, "stride": stride,
                         "readout_size": readout_size, "dropout": dropout}
@@ -233,7 +235,7 @@ class ConvNet(nn.Module):
 
     def hparams(self) -> dict:
         """Constructor arguments plus ``name="conv"``, with ``n``/``segments`` as the layers now have them."""
-        layers = [block[0] for block in self.blocks] + [self.head]
+        layers = [cast(nn.Sequential, block)[0] for block in self.blocks] + [self.head]
         return {"name": "conv", **self._config, "layer": _refined_spec(self._config["layer"], layers)}
 
 
@@ -253,6 +255,7 @@ def build(hparams: Mapping[str, Any]) -> nn.Module:
 
     Examples::
 
+        >>> import torch, hol
         >>> net = MLP("continuous", 4, 2, hidden_layers=1, hidden_width=8, n=3, segments=2)
         >>> twin = build(net.hparams())
         >>> twin.load_state_dict(net.state_dict())

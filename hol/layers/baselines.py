@@ -21,7 +21,7 @@ class ReLULinear(nn.Linear):
         return torch.relu(super().forward(x))
 
 
-class _ReLU:
+class _ReLU(nn.Module):
     """Mixin applying ``relu`` after a torch convolution: the ``relu`` baseline."""
 
     def forward(self, *args, **kwargs) -> Tensor:
@@ -53,7 +53,7 @@ class ReLUConvTranspose3d(_ReLU, nn.ConvTranspose3d):
 
 
 # (transpose, relu) -> dim -> class
-_CONV_CLASSES = {
+_CONV_CLASSES: dict[tuple[bool, bool], dict[int, type[nn.Module]]] = {
     (False, False): {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d},
     (False, True): {1: ReLUConv1d, 2: ReLUConv2d, 3: ReLUConv3d},
     (True, False): {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d},
@@ -66,7 +66,7 @@ def linear_baseline(kind: str, in_features: int, out_features: int, *, bias: boo
     """``nn.Linear`` (``linear``) or ``nn.Linear`` followed by ReLU (``relu``); link options are ignored."""
     cls = ReLULinear if kind == "relu" else nn.Linear
     layer = cls(in_features, out_features, bias=bias, device=device, dtype=dtype)
-    layer.kind = kind
+    layer.kind = kind  # type: ignore[assignment]  # a str attribute (nn.Module types its attributes as tensors)
     return layer
 
 
@@ -82,7 +82,7 @@ def conv_baseline(kind: str, in_channels: int, out_channels: int, kernel_size, *
     extra = {"output_padding": output_padding} if transpose else {}
     layer = cls(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
                 groups=groups, bias=bias, padding_mode=mode, device=device, dtype=dtype, **extra)
-    layer.kind = kind
+    layer.kind = kind  # type: ignore[assignment]  # a str attribute (nn.Module types its attributes as tensors)
     return layer
 
 

@@ -31,7 +31,6 @@ import math
 import torch
 from torch import Tensor
 
-
 from ..checks import check_choice, check_int, check_number
 
 EXTRAPOLATIONS = ("polynomial", "clamp", "linear", "mirror")
@@ -213,6 +212,10 @@ class Basis(torch.nn.Module):
     def _refresh_constants(self) -> None:
         """Recompute buffers from float64 at their current device and dtype."""
 
+    def node_positions(self) -> Tensor:
+        """Positions (float64) of the nodal values, for nodal bases. Shape: ``(width,)`` or ``(width, d)``."""
+        raise TypeError(f"{type(self).__name__} is not a nodal basis")
+
     def _apply(self, fn, recurse=True):
         module = super()._apply(fn, recurse)
         self._refresh_constants()
@@ -231,6 +234,7 @@ class LagrangeBasis(Basis):
     """
 
     nodal = True
+    transform: Tensor
 
     def __init__(self, n: int, segments: int = 1, length: float = 2.0, continuous: bool = True,
                  extrapolation: str = "polynomial", dtype=None, device=None):
@@ -289,6 +293,7 @@ class TensorLagrangeBasis(Basis):
     """
 
     nodal = True
+    transform: Tensor
 
     def __init__(self, n: int, dims: int, length: float = 2.0, extrapolation: str = "polynomial",
                  dtype=None, device=None):
@@ -341,8 +346,7 @@ def make_basis(family: str, *, n: int, segments: int, length: float, extrapolati
     if "extrapolation" in options:
         check_choice("extrapolation", extrapolation, EXTRAPOLATIONS)
     if family == "tensor":
-        check_int("dims", dims, 1)
-        return TensorLagrangeBasis(n, dims, length, extrapolation, dtype=dtype, device=device)
+        return TensorLagrangeBasis(n, check_int("dims", dims, 1), length, extrapolation, dtype=dtype, device=device)
     if dims is not None:
         raise ValueError(f"dims is only used by tensor-product links (polynomial_nd), got dims={dims!r}")
     if family == "fourier":

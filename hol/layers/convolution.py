@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_ints
-from .bases import make_basis
+from .bases import Basis, make_basis
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .registry import BUILTIN_KINDS, KINDS, kind_info, register_conv
 
@@ -89,6 +89,10 @@ class HighOrderConv(nn.Module):
         ValueError: naming the bad argument, its value and what is allowed.
     """
 
+    basis: Basis
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
     def __init__(self, kind: str, in_channels: int, out_channels: int, kernel_size, *, dim: int = 2,
                  transpose: bool = False, n: int = 3, segments: int = 1, length: float = 2.0,
                  extrapolation: str = "polynomial", init: str = DEFAULT_INIT, backend: str = "auto", stride=1,
@@ -96,7 +100,7 @@ class HighOrderConv(nn.Module):
                  rescale_output: bool = False, bias: bool = False, device=None, dtype=None):
         super().__init__()
         spec = kind_info(kind)
-        if spec.conv is not HighOrderConv:
+        if spec.conv is not HighOrderConv or spec.basis is None:
             raise ValueError(f"unknown high-order conv kind {kind!r}; allowed: {', '.join(_conv_kinds())}")
         self.kind = kind
         self.dim = check_choice("dim", dim, DIMS)

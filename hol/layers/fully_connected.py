@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_number
-from .bases import make_basis
+from .bases import Basis, LagrangeBasis, make_basis
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .registry import BUILTIN_KINDS, KINDS, LINK_OPTIONS, LayerKind, kind_info, register_fc
 from .sparse import BACKENDS, choose_backend, segment_sparse_linear
@@ -62,6 +62,10 @@ class HighOrderLinear(nn.Module):
     Raises:
         ValueError: naming the bad argument, its value and what is allowed.
     """
+
+    basis: Basis
+    weight: nn.Parameter
+    bias: nn.Parameter | None
 
     def __init__(self, kind: str, in_features: int, out_features: int, *, n: int = 3, segments: int = 1,
                  length: float = 2.0, extrapolation: str = "polynomial", init: str = DEFAULT_INIT,
@@ -122,7 +126,7 @@ class HighOrderLinear(nn.Module):
         (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model."""
         if self.backend != "auto":
             return self.backend
-        if not kind_info(self.kind).sparse_capable:
+        if not kind_info(self.kind).sparse_capable or not isinstance(self.basis, LagrangeBasis):
             return "dense"
         return choose_backend(n=self.n, segments=self.segments, batch=x.numel() // self.in_features,
                               in_features=self.in_features, out_features=self.out_features, device=x.device,
@@ -135,7 +139,7 @@ class HighOrderLinear(nn.Module):
             if self.alpha != 1.0:
                 y = y - (1 - self.alpha) * f.sum(dim=-1)
             return y if self.bias is None else y + self.bias
-        if self.compute_backend(x) == "sparse":
+        if self.compute_backend(x) == "sparse" and isinstance(self.basis, LagrangeBasis):
             return segment_sparse_linear(x, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,
                                          extrapolation=self.extrapolation, bias=self.bias)

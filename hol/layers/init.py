@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_choice
-from .bases import Basis, IdentityBasis
+from .bases import Basis, FourierBasis, IdentityBasis
 
 INITS = ("constant", "linear", "uniform")
 DEFAULT_INIT = "linear"
@@ -46,11 +46,10 @@ def init_link_values(weight: Tensor, basis: Basis, init: str, fan_in: int) -> No
     check_choice("init", init, INITS)
     links = weight.shape[:-1]
     slope_bound, constant_bound = 1.0 / math.sqrt(fan_in), 1.0 / fan_in
-    factory = {"dtype": weight.dtype, "device": weight.device}
     if init == "uniform":
         weight.uniform_(-slope_bound, slope_bound)
         return
-    a = torch.empty(*links, 1, **factory).uniform_(-constant_bound, constant_bound)
+    a = torch.empty(*links, 1, dtype=weight.dtype, device=weight.device).uniform_(-constant_bound, constant_bound)
     if init == "constant" and (basis.nodal or isinstance(basis, IdentityBasis)):
         weight.copy_(a.expand_as(weight))
         return
@@ -58,7 +57,8 @@ def init_link_values(weight: Tensor, basis: Basis, init: str, fan_in: int) -> No
         weight.zero_()
         weight[..., :1] = a
         return
-    b = torch.empty(*links, getattr(basis, "dims", 1), **factory).uniform_(-slope_bound, slope_bound)
+    dims = getattr(basis, "dims", 1)
+    b = torch.empty(*links, dims, dtype=weight.dtype, device=weight.device).uniform_(-slope_bound, slope_bound)
     if isinstance(basis, IdentityBasis):
         weight.copy_(b)
     elif basis.nodal:
@@ -67,7 +67,9 @@ def init_link_values(weight: Tensor, basis: Basis, init: str, fan_in: int) -> No
             weight.copy_(a + b * positions)
         else:
             weight.copy_(a + b @ positions.T)
-    else:  # Fourier: [1, cos, sin, ...]; sin(w x) / w has slope 1 at 0
+    elif isinstance(basis, FourierBasis):  # [1, cos, sin, ...]; sin(w x) / w has slope 1 at 0
         weight.zero_()
         weight[..., :1] = a
         weight[..., 2:3] = b * basis.length / (2 * math.pi)
+    else:
+        raise TypeError(f"no initialization for the basis {type(basis).__name__}")

@@ -108,7 +108,9 @@ def _register(kind: LayerKind | str, sort: str) -> Callable[[Builder], Builder]:
         if old is not None and getattr(old, sort) not in (None, builder):
             warnings.warn(f"{sort} layer kind {record.name!r} registered again; replacing {getattr(old, sort)!r}",
                           stacklevel=3)
-        KINDS[record.name] = dataclasses.replace(old or record, **{sort: builder})
+        base = old or record
+        KINDS[record.name] = (dataclasses.replace(base, fc=builder) if sort == "fc" else
+                              dataclasses.replace(base, conv=builder))
         return builder
 
     return decorator
@@ -152,12 +154,14 @@ def fc(kind: str, in_features: int, out_features: int, **options) -> nn.Module:
 
     Examples::
 
+        >>> import torch, hol
         >>> layer = hol.layers.fc("continuous", 784, 100, n=5, segments=2)
         >>> layer(torch.rand(32, 784) * 2 - 1).shape
         torch.Size([32, 100])
     """
-    check_choice("fc layer kind", kind, kinds())
-    return KINDS[kind].fc(kind, in_features, out_features, **options)
+    builder = KINDS[check_choice("fc layer kind", kind, kinds())].fc
+    assert builder is not None  # kinds() lists the kinds with an fc builder
+    return builder(kind, in_features, out_features, **options)
 
 
 def conv(kind: str, in_channels: int, out_channels: int, kernel_size, **options) -> nn.Module:
@@ -169,9 +173,11 @@ def conv(kind: str, in_channels: int, out_channels: int, kernel_size, **options)
 
     Examples::
 
+        >>> import torch, hol
         >>> layer = hol.layers.conv("discontinuous", 3, 16, 3, n=3, segments=4, padding=1)
         >>> layer(torch.rand(8, 3, 32, 32) * 2 - 1).shape
         torch.Size([8, 16, 32, 32])
     """
-    check_choice("conv layer kind", kind, conv_kinds())
-    return KINDS[kind].conv(kind, in_channels, out_channels, kernel_size, **options)
+    builder = KINDS[check_choice("conv layer kind", kind, conv_kinds())].conv
+    assert builder is not None  # conv_kinds() lists the kinds with a conv builder
+    return builder(kind, in_channels, out_channels, kernel_size, **options)

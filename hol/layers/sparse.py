@@ -78,7 +78,7 @@ def extension():
         return cpp_extension.load(name=f"hol_segment_sparse_{key}", sources=[str(_SOURCE)],
                                   extra_cflags=["-O3", "-march=native", "-fopenmp"],
                                   extra_ldflags=["-fopenmp"], verbose=False)
-    except Exception as error:  # noqa: BLE001 -- no compiler, ninja or headers: the torch ops take over
+    except Exception as error:
         warnings.warn(f"hol: segment-sparse C++ kernels unavailable ({type(error).__name__}: {error}); "
                       "using the torch implementation", RuntimeWarning, stacklevel=2)
         return None

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import register_configs
+from .records import unwrap_error
 
 COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]",
             "eval": "test a checkpoint: hol eval ckpt_path=PATH [key=value ...]"}
@@ -55,22 +56,15 @@ def is_user_error(error: BaseException) -> bool:
 
     input_errors = (ValueError, DataError, HydraException, OmegaConfBaseException, MisconfigurationException)
     if isinstance(error, InstantiationException):  # a constructor refused its arguments, or a bug inside it
-        return isinstance(_cause(error), (*input_errors, TypeError))
+        return isinstance(unwrap_error(error), (*input_errors, TypeError))
     return isinstance(error, input_errors)
-
-
-def _cause(error: BaseException) -> BaseException:
-    """The error a user should see: the cause of Hydra's wrappers around instantiation errors."""
-    while isinstance(error, InstantiationException) and error.__cause__ is not None:
-        error = error.__cause__
-    return error
 
 
 def error_message(error: BaseException) -> str:
     """One line describing ``error`` for the user."""
     if isinstance(error, InstantiationException):
         where = re.search(r"full_key: (\S+)", str(error))
-        return (f"{where.group(1)}: " if where else "") + error_message(_cause(error))
+        return (f"{where.group(1)}: " if where else "") + error_message(unwrap_error(error))
     if isinstance(error, MissingConfigException) and error.options is not None:
         match = re.search(r"Could not find '([^/']+)/([^']+)'", str(error))
         if match:

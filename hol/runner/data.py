@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
+from ..checks import check_int, check_interval, check_number
 from .expr import parse
 
 DEFAULT_EXPR = "0.5*cos(1.5*pi/(abs(x)+0.25))"
@@ -34,30 +35,6 @@ DEFAULT_EXPR = "0.5*cos(1.5*pi/(abs(x)+0.25))"
 
 class DataError(Exception):
     """Data files missing, unreadable or impossible to download (the message says which and how to fix it)."""
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _check_fraction(name: str, value, *, allow_one: bool) -> float:
-    upper = "<= 1" if allow_one else "< 1"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-            0 < value <= 1 if allow_one else 0 < value < 1):
-        raise ValueError(f"{name} must be a number > 0 and {upper}, got {value!r}")
-    return float(value)
-
-
-def _check_interval(name: str, value) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair [low, high] of numbers, got {value!r}") from None
-    if not low < high:
-        raise ValueError(f"{name} must be a pair [low, high] with low < high, got {[low, high]}")
-    return low, high
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -91,10 +68,9 @@ class _DataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int, num_workers: int, seed: int | None):
         super().__init__()
-        self.batch_size = _check_positive_int("data.batch_size", batch_size)
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"data.num_workers must be an integer >= 0, got {num_workers!r}")
-        self.num_workers, self.seed = num_workers, 0 if seed is None else int(seed)
+        self.batch_size = check_int("data.batch_size", batch_size, 1)
+        self.num_workers = check_int("data.num_workers", num_workers, 0)
+        self.seed = 0 if seed is None else int(seed)
         self.train_set = self.val_set = self.test_set = None
 
     @property
@@ -131,8 +107,8 @@ class SyntheticDataModule(_DataModule):
     def __init__(self, domain: Sequence[float] = (-1.0, 1.0), train_size: int = 1000, val_size: int = 200,
                  test_size: int = 1000, batch_size: int = 32, num_workers: int = 0, seed: int | None = 0):
         super().__init__(batch_size, num_workers, seed)
-        self.domain = _check_interval("data.domain", domain)
-        self.sizes = {split: _check_positive_int(f"data.{split}_size", size)
+        self.domain = check_interval("data.domain", domain)
+        self.sizes = {split: check_int(f"data.{split}_size", size, 1)
                       for split, size in (("train", train_size), ("val", val_size), ("test", test_size))}
         self.in_features, self.input_shape = self.dims, (self.dims,)
 
@@ -198,30 +174,66 @@ class ImageDataModule(_DataModule):
     """Image classification: the official training split minus a seeded validation split, and the test split.
 
     ``val_fraction`` of the training split is held out for validation; ``train_fraction`` of the rest is used
-    for training (for quick runs). Subclasses implement :meth:`load` (``train: bool -> (uint8 images, labels)``).
+    for training (for quick runs). Subclasses name their files (:attr:`folder`, :attr:`files`, :attr:`source`)
+    and implement :meth:`download_files` and :meth:`read` (``train: bool -> (uint8 images [N, C, H, W], labels)``);
+    missing, undownloadable or unreadable files raise :class:`DataError` with one message naming the files.
     """
 
     task = "classification"
     name: str
+    files: tuple[str, ...]
+    source: str  # where the files come from, for the error messages
 
     def __init__(self, root: str = "data/", download: bool = True, val_fraction: float = 0.1,
                  train_fraction: float = 1.0, input_range: Sequence[float] = (-1.0, 1.0), batch_size: int = 64,
                  num_workers: int = 0, seed: int | None = 0):
         super().__init__(batch_size, num_workers, seed)
         self.root, self.download = Path(root).expanduser(), bool(download)
-        self.val_fraction = _check_fraction("data.val_fraction", val_fraction, allow_one=False)
-        self.train_fraction = _check_fraction("data.train_fraction", train_fraction, allow_one=True)
-        self.input_range = _check_interval("data.input_range", input_range)
+        self.val_fraction = check_number("data.val_fraction", val_fraction, 0, 1, above=True, below=True)
+        self.train_fraction = check_number("data.train_fraction", train_fraction, 0, 1, above=True)
+        self.input_range = check_interval("data.input_range", input_range)
         self.in_features = int(np.prod(self.input_shape))
 
-    def load(self, train: bool) -> tuple[Tensor, Tensor]:
+    @property
+    def folder(self) -> Path:
+        """The folder holding :attr:`files`."""
         raise NotImplementedError
 
-    def prepare_data(self) -> None:
-        self.fetch()
+    def download_files(self) -> None:
+        """Download the files into :attr:`folder` (checking them), or raise."""
+        raise NotImplementedError
+
+    def read(self, train: bool) -> tuple[Tensor, Tensor]:
+        """``uint8`` images ``[N, C, H, W]`` and labels of the training or test split, or raise."""
+        raise NotImplementedError
+
+    def _help(self) -> str:
+        return (f"expected the files {', '.join(self.files)} in {self.folder} ({self.source}); set data.root to "
+                f"the folder that holds {self.folder.relative_to(self.root)}")
 
     def fetch(self) -> None:
         """Make sure the files are under ``root`` (download them if allowed), else raise :class:`DataError`."""
+        if all((self.folder / name).is_file() for name in self.files):
+            return
+        if not self.download:
+            raise DataError(f"{self.name} files not found (data.download=false): {self._help()}, or "
+                            "data.download=true")
+        try:
+            self.download_files()
+        except Exception as error:  # torchvision raises RuntimeError/URLError/OSError, with newlines
+            raise DataError(f"{self.name} download failed ({' '.join(str(error).split())}): {self._help()}") from error
+
+    def load(self, train: bool) -> tuple[Tensor, Tensor]:
+        """:meth:`read` after :meth:`fetch`; any failure to read is a :class:`DataError` naming the files."""
+        self.fetch()
+        try:
+            return self.read(train)
+        except Exception as error:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise DataError(f"cannot read {self.name} ({reason}): {self._help()}") from error
+
+    def prepare_data(self) -> None:
+        self.fetch()
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -239,53 +251,33 @@ class ImageDataModule(_DataModule):
         self.test_set = ImageDataset(*self.load(train=False), self.input_range)
 
 
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-               "t10k-labels-idx1-ubyte")
-
-
 class MNISTDataModule(ImageDataModule):
     """MNIST through torchvision (``<root>/MNIST/raw/`` holding the four IDX files), images ``[1, 28, 28]``."""
 
     name = "MNIST"
     input_shape = (1, 28, 28)
     out_features = 10
+    files = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+    source = "from https://ossci-datasets.s3.amazonaws.com/mnist/, unpacked"
 
-    def _help(self) -> str:
-        return (f"expected the files {', '.join(MNIST_FILES)} in {self.root / 'MNIST' / 'raw'} (from "
-                "https://ossci-datasets.s3.amazonaws.com/mnist/, unpacked); set data.root to the folder that "
-                "holds MNIST/raw")
+    @property
+    def folder(self) -> Path:
+        return self.root / "MNIST" / "raw"
 
-    def fetch(self) -> None:
+    def download_files(self) -> None:
         from torchvision.datasets import MNIST
 
-        raw = self.root / "MNIST" / "raw"
-        if all((raw / name).is_file() for name in MNIST_FILES):
-            return
-        if not self.download:
-            raise DataError(f"MNIST files not found (data.download=false): {self._help()}, or data.download=true")
-        try:
-            MNIST(str(self.root), train=True, download=True)
-        except Exception as error:  # torchvision raises RuntimeError/URLError/OSError, with newlines
-            reason = " ".join(str(error).split())
-            raise DataError(f"MNIST download failed ({reason}): {self._help()}") from error
+        MNIST(str(self.root), train=True, download=True)
 
-    def load(self, train: bool) -> tuple[Tensor, Tensor]:
+    def read(self, train: bool) -> tuple[Tensor, Tensor]:
         from torchvision.datasets import MNIST
 
-        self.fetch()
-        try:
-            dataset = MNIST(str(self.root), train=train, download=False)
-            images, labels = dataset.data, dataset.targets
-            if images.dim() != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-                raise ValueError(f"images of shape {tuple(images.shape)} and {len(labels)} labels")
-        except Exception as error:
-            reason = " ".join(str(error).split()) or type(error).__name__
-            raise DataError(f"cannot read MNIST ({reason}): {self._help()}") from error
+        dataset = MNIST(str(self.root), train=train, download=False)
+        images, labels = dataset.data, dataset.targets
+        if images.dim() != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
+            raise ValueError(f"images of shape {tuple(images.shape)} and {len(labels)} labels")
         return images.unsqueeze(1), labels
-
-
-CIFAR100_FOLDER = "cifar-100-python"
-CIFAR100_FILES = ("train", "test", "meta")
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -330,31 +322,18 @@ class CIFAR100DataModule(ImageDataModule):
     input_shape = (3, 32, 32)
     out_features = 100
 
-    def _help(self) -> str:
-        return (f"expected the files {', '.join(CIFAR100_FILES)} in {self.root / CIFAR100_FOLDER} (the python "
-                "version of CIFAR-100, cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, "
-                "extracted there); set data.root to the folder that holds cifar-100-python")
+    files = ("train", "test", "meta")
+    source = ("the python version of CIFAR-100, cifar-100-python.tar.gz from "
+              "https://www.cs.toronto.edu/~kriz/cifar.html, extracted")
 
-    def fetch(self) -> None:
+    @property
+    def folder(self) -> Path:
+        return self.root / "cifar-100-python"
+
+    def download_files(self) -> None:
         from torchvision.datasets import CIFAR100
 
-        if all((self.root / CIFAR100_FOLDER / name).is_file() for name in CIFAR100_FILES):
-            return
-        if not self.download:
-            raise DataError(f"CIFAR-100 files not found (data.download=false): {self._help()}, or "
-                            "data.download=true")
-        try:
-            CIFAR100(str(self.root), train=True, download=True)
-        except Exception as error:
-            reason = " ".join(str(error).split())
-            raise DataError(f"CIFAR-100 download failed ({reason}): {self._help()}") from error
+        CIFAR100(str(self.root), train=True, download=True)
 
-    def load(self, train: bool) -> tuple[Tensor, Tensor]:
-        self.fetch()
-        path = self.root / CIFAR100_FOLDER / ("train" if train else "test")
-        try:
-            return read_cifar100(path)
-        except Exception as error:
-            reason = " ".join(str(error).split()) or type(error).__name__
-            raise DataError(f"cannot read CIFAR-100 file {path} ({reason}): {self._help()}") from error
-
+    def read(self, train: bool) -> tuple[Tensor, Tensor]:
+        return read_cifar100(self.folder / ("train" if train else "test"))

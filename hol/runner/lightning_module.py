@@ -75,14 +75,19 @@ class HolModule(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1) if self.hparams.flatten_input else x)
 
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """The training loss: cross entropy (classification) or mean squared error (regression), batch mean."""
+        if self.hparams.task == "classification":
+            return nn.functional.cross_entropy(output, target)
+        return nn.functional.mse_loss(output, target)
+
     def model_step(self, batch, stage: str) -> Tensor:
         x, target = batch
         output = self(x)
+        loss = self.loss(output, target)
         if self.hparams.task == "classification":
-            loss = nn.functional.cross_entropy(output, target)
             getattr(self, f"{stage}_metric").update(output.argmax(dim=-1), target)
         else:
-            loss = nn.functional.mse_loss(output, target)
             getattr(self, f"{stage}_metric").update(output.detach(), target)
         getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(target))
         return loss

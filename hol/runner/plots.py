@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
 from torch import nn
 
+from ..checks import check_int
 from ..layers import HighOrderLinear
 
 
@@ -75,8 +76,7 @@ class PlotCallback(pl.Callback):
     (small layers) to TensorBoard every ``every_n_epochs`` validation epochs and when fitting ends."""
 
     def __init__(self, every_n_epochs: int = 5, max_links: int = 64, points: int = 200):
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be an integer >= 1, got {every_n_epochs!r}")
+        self.every_n_epochs = check_int("every_n_epochs", every_n_epochs, 1)
         self.every_n_epochs, self.max_links, self.points = every_n_epochs, max_links, points
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:

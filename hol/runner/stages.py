@@ -41,6 +41,7 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from torch import nn
 
+from ..checks import check_int
 from ..refine import refine
 
 STAGE_KEYS = ("epochs", "n", "segments")
@@ -56,11 +57,6 @@ class Stage:
     segments: int | None = None
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 def parse_stages(spec, n: int | None = None, segments: int | None = None) -> list[Stage]:
     """The stages of the config value ``refine`` (a list of mappings), checked.
 
@@ -73,21 +69,21 @@ def parse_stages(spec, n: int | None = None, segments: int | None = None) -> lis
         spec = OmegaConf.to_container(spec, resolve=True)
     if not isinstance(spec, (list, tuple)):
         example = "[{epochs: 5, n: 2}, {epochs: 5, n: 3}]"
-        raise ValueError(f"refine must be a list of stages like {example}, got {spec!r}")  # noqa: TRY004
+        raise ValueError(f"refine must be a list of stages like {example}, got {spec!r}")
     stages = []
     for index, entry in enumerate(spec):
         name = f"refine[{index}]"
         if not isinstance(entry, Mapping):
-            raise ValueError(f"{name} must be a mapping like {{epochs: 5, n: 3}}, got {entry!r}")  # noqa: TRY004
+            raise ValueError(f"{name} must be a mapping like {{epochs: 5, n: 3}}, got {entry!r}")
         unknown = sorted(str(key) for key in entry if key not in STAGE_KEYS)
         if unknown:
             raise ValueError(f"{name} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(STAGE_KEYS)}")
         if "epochs" not in entry:
             raise ValueError(f"{name} needs epochs (an integer >= 1), got {dict(entry)!r}")
-        _check_int(f"{name}.epochs", entry["epochs"], 1)
+        check_int(f"{name}.epochs", entry["epochs"], 1)
         for key in ("n", "segments"):
             if entry.get(key) is not None:
-                _check_int(f"{name}.{key}", entry[key], 1)
+                check_int(f"{name}.{key}", entry[key], 1)
         stage = Stage(entry["epochs"], entry.get("n"), entry.get("segments"))
         if index > 0:
             _check_refinement(name, stage, n, segments)
@@ -130,17 +126,11 @@ def configure(cfg: DictConfig) -> list[Stage]:
     return stages
 
 
-def loss_of(module: pl.LightningModule, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The training loss of :class:`hol.runner.lightning_module.HolModule` (cross entropy or mean squared error by task)."""
-    if module.hparams.task == "classification":
-        return nn.functional.cross_entropy(output, target)
-    return nn.functional.mse_loss(output, target)
-
-
 @torch.no_grad()
 def validation_loss(module: pl.LightningModule, dataloader) -> float:
-    """The module's loss over all of ``dataloader`` in eval mode, batches weighted by their size (as
-    ``val/loss``; ``nan`` without a dataloader); torch's random state is left as it was."""
+    """The module's loss (:meth:`~hol.runner.lightning_module.HolModule.loss`) over all of ``dataloader`` in eval
+    mode, batches weighted by their size (as ``val/loss``; ``nan`` without a dataloader); torch's random state is
+    left as it was."""
     if dataloader is None:
         return math.nan
     was_training = module.training
@@ -149,7 +139,7 @@ def validation_loss(module: pl.LightningModule, dataloader) -> float:
     with torch.random.fork_rng(devices=[]):
         for x, target in dataloader:
             x, target = x.to(module.device), target.to(module.device)
-            total += float(loss_of(module, module(x), target)) * len(target)
+            total += float(module.loss(module(x), target)) * len(target)
             count += len(target)
     module.train(was_training)
     return total / count if count else math.nan

@@ -10,7 +10,6 @@ The functions here are plain Python (no Hydra run needed) so they can be tested 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.json"
-JOB_FILE = "job.json"
+from .records import JOB_FILE, METRICS_FILE, describe_error, flatten, read_json, write_json
+
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 
@@ -50,16 +49,6 @@ class JobRecord:
     @property
     def ok(self) -> bool:
         return self.status == OK
-
-
-def describe_error(error: BaseException) -> str:
-    """``"Type: message"`` on one line; for an error in instantiating a config object, that of its cause."""
-    from hydra.errors import InstantiationException
-
-    while isinstance(error, InstantiationException) and error.__cause__ is not None:
-        error = error.__cause__
-    message = " ".join(str(error).split())
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 class JobExited(RuntimeError):
@@ -99,41 +88,19 @@ class TimedTask:
 
 def write_job_file(output_dir: Path, status: str, wall_time_s: float, error: str | None) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
-    info = {"status": status, "wall_time_s": wall_time_s, "error": error}
-    (output_dir / JOB_FILE).write_text(json.dumps(info, indent=2) + "\n")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; ``{}`` when the file is missing, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a/b": 1}``; keys already containing ``/`` are kept as they are."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, prefix=f"{name}/"))
-        else:
-            flat[name] = value
-    return flat
+    write_json(output_dir / JOB_FILE, {"status": status, "wall_time_s": wall_time_s, "error": error})
 
 
 def read_metrics(output_dir: str | Path | None) -> dict[str, Any]:
     """The job's ``metrics.json``, flattened; ``{}`` when there is none (e.g. the job failed early)."""
-    return flatten(_read_json(Path(output_dir) / METRICS_FILE)) if output_dir is not None else {}
+    return flatten(read_json(Path(output_dir) / METRICS_FILE)) if output_dir is not None else {}
 
 
 def read_wall_time(output_dir: str | Path | None) -> float | None:
     """The wall time :class:`TimedTask` wrote into the job's ``job.json``, or None."""
     if output_dir is None:
         return None
-    value = _read_json(Path(output_dir) / JOB_FILE).get("wall_time_s")
+    value = read_json(Path(output_dir) / JOB_FILE).get("wall_time_s")
     return float(value) if isinstance(value, (int, float)) else None
 
 

@@ -8,10 +8,8 @@ holding the error instead (:func:`run_task`).
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import hydra
 import lightning.pytorch as pl
@@ -19,34 +17,24 @@ import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from .lightning_module import HolModule
+from ..checks import check_int, check_number
 from ..networks import MLP, build
+from .lightning_module import HolModule
+from .records import FAILED_FILE, METRICS_FILE, flatten, write_json
 from .stages import RefinementStages
 from .stages import configure as configure_stages
-
-METRICS_FILE = "metrics.json"
-FAILED_FILE = "FAILED"
-
-
-def _number(cfg: DictConfig, key: str):
-    return OmegaConf.select(cfg, key, default=None)
 
 
 def validate(cfg: DictConfig) -> None:
     """Check the values that would otherwise fail late or obscurely; ``ValueError`` naming key and range."""
-    lr = _number(cfg, "optimizer.lr")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0):
-        raise ValueError(f"optimizer.lr must be a number >= 0, got {lr!r}")
-    for key in ("trainer.max_epochs", "trainer.min_epochs"):
-        value = _number(cfg, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ValueError(f"{key} must be an integer >= 0, got {value!r}")
-    batch_size = _number(cfg, "data.batch_size")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"data.batch_size must be an integer >= 1, got {batch_size!r}")
-    seed = cfg.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be an integer or null, got {seed!r}")
+    for key, check in (("optimizer.lr", lambda k, v: check_number(k, v, 0)),
+                       ("trainer.max_epochs", lambda k, v: check_int(k, v, 0)),
+                       ("trainer.min_epochs", lambda k, v: check_int(k, v, 0)),
+                       ("data.batch_size", lambda k, v: check_int(k, v, 1)),
+                       ("seed", check_int)):
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None:
+            check(key, value)
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -117,7 +105,8 @@ def _floats(metrics: dict) -> dict[str, float]:
 
 def log_hyperparameters(cfg: DictConfig, loggers: list[Logger], metrics: dict[str, float]) -> None:
     """The resolved config (flattened) and the final metrics to every logger (TensorBoard's HPARAMS tab)."""
-    params = {key: value for key, value in _flatten(OmegaConf.to_container(cfg, resolve=True)).items()
+    params = {key: str(value) if isinstance(value, list | tuple) else value
+              for key, value in flatten(OmegaConf.to_container(cfg, resolve=True), ".").items()
               if not key.startswith(("hydra.", "paths.", "callbacks.", "logger."))}
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
@@ -126,14 +115,6 @@ def log_hyperparameters(cfg: DictConfig, loggers: list[Logger], metrics: dict[st
         else:
             logger.log_hyperparams(params)
         logger.save()
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(tree, dict):
-        return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
-    if isinstance(tree, (list, tuple)):
-        return {prefix[:-1]: str(tree)}
-    return {prefix[:-1]: tree}
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -164,7 +145,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = _floats(metrics)
     log_hyperparameters(cfg, trainer.loggers, metrics)
     if trainer.is_global_zero:
-        (output_dir(cfg) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(output_dir(cfg) / METRICS_FILE, metrics)
     return metrics
 
 
@@ -183,7 +164,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = _floats({key: value for key, value in trainer.callback_metrics.items() if key.startswith("test/")})
     if trainer.is_global_zero:
-        (output_dir(cfg) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(output_dir(cfg) / METRICS_FILE, metrics)
     return metrics
 
 

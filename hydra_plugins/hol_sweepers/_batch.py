@@ -1,8 +1,9 @@
-"""Launching a batch of jobs so that no single job can end the sweep, and reporting the sweep at the end."""
+"""The skeleton both sweepers share: launch batches of jobs so that no single job can end the sweep, keep the
+summary up to date after every batch, and report the sweep at the end."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from hydra.errors import CompactHydraException
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
 
-from hol.runner.sweep import FAILED, OK, JobRecord, describe_error, make_record, print_summary, write_summary
+from hol.runner.records import describe_error
+from hol.runner.sweep import FAILED, OK, JobRecord, make_record, print_summary, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ def run_batch(sweeper: Sweeper, batch: Sequence[Sequence[str]], first_job: int) 
     for position, overrides in enumerate(batch):
         try:
             sweeper.validate_batch_is_legal([overrides])
-        except Exception as exc:  # noqa: BLE001 -- any composition error fails this job only
+        except Exception as exc:
             error = f"invalid configuration: {describe_error(exc)}"
             records[position] = make_record(first_job + position, filter_overrides(overrides), FAILED, error=error)
         else:
@@ -72,7 +74,7 @@ def run_batch(sweeper: Sweeper, batch: Sequence[Sequence[str]], first_job: int) 
         jobs = [list(batch[p]) for p in run]
         try:
             returns = sweeper.launcher.launch(jobs, initial_job_idx=first_job + run[0])
-        except Exception as exc:  # noqa: BLE001 -- a launcher error fails these jobs, not the sweep
+        except Exception as exc:
             error = f"launcher failed: {describe_error(exc)}"
             returns = [JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError(error)) for _ in run]
         for position, job_return in zip(run, returns):
@@ -97,3 +99,27 @@ def failure_message(records: Sequence[JobRecord], sweep_dir: Any) -> str:
     first = failed[0]
     return (f"{len(failed)} of {len(records)} jobs failed (first: job #{first.job}, {first.error}); "
             f"see {Path(str(sweep_dir)) / 'summary.md'}")
+
+
+def run_sweep(sweeper: Sweeper, title: str, next_batch: Callable[[int], Sequence[Sequence[str]] | None],
+              after_batch: Callable[[list[JobRecord]], None] | None = None) -> tuple[Path, list[JobRecord]]:
+    """Run a sweep: ``next_batch(jobs_done)`` gives the overrides of the next batch of jobs (``None``: done),
+    :func:`run_batch` launches it, ``after_batch`` sees its records (and may mark some failed), and the sweep
+    folder's ``summary.csv``/``summary.md`` are rewritten after every batch; at the end, whatever happened,
+    the summary is printed. Returns the sweep folder and every job's record."""
+    assert sweeper.config is not None
+    sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
+    metric = sweeper.config.get("optimized_metric")
+    records: list[JobRecord] = []
+    try:
+        while (batch := next_batch(len(records))) is not None:
+            batch_records = run_batch(sweeper, batch, first_job=len(records))
+            if after_batch is not None:
+                after_batch(batch_records)
+            records += batch_records
+            write_summary(sweep_dir, records, title=title, metric=metric)
+    finally:
+        report(sweep_dir, records, title, metric)
+    return sweep_dir, records

@@ -5,13 +5,12 @@ callbacks. This subclass launches every batch through :func:`run_batch` (failure
 rewrites ``summary.csv``/``summary.md`` after each batch, prints the table at the end, and only then ends with
 a one-line error (exit status 1) when some job failed.
 """
-from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins import basic_sweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 TITLE = "Sweep summary"
 
@@ -23,27 +22,13 @@ class HolBasicSweeper(basic_sweeper.BasicSweeper):
         super().setup(hydra_context=hydra_context, task_function=TimedTask(task_function), config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from hol.runner.sweep import write_summary
-
-        from ._batch import SweepFailed, failure_message, report, run_batch
+        from ._batch import SweepFailed, failure_message, run_sweep
 
         assert self.config is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
         self.overrides = self.split_arguments(overrides, self.max_batch_size)
-
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-
-        metric = self.config.get("optimized_metric")
-        records = []
-        try:
-            while not self.is_done():
-                records += run_batch(self, self.get_job_batch(), first_job=len(records))
-                write_summary(sweep_dir, records, title=TITLE, metric=metric)  # up to date after every batch
-        finally:
-            report(sweep_dir, records, TITLE, metric)
+        sweep_dir, records = run_sweep(self, TITLE, lambda done: None if self.is_done() else self.get_job_batch())
         if not all(r.ok for r in records):
             raise SweepFailed(failure_message(records, sweep_dir))
         return records

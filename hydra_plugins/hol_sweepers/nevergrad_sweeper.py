@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -61,12 +60,15 @@ class NevergradSweeper(Sweeper):
     def _optimizer(self, parametrization: Any) -> Any:
         import nevergrad as ng
 
+        from hol.checks import check_int
+
         from ._batch import SweepConfigError
 
         for name in ("budget", "num_workers"):
-            value = self.optim[name]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SweepConfigError(f"hydra.sweeper.optim.{name} must be a positive integer; got {value!r}")
+            try:
+                check_int(f"hydra.sweeper.optim.{name}", self.optim[name], 1)
+            except ValueError as error:
+                raise SweepConfigError(str(error)) from None
         name = self.optim.optimizer
         if name not in ng.optimizers.registry:
             raise SweepConfigError(
@@ -76,9 +78,9 @@ class NevergradSweeper(Sweeper):
                                             num_workers=self.optim.num_workers)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from hol.runner.sweep import FAILED, write_summary
+        from hol.runner.sweep import FAILED
 
-        from ._batch import SweepFailed, failure_message, report, run_batch
+        from ._batch import SweepFailed, failure_message, run_sweep
         from ._parametrization import build_search_space
 
         assert self.config is not None and self.hydra_context is not None
@@ -88,31 +90,26 @@ class NevergradSweeper(Sweeper):
         sign = -1.0 if self.optim.maximize else 1.0
         log.info(f"Nevergrad {self.optim.optimizer}: budget {self.optim.budget}, "
                  f"{self.optim.num_workers} workers, tuning {', '.join(space.dimensions)}")
-
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-
         metric = self.config.get("optimized_metric")
-        records, trials = [], []  # trials: (record, tuned values, objective)
-        try:
-            while len(records) < self.optim.budget:
-                size = min(self.optim.num_workers, self.optim.budget - len(records))
-                candidates = [optimizer.ask() for _ in range(size)]
-                batch = [space.overrides(c) for c in candidates]
-                batch_records = run_batch(self, batch, first_job=len(records))
-                for candidate, record in zip(candidates, batch_records):
-                    value = objective(record.result) if record.ok else None
-                    if record.ok and value is None:
-                        record.status, record.error = FAILED, f"objective is not a finite number: {record.result!r}"
-                        log.warning(f"job #{record.job} failed: {record.error}")
-                    optimizer.tell(candidate, WORST_LOSS if value is None else sign * value)
-                    trials.append((record, space.values(candidate), value))
-                records += batch_records
-                write_summary(sweep_dir, records, title=TITLE, metric=metric)
-        finally:
-            report(sweep_dir, records, TITLE, metric)
+        candidates: list[Any] = []
+        trials: list[tuple[Any, dict[str, Any], float | None]] = []  # (record, tuned values, objective)
 
+        def ask(done: int) -> list[list[str]] | None:
+            if done >= self.optim.budget:
+                return None
+            candidates[:] = [optimizer.ask() for _ in range(min(self.optim.num_workers, self.optim.budget - done))]
+            return [space.overrides(c) for c in candidates]
+
+        def tell(batch_records: list) -> None:
+            for candidate, record in zip(candidates, batch_records):
+                value = objective(record.result) if record.ok else None
+                if record.ok and value is None:
+                    record.status, record.error = FAILED, f"objective is not a finite number: {record.result!r}"
+                    log.warning(f"job #{record.job} failed: {record.error}")
+                optimizer.tell(candidate, WORST_LOSS if value is None else sign * value)
+                trials.append((record, space.values(candidate), value))
+
+        sweep_dir, records = run_sweep(self, TITLE, ask, tell)
         done = [t for t in trials if t[2] is not None]
         if not done:
             raise SweepFailed("no trial succeeded: " + failure_message(records, sweep_dir))

@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from hol.runner.cli import main
-from hol.runner.train import FAILED_FILE, METRICS_FILE
+from hol.runner.records import FAILED_FILE, METRICS_FILE
+from tests.helpers.runs import QUIET, TINY_DATA, run_hol
 
-HOL = [sys.executable, "-c", "from hol.runner.cli import main; main()"]
-FAST = ["trainer.max_epochs=1", "data.train_size=32", "data.val_size=16", "data.test_size=16",
-        "callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false"]
+FAST = [*QUIET, *TINY_DATA, "trainer.max_epochs=1"]
 
 
 def run_main(argv, capsys) -> tuple[int, str, str]:
@@ -25,13 +21,6 @@ def run_main(argv, capsys) -> tuple[int, str, str]:
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "error" in line.lower()]
-
-
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    return tmp_path
 
 
 @pytest.mark.parametrize("override, fragment", [
@@ -111,14 +100,8 @@ def test_multirun_runs_every_combination(in_tmp, capsys):
     assert finished == ["0", "1", "2", "3"]
 
 
-def subprocess_env(**extra) -> dict:
-    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    return {**env, "OMP_NUM_THREADS": "1", **extra}
-
-
 def test_console_process_help_lists_the_config_groups(tmp_path):
-    result = subprocess.run([*HOL, "train", "--help"], capture_output=True, text=True, check=False, cwd=tmp_path,
-                            env=subprocess_env(), timeout=120)
+    result = run_hol(tmp_path, "train", "--help")
     assert result.returncode == 0
     for group in ("layer:", "model:", "data:", "optimizer:", "trainer:", "logger:", "callbacks:", "experiment:"):
         assert group in result.stdout
@@ -126,12 +109,10 @@ def test_console_process_help_lists_the_config_groups(tmp_path):
 
 
 def test_console_process_bad_input_has_no_traceback_unless_asked(tmp_path):
-    result = subprocess.run([*HOL, "train", "data.batch_size=0"], capture_output=True, text=True, check=False, cwd=tmp_path,
-                            env=subprocess_env(), timeout=120)
+    result = run_hol(tmp_path, "train", "data.batch_size=0")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "hol train: error: data.batch_size must be an integer >= 1, got 0")
     assert "Traceback" not in result.stderr + result.stdout
-    full = subprocess.run([*HOL, "train", "data.batch_size=0"], capture_output=True, text=True, check=False, cwd=tmp_path,
-                          env=subprocess_env(HYDRA_FULL_ERROR="1"), timeout=120)
+    full = run_hol(tmp_path, "train", "data.batch_size=0", env={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode != 0 and "Traceback" in full.stderr and "data.batch_size must be" in full.stderr

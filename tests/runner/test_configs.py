@@ -7,13 +7,13 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 import hol.layers
 from hol.layers import HighOrderLinear, kind_info
 from hol.networks import MLP, ConvNet
 from hol.runner.cli import config_dir
+from tests.helpers.runs import compose_config
 from hol.runner.train import build_net
 
 CONF = Path(config_dir())
@@ -25,12 +25,7 @@ def options(group: str) -> list[str]:
 
 
 def compose_train(*overrides: str, tmp_path: Path | None = None):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
-    if tmp_path is not None:
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path)
-    return cfg
+    return compose_config(list(overrides), run_dir=tmp_path, quiet=False)
 
 
 def test_experiments_are_the_presets_of_the_issue():
@@ -162,6 +157,5 @@ def test_documented_keys_exist(tmp_path):
 
 
 def test_eval_config_composes():
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("eval", overrides=["ckpt_path=x.ckpt"])
+    cfg = compose_config(["ckpt_path=x.ckpt"], "eval")
     assert cfg.ckpt_path == "x.ckpt" and "data" not in cfg

@@ -3,26 +3,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
-from hol.runner.train import METRICS_FILE
+from hol.runner.records import METRICS_FILE
+from tests.helpers.runs import QUIET, TINY_DATA, run_hol
 
-HOL = Path(sys.executable).with_name("hol")  # the console script of this environment
-DDP = ["experiment=xor", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", "data.train_size=64",
-       "data.val_size=32", "data.test_size=32", "data.batch_size=16", "callbacks.rich_progress_bar=null",
-       "callbacks.model_summary=null", "+trainer.enable_progress_bar=false"]
-
-
-def run_hol(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
-    path = os.pathsep.join(filter(None, [str(Path(__file__).parents[2]), env.get("PYTHONPATH")]))  # tests.helpers
-    return subprocess.run([str(HOL), "train", *args], capture_output=True, text=True, check=False, cwd=cwd,
-                          env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}, timeout=240)
+DDP = ["experiment=xor", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *QUIET, *TINY_DATA]
 
 
 def check_ddp_run(folder: Path) -> dict:
@@ -38,7 +26,7 @@ def check_ddp_run(folder: Path) -> dict:
 
 
 def test_ddp_two_cpu_processes_with_refinement_stages(tmp_path):
-    result = run_hol(tmp_path, *DDP, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run",
+    result = run_hol(tmp_path, "train", *DDP, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run",
                      "callbacks.model_checkpoint.monitor=null",  # last.ckpt: the last epoch
                      "+callbacks.replicas._target_=tests.helpers.ddp_replicas.SaveReplica", "+callbacks.replicas.dirpath=.")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -56,7 +44,7 @@ def test_ddp_two_cpu_processes_with_refinement_stages(tmp_path):
 
 
 def test_ddp_jobs_of_a_multirun_each_start_their_processes(tmp_path):
-    result = run_hol(tmp_path, "-m", *DDP, "trainer.max_epochs=1", "logger=tensorboard",
+    result = run_hol(tmp_path, "train", "-m", *DDP, "trainer.max_epochs=1", "logger=tensorboard",
                      "layer=continuous,polynomial", "hydra.sweep.dir=sweep")
     assert result.returncode == 0, result.stderr[-3000:]
     for job, kind in (("0", "continuous"), ("1", "polynomial")):

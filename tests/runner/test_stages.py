@@ -8,28 +8,22 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from tests.helpers.runs import compose_run
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from hol.runner.cli import main
 from hol.runner.lightning_module import HolModule
 from hol.runner.stages import RefinementStages, Stage, parse_stages
-from hol.runner.train import METRICS_FILE, evaluate, train
+from hol.runner.records import METRICS_FILE
+from hol.runner.train import evaluate, train
+from tests.helpers.runs import QUIET as RUN_QUIET
+from tests.helpers.runs import TINY_DATA, compose_config, tensorboard_scalars
 
-QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
-         "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=0", "callbacks.plots=null"]
-TINY = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16"]
+STAGE_RUN = ["trainer.num_sanity_val_steps=0", "callbacks.plots=null"]
+QUIET = [*RUN_QUIET, *STAGE_RUN]
 STAGES = "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 3}, {epochs: 1, n: 5, segments: 4}]"
 
 
 def make_cfg(run_dir: Path, *overrides: str, config_name: str = "train"):
-    return compose_run(run_dir, [*(QUIET if config_name == "train" else []), *overrides], config_name)
-
-
-def scalars(run_dir: Path) -> dict[str, list]:
-    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
-    events.Reload()
-    return {tag: [(event.step, event.value) for event in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    return compose_config([*(STAGE_RUN if config_name == "train" else []), *overrides], config_name, run_dir)
 
 
 # --- stage specs ----------------------------------------------------------------------------------------
@@ -74,7 +68,7 @@ def test_strategies_other_than_single_device_and_ddp_are_refused():
 
 def test_staged_run_refines_exactly_and_logs_each_boundary(tmp_path):
     run = tmp_path / "run"
-    metrics = train(make_cfg(run, "experiment=xor", *TINY, STAGES, "trainer.max_epochs=99"))
+    metrics = train(make_cfg(run, "experiment=xor", *TINY_DATA, STAGES, "trainer.max_epochs=99"))
 
     assert 0 <= metrics["refine/max_change"] < 1e-12  # exact refinements: rounding only
     assert metrics["refine/val_loss_change"] < 1e-6
@@ -83,7 +77,7 @@ def test_staged_run_refines_exactly_and_logs_each_boundary(tmp_path):
     assert last["epoch"] == 3  # 1 + 2 + 1 epochs, not trainer.max_epochs
     assert (last["net_hparams"]["layer"]["n"], last["net_hparams"]["layer"]["segments"]) == (5, 4)
 
-    logged = scalars(run)
+    logged = tensorboard_scalars(run)
     steps_per_epoch = 64 // 16
     assert logged["refine/stage"] == [(0, 0.0), (steps_per_epoch, 1.0), (3 * steps_per_epoch, 2.0)]
     assert [value for _, value in logged["refine/n"]] == [2.0, 3.0, 5.0]
@@ -101,7 +95,7 @@ def test_staged_run_refines_exactly_and_logs_each_boundary(tmp_path):
 def test_refined_network_is_trained_by_a_new_optimizer(tmp_path):
     """After a refinement every new parameter receives updates (the optimizer holds the new parameters)."""
     run = tmp_path / "run"
-    train(make_cfg(run, "experiment=xor", *TINY, "refine=[{epochs: 1, n: 2}, {epochs: 1, n: 3}]", "test=false",
+    train(make_cfg(run, "experiment=xor", *TINY_DATA, "refine=[{epochs: 1, n: 2}, {epochs: 1, n: 3}]", "test=false",
                    "callbacks.model_checkpoint.save_top_k=-1", "callbacks.model_checkpoint.monitor=null"))
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert len(last["optimizer_states"][0]["state"]) == len(last["state_dict"]) - sum(
@@ -114,7 +108,7 @@ def test_refined_network_is_trained_by_a_new_optimizer(tmp_path):
 def test_best_checkpoint_of_an_earlier_stage_is_tested_with_its_own_shape(tmp_path):
     run = tmp_path / "run"
     # mode=max: the "best" checkpoint is the worst validation loss, that of the first (low order) stage
-    metrics = train(make_cfg(run, "experiment=xor", *TINY, "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 4}]",
+    metrics = train(make_cfg(run, "experiment=xor", *TINY_DATA, "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 4}]",
                              "callbacks.model_checkpoint.mode=max", "optimizer.lr=0.05"))
     best = next((run / "checkpoints").glob("epoch_*.ckpt"))
     assert torch.load(best, weights_only=False)["net_hparams"]["layer"]["n"] == 2
@@ -124,7 +118,7 @@ def test_best_checkpoint_of_an_earlier_stage_is_tested_with_its_own_shape(tmp_pa
 
 
 def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_path):
-    common = [*TINY, "experiment=xor", "model.hidden_layers=1", "model.hidden_width=4", "model.dropout=0.2",
+    common = [*TINY_DATA, "experiment=xor", "model.hidden_layers=1", "model.hidden_width=4", "model.dropout=0.2",
               "model.normalization=max_abs", "scheduler=cosine", "scheduler.T_max=4", "logger=[]",
               "callbacks.model_checkpoint.monitor=null"]  # last.ckpt: the latest epoch (Lightning 2.6 saves
     # last.ckpt only with a top-k checkpoint)
@@ -162,19 +156,12 @@ def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_
 
 # --- command line ---------------------------------------------------------------------------------------
 
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    return tmp_path
-
-
 def test_command_line_stages_in_a_run_and_a_sweep(in_tmp, capsys):
-    main(["train", "experiment=xor", *TINY, *QUIET, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run"])
+    main(["train", "experiment=xor", *TINY_DATA, *QUIET, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run"])
     assert "refine/max_change" in capsys.readouterr().out
     assert json.loads((in_tmp / "run" / METRICS_FILE).read_text())["refine/max_change"] < 1e-12
 
-    main(["train", "-m", "experiment=xor", *TINY, *QUIET, "logger=[]", "layer=continuous,discontinuous",
+    main(["train", "-m", "experiment=xor", *TINY_DATA, *QUIET, "logger=[]", "layer=continuous,discontinuous",
           "refine=[{epochs:1,n:2},{epochs:1,segments:4}]", "hydra.sweep.dir=sweep"])
     for job in ("0", "1"):
         metrics = json.loads((in_tmp / "sweep" / job / METRICS_FILE).read_text())
@@ -193,7 +180,7 @@ def test_command_line_stages_in_a_run_and_a_sweep(in_tmp, capsys):
 ])
 def test_command_line_bad_stages_fail_with_one_line(in_tmp, capsys, override, fragment):
     with pytest.raises(SystemExit) as info:
-        main(["train", "experiment=xor", *TINY, override, "hydra.run.dir=run"])
+        main(["train", "experiment=xor", *TINY_DATA, override, "hydra.run.dir=run"])
     captured = capsys.readouterr()
     assert info.value.code == 1
     assert captured.err.startswith("hol train: error: ") and fragment in captured.err

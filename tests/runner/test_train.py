@@ -6,28 +6,23 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers.runs import compose_run
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import hol
 from hol.runner.lightning_module import HolModule
-from hol.runner.train import FAILED_FILE, METRICS_FILE, evaluate, run_task, train
+from hol.runner.records import FAILED_FILE, METRICS_FILE
+from hol.runner.train import evaluate, run_task, train
+from tests.helpers.runs import TINY_DATA, compose_config, tensorboard_events
 
-QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
-         "trainer.log_every_n_steps=1", "trainer.num_sanity_val_steps=1"]
-TINY_FUNCTION = ["data.train_size=64", "data.val_size=32", "data.test_size=64", "data.batch_size=16"]
+TINY_FUNCTION = [*TINY_DATA, "data.test_size=64", "trainer.num_sanity_val_steps=1"]
 
 
 def make_cfg(run_dir: Path, *overrides: str, config_name: str = "train"):
-    return compose_run(run_dir, [*(QUIET if config_name == "train" else []), *overrides], config_name)
+    return compose_config(list(overrides), config_name, run_dir)
 
 
 def tensorboard_tags(run_dir: Path) -> dict:
-    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
-    events.Reload()
-    tags = events.Tags()
-    tags["hparams"] = list(events.PluginTagToContent("hparams"))
-    return tags
+    events = tensorboard_events(run_dir)
+    return {**events.Tags(), "hparams": list(events.PluginTagToContent("hparams"))}
 
 
 def test_function_run_learns_and_writes_outputs(tmp_path):

@@ -7,16 +7,14 @@ import math
 import nevergrad as ng
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
-from tests.helpers.sweep_app import TINY_XOR, read_csv, run_app, run_hol, write_app
 
-from hol.runner.cli import config_dir
 from hol.runner.sweep import FAILED, OK
 from hydra_plugins.hol_sweepers._batch import SweepConfigError
 from hydra_plugins.hol_sweepers._parametrization import build_search_space
 from hydra_plugins.hol_sweepers.nevergrad_sweeper import NevergradSweeper, objective
+from tests.helpers.runs import TINY_XOR, compose_config, read_csv, run_hol, run_sweep_app
 
 PARSER = OverridesParser.create()
 
@@ -115,8 +113,8 @@ def test_bad_parametrization_is_one_clear_error(parametrization, arguments, mess
 
 @pytest.mark.parametrize("optim, message", [
     ({"optimizer": "NoSuchOpt"}, "'NoSuchOpt' is not a nevergrad optimizer"),
-    ({"budget": 0}, "budget must be a positive integer; got 0"),
-    ({"num_workers": -1}, "num_workers must be a positive integer; got -1"),
+    ({"budget": 0}, "budget must be an integer >= 1, got 0"),
+    ({"num_workers": -1}, "num_workers must be an integer >= 1, got -1"),
 ])
 def test_bad_optim_settings(optim, message):
     settings = OmegaConf.create({"optimizer": "NGOpt", "budget": 4, "num_workers": 2, "seed": 0,
@@ -134,29 +132,6 @@ def test_objective_accepts_only_finite_numbers():
 
 # ---- sweeps with the tiny app -------------------------------------------------------------------------------
 
-NEVERGRAD_CONFIG = """
-defaults:
-  - config
-  - override hydra/sweeper: nevergrad
-  - _self_
-hydra:
-  sweeper:
-    optim:
-      optimizer: OnePlusOne
-      budget: 6
-      num_workers: 2
-      seed: 7
-    parametrization:
-      x: interval(-1.0, 1.0)
-      y: [0, 1]
-"""
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    return write_app(tmp_path_factory.mktemp("app"), {"nevergrad.yaml": NEVERGRAD_CONFIG})
-
-
 def results_and_rows(sweep):
     results = OmegaConf.load(sweep / "optimization_results.yaml")
     return results, read_csv(sweep / "summary.csv")
@@ -172,8 +147,8 @@ def job_params(sweep, job) -> dict:
     return {o.split("=")[0]: parsed_value(o) for o in OmegaConf.load(sweep / str(job) / ".hydra" / "overrides.yaml")}
 
 
-def test_nevergrad_sweep_best_is_the_best_trial(app, tmp_path):
-    done = run_app(app, tmp_path / "sweep", "shape=square", config_name="nevergrad")
+def test_nevergrad_sweep_best_is_the_best_trial(sweep_app, tmp_path):
+    done = run_sweep_app(sweep_app, tmp_path / "sweep", "shape=square", config_name="nevergrad")
     assert done.returncode == 0, done.stderr
     results, rows = results_and_rows(tmp_path / "sweep")
     assert len(rows) == 6 and all(r["status"] == OK for r in rows)
@@ -189,10 +164,10 @@ def test_nevergrad_sweep_best_is_the_best_trial(app, tmp_path):
     assert "shape=square" in results.best_overrides  # fixed overrides reach every job
 
 
-def test_nevergrad_failed_trials_count_as_worst_and_the_search_goes_on(app, tmp_path):
+def test_nevergrad_failed_trials_count_as_worst_and_the_search_goes_on(sweep_app, tmp_path):
     """Jobs 0 and 3 raise, job 4 returns NaN: all three are failed trials; the budget is still spent."""
     sweep = tmp_path / "sweep"
-    done = run_app(app, sweep, "fail_jobs=[0,3]", "nan_jobs=[4]", "exit_jobs=[]", config_name="nevergrad")
+    done = run_sweep_app(sweep_app, sweep, "fail_jobs=[0,3]", "nan_jobs=[4]", "exit_jobs=[]", config_name="nevergrad")
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr  # the loss told for failures is one nevergrad takes as it is
     results, rows = results_and_rows(sweep)
@@ -205,9 +180,9 @@ def test_nevergrad_failed_trials_count_as_worst_and_the_search_goes_on(app, tmp_
     assert str(results.best_job) in [r["job"] for r in ok]
 
 
-def test_nevergrad_maximize_and_seed_reproducibility(app, tmp_path):
+def test_nevergrad_maximize_and_seed_reproducibility(sweep_app, tmp_path):
     overrides = ["hydra.sweeper.optim.maximize=true", "hydra.sweeper.optim.budget=4", "x=0.2,0.3,0.9"]
-    runs = [run_app(app, tmp_path / name, *overrides, config_name="nevergrad") for name in ("a", "b")]
+    runs = [run_sweep_app(sweep_app, tmp_path / name, *overrides, config_name="nevergrad") for name in ("a", "b")]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     (results, rows), (_, rows_b) = results_and_rows(tmp_path / "a"), results_and_rows(tmp_path / "b")
     assert [r["overrides"] for r in rows] == [r["overrides"] for r in rows_b]  # same seed, same trials
@@ -215,8 +190,8 @@ def test_nevergrad_maximize_and_seed_reproducibility(app, tmp_path):
     assert all(row_params(r)["x"] in (0.2, 0.3, 0.9) for r in rows)  # the command line's choices
 
 
-def test_nevergrad_all_trials_failed_is_an_error(app, tmp_path):
-    done = run_app(app, tmp_path / "sweep", "fail_at=0.5", "x=0.5", "y=0,1", "hydra.sweeper.optim.budget=2",
+def test_nevergrad_all_trials_failed_is_an_error(sweep_app, tmp_path):
+    done = run_sweep_app(sweep_app, tmp_path / "sweep", "fail_at=0.5", "x=0.5", "y=0,1", "hydra.sweeper.optim.budget=2",
                    config_name="nevergrad")
     assert done.returncode == 1
     assert "no trial succeeded: 2 of 2 jobs failed" in done.stderr
@@ -227,8 +202,7 @@ def test_nevergrad_all_trials_failed_is_an_error(app, tmp_path):
 # ---- presets and launchers of hol train ---------------------------------------------------------------------
 
 def compose_train(*overrides):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    return compose_config(list(overrides), return_hydra_config=True)
 
 
 def test_nevergrad_preset_tunes_keys_of_experiment_xor():

@@ -1,0 +1,62 @@
+"""The files a run and a sweep write, and how they are written and read back.
+
+* ``metrics.json`` (:data:`METRICS_FILE`): a finished run's final metrics, written as its very last step;
+* ``FAILED`` (:data:`FAILED_FILE`): instead of it, the error of a run that failed;
+* ``job.json`` (:data:`JOB_FILE`): a sweep job's status, wall time and error.
+
+Also the one-line description of an error shared by the command line and the sweep summaries.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+FAILED_FILE = "FAILED"
+JOB_FILE = "job.json"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON followed by a newline."""
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def flatten(tree: Any, separator: str = "/", prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level: ``{"a": {"b": 1}}`` -> ``{"a/b": 1}`` (with ``separator="/"``).
+
+    Lists and tuples are leaves. Keys that already contain the separator are kept as they are.
+    """
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{separator}{key}" if prefix else str(key)
+        flat.update(flatten(value, separator, name) if isinstance(value, dict) else {name: value})
+    return flat
+
+
+def unwrap_error(error: BaseException) -> BaseException:
+    """The error a user should see: the cause inside Hydra's wrappers around errors in instantiating a config
+    object (``InstantiationException``)."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def describe_error(error: BaseException) -> str:
+    """``"Type: message"`` on one line, of :func:`unwrap_error`'s error."""
+    error = unwrap_error(error)
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
