@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..checks import check_choice
 from .convolution import DIMS, PADDING_MODES
-from .registry import BUILTIN_KINDS, register_conv, register_fc
+from .registry import BUILTIN_KINDS, kind_info, register_conv, register_fc
 
 
 class ReLULinear(nn.Linear):
@@ -64,7 +64,7 @@ _CONV_CLASSES: dict[tuple[bool, bool], dict[int, type[nn.Module]]] = {
 def linear_baseline(kind: str, in_features: int, out_features: int, *, bias: bool = True, device=None,
                     dtype=None, **ignored) -> nn.Linear:
     """``nn.Linear`` (``linear``) or ``nn.Linear`` followed by ReLU (``relu``); link options are ignored."""
-    cls = ReLULinear if kind == "relu" else nn.Linear
+    cls = ReLULinear if kind_info(kind).activation == "relu" else nn.Linear
     layer = cls(in_features, out_features, bias=bias, device=device, dtype=dtype)
     layer.kind = kind  # type: ignore[assignment]  # a str attribute (nn.Module types its attributes as tensors)
     return layer
@@ -77,7 +77,7 @@ def conv_baseline(kind: str, in_channels: int, out_channels: int, kernel_size, *
     ignored. ``padding_mode="input_zeros"`` is torch's ``"zeros"`` (a linear link has ``f(0) = 0``)."""
     check_choice("dim", dim, DIMS)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
-    cls = _CONV_CLASSES[(bool(transpose), kind == "relu")][dim]
+    cls = _CONV_CLASSES[(bool(transpose), kind_info(kind).activation == "relu")][dim]
     mode = "zeros" if padding_mode == "input_zeros" else padding_mode
     extra = {"output_padding": output_padding} if transpose else {}
     layer = cls(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,

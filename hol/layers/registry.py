@@ -38,7 +38,8 @@ class LayerKind:
         basis: basis family of its links (a key of :data:`hol.layers.bases.BASIS_OPTIONS`); ``None`` for
             baselines and for custom kinds registered by name only.
         product: a product unit, ``y_o = prod_i (1 + f_oi) - 1 - (1 - alpha) sum_i f_oi``.
-        baseline: a plain torch layer (``nn.Linear`` / ``nn.ConvNd``, with or without ReLU), no links.
+        baseline: a plain torch layer (``nn.Linear`` / ``nn.ConvNd``), no links.
+        activation: baselines: the activation after the layer (``"relu"``) or ``None``.
         fc: builder of the fully connected layer, or ``None``.
         conv: builder of the convolutional layer, or ``None``.
     """
@@ -47,6 +48,7 @@ class LayerKind:
     basis: str | None = None
     product: bool = False
     baseline: bool = False
+    activation: str | None = None
     fc: Builder | None = None
     conv: Builder | None = None
 
@@ -73,9 +75,9 @@ class LayerKind:
             {"alpha"} if self.product else set())
 
     def describes_like(self, other: LayerKind) -> bool:
-        """Same name, basis, product and baseline flags (the builders may differ)."""
-        return (self.name, self.basis, self.product, self.baseline) == (
-            other.name, other.basis, other.product, other.baseline)
+        """Same name, basis, product, baseline and activation (the builders may differ)."""
+        return (self.name, self.basis, self.product, self.baseline, self.activation) == (
+            other.name, other.basis, other.product, other.baseline, other.activation)
 
 
 BUILTIN_KINDS = (
@@ -89,7 +91,7 @@ BUILTIN_KINDS = (
     LayerKind("continuous_prod", basis="continuous", product=True),
     LayerKind("discontinuous_prod", basis="discontinuous", product=True),
     LayerKind("linear", baseline=True),
-    LayerKind("relu", baseline=True),
+    LayerKind("relu", baseline=True, activation="relu"),
 )
 """hol's own kinds (their builders are attached by the layer modules)."""
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checks import is_number
 from .records import JOB_FILE, METRICS_FILE, describe_error, flatten, read_json, write_json
 
 SUMMARY_CSV = "summary.csv"
@@ -122,10 +123,6 @@ def split_overrides(overrides: Sequence[Sequence[str]]) -> tuple[list[str], list
         return [], [list(o) for o in overrides]
     shared = [o for o in overrides[0] if all(o in job for job in overrides[1:])]
     return shared, [[o for o in job if o not in shared] for job in overrides]
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def summary_table(records: Sequence[JobRecord],

@@ -169,11 +169,6 @@ def test_tensor_basis_is_row_major_product():
     torch.testing.assert_close(basis(positions), torch.eye(n**dims, dtype=f64), rtol=0, atol=TOL)
 
 
-def test_check_choice_message_names_argument_value_and_choices():
-    with pytest.raises(ValueError, match=r"unknown colour 'red'; allowed: blue, green"):
-        bases.check_choice("colour", "red", ("green", "blue"))
-
-
 def test_constants_are_recomputed_in_float64_after_dtype_moves():
     basis = bases.LagrangeBasis(6, 2, dtype=f64)
     exact = bases.lagrange_transform(6)
