@@ -42,7 +42,9 @@ error only (~1e-16 relative in float64).
 The refined layers are rebuilt through :func:`hol.layers.fc` / :func:`hol.layers.conv` from their
 ``hparams()`` with the new ``n``/``segments``, so their ``hparams()`` (and those of the networks in
 :mod:`hol.networks`, which read their layers) describe the refined model and a checkpoint of it can be
-rebuilt and loaded. Forward hooks registered on a refined layer are not carried over.
+rebuilt and loaded. Everything else about a refined layer carries over: each parameter's ``requires_grad``,
+train/eval mode, dtype, device and attributes set on it; hooks and parametrizations cannot (they may depend on
+the old shapes), and refining a layer that has them warns.
 
 This module is itself callable: ``hol.refine(net, n=5)`` is :func:`refine` (so the module is not shadowed by
 its main function, and ``from hol.refine import refine_with_report`` works as well).
@@ -53,6 +55,7 @@ import copy
 import math
 import sys
 import types
+import warnings
 from collections.abc import Callable
 from typing import cast
 
@@ -187,10 +190,38 @@ def _refine_layer(layer: nn.Module, n, segments, report: dict, name: str) -> nn.
     state = layer.state_dict()
     state["weight"] = new_links.reshape(expected).to(weight.dtype)
     new_layer.load_state_dict(state)
-    new_weight.requires_grad_(weight.requires_grad)
-    new_layer.train(layer.training)
+    _carry_state(layer, new_layer, name)
     report[name] = max_change(links, basis, new_links, new_basis)
     return new_layer
+
+
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+          "_state_dict_hooks", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+          "_load_state_dict_post_hooks")
+
+
+def _carry_state(old: nn.Module, new: nn.Module, name: str) -> None:
+    """Give the refined layer everything of the old one that is not a shape: each parameter's
+    ``requires_grad`` (a frozen weight or bias stays frozen), the train/eval mode of the layer and its
+    submodules, and plain attributes set on the layer (dtype and device come with the parameters). Hooks and
+    parametrizations cannot be carried (they may depend on the old shapes): a ``UserWarning`` names them."""
+    new_parameters = dict(new.named_parameters())
+    for key, parameter in old.named_parameters():
+        if key in new_parameters:
+            new_parameters[key].requires_grad_(parameter.requires_grad)
+    modes = {key: module.training for key, module in old.named_modules()}
+    for key, module in new.named_modules():
+        module.train(modes.get(key, old.training))
+    for key, value in vars(old).items():
+        if not key.startswith("_") and key not in vars(new):
+            setattr(new, key, value)  # attributes a user set on the layer
+    lost = [hook.strip("_").replace("_", " ") for module in old.modules() for hook in _HOOKS
+            if getattr(module, hook, None)]
+    if getattr(old, "parametrizations", None):
+        lost.append("parametrizations")
+    if lost:
+        warnings.warn(f"hol.refine: {', '.join(sorted(set(lost)))} of layer {name or type(old).__name__!r} are not "
+                      "carried over to the refined layer (register them again on it)", UserWarning, stacklevel=4)
 
 
 # --- the linear maps between bases ------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """hol.refine against mathematics: exact h/p refinement preserves every link function (float64, random weights),
 least-squares coarsening is the projection it claims and reports the change it causes."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -314,6 +316,38 @@ def test_dtype_mode_and_requires_grad_are_kept():
     assert not refined.training and not refined.weight.requires_grad
     x = torch.rand(10, 3) * 2 - 1
     torch.testing.assert_close(refined(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: hol.layers.fc("continuous", 3, 2, n=2, bias=True, dtype=DOUBLE),
+    lambda: hol.layers.conv("discontinuous", 2, 3, 3, n=2, bias=True, transpose=True, dtype=DOUBLE),
+    lambda: MLP("continuous", 3, 2, 1, 4, n=2, bias=True, normalization="batch_norm").double(),
+])
+def test_everything_but_the_shapes_is_carried_over(make):
+    """Frozen parameters stay frozen (each one, not only the weight), modes and attributes are kept."""
+    model = make()
+    frozen = {name for index, (name, p) in enumerate(model.named_parameters()) if index % 2 == 0}
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name not in frozen)
+    model.eval()
+    model.training = True  # the outer module in training mode, its submodules in eval mode
+    model.tag = "mine"
+    refined = hol.refine(model, n=3, segments=2)
+    assert {name for name, p in refined.named_parameters() if not p.requires_grad} == frozen
+    modes = {name: module.training for name, module in model.named_modules()}
+    assert {name: module.training for name, module in refined.named_modules()} == modes
+    assert refined.tag == "mine" and all(p.dtype == DOUBLE for p in refined.parameters())
+
+
+def test_hooks_cannot_be_carried_over_and_say_so():
+    layer = hol.layers.fc("continuous", 3, 2, n=2)
+    layer.register_forward_hook(lambda module, inputs, output: None)
+    with pytest.warns(UserWarning, match="forward hooks of layer .* are not carried over"):
+        hol.refine(layer, n=3)
+    plain = hol.layers.fc("continuous", 3, 2, n=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hol.refine(plain, n=3)
 
 
 def test_refinement_leaves_the_random_state_alone():
