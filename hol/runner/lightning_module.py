@@ -62,8 +62,9 @@ class HolModule(pl.LightningModule):
         for stage in STAGES:  # train_loss, train_metric, val_loss, ...
             setattr(self, f"{stage}_loss", MeanMetric())
             setattr(self, f"{stage}_metric", self._metric())
-        self.best = nn.ModuleDict({"loss": MinMetric(),
-                                   self.metric_name: MaxMetric() if task == "classification" else MinMetric()})
+        best = MaxMetric if task == "classification" else MinMetric
+        self.best = nn.ModuleDict({"loss": MinMetric(nan_strategy="ignore"),  # a NaN epoch is no best value
+                                   self.metric_name: best(nan_strategy="ignore")})
         for metric in self.best.values():
             metric.persistent(True)  # the best values so far survive a resume
 
@@ -121,7 +122,9 @@ class HolModule(pl.LightningModule):
             return  # the sanity check's numbers are no validation result
         for name, best in self.best.items():
             best.update(values[name])
-            self.log(f"val/{name}_best", best.compute())
+            value = best.compute()
+            if torch.isfinite(value):  # until a finite epoch value exists, there is no best value to log
+                self.log(f"val/{name}_best", value)
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")

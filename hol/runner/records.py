@@ -1,25 +1,45 @@
 """The files a run and a sweep write, and how they are written and read back.
 
-* ``metrics.json`` (:data:`METRICS_FILE`): a finished run's final metrics, written as its very last step;
+* ``metrics.json`` (:data:`METRICS_FILE`): a run's final metrics, written as its very last step, with
+  ``run/status`` (:data:`FINISHED`, or :data:`DIVERGED` with ``run/diverged_epoch`` and ``run/diverged_metric``);
 * ``FAILED`` (:data:`FAILED_FILE`): instead of it, the error of a run that failed;
 * ``job.json`` (:data:`JOB_FILE`): a sweep job's status, wall time and error.
 
+Every file is strict data: JSON without NaN or infinity (a non-finite value is ``null``), written atomically.
 Also the one-line description of an error shared by the command line and the sweep summaries.
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 METRICS_FILE = "metrics.json"
+FINISHED = "finished"
+DIVERGED = "diverged"
 FAILED_FILE = "FAILED"
 JOB_FILE = "job.json"
 
 
+def strict(data: Any) -> Any:
+    """``data`` with every NaN or infinite float replaced by ``None`` (JSON has no such numbers), recursively."""
+    if isinstance(data, dict):
+        return {key: strict(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [strict(value) for value in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON followed by a newline."""
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """Write ``data`` as strict, indented JSON (non-finite numbers become ``null``, :func:`strict`), atomically:
+    into a temporary file beside ``path``, then renamed, so a reader never sees a half-written file."""
+    text = json.dumps(strict(data), indent=2, allow_nan=False) + "\n"
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -192,7 +192,8 @@ def write_summary(sweep_dir: str | Path, records: Sequence[JobRecord], title: st
     with csv_path.open("w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(columns)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
+        writer.writerows([["" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v for v in row]
+                          for row in rows])
     md_path.write_text(render_markdown(columns, rows, shared, title))
     return csv_path, md_path
 

@@ -3,8 +3,10 @@
 ``train`` validates the config, builds data, network, module, loggers, callbacks (refinement stages,
 ``cfg.refine``: :class:`hol.stages.RefinementStages`) and the Lightning ``Trainer`` from it, fits
 (:func:`fit`), tests the best checkpoint and writes ``metrics.json`` into the run folder as its very last
-step, so a run folder with ``metrics.json`` is a finished run. A run that fails gets a ``FAILED`` file
-holding the error instead (:func:`run_task`).
+step (``run/status``: ``finished``), so a run folder with ``metrics.json`` is a finished run. A run whose loss
+becomes NaN or infinite stops there, is recorded as ``diverged`` (:mod:`hol.runner.divergence`) and ends with
+:class:`~hol.runner.divergence.RunDiverged`; a run that fails otherwise gets a ``FAILED`` file holding the error
+instead (:func:`run_task`).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from ..checks import check_int, check_number
 from ..networks import MLP, build
 from .lightning_module import HolModule
-from .records import FAILED_FILE, METRICS_FILE, flatten, write_json
+from .divergence import DivergenceMonitor, RunDiverged
+from .records import DIVERGED, FAILED_FILE, FINISHED, METRICS_FILE, flatten, write_json
 from .stages import RefinementStages
 from .stages import configure as configure_stages
 
@@ -130,23 +133,36 @@ def train(cfg: DictConfig) -> dict[str, float]:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
-    trainer = build_trainer(cfg, [refinement] if refinement else [])
+    monitor = DivergenceMonitor()
+    trainer = build_trainer(cfg, [monitor, *([refinement] if refinement else [])])
 
     if cfg.get("train", True):
         fit(cfg, trainer, module, datamodule)
     metrics = {key: value for key, value in trainer.callback_metrics.items() if key.endswith("_best")}
     if refinement:
         metrics.update(refinement.metrics())
+    if monitor.divergence is not None:
+        divergence = monitor.divergence
+        record(cfg, trainer, _floats(metrics), DIVERGED, {"run/diverged_epoch": divergence.epoch,
+                                                          "run/diverged_metric": divergence.metric})
+        raise RunDiverged(divergence, OmegaConf.select(cfg, "optimizer.lr", default=None))
     if cfg.get("test", True):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_path = best or (None if cfg.get("train", True) else cfg.get("ckpt_path"))
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics.update({key: value for key, value in trainer.callback_metrics.items() if key.startswith("test/")})
     metrics = _floats(metrics)
+    record(cfg, trainer, metrics, FINISHED)
+    return metrics
+
+
+def record(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], status: str,
+           details: dict | None = None) -> None:
+    """The run's last step: the hyperparameters and final metrics to the loggers, and ``metrics.json`` (strict
+    JSON: ``run/status``, the ``details`` and the metrics, non-finite ones as ``null``)."""
     log_hyperparameters(cfg, trainer.loggers, metrics)
     if trainer.is_global_zero:
-        write_json(output_dir(cfg) / METRICS_FILE, metrics)
-    return metrics
+        write_json(output_dir(cfg) / METRICS_FILE, {"run/status": status, **(details or {}), **metrics})
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -164,14 +180,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = _floats({key: value for key, value in trainer.callback_metrics.items() if key.startswith("test/")})
     if trainer.is_global_zero:
-        write_json(output_dir(cfg) / METRICS_FILE, metrics)
+        write_json(output_dir(cfg) / METRICS_FILE, {"run/status": FINISHED, **metrics})
     return metrics
 
 
 def run_task(cfg: DictConfig, task=train) -> dict[str, float]:
-    """Run ``task(cfg)``; if it fails, leave ``FAILED`` (with the error) in the run folder and re-raise."""
+    """Run ``task(cfg)``; if it fails, leave ``FAILED`` (with the error) in the run folder and re-raise (a
+    diverged run is recorded in its ``metrics.json`` instead)."""
     try:
         return task(cfg)
+    except RunDiverged:
+        raise
     except BaseException as error:
         folder = output_dir(cfg)
         if folder.is_dir():

@@ -90,7 +90,7 @@ def test_train_and_eval_commands(in_tmp, capsys):
     main(["eval", f"ckpt_path={in_tmp / 'run' / 'checkpoints' / 'last.ckpt'}", "hydra.run.dir=eval",
           "+trainer.enable_progress_bar=false"])
     evaluated = json.loads((in_tmp / "eval" / METRICS_FILE).read_text())
-    assert set(evaluated) == {"test/loss", "test/rmse"}
+    assert set(evaluated) == {"run/status", "test/loss", "test/rmse"} and evaluated["run/status"] == "finished"
 
 
 def test_multirun_runs_every_combination(in_tmp, capsys):

@@ -16,7 +16,7 @@ DDP = ["experiment=xor", "trainer=ddp", "trainer.devices=2", "trainer.accelerato
 def check_ddp_run(folder: Path) -> dict:
     """One finished 2-process run in ``folder``; returns its metrics."""
     metrics = json.loads((folder / METRICS_FILE).read_text())
-    assert {"test/loss", "test/rmse", "val/loss_best"} <= set(metrics)
+    assert metrics.pop("run/status") == "finished" and {"test/loss", "test/rmse", "val/loss_best"} <= set(metrics)
     assert all(math.isfinite(value) for value in metrics.values())
     # the second process ran the same job in the same folder (its Hydra log), and wrote nothing else
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (folder / "train_ddp_process_1.log").read_text()

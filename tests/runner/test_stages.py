@@ -72,7 +72,8 @@ def test_staged_run_refines_exactly_and_logs_each_boundary(tmp_path):
 
     assert 0 <= metrics["refine/max_change"] < 1e-12  # exact refinements: rounding only
     assert metrics["refine/val_loss_change"] < 1e-6
-    assert json.loads((run / METRICS_FILE).read_text()) == pytest.approx(metrics)
+    record = json.loads((run / METRICS_FILE).read_text())
+    assert record.pop("run/status") == "finished" and record == pytest.approx(metrics)
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 3  # 1 + 2 + 1 epochs, not trainer.max_epochs
     assert (last["net_hparams"]["layer"]["n"], last["net_hparams"]["layer"]["segments"]) == (5, 4)
@@ -119,17 +120,16 @@ def test_best_checkpoint_of_an_earlier_stage_is_tested_with_its_own_shape(tmp_pa
 
 def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_path):
     common = [*TINY_DATA, "experiment=xor", "model.hidden_layers=1", "model.hidden_width=4", "model.dropout=0.2",
-              "model.normalization=max_abs", "scheduler=cosine", "scheduler.T_max=4", "logger=[]",
-              "callbacks.model_checkpoint.monitor=null"]  # last.ckpt: the latest epoch (Lightning 2.6 saves
-    # last.ckpt only with a top-k checkpoint)
+              "model.normalization=max_abs", "scheduler=cosine", "scheduler.T_max=4", "logger=[]"]
     full = "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 3}, {epochs: 1, n: 4}]"
     straight = train(make_cfg(tmp_path / "straight", *common, full))
 
     def resumed(name: str, first_stages: str) -> dict:
-        """Train ``first_stages`` ("killed" then), resume the full stages from its last checkpoint in its folder."""
+        """Train ``first_stages`` ("killed" then), resume the full stages from its last checkpoint in a new
+        run folder."""
         train(make_cfg(tmp_path / name, *common, first_stages, "test=false"))
         last = tmp_path / name / "checkpoints" / "last.ckpt"
-        return torch.load(last, weights_only=False), train(make_cfg(tmp_path / name, *common, full,
+        return torch.load(last, weights_only=False), train(make_cfg(tmp_path / f"{name}_resumed", *common, full,
                                                                       f"ckpt_path={last}"))
 
     # killed after epoch 1 (inside stage 2, after its refinement): resumes at n=3 and does not refine again
@@ -143,7 +143,7 @@ def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_
     assert before == straight
     final = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=False)
     for name in ("after", "before"):
-        again = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=False)
+        again = torch.load(tmp_path / f"{name}_resumed" / "checkpoints" / "last.ckpt", weights_only=False)
         assert again["net_hparams"] == final["net_hparams"] and again["net_hparams"]["layer"]["n"] == 4
         for key, value in final["state_dict"].items():
             assert torch.equal(again["state_dict"][key], value), key

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 import hol
 from hol.runner.lightning_module import HolModule
+from hol.runner.divergence import RunDiverged
 from hol.runner.records import FAILED_FILE, METRICS_FILE
 from hol.runner.train import evaluate, run_task, train
 from tests.helpers.runs import TINY_DATA, compose_config, tensorboard_events
@@ -32,7 +34,8 @@ def test_function_run_learns_and_writes_outputs(tmp_path):
     metrics = train(cfg)
 
     assert set(metrics) == {"test/loss", "test/rmse", "val/loss_best", "val/rmse_best"}
-    assert json.loads((run / METRICS_FILE).read_text()) == pytest.approx(metrics)
+    record = json.loads((run / METRICS_FILE).read_text())
+    assert record.pop("run/status") == "finished" and record == pytest.approx(metrics)
     zero_rmse = (hol.runner.data.FunctionDataModule(test_size=64, seed=cfg.seed).sample(64, 2).tensors[1] ** 2).mean().sqrt()
     assert metrics["test/rmse"] < 0.5 * float(zero_rmse)  # learned, not a constant
     assert metrics["test/loss"] == pytest.approx(metrics["test/rmse"] ** 2, rel=1e-5)
@@ -81,6 +84,52 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     resumed = train(make_cfg(tmp_path / "resumed", *common, "trainer.max_epochs=3", f"ckpt_path={last}"))
     assert resumed == straight  # exactly
+
+
+BEST_EARLY = ["experiment=xor", *TINY_DATA, "optimizer=sgd", "optimizer.lr=0.3", "logger=[]", "callbacks.plots=null",
+              "trainer.num_sanity_val_steps=0", "trainer.max_epochs=5"]
+"""An XOR run whose validation loss is best in its first epoch (so the best checkpoint is not the last)."""
+
+
+def test_last_checkpoint_is_the_last_epoch_and_the_best_is_kept(tmp_path):
+    train(make_cfg(tmp_path / "run", *BEST_EARLY))
+    folder = tmp_path / "run" / "checkpoints"
+    assert torch.load(folder / "last.ckpt", weights_only=False)["epoch"] == 4
+    assert sorted(path.name for path in folder.iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
+
+
+@pytest.mark.parametrize("folder", ["same", "new"])
+def test_resume_after_a_worse_epoch_tests_the_best_checkpoint_of_the_whole_run(tmp_path, folder):
+    straight = train(make_cfg(tmp_path / "straight", *BEST_EARLY))
+    train(make_cfg(tmp_path / "first", *BEST_EARLY, "trainer.max_epochs=2", "test=false"))  # killed: epoch 1
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 1  # not the best epoch
+    run = tmp_path / ("first" if folder == "same" else "resumed")
+    assert train(make_cfg(run, *BEST_EARLY, f"ckpt_path={last}")) == straight  # exactly, test metrics included
+    assert (run / "checkpoints" / "epoch_000.ckpt").is_file()  # the run folder holds its best checkpoint
+
+
+def test_diverged_run_stops_says_where_and_is_recorded_as_strict_json(tmp_path):
+    run = tmp_path / "run"
+    cfg = make_cfg(run, "experiment=xor", *TINY_DATA, "optimizer=sgd", "optimizer.lr=2.0", "logger=[]",
+                   "trainer.max_epochs=5", "callbacks.plots=null")
+    with pytest.raises(RunDiverged, match=r"the run diverged in epoch \d: train/loss is (nan|inf|-inf); "
+                                          r"try a smaller optimizer.lr \(it is 2\)"):
+        run_task(cfg)
+    record = json.loads((run / METRICS_FILE).read_text(), parse_constant=pytest.fail)  # no NaN, no Infinity
+    epoch = record["run/diverged_epoch"]
+    assert record["run/status"] == "diverged" and epoch < 4
+    assert record["run/diverged_metric"] == "train/loss" and not (run / FAILED_FILE).exists()
+    assert all(value is None or math.isfinite(value) for key, value in record.items() if not key.startswith("run/"))
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == epoch  # it stopped there
+
+
+def test_best_values_ignore_non_finite_epochs():
+    module = HolModule(torch.nn.Linear(1, 1), task="regression")
+    best = module.best["loss"]
+    for value in (float("nan"), 0.5, float("nan"), 0.75):
+        best.update(torch.tensor(value))
+    assert best.compute() == 0.5
 
 
 def test_xor_run_plots_two_dimensional_target(tmp_path):
