@@ -52,7 +52,8 @@ class JobRecord:
 
 
 class JobExited(RuntimeError):
-    """A task called ``sys.exit``; raised instead so that Hydra records the job as failed and the sweep goes on."""
+    """A task called ``sys.exit``; raised instead so that Hydra records the job as failed and the sweep goes
+    on."""
 
 
 class TimedTask:
@@ -145,7 +146,7 @@ def summary_table(records: Sequence[JobRecord],
     columns = ["job", "status", "overrides"] + (["result"] if with_result else []) + metric_keys
     columns += ["wall_time_s", "error"]
     rows = []
-    for record, own in zip(records, varying):
+    for record, own in zip(records, varying, strict=True):
         row = [record.job, record.status, " ".join(own)]
         row += [record.result if is_number(record.result) else None] if with_result else []
         row += [record.metrics.get(k) for k in metric_keys] + [record.wall_time_s, record.error]
@@ -177,7 +178,7 @@ def render_markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]], share
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:
-        cells = [_markdown_cell(format_cell(v, c)) for v, c in zip(row, columns)]
+        cells = [_markdown_cell(format_cell(v, c)) for v, c in zip(row, columns, strict=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -212,7 +213,8 @@ def print_summary(records: Sequence[JobRecord], title: str = "Sweep summary", me
     for i in shown:
         table.add_column(columns[i], overflow="fold")
     for row in rows:
-        table.add_row(*(format_cell(row[i], columns[i]) for i in shown), style=None if row[1] == OK else "red")
+        table.add_row(*(format_cell(row[i], columns[i]) for i in shown),
+                      style=None if row[1] == OK else "red")
     if console is None:
         console = Console()
         if not console.is_terminal:  # a log file: one line per job

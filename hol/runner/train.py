@@ -111,7 +111,8 @@ def log_hyperparameters(cfg: DictConfig, loggers: list[Logger], metrics: dict[st
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, metrics={f"hp/{key.replace('/', '_')}": value
-                                                    for key, value in metrics.items() if math.isfinite(value)})
+                                                    for key, value in metrics.items()
+                                                    if math.isfinite(value)})
         else:
             logger.log_hyperparams(params)
         logger.save()
@@ -141,7 +142,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_path = best or (None if cfg.get("train", True) else cfg.get("ckpt_path"))
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        metrics.update({key: value for key, value in trainer.callback_metrics.items() if key.startswith("test/")})
+        metrics.update({key: value for key, value in trainer.callback_metrics.items()
+                        if key.startswith("test/")})
     metrics = _floats(metrics)
     log_hyperparameters(cfg, trainer.loggers, metrics)
     if trainer.is_global_zero:
@@ -150,7 +152,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test the checkpoint ``cfg.ckpt_path`` on its data (or ``cfg.data`` when given); write ``metrics.json``."""
+    """Test the checkpoint ``cfg.ckpt_path`` on its data (or ``cfg.data`` when given); write
+    ``metrics.json``."""
     path = cfg.get("ckpt_path")
     if not path or not Path(path).is_file():
         raise ValueError(f"ckpt_path must name a checkpoint file, got {path!r}")
@@ -162,7 +165,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     trainer = build_trainer(cfg)
     trainer.test(module, datamodule=datamodule, verbose=False)
-    metrics = _floats({key: value for key, value in trainer.callback_metrics.items() if key.startswith("test/")})
+    metrics = _floats({key: value for key, value in trainer.callback_metrics.items()
+                       if key.startswith("test/")})
     if trainer.is_global_zero:
         write_json(output_dir(cfg) / METRICS_FILE, metrics)
     return metrics

@@ -1,4 +1,5 @@
-"""End-to-end runs of train()/evaluate() on tiny data (every data set), resume, checkpoints, TensorBoard output."""
+"""End-to-end runs of train()/evaluate() on tiny data (every data set), resume, checkpoints, TensorBoard
+output."""
 from __future__ import annotations
 
 import json
@@ -33,7 +34,8 @@ def test_function_run_learns_and_writes_outputs(tmp_path):
 
     assert set(metrics) == {"test/loss", "test/rmse", "val/loss_best", "val/rmse_best"}
     assert json.loads((run / METRICS_FILE).read_text()) == pytest.approx(metrics)
-    zero_rmse = (hol.runner.data.FunctionDataModule(test_size=64, seed=cfg.seed).sample(64, 2).tensors[1] ** 2).mean().sqrt()
+    targets = hol.runner.data.FunctionDataModule(test_size=64, seed=cfg.seed).sample(64, 2).tensors[1]
+    zero_rmse = (targets**2).mean().sqrt()
     assert metrics["test/rmse"] < 0.5 * float(zero_rmse)  # learned, not a constant
     assert metrics["test/loss"] == pytest.approx(metrics["test/rmse"] ** 2, rel=1e-5)
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -51,7 +53,8 @@ def test_checkpoint_rebuilds_the_model_and_eval_reproduces_test_metrics(tmp_path
     metrics = train(make_cfg(run, *TINY_FUNCTION, "trainer.max_epochs=2", "logger=csv"))
     best = next((run / "checkpoints").glob("epoch_*.ckpt"))
     checkpoint = torch.load(best, weights_only=False)
-    assert checkpoint["net_hparams"]["name"] == "mlp" and checkpoint["hyper_parameters"]["task"] == "regression"
+    assert checkpoint["net_hparams"]["name"] == "mlp"
+    assert checkpoint["hyper_parameters"]["task"] == "regression"
 
     evaluated = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={best}", config_name="eval"))
     assert evaluated == pytest.approx({k: v for k, v in metrics.items() if k.startswith("test/")}, rel=1e-6)
@@ -74,8 +77,8 @@ def test_checkpoint_after_refinement_rebuilds_the_refined_model(tmp_path):
 
 
 def test_resume_repeats_the_uninterrupted_run(tmp_path):
-    common = [*TINY_FUNCTION, "model.hidden_layers=1", "model.hidden_width=6", "model.dropout=0.2", "logger=[]",
-              "callbacks.plots=null"]
+    common = [*TINY_FUNCTION, "model.hidden_layers=1", "model.hidden_width=6", "model.dropout=0.2",
+              "logger=[]", "callbacks.plots=null"]
     straight = train(make_cfg(tmp_path / "straight", *common, "trainer.max_epochs=3"))
     train(make_cfg(tmp_path / "first", *common, "trainer.max_epochs=1"))  # "killed" after epoch 1
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
@@ -105,8 +108,9 @@ def test_mnist_runs_on_idx_files(tmp_path, mnist_root, overrides):
 
 def test_cifar100_runs_on_pickle_files(tmp_path, cifar100_root):
     run = tmp_path / "run"
-    metrics = train(make_cfg(run, "experiment=cifar100", "model.channels=[2,3,4]", f"data.root={cifar100_root}",
-                             "data.download=false", "data.batch_size=16", "trainer.max_epochs=1", "logger=csv"))
+    metrics = train(make_cfg(run, "experiment=cifar100", "model.channels=[2,3,4]",
+                             f"data.root={cifar100_root}", "data.download=false", "data.batch_size=16",
+                             "trainer.max_epochs=1", "logger=csv"))
     assert 0 <= metrics["test/acc"] <= 1 and metrics["test/loss"] > 0
 
 
