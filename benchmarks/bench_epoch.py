@@ -1,10 +1,11 @@
-"""Training epoch time of ``experiment=invariant_mnist`` with a high-order layer over the same run with ``layer=relu``.
+"""Training epoch time of ``experiment=invariant_mnist`` with a high-order layer over the same run with
+``layer=relu``.
 
 Builds the run exactly as ``hol train`` does (configs, data module, network, LightningModule) and times
 ``Trainer.fit`` over ``--batches`` training batches (no validation, logging or checkpoints), interleaving the
-layers and repeating ``--repeats`` times; prints the median seconds per epoch-equivalent and the ratio to relu
-(target <= 2x). Uses the MNIST files under ``--root`` (default ``../shared/data``); without them, random images
-in the MNIST format.
+layers and repeating ``--repeats`` times; prints the median seconds per epoch-equivalent and the ratio to
+relu (target <= 2x). Uses the MNIST files under ``--root`` (default ``../shared/data``); without them,
+random images in the MNIST format.
 
     .venv/bin/python benchmarks/bench_epoch.py --layers continuous relu --batches 100
 """
@@ -46,8 +47,8 @@ def epoch_seconds(layer: str, root: Path, batches: int, extra: list[str]) -> flo
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=batches,
-                         limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+                         limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     per_batch = (time.perf_counter() - start) / batches
@@ -74,7 +75,8 @@ def main() -> None:
             for layer in args.layers:
                 times[layer].append(epoch_seconds(layer, root, args.batches, args.overrides))
     baseline = statistics.median(times["relu"]) if "relu" in times else None
-    print(f"invariant_mnist, {torch.get_num_threads()} threads, median of {args.repeats} x {args.batches} batches,"
+    print(f"invariant_mnist, {torch.get_num_threads()} threads, "
+          f"median of {args.repeats} x {args.batches} batches,"
           f" extrapolated to one epoch; overrides: {args.overrides or 'none'}")
     for layer, values in times.items():
         median = statistics.median(values)

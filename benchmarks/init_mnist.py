@@ -1,8 +1,9 @@
 """Which ``init`` should be the default? Train a small MLP of continuous layers on MNIST once per init.
 
-Network: ``depth`` times ``fc(continuous, ., H) -> norm(max_abs)``, then ``fc(continuous, H, 10)``, ``segments=2``; pixels scaled
-to ``[-1, 1]``; Adam, cross-entropy, one epoch (or ``--train-samples`` of the training set); test accuracy on
-the full 10 000 test images. Every (n, init) is run for several seeds; the table shows mean and min accuracy.
+Network: ``depth`` times ``fc(continuous, ., H) -> norm(max_abs)``, then ``fc(continuous, H, 10)``,
+``segments=2``; pixels scaled to ``[-1, 1]``; Adam, cross-entropy, one epoch (or ``--train-samples`` of the
+training set); test accuracy on the full 10 000 test images. Every (n, init) is run for several seeds; the
+table shows mean and min accuracy.
 
 Needs the raw MNIST files under ``--root`` (torchvision layout, no download). Usage::
 
@@ -81,8 +82,9 @@ def main() -> None:
     if args.train_samples is not None:
         train = (train[0][:args.train_samples], train[1][:args.train_samples])
     print(f"MNIST: {len(train[0])} training samples (1 epoch), {len(test[0])} test samples; "
-          f"784 -> {args.depth} x {args.hidden} -> 10 continuous, segments={args.segments}, max_abs between layers, "
-          f"Adam lr={args.lr}, batch {args.batch_size}, {args.seeds} seeds, {torch.get_num_threads()} threads")
+          f"784 -> {args.depth} x {args.hidden} -> 10 continuous, segments={args.segments}, "
+          f"max_abs between layers, Adam lr={args.lr}, batch {args.batch_size}, {args.seeds} seeds, "
+          f"{torch.get_num_threads()} threads")
     rows = []
     for n in args.n:
         for init in INITS:

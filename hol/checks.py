@@ -31,8 +31,10 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
               why: str = "") -> int:
     """``value`` if it is an integer in ``[minimum, maximum]`` (either bound optional), else ``ValueError``;
     ``why`` is appended to what is allowed (e.g. ``" for piecewise kinds"``)."""
-    if not is_int(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise ValueError(f"{name} must be an integer{_bounds(minimum, maximum, False, False)}{why}, got {value!r}")
+    if (not is_int(value) or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
+        bounds = _bounds(minimum, maximum, False, False)
+        raise ValueError(f"{name} must be an integer{bounds}{why}, got {value!r}")
     return value
 
 
@@ -40,8 +42,8 @@ def check_number(name: str, value: Any, minimum: float | None = None, maximum: f
                  above: bool = False, below: bool = False) -> float:
     """``float(value)`` if it is a number in the range, else ``ValueError``.
 
-    The range is ``[minimum, maximum]``; ``above=True`` excludes ``minimum``, ``below=True`` excludes ``maximum``.
-    NaN is never in range.
+    The range is ``[minimum, maximum]``; ``above=True`` excludes ``minimum``, ``below=True`` excludes
+    ``maximum``. NaN is never in range.
     """
     ok = is_number(value) and value == value
     if ok and minimum is not None:
@@ -70,8 +72,8 @@ def check_choice(name: str, value: T, allowed: Collection[Any]) -> T:
 
 
 def check_ints(name: str, value: Any, length: int, minimum: int) -> tuple[int, ...]:
-    """An integer ``>= minimum`` repeated ``length`` times, or a sequence of ``length`` such integers (as torch's
-    ``kernel_size``, ``stride``, ...), as a tuple; else ``ValueError``."""
+    """An integer ``>= minimum`` repeated ``length`` times, or a sequence of ``length`` such integers (as
+    torch's ``kernel_size``, ``stride``, ...), as a tuple; else ``ValueError``."""
     values = (value,) * length if is_int(value) else value
     if (not isinstance(values, Sequence) or isinstance(values, str) or len(values) != length
             or not all(is_int(v) and v >= minimum for v in values)):

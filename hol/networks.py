@@ -33,8 +33,8 @@ POOLINGS = ("avg", "max", "none")
 
 
 def layer_spec(layer: str | Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"kind": ..., **options}`` from a kind name or a mapping with ``kind``, and keyword ``options`` (which
-    win over the mapping's); options set to ``None`` are left out (the layers' defaults apply). Raises
+    """``{"kind": ..., **options}`` from a kind name or a mapping with ``kind``, and keyword ``options``
+    (which win over the mapping's); options set to ``None`` are left out (the layers' defaults apply). Raises
     ``ValueError`` for a missing kind or an option no layer kind takes."""
     spec = dict(layer) if isinstance(layer, Mapping) else {"kind": layer}
     spec.update(options)
@@ -104,9 +104,10 @@ class MLP(nn.Module):
         torch.Size([32, 10])
     """
 
-    def __init__(self, layer: str | Mapping[str, Any], in_features: int, out_features: int, hidden_layers: int,
-                 hidden_width: int, *, normalization: str = "max_abs", input_layer: str | None = None,
-                 output_layer: str | None = None, dropout: float = 0.0, **options):
+    def __init__(self, layer: str | Mapping[str, Any], in_features: int, out_features: int,
+                 hidden_layers: int, hidden_width: int, *, normalization: str = "max_abs",
+                 input_layer: str | None = None, output_layer: str | None = None, dropout: float = 0.0,
+                 **options):
         super().__init__()
         spec = layer_spec(layer, options)
         kind = spec["kind"]
@@ -121,22 +122,22 @@ class MLP(nn.Module):
         check_int("hidden_width", hidden_width, 1)
         check_choice("normalization", normalization, NORMS)
         check_number("dropout", dropout, 0, 1, below=True)
-        self._config: dict[str, Any] = {"layer": spec, "in_features": in_features, "out_features": out_features,
-                        "hidden_layers": hidden_layers, "hidden_width": hidden_width,
-                        "normalization": normalization, "input_layer": input_layer, "output_layer": output_layer,
-                        "dropout": dropout}
+        self._config: dict[str, Any] = {"layer": spec, "in_features": in_features,
+                        "out_features": out_features, "hidden_layers": hidden_layers,
+                        "hidden_width": hidden_width, "normalization": normalization,
+                        "input_layer": input_layer, "output_layer": output_layer, "dropout": dropout}
 
         kinds = [input_layer or kind] + [kind] * hidden_layers + [output_layer or kind]
         widths = [in_features] + [hidden_width] * (hidden_layers + 1) + [out_features]
         self.layers = nn.ModuleList(
             registry.fc(kind_i, width_in, width_out, **layer_options(kind_i, spec))
-            for kind_i, width_in, width_out in zip(kinds, widths, widths[1:])
+            for kind_i, width_in, width_out in zip(kinds, widths[:-1], widths[1:], strict=True)
         )
         self.norms = nn.ModuleList(norm(normalization, width) for width in widths[1:-1])
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        for layer, normalize in zip(self.layers, self.norms):
+        for layer, normalize in zip(self.layers, self.norms, strict=False):  # the last layer: no norm
             x = self.dropout(normalize(layer(x)))
         return self.layers[-1](x)
 
@@ -149,14 +150,15 @@ class ConvNet(nn.Module):
     """Convolutional classifier of hol conv layers: conv blocks, a pooled readout and a head.
 
     Block ``i`` (``channels[i-1] -> channels[i]``, ``channels[-1] = in_channels``): hol conv (``layer``,
-    ``kernel_size``, ``stride``, ``padding``), ``normalization`` over each sample's channels and positions, then
-    ``pooling`` (2x2 average or max, or none). The readout averages each channel's map down to
+    ``kernel_size``, ``stride``, ``padding``), ``normalization`` over each sample's channels and positions,
+    then ``pooling`` (2x2 average or max, or none). The readout averages each channel's map down to
     ``readout_size`` positions per spatial dimension (``1``: global average pooling, so any image size works;
     larger keeps coarse spatial layout) and flattens it to ``channels[-1] * readout_size**dim`` features;
     then dropout and the ``head``: an fc kind, ``"linear"`` giving ``nn.Linear``.
 
     Args:
-        layer: conv kind of every block (``hol.layers.conv_kinds()``), or a mapping ``{"kind": ..., **options}``.
+        layer: conv kind of every block (``hol.layers.conv_kinds()``), or a mapping
+            ``{"kind": ..., **options}``.
         in_channels: image channels.
         channels: output channels of the blocks (one block each).
         kernel_size: conv kernel size (int or tuple).
@@ -185,9 +187,10 @@ class ConvNet(nn.Module):
         torch.Size([4, 10])
     """
 
-    def __init__(self, layer: str | Mapping[str, Any], in_channels: int, channels: Sequence[int], kernel_size, *,
-                 out_features: int, normalization: str = "max_abs", pooling: str = "avg", head: str = "linear",
-                 dim: int = 2, padding=None, stride=1, readout_size: int = 1, dropout: float = 0.0, **options):
+    def __init__(self, layer: str | Mapping[str, Any], in_channels: int, channels: Sequence[int],
+                 kernel_size, *, out_features: int, normalization: str = "max_abs", pooling: str = "avg",
+                 head: str = "linear", dim: int = 2, padding=None, stride=1, readout_size: int = 1,
+                 dropout: float = 0.0, **options):
         super().__init__()
         spec = layer_spec(layer, options)
         kind = spec["kind"]
@@ -207,13 +210,15 @@ class ConvNet(nn.Module):
         check_choice("pooling", pooling, POOLINGS)
         check_number("dropout", dropout, 0, 1, below=True)
         self._config: dict[str, Any] = {"layer": spec, "in_channels": in_channels, "channels": channels,
-                        "kernel_size": kernel_size, "out_features": out_features, "normalization": normalization,
-                        "pooling": pooling, "head": head, "dim": dim, "padding": padding, "stride": stride,
-                        "readout_size": readout_size, "dropout": dropout}
+                        "kernel_size": kernel_size, "out_features": out_features,
+                        "normalization": normalization, "pooling": pooling, "head": head, "dim": dim,
+                        "padding": padding, "stride": stride, "readout_size": readout_size,
+                        "dropout": dropout}
 
         if padding is None:
-            padding = tuple(k // 2 for k in kernel_size) if isinstance(kernel_size, Sequence) else kernel_size // 2
-        widths = [in_channels] + channels
+            padding = (tuple(k // 2 for k in kernel_size) if isinstance(kernel_size, Sequence)
+                       else kernel_size // 2)
+        widths = [in_channels, *channels]
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 registry.conv(kind, width_in, width_out, kernel_size, dim=dim, padding=padding, stride=stride,
@@ -226,7 +231,8 @@ class ConvNet(nn.Module):
         readout = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[dim]
         self.readout = nn.Sequential(readout(readout_size), nn.Flatten(1))
         self.dropout = nn.Dropout(dropout)
-        self.head = registry.fc(head, channels[-1] * readout_size**dim, out_features, **layer_options(head, spec))
+        self.head = registry.fc(head, channels[-1] * readout_size**dim, out_features,
+                                **layer_options(head, spec))
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.blocks:
@@ -242,7 +248,8 @@ class ConvNet(nn.Module):
 def _pool(pooling: str, dim: int) -> nn.Module:
     if pooling == "none":
         return nn.Identity()
-    pools = {"avg": (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d), "max": (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)}
+    pools = {"avg": (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d),
+             "max": (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)}
     return pools[pooling][dim - 1](2)
 
 

@@ -57,7 +57,7 @@ import sys
 import types
 import warnings
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -112,9 +112,9 @@ def refine(module: nn.Module, n: int | None = None, segments: int | None = None)
 @torch.no_grad()
 def refine_with_report(module: nn.Module, n: int | None = None,
                        segments: int | None = None) -> tuple[nn.Module, dict[str, float]]:
-    """Like :func:`refine`, returning ``(refined_module, report)`` with ``report[name]`` the max change of each
-    refined layer, ``name`` its qualified name in the module tree (``""`` for ``module`` itself). Layers the
-    refinement leaves as they are (baselines, ``product``, unchanged hyperparameters) are not listed.
+    """Like :func:`refine`, returning ``(refined_module, report)`` with ``report[name]`` the max change of
+    each refined layer, ``name`` its qualified name in the module tree (``""`` for ``module`` itself). Layers
+    the refinement leaves as they are (baselines, ``product``, unchanged hyperparameters) are not listed.
     """
     if n is None and segments is None:
         raise ValueError("refine needs n or segments, got neither")
@@ -131,8 +131,10 @@ def refine_with_report(module: nn.Module, n: int | None = None,
 
 
 def is_hol_layer(module: nn.Module) -> bool:
-    """Whether ``module`` is a hol layer: a ``Basis`` ``.basis``, a ``.weight`` (``K`` last) and ``.hparams()``."""
-    return (isinstance(getattr(module, "basis", None), Basis) and isinstance(getattr(module, "weight", None), Tensor)
+    """Whether ``module`` is a hol layer: a ``Basis`` ``.basis``, a ``.weight`` (``K`` last) and
+    ``.hparams()``."""
+    return (isinstance(getattr(module, "basis", None), Basis)
+            and isinstance(getattr(module, "weight", None), Tensor)
             and callable(getattr(module, "hparams", None)))
 
 
@@ -177,7 +179,8 @@ def _refine_layer(layer: nn.Module, n, segments, report: dict, name: str) -> nn.
         return None
     basis, weight, _ = _parts(layer)
     build = registry.fc if isinstance(layer, HighOrderLinear) else registry.conv
-    with torch.random.fork_rng(devices=[]):  # the new layer's initial values are overwritten: leave the RNG as is
+    # the new layer's initial values are overwritten: leave the RNG as is
+    with torch.random.fork_rng(devices=[]):
         new_layer = build(**hparams).to(device=weight.device, dtype=weight.dtype)
     new_basis, new_weight, _ = _parts(new_layer)
     old_weight = weight.detach().to(torch.float64)
@@ -220,8 +223,9 @@ def _carry_state(old: nn.Module, new: nn.Module, name: str) -> None:
     if getattr(old, "parametrizations", None):
         lost.append("parametrizations")
     if lost:
-        warnings.warn(f"hol.refine: {', '.join(sorted(set(lost)))} of layer {name or type(old).__name__!r} are not "
-                      "carried over to the refined layer (register them again on it)", UserWarning, stacklevel=4)
+        what, layer = ", ".join(sorted(set(lost))), name or type(old).__name__
+        warnings.warn(f"hol.refine: {what} of layer {layer!r} are not carried over to the refined layer "
+                      "(register them again on it)", UserWarning, stacklevel=4)
 
 
 # --- the linear maps between bases ------------------------------------------------------------------------
@@ -264,7 +268,8 @@ def _lagrange_map(links: Tensor, n_old: int, s_old: int, n_new: int, s_new: int,
 def _segment_values(links: Tensor, n: int, segments: int, continuous: bool) -> Tensor:
     """Nodal values per segment. Shape: ``[L, K] -> [L, S, n]``."""
     stride = n - 1 if continuous else n
-    index = torch.arange(segments, device=links.device)[:, None] * stride + torch.arange(n, device=links.device)
+    index = (torch.arange(segments, device=links.device)[:, None] * stride
+             + torch.arange(n, device=links.device))
     return links[:, index]
 
 
@@ -278,15 +283,18 @@ def _from_segment_values(values: Tensor, continuous: bool) -> Tensor:
     return torch.cat((values[:, :, :-1].flatten(1), values[:, -1, -1:]), dim=1)
 
 
-def _nested_lagrange(links: Tensor, n_old: int, s_old: int, n_new: int, s_new: int, continuous: bool) -> Tensor:
+def _nested_lagrange(links: Tensor, n_old: int, s_old: int, n_new: int, s_new: int,
+                     continuous: bool) -> Tensor:
     """Exact refinement when each new segment lies inside one old segment and ``n_new >= n_old``: the old
-    links evaluated at the new nodes, each new segment with the polynomial of the old segment containing it."""
+    links evaluated at the new nodes, each new segment with the polynomial of the old segment containing
+    it."""
     nodes = chebyshev_lobatto_nodes(n_new, device=links.device)
     new_values = _evaluate_in_cells(links, n_old, s_old, continuous, s_new, nodes)  # [L, S_new, n_new]
     return _from_segment_values(new_values, continuous)
 
 
-def _evaluate_in_cells(links: Tensor, n: int, segments: int, continuous: bool, cells: int, t: Tensor) -> Tensor:
+def _evaluate_in_cells(links: Tensor, n: int, segments: int, continuous: bool, cells: int,
+                       t: Tensor) -> Tensor:
     """Piecewise Lagrange links at local coordinates ``t`` of each of ``cells`` equal cells of the domain
     (``cells`` a multiple of ``segments``), each cell with the polynomial of the segment containing it, so a
     cell's end on a break takes the limit from the cell's side.
@@ -328,23 +336,30 @@ def max_change(old_links: Tensor, old: Basis, new_links: Tensor, new: Basis) -> 
     """``max |f_new(x) - f_old(x)|`` over all links and a uniform sample of the domain (float64).
 
     Lagrange links: the cells of the common refinement of both segment grids, each sampled at ``m`` equally
-    spaced points including both of its ends (the limits from the cell's side at breaks), at least ``4 max(n)``
-    points per segment in all (cost ``O(L P n)``); ``polynomial_nd``: ``4 max(n)`` equally spaced points per
-    dimension, ends included, on the tensor grid; Fourier links: ``8 max(n) + 1`` points of one period.
+    spaced points including both of its ends (the limits from the cell's side at breaks), at least
+    ``4 max(n)`` points per segment in all (cost ``O(L P n)``); ``polynomial_nd``: ``4 max(n)`` equally spaced
+    points per dimension, ends included, on the tensor grid; Fourier links: ``8 max(n) + 1`` points of one
+    period.
     """
     if isinstance(old, LagrangeBasis) and isinstance(new, LagrangeBasis):
         cells = math.lcm(old.segments, new.segments)
         t = torch.linspace(-1, 1, _sample_count(old.n, old.segments, new.n, new.segments) // cells + 1,
                            dtype=torch.float64, device=old_links.device)
         points = cells * t.shape[0]
-        values = (lambda w, b: _evaluate_in_cells(w, b.n, b.segments, b.continuous, cells, t).flatten(1))
+
+        def values(w: Tensor, b: Any) -> Tensor:
+            return _evaluate_in_cells(w, b.n, b.segments, b.continuous, cells, t).flatten(1)
     elif isinstance(old, TensorLagrangeBasis) and isinstance(new, TensorLagrangeBasis):
         points = 4 * max(old.n, new.n)
-        values = (lambda w, b: _tensor_samples(w, b, points))
+
+        def values(w: Tensor, b: Any) -> Tensor:
+            return _tensor_samples(w, b, points)
     elif isinstance(old, FourierBasis) and isinstance(new, FourierBasis):
         points = 8 * max(old.n, new.n) + 1
         x = old.length * (torch.arange(points, dtype=torch.float64, device=old_links.device) / points - 0.5)
-        values = (lambda w, b: w @ fourier_basis(x, b.n, b.length).T)
+
+        def values(w: Tensor, b: Any) -> Tensor:
+            return w @ fourier_basis(x, b.n, b.length).T
     else:
         raise ValueError(f"cannot compare links in {old!r} and {new!r}")
     rows = max(1, _CHUNK_ELEMENTS // points ** getattr(old, "dims", 1))

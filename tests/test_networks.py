@@ -28,7 +28,7 @@ def max_abs(x):
     return x / (x.abs().amax(dim=-1, keepdim=True) + 1e-6)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # MLP
 
 
@@ -43,7 +43,8 @@ def test_mlp_shapes_and_gradients_for_every_kind(kind):
 def test_mlp_is_layers_with_normalization_between():
     net = MLP("continuous", 4, 2, hidden_layers=2, hidden_width=3, n=4, segments=2).double()
     assert len(net.layers) == 4 and len(net.norms) == 3
-    assert [(layer.in_features, layer.out_features) for layer in net.layers] == [(4, 3), (3, 3), (3, 3), (3, 2)]
+    sizes = [(layer.in_features, layer.out_features) for layer in net.layers]
+    assert sizes == [(4, 3), (3, 3), (3, 3), (3, 2)]
     x = inputs(7, 4, dtype=DOUBLE)
     expected = net.layers[3](max_abs(net.layers[2](max_abs(net.layers[1](max_abs(net.layers[0](x)))))))
     torch.testing.assert_close(net(x), expected, rtol=0, atol=1e-12)
@@ -57,9 +58,9 @@ def test_mlp_options_reach_only_the_kinds_that_use_them():
     assert first.kind == "polynomial" and "segments" not in first.hparams() and first.hparams()["n"] == 4
     assert first.hparams()["length"] == 4.0 and first.init == "uniform" and "alpha" not in first.hparams()
     assert first.hparams()["extrapolation"] == "clamp"
-    assert last.kind == "product" and last.hparams() == {"kind": "product", "in_features": 4, "out_features": 2,
-                                                         "bias": False, "init": "uniform", "alpha": 0.5,
-                                                         "backend": "auto"}
+    assert last.kind == "product" and last.hparams() == {"kind": "product", "in_features": 4,
+                                                         "out_features": 2, "bias": False, "init": "uniform",
+                                                         "alpha": 0.5, "backend": "auto"}
     hidden = MLP("continuous_prod", 3, 2, 1, 4, n=4, segments=3, alpha=0.5).layers[1]
     assert hidden.hparams()["segments"] == 3 and hidden.hparams()["alpha"] == 0.5
 
@@ -74,8 +75,8 @@ def test_mlp_with_linear_input_and_output_layers():
 
 
 def test_mlp_polynomial_nd_input_layer():
-    net = MLP("continuous", 3, 2, hidden_layers=0, hidden_width=4, n=3, segments=2, input_layer="polynomial_nd",
-              dims=2)
+    net = MLP("continuous", 3, 2, hidden_layers=0, hidden_width=4, n=3, segments=2,
+              input_layer="polynomial_nd", dims=2)
     assert net.layers[0].hparams()["dims"] == 2 and "dims" not in net.layers[1].hparams()
     assert net(inputs(5, 3, 2)).shape == (5, 2)
     assert_every_parameter_has_a_gradient(net, inputs(5, 3, 2))
@@ -128,13 +129,13 @@ def test_mlp_hparams_rebuild_it():
     ({"segments": 0}, "segments must be"),
 ])
 def test_mlp_bad_arguments(options, message):
-    arguments = {"layer": "continuous", "in_features": 3, "out_features": 2, "hidden_layers": 1, "hidden_width": 4,
-                 **options}
+    arguments = {"layer": "continuous", "in_features": 3, "out_features": 2, "hidden_layers": 1,
+                 "hidden_width": 4, **options}
     with pytest.raises(ValueError, match=message):
         MLP(**arguments)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # ConvNet
 
 
@@ -161,7 +162,8 @@ def test_convnet_blocks_keep_size_and_pool(dim, pooling):
 def test_convnet_head_kinds_and_readout_size():
     net = ConvNet("polynomial", 1, [3], (3, 3), out_features=2, n=4, head="continuous", readout_size=2,
                   normalization="batch_norm", dropout=0.2)
-    assert net.head.kind == "continuous" and net.head.in_features == 3 * 2 * 2 and net.head.hparams()["n"] == 4
+    assert net.head.kind == "continuous" and net.head.in_features == 3 * 2 * 2
+    assert net.head.hparams()["n"] == 4
     assert net.head.hparams()["segments"] == 1
     assert_every_parameter_has_a_gradient(net, inputs(3, 1, 9, 9))
     linear = ConvNet("polynomial", 1, [3], 3, out_features=2)
@@ -205,13 +207,13 @@ def test_convnet_hparams_rebuild_it():
     ({"dropout": 2}, "dropout must be"),
 ])
 def test_convnet_bad_arguments(options, message):
-    arguments = {"layer": "continuous", "in_channels": 1, "channels": [2], "kernel_size": 3, "out_features": 2,
-                 **options}
+    arguments = {"layer": "continuous", "in_channels": 1, "channels": [2], "kernel_size": 3,
+                 "out_features": 2, **options}
     with pytest.raises(ValueError, match=message):
         ConvNet(**arguments)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # build
 
 

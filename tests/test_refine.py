@@ -1,5 +1,5 @@
-"""hol.refine against mathematics: exact h/p refinement preserves every link function (float64, random weights),
-least-squares coarsening is the projection it claims and reports the change it causes."""
+"""hol.refine against mathematics: exact h/p refinement preserves every link function (float64, random
+weights), least-squares coarsening is the projection it claims and reports the change it causes."""
 
 import warnings
 
@@ -46,7 +46,7 @@ def state_copy(module: nn.Module) -> dict:
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Exact refinement of fully connected layers
 
 
@@ -92,7 +92,8 @@ def test_discontinuous_refinement_keeps_jumps_at_old_breaks():
     layer = randomize(hol.layers.fc("discontinuous", 1, 1, n=3, segments=2, dtype=DOUBLE))
     old = layer.weight.detach()[0, 0]
     refined = hol.refine(layer, segments=4)
-    new = refined.weight.detach()[0, 0]  # 4 segments of 3 values; the old break x=0 ends new segment 1, starts segment 2
+    # 4 segments of 3 values; the old break x=0 ends new segment 1, starts segment 2
+    new = refined.weight.detach()[0, 0]
     assert new[5] == pytest.approx(old[2].item(), abs=EXACT)  # left limit at 0
     assert new[6] == pytest.approx(old[3].item(), abs=EXACT)  # right limit at 0
     assert abs(old[2] - old[3]) > 1e-3  # a real jump
@@ -118,7 +119,8 @@ def test_polynomial_nd_p_refinement_is_exact():
 
 
 def test_product_and_baselines_are_left_alone():
-    model = nn.Sequential(hol.layers.fc("product", 3, 3), hol.layers.fc("linear", 3, 3), hol.layers.fc("relu", 3, 2))
+    model = nn.Sequential(hol.layers.fc("product", 3, 3), hol.layers.fc("linear", 3, 3),
+                          hol.layers.fc("relu", 3, 2))
     refined, report = refine_with_report(model, n=5, segments=4)
     assert report == {}
     assert refined is not model
@@ -133,7 +135,7 @@ def test_unchanged_hyperparameters_leave_a_layer_as_it_is():
     assert refined[0].hparams() == model[0].hparams() and refined[1].hparams()["segments"] == 2
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Exact refinement of convolutions
 
 
@@ -164,7 +166,7 @@ def test_conv_h_and_p_refinement_separately(kind):
         torch.testing.assert_close(refined(x), layer(x), rtol=0, atol=EXACT)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Approximate refinement: least-squares projection, reported change
 
 
@@ -174,14 +176,16 @@ def smooth_layer(kind: str, n: int, segments: int) -> nn.Module:
     phase = torch.arange(6, dtype=DOUBLE).reshape(3, 2, 1)
     with torch.no_grad():
         if kind == "fourier":
-            layer.weight.copy_(torch.cos(phase + torch.arange(2 * n + 1)) * 0.1 ** torch.arange(2 * n + 1) ** 0.5)
+            k = torch.arange(2 * n + 1)
+            layer.weight.copy_(torch.cos(phase + k) * 0.1 ** k ** 0.5)
         else:
             layer.weight.copy_(torch.sin(2 * layer.basis.node_positions() + phase))
     return layer
 
 
 def dense_link_change(old, new) -> float:
-    """``max |f_new - f_old|`` over all links on a dense grid of the domain (independent of refine's sample)."""
+    """``max |f_new - f_old|`` over all links on a dense grid of the domain (independent of refine's
+    sample)."""
     x = torch.linspace(-1, 1, 4001, dtype=DOUBLE)[:, None].expand(-1, old.in_features)
     return (new.links(x) - old.links(x)).abs().max().item()
 
@@ -224,7 +228,8 @@ def test_polynomial_nd_coarsening_reports_its_change_and_keeps_planes():
     x = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), dim=-1).reshape(-1, 1, 2)
     change = (refined.links(x) - layer.links(x)).abs().max().item()
     assert report[""] > 0.1 and report[""] == pytest.approx(change, rel=0.05)
-    planes = hol.layers.fc("polynomial_nd", 2, 2, n=5, dims=2, init="linear", dtype=DOUBLE)  # a + b . x per link
+    # a + b . x per link
+    planes = hol.layers.fc("polynomial_nd", 2, 2, n=5, dims=2, init="linear", dtype=DOUBLE)
     coarse = hol.refine(planes, n=2)
     x = torch.rand(30, 2, 2, dtype=DOUBLE, generator=torch.Generator().manual_seed(8)) * 2 - 1
     torch.testing.assert_close(coarse(x), planes(x), rtol=0, atol=EXACT)
@@ -243,7 +248,7 @@ def test_conv_projection_reports_change():
     assert refined.weight.shape == (2, 2, 3, 3, 5) and refined.refine_max_change > 0.1
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Whole networks and module trees
 
 
@@ -272,7 +277,8 @@ def test_convnet_exact_refinement_keeps_outputs():
 
 @pytest.mark.parametrize("make,shape", [
     (lambda: MLP("discontinuous", 4, 3, 1, 5, n=2, segments=2, output_layer="linear"), (6, 4)),
-    (lambda: ConvNet("continuous", 1, [2, 3], 3, out_features=4, n=2, segments=2, head="polynomial"), (2, 1, 8, 8)),
+    (lambda: ConvNet("continuous", 1, [2, 3], 3, out_features=4, n=2, segments=2, head="polynomial"),
+     (2, 1, 8, 8)),
 ])
 def test_refined_checkpoint_rebuilds(make, shape, tmp_path):
     net = randomize(make().double())
@@ -293,7 +299,8 @@ def test_any_module_tree_is_refined_and_sharing_is_kept():
             super().__init__()
             self.features = nn.ModuleDict({"conv": hol.layers.conv("polynomial", 1, 3, 2, n=2, dtype=DOUBLE),
                                            "pool": nn.AdaptiveAvgPool2d(1)})
-            self.blocks = nn.Sequential(shared, nn.Tanh(), shared, hol.layers.fc("linear", 3, 2, dtype=DOUBLE))
+            self.blocks = nn.Sequential(shared, nn.Tanh(), shared,
+                                        hol.layers.fc("linear", 3, 2, dtype=DOUBLE))
 
         def forward(self, x):
             return self.blocks(self.features["pool"](self.features["conv"](x)).flatten(1))
@@ -363,7 +370,7 @@ def test_refined_layer_trains():
     assert layer.weight.grad is not None and layer.weight.grad.shape == (2, 3, 6)
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Bad arguments
 
 

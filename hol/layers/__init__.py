@@ -1,9 +1,9 @@
 """hol.layers: high-order layers in pure torch (no Lightning, no Hydra).
 
-``fc(kind, ...)`` and ``conv(kind, ...)`` build layers by name, ``kinds()`` / ``conv_kinds()`` list the names and
-``kind_info(name)`` tells what a kind is (:class:`~hol.layers.registry.LayerKind`); ``norm(name, ...)`` builds
-the normalizations used between layers. The layer classes :class:`HighOrderLinear` and :class:`HighOrderConv`
-can also be constructed directly, like ``nn.Linear`` and ``nn.Conv2d``.
+``fc(kind, ...)`` and ``conv(kind, ...)`` build layers by name, ``kinds()`` / ``conv_kinds()`` list the names
+and ``kind_info(name)`` tells what a kind is (:class:`~hol.layers.registry.LayerKind`); ``norm(name, ...)``
+builds the normalizations used between layers. The layer classes :class:`HighOrderLinear` and
+:class:`HighOrderConv` can also be constructed directly, like ``nn.Linear`` and ``nn.Conv2d``.
 
 Modules: ``bases`` (the link functions' bases), ``init`` (initialization), ``fully_connected``,
 ``convolution``, ``baselines`` (``linear``, ``relu``), ``normalization``, ``registry``, ``sparse`` (the

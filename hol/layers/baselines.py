@@ -71,8 +71,9 @@ def linear_baseline(kind: str, in_features: int, out_features: int, *, bias: boo
 
 
 def conv_baseline(kind: str, in_channels: int, out_channels: int, kernel_size, *, dim: int = 2,
-                  transpose: bool = False, stride=1, padding=0, dilation=1, groups: int = 1, bias: bool = True,
-                  output_padding=0, padding_mode: str = "zeros", device=None, dtype=None, **ignored) -> nn.Module:
+                  transpose: bool = False, stride=1, padding=0, dilation=1, groups: int = 1,
+                  bias: bool = True, output_padding=0, padding_mode: str = "zeros", device=None, dtype=None,
+                  **ignored) -> nn.Module:
     """``nn.ConvNd`` / ``nn.ConvTransposeNd`` (``linear``), with ReLU after it (``relu``); link options are
     ignored. ``padding_mode="input_zeros"`` is torch's ``"zeros"`` (a linear link has ``f(0) = 0``)."""
     check_choice("dim", dim, DIMS)

@@ -118,7 +118,8 @@ def lagrange_basis_extrapolated(t: Tensor, transform: Tensor, extrapolation: str
     if extrapolation != "linear":
         return lagrange_basis(t, transform)
     t_c = t.clamp(-1.0, 1.0)
-    return lagrange_basis(t_c, transform) + (t - t_c).unsqueeze(-1) * lagrange_basis_derivative(t_c, transform)
+    return (lagrange_basis(t_c, transform)
+            + (t - t_c).unsqueeze(-1) * lagrange_basis_derivative(t_c, transform))
 
 
 def fold_into_domain(x: Tensor, length: float, extrapolation: str) -> Tensor:
@@ -223,7 +224,8 @@ class Basis(torch.nn.Module):
 
 
 class LagrangeBasis(Basis):
-    """Piecewise Lagrange basis on Chebyshev-Lobatto nodes (``continuous``, ``discontinuous``, ``polynomial``).
+    """Piecewise Lagrange basis on Chebyshev-Lobatto nodes (``continuous``, ``discontinuous``,
+    ``polynomial``).
 
     Args:
         n: nodes per segment (polynomial degree ``n - 1``).
@@ -243,13 +245,15 @@ class LagrangeBasis(Basis):
         self.continuous, self.extrapolation = continuous, extrapolation
         self.width = piecewise_width(n, segments, continuous)
         dtype = dtype or torch.get_default_dtype()
-        self.register_buffer("transform", lagrange_transform(n).to(dtype=dtype, device=device), persistent=False)
+        self.register_buffer("transform", lagrange_transform(n).to(dtype=dtype, device=device),
+                             persistent=False)
 
     def _refresh_constants(self) -> None:
         self.transform = lagrange_transform(self.n).to(self.transform)
 
     def forward(self, x: Tensor) -> Tensor:
-        return piecewise_expand(x, self.transform, self.segments, self.length, self.continuous, self.extrapolation)
+        return piecewise_expand(x, self.transform, self.segments, self.length, self.continuous,
+                                self.extrapolation)
 
     def node_positions(self) -> Tensor:
         """Global positions (float64) of the ``K`` nodal values. Shape: ``(K,)``."""
@@ -301,7 +305,8 @@ class TensorLagrangeBasis(Basis):
         self.n, self.dims, self.length, self.extrapolation = n, dims, float(length), extrapolation
         self.width = n**dims
         dtype = dtype or torch.get_default_dtype()
-        self.register_buffer("transform", lagrange_transform(n).to(dtype=dtype, device=device), persistent=False)
+        self.register_buffer("transform", lagrange_transform(n).to(dtype=dtype, device=device),
+                             persistent=False)
 
     def _refresh_constants(self) -> None:
         self.transform = lagrange_transform(self.n).to(self.transform)
@@ -346,7 +351,8 @@ def make_basis(family: str, *, n: int, segments: int, length: float, extrapolati
     if "extrapolation" in options:
         check_choice("extrapolation", extrapolation, EXTRAPOLATIONS)
     if family == "tensor":
-        return TensorLagrangeBasis(n, check_int("dims", dims, 1), length, extrapolation, dtype=dtype, device=device)
+        return TensorLagrangeBasis(n, check_int("dims", dims, 1), length, extrapolation, dtype=dtype,
+                                   device=device)
     if dims is not None:
         raise ValueError(f"dims is only used by tensor-product links (polynomial_nd), got dims={dims!r}")
     if family == "fourier":

@@ -122,19 +122,23 @@ class HighOrderConv(nn.Module):
             self.padding = check_ints("padding", padding, dim, 0)
         self.output_padding = check_ints("output_padding", output_padding, dim, 0)
         if not transpose and any(self.output_padding):
-            raise ValueError(f"output_padding is only used by transposed convolutions, got {output_padding!r}")
-        if any(op >= max(s, d) for op, s, d in zip(self.output_padding, self.stride, self.dilation)):
+            raise ValueError("output_padding is only used by transposed convolutions, "
+                             f"got {output_padding!r}")
+        if any(op >= max(s, d)
+               for op, s, d in zip(self.output_padding, self.stride, self.dilation, strict=True)):
             raise ValueError(f"output_padding must be smaller than stride or dilation, got "
-                             f"output_padding={self.output_padding}, stride={self.stride}, dilation={self.dilation}")
+                             f"output_padding={self.output_padding}, stride={self.stride}, "
+                             f"dilation={self.dilation}")
         self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
         if transpose and padding_mode != "zeros":
-            raise ValueError(f"padding_mode must be 'zeros' for transposed convolutions, got {padding_mode!r}")
+            raise ValueError("padding_mode must be 'zeros' for transposed convolutions, "
+                             f"got {padding_mode!r}")
         self.rescale_output = check_bool("rescale_output", rescale_output)
         check_bool("bias", bias)
         self.init = check_choice("init", init, INITS)
         self.backend = check_choice("backend", backend, CONV_BACKENDS)
-        self.basis = make_basis(spec.basis, n=n, segments=segments, length=length, extrapolation=extrapolation,
-                                dims=None, device=device, dtype=dtype)
+        self.basis = make_basis(spec.basis, n=n, segments=segments, length=length,
+                                extrapolation=extrapolation, dims=None, device=device, dtype=dtype)
         self.n, self.segments, self.length, self.extrapolation = n, segments, float(length), extrapolation
         factory_kwargs = {"device": device, "dtype": dtype}
         if transpose:
@@ -217,15 +221,15 @@ def _input_pad(padding: tuple | str, kernel_size: tuple, dilation: tuple) -> lis
     if padding == "valid":
         return [0] * (2 * len(kernel_size))
     if padding == "same":  # torch's rule: total d*(k-1), the odd one extra on the right
-        totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+        totals = [d * (k - 1) for k, d in zip(kernel_size, dilation, strict=True)]
         pairs = [(t // 2, t - t // 2) for t in totals]
     else:
         pairs = [(p, p) for p in padding]
     return [amount for pair in reversed(pairs) for amount in pair]
 
 
-_OPTIONS = ("dim", "transpose", "n", "segments", "length", "extrapolation", "init", "backend", "stride", "padding",
-            "dilation", "groups", "output_padding", "padding_mode", "rescale_output")
+_OPTIONS = ("dim", "transpose", "n", "segments", "length", "extrapolation", "init", "backend", "stride",
+            "padding", "dilation", "groups", "output_padding", "padding_mode", "rescale_output")
 
 
 def _option_defaults() -> dict:

@@ -15,16 +15,16 @@ from .bases import Basis, FourierBasis, IdentityBasis
 
 INITS = ("constant", "linear", "uniform")
 DEFAULT_INIT = "linear"
-"""Default initialization, chosen by measurement: with ``constant`` (the reference's default) every link starts
-flat, so no layer but the last passes any signal on and an MLP of these layers trains slowly at first; ``linear``
-starts each link as the line ``a + b x`` with ``b`` drawn as ``nn.Linear`` draws its weights, so a network of
-these layers begins as a plain linear network and learns from the first step.
+"""Default initialization, chosen by measurement: with ``constant`` (the reference's default) every link
+starts flat, so no layer but the last passes any signal on and an MLP of these layers trains slowly at first;
+``linear`` starts each link as the line ``a + b x`` with ``b`` drawn as ``nn.Linear`` draws its weights, so a
+network of these layers begins as a plain linear network and learns from the first step.
 
-Measured with ``benchmarks/init_mnist.py`` (continuous, S=2, MNIST test accuracy, mean over seeds): one hidden
-layer of 100, one epoch: constant 93.5 / 94.5, linear 94.8 / 94.6, uniform 95.1 / 94.6 (n=3 / n=5); three hidden
-layers trained on 10 000 images: constant 53.8 / 63.9, linear 89.1 / 89.0, uniform 88.6 / 86.0. ``uniform`` is
-as good on a shallow net but falls behind with depth and with n (its links start as wiggly polynomials);
-``linear`` is the most robust."""
+Measured with ``benchmarks/init_mnist.py`` (continuous, S=2, MNIST test accuracy, mean over seeds): one
+hidden layer of 100, one epoch: constant 93.5 / 94.5, linear 94.8 / 94.6, uniform 95.1 / 94.6 (n=3 / n=5);
+three hidden layers trained on 10 000 images: constant 53.8 / 63.9, linear 89.1 / 89.0, uniform 88.6 / 86.0.
+``uniform`` is as good on a shallow net but falls behind with depth and with n (its links start as wiggly
+polynomials); ``linear`` is the most robust."""
 
 
 @torch.no_grad()
@@ -32,7 +32,8 @@ def init_link_values(weight: Tensor, basis: Basis, init: str, fan_in: int) -> No
     """Fill ``weight[..., K]`` (the ``K`` coefficients of each link in ``basis``) so that each link starts as
     ``init`` describes; ``fan_in`` is the number of links summed into one output.
 
-    * ``constant``: ``f(x) = a``, ``a ~ U(-1/fan_in, 1/fan_in)`` per link (flat links, the reference's default).
+    * ``constant``: ``f(x) = a``, ``a ~ U(-1/fan_in, 1/fan_in)`` per link (flat links, the reference's
+      default).
     * ``linear``: ``f(x) = a + b x``, ``b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (``nn.Linear``'s bound),
       ``a ~ U(-1/fan_in, 1/fan_in)``; for tensor-product links ``b . x`` with one ``b`` per dimension.
     * ``uniform``: every coefficient ``~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` independently.
@@ -49,7 +50,8 @@ def init_link_values(weight: Tensor, basis: Basis, init: str, fan_in: int) -> No
     if init == "uniform":
         weight.uniform_(-slope_bound, slope_bound)
         return
-    a = torch.empty(*links, 1, dtype=weight.dtype, device=weight.device).uniform_(-constant_bound, constant_bound)
+    a = torch.empty(*links, 1, dtype=weight.dtype, device=weight.device)
+    a.uniform_(-constant_bound, constant_bound)
     if init == "constant" and (basis.nodal or isinstance(basis, IdentityBasis)):
         weight.copy_(a.expand_as(weight))
         return
@@ -58,7 +60,8 @@ def init_link_values(weight: Tensor, basis: Basis, init: str, fan_in: int) -> No
         weight[..., :1] = a
         return
     dims = getattr(basis, "dims", 1)
-    b = torch.empty(*links, dims, dtype=weight.dtype, device=weight.device).uniform_(-slope_bound, slope_bound)
+    b = torch.empty(*links, dims, dtype=weight.dtype, device=weight.device)
+    b.uniform_(-slope_bound, slope_bound)
     if isinstance(basis, IdentityBasis):
         weight.copy_(b)
     elif basis.nodal:

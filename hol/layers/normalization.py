@@ -57,7 +57,8 @@ class FeatureBatchNorm(nn.BatchNorm1d):
 NORMS = ("max_abs", "max_center", "layer_norm", "batch_norm", "none")
 
 
-def norm(name: str, num_features: int | None = None, *, spatial_dims: int = 0, eps: float = 1e-6) -> nn.Module:
+def norm(name: str, num_features: int | None = None, *, spatial_dims: int = 0,
+         eps: float = 1e-6) -> nn.Module:
     """Build the normalization ``name`` (one of ``NORMS``) for ``num_features`` features or channels."""
     check_choice("norm", name, NORMS)
     if name == "max_abs":
@@ -69,7 +70,9 @@ def norm(name: str, num_features: int | None = None, *, spatial_dims: int = 0, e
     if num_features is None:
         raise ValueError(f"norm {name!r} needs num_features")
     if name == "layer_norm":
-        return nn.LayerNorm(num_features, eps=eps) if spatial_dims == 0 else nn.GroupNorm(1, num_features, eps=eps)
+        if spatial_dims == 0:
+            return nn.LayerNorm(num_features, eps=eps)
+        return nn.GroupNorm(1, num_features, eps=eps)
     if spatial_dims == 0:
         return FeatureBatchNorm(num_features, eps=eps)
     batch_norms = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}

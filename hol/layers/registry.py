@@ -1,15 +1,16 @@
-"""The layer kinds: one :class:`LayerKind` record per name, with its fully connected and convolutional builders.
+"""The layer kinds: one :class:`LayerKind` record per name, with its fully connected and convolutional
+builders.
 
 Everything hol knows about a kind lives in its record: the basis family of its links, whether it is a product
 unit or a plain torch baseline, which options it takes, and its builders. The built-in records are the table
-:data:`BUILTIN_KINDS` below; each layer module attaches its builder to the kinds it serves, where the builder is
-defined (``fully_connected.py``, ``convolution.py``, ``baselines.py``), with :func:`register_fc` /
+:data:`BUILTIN_KINDS` below; each layer module attaches its builder to the kinds it serves, where the builder
+is defined (``fully_connected.py``, ``convolution.py``, ``baselines.py``), with :func:`register_fc` /
 :func:`register_conv`. Everything else (``kinds()``, the options a network passes to each layer, whether
 refinement changes its segments) is derived from the records.
 
 A builder is called as ``builder(kind, *sizes, **options)`` and returns an ``nn.Module``. Unknown names raise
-``ValueError`` listing the sorted choices. Registering another record under a taken name, or a second builder of
-the same sort for a name, warns and replaces the old one (timm's habit, so a user can override a kind).
+``ValueError`` listing the sorted choices. Registering another record under a taken name, or a second builder
+of the same sort for a name, warns and replaces the old one (timm's habit, so a user can override a kind).
 """
 from __future__ import annotations
 
@@ -64,8 +65,8 @@ class LayerKind:
 
     @property
     def options(self) -> frozenset[str]:
-        """The network-wide options (:data:`LINK_OPTIONS`) this kind takes: none for baselines, all of them for
-        custom kinds registered by name (their builders decide), else its basis family's plus ``init``,
+        """The network-wide options (:data:`LINK_OPTIONS`) this kind takes: none for baselines, all of them
+        for custom kinds registered by name (their builders decide), else its basis family's plus ``init``,
         ``bias``, ``backend`` and, for product units, ``alpha``."""
         if self.baseline:
             return frozenset()
@@ -108,8 +109,8 @@ def _register(kind: LayerKind | str, sort: str) -> Callable[[Builder], Builder]:
                           stacklevel=3)
             old = None
         if old is not None and getattr(old, sort) not in (None, builder):
-            warnings.warn(f"{sort} layer kind {record.name!r} registered again; replacing {getattr(old, sort)!r}",
-                          stacklevel=3)
+            warnings.warn(f"{sort} layer kind {record.name!r} registered again; "
+                          f"replacing {getattr(old, sort)!r}", stacklevel=3)
         base = old or record
         KINDS[record.name] = (dataclasses.replace(base, fc=builder) if sort == "fc" else
                               dataclasses.replace(base, conv=builder))
@@ -148,8 +149,8 @@ def conv_kinds() -> list[str]:
 def fc(kind: str, in_features: int, out_features: int, **options) -> nn.Module:
     """Build a fully connected layer ``[..., in_features] -> [..., out_features]`` of a registered ``kind``.
 
-    High-order kinds take the options of :class:`hol.layers.HighOrderLinear` (those of :attr:`LayerKind.options`),
-    baselines (``linear``, ``relu``) those of ``nn.Linear``.
+    High-order kinds take the options of :class:`hol.layers.HighOrderLinear` (those of
+    :attr:`LayerKind.options`), baselines (``linear``, ``relu``) those of ``nn.Linear``.
 
     Raises:
         ValueError: an unknown kind (the message lists the kinds) or a bad option.

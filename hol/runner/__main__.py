@@ -1,7 +1,9 @@
-"""``python -m hol.runner train|eval ...``: the ``hol`` command, also what Lightning's DDP runs in its other processes.
+"""``python -m hol.runner train|eval ...``: the ``hol`` command, also what Lightning's DDP runs in its
+other processes.
 
-Run as a file (``python .../hol/runner/__main__.py``), it drops the package's own folder from ``sys.path``, where its
-modules (``hol/runner/data.py``, ...) would shadow top-level ones, and imports the installed ``hol``.
+Run as a file (``python .../hol/runner/__main__.py``), it drops the package's own folder from ``sys.path``,
+where its modules (``hol/runner/data.py``, ...) would shadow top-level ones, and imports the installed
+``hol``.
 """
 import sys
 

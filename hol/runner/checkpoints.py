@@ -1,11 +1,11 @@
-"""Checkpoints of a run: ``last.ckpt`` after every epoch, and the best by the monitored metric, which survives a
-resume into another run folder.
+"""Checkpoints of a run: ``last.ckpt`` after every epoch, and the best by the monitored metric, which
+survives a resume into another run folder.
 
-Lightning's ``ModelCheckpoint`` with ``save_last`` rewrites ``last.ckpt`` only in epochs that also save a top-k
-checkpoint, so after a run whose best epoch is not its last, ``last.ckpt`` is an older epoch, and resuming from
-it repeats epochs. And resumed into a new folder, it forgets the best score (only the path is reloaded), so the
-first resumed epoch counts as the best whatever its loss, and the run tests another checkpoint than the
-uninterrupted run. :class:`RunCheckpoint` fixes both:
+Lightning's ``ModelCheckpoint`` with ``save_last`` rewrites ``last.ckpt`` only in epochs that also save a
+top-k checkpoint, so after a run whose best epoch is not its last, ``last.ckpt`` is an older epoch, and
+resuming from it repeats epochs. And resumed into a new folder, it forgets the best score (only the path is
+reloaded), so the first resumed epoch counts as the best whatever its loss, and the run tests another
+checkpoint than the uninterrupted run. :class:`RunCheckpoint` fixes both:
 
 * with ``save_last``, ``last.ckpt`` is written at the end of every epoch (the last epoch, always);
 * resuming from a checkpoint written in another folder copies the best checkpoint file(s) into this run's
@@ -23,8 +23,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` (same arguments) whose ``last.ckpt`` is every epoch's and whose best survives a resume
-    into another folder (module docstring)."""
+    """``ModelCheckpoint`` (same arguments) whose ``last.ckpt`` is every epoch's and whose best survives a
+    resume into another folder (module docstring)."""
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
@@ -53,12 +53,13 @@ class RunCheckpoint(ModelCheckpoint):
         super().load_state_dict({
             **state_dict, "dirpath": self.dirpath, "best_model_path": moved[best],
             "kth_best_model_path": moved.get(kth, kth), "last_model_path": "",
-            "best_k_models": {moved[path]: score for path, score in state_dict.get("best_k_models", {}).items()},
+            "best_k_models": {moved[path]: score
+                              for path, score in state_dict.get("best_k_models", {}).items()},
         })
 
     def _adopt(self, path: str) -> str:
-        """A copy in this run's checkpoint folder of the checkpoint ``path`` of another folder (its path here);
-        ``path`` unchanged when the file is gone."""
+        """A copy in this run's checkpoint folder of the checkpoint ``path`` of another folder (its path
+        here); ``path`` unchanged when the file is gone."""
         source = Path(path)
         if not source.is_file():
             return path

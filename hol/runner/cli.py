@@ -1,7 +1,8 @@
 """The ``hol`` command: ``hol train [overrides]`` and ``hol eval ckpt_path=... [overrides]``.
 
 Each subcommand is a Hydra 1.3 app (``conf/train.yaml``, ``conf/eval.yaml``) around a plain function of
-:mod:`hol.train`, so all of Hydra's command line works: ``--help``, ``--cfg job``, ``-m`` multiruns, overrides.
+:mod:`hol.train`, so all of Hydra's command line works: ``--help``, ``--cfg job``, ``-m`` multiruns,
+overrides.
 
 Bad input (unknown config option or key, invalid values, missing data files) ends with one line
 ``hol <command>: error: ...`` on stderr and exit status 1 (2 for usage errors), without a traceback;
@@ -71,7 +72,8 @@ def error_message(error: BaseException) -> str:
             group, name = match.groups()
             return f"unknown {group} {name!r}; allowed: {', '.join(sorted(error.options))}"
     if isinstance(error, OverrideParseException):
-        lines = [line for line in str(error).splitlines() if line.strip() and not line.startswith("See https")]
+        lines = [line for line in str(error).splitlines()
+                 if line.strip() and not line.startswith("See https")]
         return " ".join(" ".join(lines).split()) + (
             ". Quote values with parentheses, spaces or commas: 'data.expr=\"sin(pi*x)\"'")
     cause = error.__cause__
@@ -81,7 +83,8 @@ def error_message(error: BaseException) -> str:
     if "Key '" in str(cause) and ("is not in struct" in str(cause) or typed):
         parent = getattr(cause, "parent_node", None)
         allowed = f"; allowed keys: {', '.join(sorted(str(k) for k in parent))}" if parent else ""
-        return f"unknown config key {key!r}{allowed}" + ("" if typed else f" (add a new key with +{key}=VALUE)")
+        hint = "" if typed else f" (add a new key with +{key}=VALUE)"
+        return f"unknown config key {key!r}{allowed}{hint}"
     if cause is not None and isinstance(cause, OmegaConfBaseException):
         text = f"{text} {str(cause).split(chr(10))[0]}"
     return " ".join(text.split())
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0 if argv else 2)
     command = argv[0]
     if command not in COMMANDS:
-        sys.stderr.write(f"hol: error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}\n{USAGE}\n")
+        sys.stderr.write(f"hol: error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}\n"
+                         f"{USAGE}\n")
         raise SystemExit(2)
     # Hydra prints composition errors over several lines: let them reach us (HYDRA_FULL_ERROR) and print one,
     # unless the user asked for the full error.

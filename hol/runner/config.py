@@ -1,9 +1,10 @@
-"""Structured configs generated from the library's code, so that every default is written once, in the code.
+"""Structured configs generated from the library's code, so that every default is written once, in the
+code.
 
 ``layer_options``: the options of a layer, i.e. the keyword arguments of :class:`hol.layers.HighOrderLinear`
-(the union of what every kind takes) with their types and defaults, plus ``kind``. ``conf/train.yaml`` puts it
-under ``layer`` before the chosen ``conf/layer/<kind>.yaml``, which then only names its kind and what it changes.
-Being typed, it rejects ``layer.n=abc`` and unknown keys such as ``+layer.colour=red``.
+(the union of what every kind takes) with their types and defaults, plus ``kind``. ``conf/train.yaml`` puts
+it under ``layer`` before the chosen ``conf/layer/<kind>.yaml``, which then only names its kind and what it
+changes. Being typed, it rejects ``layer.n=abc`` and unknown keys such as ``+layer.colour=red``.
 
 :func:`register_configs` stores these in Hydra's ConfigStore (:func:`hol.runner.cli.config_dir` calls it).
 """
@@ -18,8 +19,8 @@ from hydra.core.config_store import ConfigStore
 from ..layers import HighOrderLinear
 
 NOT_CONFIGURABLE = ("kind", "in_features", "out_features", "device", "dtype")
-"""Arguments of the layer that are no layer options: the kind (named by the config group), sizes (the network's)
-and where the parameters live (the trainer's)."""
+"""Arguments of the layer that are no layer options: the kind (named by the config group), sizes (the
+network's) and where the parameters live (the trainer's)."""
 
 
 def layer_options_schema() -> type:

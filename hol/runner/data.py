@@ -12,7 +12,8 @@ Inputs are scaled into the layers' domain ``[-L/2, L/2]`` (``[-1, 1]`` for the d
   (default ``[-1, 1]``): ``low + (high - low) p``.
 
 Shuffling is reproducible and resumable: the training order of epoch ``k`` depends only on ``(seed, k)``
-(:class:`EpochShuffleSampler`), so a run resumed from a checkpoint sees the same batches as an uninterrupted one.
+(:class:`EpochShuffleSampler`), so a run resumed from a checkpoint sees the same batches as an uninterrupted
+one.
 """
 from __future__ import annotations
 
@@ -79,10 +80,11 @@ class _DataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None
-        # Its own generator: creating an iterator draws the workers' base seed from it, not from torch's global
-        # generator, whose draws (dropout) must not depend on when Lightning creates iterators.
+        # Its own generator: creating an iterator draws the workers' base seed from it, not from torch's
+        # global generator, whose draws (dropout) must not depend on when Lightning creates iterators.
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, generator=torch.Generator().manual_seed(self.seed))
+                          persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)
@@ -116,7 +118,8 @@ class SyntheticDataModule(_DataModule):
         raise NotImplementedError
 
     def sample(self, size: int, stream: int) -> TensorDataset:
-        """``size`` points and their targets ``[size, 1]``, from a generator seeded with ``(seed, stream)``."""
+        """``size`` points and their targets ``[size, 1]``, from a generator seeded with
+        ``(seed, stream)``."""
         generator = torch.Generator().manual_seed(self.seed * 1000 + stream)
         low, high = self.domain
         points = low + (high - low) * torch.rand(size, self.dims, generator=generator, dtype=torch.float64)
@@ -131,7 +134,8 @@ class SyntheticDataModule(_DataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             self.train_set, self.val_set, self.test_set = (
-                self.sample(self.sizes[split], stream) for stream, split in enumerate(("train", "val", "test")))
+                self.sample(self.sizes[split], stream)
+                for stream, split in enumerate(("train", "val", "test")))
 
 
 class FunctionDataModule(SyntheticDataModule):
@@ -157,7 +161,8 @@ class XorDataModule(SyntheticDataModule):
 
 
 class ImageDataset(Dataset):
-    """``uint8`` images ``[N, C, H, W]`` and labels; item ``i`` is ``(low + (high - low) * image / 255, label)``."""
+    """``uint8`` images ``[N, C, H, W]`` and labels; item ``i`` is
+    ``(low + (high - low) * image / 255, label)``."""
 
     def __init__(self, images: Tensor, labels: Tensor, input_range: tuple[float, float]):
         self.images, self.labels = images, labels.long()
@@ -174,9 +179,10 @@ class ImageDataModule(_DataModule):
     """Image classification: the official training split minus a seeded validation split, and the test split.
 
     ``val_fraction`` of the training split is held out for validation; ``train_fraction`` of the rest is used
-    for training (for quick runs). Subclasses name their files (:attr:`folder`, :attr:`files`, :attr:`source`)
-    and implement :meth:`download_files` and :meth:`read` (``train: bool -> (uint8 images [N, C, H, W], labels)``);
-    missing, undownloadable or unreadable files raise :class:`DataError` with one message naming the files.
+    for training (for quick runs). Subclasses name their files (:attr:`folder`, :attr:`files`,
+    :attr:`source`) and implement :meth:`download_files` and :meth:`read`
+    (``train: bool -> (uint8 images [N, C, H, W], labels)``); missing, undownloadable or unreadable files
+    raise :class:`DataError` with one message naming the files.
     """
 
     task = "classification"
@@ -185,8 +191,8 @@ class ImageDataModule(_DataModule):
     source: str  # where the files come from, for the error messages
 
     def __init__(self, root: str = "data/", download: bool = True, val_fraction: float = 0.1,
-                 train_fraction: float = 1.0, input_range: Sequence[float] = (-1.0, 1.0), batch_size: int = 64,
-                 num_workers: int = 0, seed: int | None = 0):
+                 train_fraction: float = 1.0, input_range: Sequence[float] = (-1.0, 1.0),
+                 batch_size: int = 64, num_workers: int = 0, seed: int | None = 0):
         super().__init__(batch_size, num_workers, seed)
         self.root, self.download = Path(root).expanduser(), bool(download)
         self.val_fraction = check_number("data.val_fraction", val_fraction, 0, 1, above=True, below=True)
@@ -208,11 +214,12 @@ class ImageDataModule(_DataModule):
         raise NotImplementedError
 
     def _help(self) -> str:
-        return (f"expected the files {', '.join(self.files)} in {self.folder} ({self.source}); set data.root to "
-                f"the folder that holds {self.folder.relative_to(self.root)}")
+        return (f"expected the files {', '.join(self.files)} in {self.folder} ({self.source}); "
+                f"set data.root to the folder that holds {self.folder.relative_to(self.root)}")
 
     def fetch(self) -> None:
-        """Make sure the files are under ``root`` (download them if allowed), else raise :class:`DataError`."""
+        """Make sure the files are under ``root`` (download them if allowed), else raise
+        :class:`DataError`."""
         if all((self.folder / name).is_file() for name in self.files):
             return
         if not self.download:
@@ -221,7 +228,8 @@ class ImageDataModule(_DataModule):
         try:
             self.download_files()
         except Exception as error:  # torchvision raises RuntimeError/URLError/OSError, with newlines
-            raise DataError(f"{self.name} download failed ({' '.join(str(error).split())}): {self._help()}") from error
+            reason = " ".join(str(error).split())
+            raise DataError(f"{self.name} download failed ({reason}): {self._help()}") from error
 
     def load(self, train: bool) -> tuple[Tensor, Tensor]:
         """:meth:`read` after :meth:`fetch`; any failure to read is a :class:`DataError` naming the files."""
@@ -252,7 +260,8 @@ class ImageDataModule(_DataModule):
 
 
 class MNISTDataModule(ImageDataModule):
-    """MNIST through torchvision (``<root>/MNIST/raw/`` holding the four IDX files), images ``[1, 28, 28]``."""
+    """MNIST through torchvision (``<root>/MNIST/raw/`` holding the four IDX files), images
+    ``[1, 28, 28]``."""
 
     name = "MNIST"
     input_shape = (1, 28, 28)
@@ -281,10 +290,12 @@ class MNISTDataModule(ImageDataModule):
 
 
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickler for the CIFAR python format that loads dicts, lists, strings and numpy arrays, nothing else."""
+    """Unpickler for the CIFAR python format that loads dicts, lists, strings and numpy arrays, nothing
+    else."""
 
-    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                         ("numpy", "ndarray"), ("numpy", "dtype"), ("copyreg", "_reconstructor")})
+    ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"),
+                         ("numpy._core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
+                         ("copyreg", "_reconstructor")})
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -312,10 +323,12 @@ def read_cifar100(path: Path) -> tuple[Tensor, Tensor]:
 
 
 class CIFAR100DataModule(ImageDataModule):
-    """CIFAR-100 (fine labels) from the python pickles in ``<root>/cifar-100-python/``, images ``[3, 32, 32]``.
+    """CIFAR-100 (fine labels) from the python pickles in ``<root>/cifar-100-python/``, images
+    ``[3, 32, 32]``.
 
-    Downloads go through torchvision's ``CIFAR100(download=True)``, which verifies the archive's and the files'
-    checksums; the files are then read by :func:`read_cifar100` (a restricted unpickler, no arbitrary objects).
+    Downloads go through torchvision's ``CIFAR100(download=True)``, which verifies the archive's and the
+    files' checksums; the files are then read by :func:`read_cifar100` (a restricted unpickler, no arbitrary
+    objects).
     """
 
     name = "CIFAR-100"

@@ -29,7 +29,7 @@ class RunDiverged(ValueError):
 
     def __init__(self, divergence: Divergence, lr: float | None = None):
         self.divergence = divergence
-        hint = f"try a smaller optimizer.lr (it is {lr:g})" if lr is not None else "try a smaller learning rate"
+        hint = "try a smaller learning rate" if lr is None else f"try a smaller optimizer.lr (it is {lr:g})"
         super().__init__(f"the run diverged in epoch {divergence.epoch}: {divergence.metric} is "
                          f"{divergence.value}; {hint}")
 

@@ -84,7 +84,8 @@ def _compile(node: ast.AST, text: str, used: set) -> Node:
     if isinstance(node, ast.BinOp):
         if type(node.op) not in BINARY:
             raise _reject(text, f"the operator {type(node.op).__name__}")
-        op, left, right = BINARY[type(node.op)], _compile(node.left, text, used), _compile(node.right, text, used)
+        op = BINARY[type(node.op)]
+        left, right = _compile(node.left, text, used), _compile(node.right, text, used)
         return lambda values: op(left(values), right(values))
     if isinstance(node, ast.UnaryOp):
         if type(node.op) not in UNARY:
@@ -105,7 +106,8 @@ def _compile(node: ast.AST, text: str, used: set) -> Node:
 def parse(text: str) -> Expression:
     """Parse ``text`` into an :class:`Expression`; ``ValueError`` for anything outside the grammar."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"bad expression {text!r}: expected a non-empty string in x (and y); allowed: {ALLOWED}")
+        raise ValueError(f"bad expression {text!r}: expected a non-empty string in x (and y); "
+                         f"allowed: {ALLOWED}")
     if len(text) > MAX_LENGTH:
         raise ValueError(f"bad expression: longer than {MAX_LENGTH} characters")
     try:

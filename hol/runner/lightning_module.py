@@ -1,13 +1,15 @@
-"""The LightningModule of the runner: a network, a loss by task, torchmetrics per stage, rebuildable checkpoints.
+"""The LightningModule of the runner: a network, a loss by task, torchmetrics per stage, rebuildable
+checkpoints.
 
 Logged keys: ``train/loss``, ``val/loss``, ``test/loss`` and, by task, ``*/acc`` (classification, cross
 entropy) or ``*/rmse`` (regression, mean squared error); plus the best validation values so far,
 ``val/loss_best`` and ``val/acc_best`` or ``val/rmse_best`` (the objectives of sweeps).
 
 Checkpoints carry ``net_hparams`` (``net.hparams()``, which describes the network also after
-:func:`hol.refine`), the module's own hyperparameters and the data config, so :meth:`HolModule.from_checkpoint`
-rebuilds the model without the run's config. Training reseeds torch at each epoch (``seed``), so a run resumed
-from an epoch's checkpoint repeats the uninterrupted one exactly (on CPU with ``deterministic=True``).
+:func:`hol.refine`), the module's own hyperparameters and the data config, so
+:meth:`HolModule.from_checkpoint` rebuilds the model without the run's config. Training reseeds torch at each
+epoch (``seed``), so a run resumed from an epoch's checkpoint repeats the uninterrupted one exactly (on CPU
+with ``deterministic=True``).
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ class HolModule(pl.LightningModule):
     """Train ``net`` on a ``task``.
 
     Args:
-        net: the network (``hol.networks.MLP``/``ConvNet`` or any module with ``hparams()`` to be rebuildable).
+        net: the network (``hol.networks.MLP``/``ConvNet`` or any module with ``hparams()`` to be
+            rebuildable).
         task: ``"classification"`` (``net`` returns logits for ``num_classes`` classes) or ``"regression"``.
         num_classes: number of classes (classification only).
         optimizer: ``params -> torch.optim.Optimizer`` (a Hydra ``_partial_`` optimizer).
@@ -62,9 +65,9 @@ class HolModule(pl.LightningModule):
         for stage in STAGES:  # train_loss, train_metric, val_loss, ...
             setattr(self, f"{stage}_loss", MeanMetric())
             setattr(self, f"{stage}_metric", self._metric())
-        best = MaxMetric if task == "classification" else MinMetric
+        best_metric = MaxMetric if task == "classification" else MinMetric
         self.best = nn.ModuleDict({"loss": MinMetric(nan_strategy="ignore"),  # a NaN epoch is no best value
-                                   self.metric_name: best(nan_strategy="ignore")})
+                                   self.metric_name: best_metric(nan_strategy="ignore")})
         for metric in self.best.values():
             metric.persistent(True)  # the best values so far survive a resume
 
@@ -77,7 +80,8 @@ class HolModule(pl.LightningModule):
         return self.net(x.flatten(1) if self.hparams.flatten_input else x)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        """The training loss: cross entropy (classification) or mean squared error (regression), batch mean."""
+        """The training loss: cross entropy (classification) or mean squared error (regression), batch
+        mean."""
         if self.hparams.task == "classification":
             return nn.functional.cross_entropy(output, target)
         return nn.functional.mse_loss(output, target)

@@ -20,7 +20,8 @@ from ..layers import HighOrderLinear
 
 
 @torch.no_grad()
-def function_figure(net: nn.Module, target, domain: tuple[float, float], dims: int, points: int = 200) -> Figure:
+def function_figure(net: nn.Module, target, domain: tuple[float, float], dims: int,
+                    points: int = 200) -> Figure:
     """Target ``target(points [N, dims]) -> [N]`` against ``net`` on ``domain^dims``."""
     low, high = domain
     grid = torch.linspace(low, high, points if dims == 1 else min(points, 100), dtype=torch.float64)

@@ -1,7 +1,8 @@
 """The files a run and a sweep write, and how they are written and read back.
 
 * ``metrics.json`` (:data:`METRICS_FILE`): a run's final metrics, written as its very last step, with
-  ``run/status`` (:data:`FINISHED`, or :data:`DIVERGED` with ``run/diverged_epoch`` and ``run/diverged_metric``);
+  ``run/status`` (:data:`FINISHED`, or :data:`DIVERGED` with ``run/diverged_epoch`` and
+  ``run/diverged_metric``);
 * ``FAILED`` (:data:`FAILED_FILE`): instead of it, the error of a run that failed;
 * ``job.json`` (:data:`JOB_FILE`): a sweep job's status, wall time and error.
 
@@ -23,7 +24,8 @@ JOB_FILE = "job.json"
 
 
 def strict(data: Any) -> Any:
-    """``data`` with every NaN or infinite float replaced by ``None`` (JSON has no such numbers), recursively."""
+    """``data`` with every NaN or infinite float replaced by ``None`` (JSON has no such numbers),
+    recursively."""
     if isinstance(data, dict):
         return {key: strict(value) for key, value in data.items()}
     if isinstance(data, list | tuple):
@@ -34,8 +36,9 @@ def strict(data: Any) -> Any:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as strict, indented JSON (non-finite numbers become ``null``, :func:`strict`), atomically:
-    into a temporary file beside ``path``, then renamed, so a reader never sees a half-written file."""
+    """Write ``data`` as strict, indented JSON (non-finite numbers become ``null``, :func:`strict`),
+    atomically: into a temporary file beside ``path``, then renamed, so a reader never sees a half-written
+    file."""
     text = json.dumps(strict(data), indent=2, allow_nan=False) + "\n"
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text)

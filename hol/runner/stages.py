@@ -77,7 +77,8 @@ def parse_stages(spec, n: int | None = None, segments: int | None = None) -> lis
             raise ValueError(f"{name} must be a mapping like {{epochs: 5, n: 3}}, got {entry!r}")
         unknown = sorted(str(key) for key in entry if key not in STAGE_KEYS)
         if unknown:
-            raise ValueError(f"{name} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(STAGE_KEYS)}")
+            raise ValueError(f"{name} has unknown key(s) {', '.join(unknown)}; "
+                             f"allowed: {', '.join(STAGE_KEYS)}")
         if "epochs" not in entry:
             raise ValueError(f"{name} needs epochs (an integer >= 1), got {dict(entry)!r}")
         check_int(f"{name}.epochs", entry["epochs"], 1)
@@ -128,9 +129,9 @@ def configure(cfg: DictConfig) -> list[Stage]:
 
 @torch.no_grad()
 def validation_loss(module: pl.LightningModule, dataloader) -> float:
-    """The module's loss (:meth:`~hol.runner.lightning_module.HolModule.loss`) over all of ``dataloader`` in eval
-    mode, batches weighted by their size (as ``val/loss``; ``nan`` without a dataloader); torch's random state is
-    left as it was."""
+    """The module's loss (:meth:`~hol.runner.lightning_module.HolModule.loss`) over all of ``dataloader`` in
+    eval mode, batches weighted by their size (as ``val/loss``; ``nan`` without a dataloader); torch's random
+    state is left as it was."""
     if dataloader is None:
         return math.nan
     was_training = module.training
@@ -169,7 +170,8 @@ class RefinementStages(pl.Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         strategy = trainer.strategy
-        if stage == "fit" and not (isinstance(strategy, SingleDeviceStrategy) or type(strategy) is DDPStrategy):
+        supported = isinstance(strategy, SingleDeviceStrategy) or type(strategy) is DDPStrategy
+        if stage == "fit" and not supported:
             raise ValueError(f"refinement stages support single-device and DDP training, not the "
                              f"{type(strategy).__name__} strategy")
 
@@ -235,10 +237,10 @@ def _rebuild_optimizers(trainer: pl.Trainer) -> None:
     strategy.setup_optimizers(trainer)
     if len(old_optimizers) != len(strategy.optimizers):
         return
-    for old, new in zip(old_optimizers, strategy.optimizers):
+    for old, new in zip(old_optimizers, strategy.optimizers, strict=True):
         if len(old.param_groups) == len(new.param_groups):
-            for old_group, new_group in zip(old.param_groups, new.param_groups):
+            for old_group, new_group in zip(old.param_groups, new.param_groups, strict=True):
                 new_group.update({key: value for key, value in old_group.items() if key != "params"})
     if len(old_schedulers) == len(strategy.lr_scheduler_configs):
-        for old, new in zip(old_schedulers, strategy.lr_scheduler_configs):
+        for old, new in zip(old_schedulers, strategy.lr_scheduler_configs, strict=True):
             new.scheduler.load_state_dict(old.scheduler.state_dict())

@@ -53,7 +53,8 @@ class JobRecord:
 
 
 class JobExited(RuntimeError):
-    """A task called ``sys.exit``; raised instead so that Hydra records the job as failed and the sweep goes on."""
+    """A task called ``sys.exit``; raised instead so that Hydra records the job as failed and the sweep goes
+    on."""
 
 
 class TimedTask:
@@ -142,7 +143,7 @@ def summary_table(records: Sequence[JobRecord],
     columns = ["job", "status", "overrides"] + (["result"] if with_result else []) + metric_keys
     columns += ["wall_time_s", "error"]
     rows = []
-    for record, own in zip(records, varying):
+    for record, own in zip(records, varying, strict=True):
         row = [record.job, record.status, " ".join(own)]
         row += [record.result if is_number(record.result) else None] if with_result else []
         row += [record.metrics.get(k) for k in metric_keys] + [record.wall_time_s, record.error]
@@ -165,6 +166,11 @@ def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell: empty for a missing or non-finite number (strict data has no NaN or infinity)."""
+    return "" if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
+
+
 def render_markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]], shared: Sequence[str],
                     title: str = "Sweep summary") -> str:
     """The summary as a Markdown document: a title, the shared overrides, one table row per job."""
@@ -174,7 +180,7 @@ def render_markdown(columns: Sequence[str], rows: Iterable[Sequence[Any]], share
     lines.append("| " + " | ".join(columns) + " |")
     lines.append("|" + "|".join("---" for _ in columns) + "|")
     for row in rows:
-        cells = [_markdown_cell(format_cell(v, c)) for v, c in zip(row, columns)]
+        cells = [_markdown_cell(format_cell(v, c)) for v, c in zip(row, columns, strict=True)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -192,8 +198,7 @@ def write_summary(sweep_dir: str | Path, records: Sequence[JobRecord], title: st
     with csv_path.open("w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(columns)
-        writer.writerows([["" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v for v in row]
-                          for row in rows])
+        writer.writerows([[_csv_cell(value) for value in row] for row in rows])
     md_path.write_text(render_markdown(columns, rows, shared, title))
     return csv_path, md_path
 
@@ -210,7 +215,8 @@ def print_summary(records: Sequence[JobRecord], title: str = "Sweep summary", me
     for i in shown:
         table.add_column(columns[i], overflow="fold")
     for row in rows:
-        table.add_row(*(format_cell(row[i], columns[i]) for i in shown), style=None if row[1] == OK else "red")
+        table.add_row(*(format_cell(row[i], columns[i]) for i in shown),
+                      style=None if row[1] == OK else "red")
     if console is None:
         console = Console()
         if not console.is_terminal:  # a log file: one line per job

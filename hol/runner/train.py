@@ -3,10 +3,10 @@
 ``train`` validates the config, builds data, network, module, loggers, callbacks (refinement stages,
 ``cfg.refine``: :class:`hol.stages.RefinementStages`) and the Lightning ``Trainer`` from it, fits
 (:func:`fit`), tests the best checkpoint and writes ``metrics.json`` into the run folder as its very last
-step (``run/status``: ``finished``), so a run folder with ``metrics.json`` is a finished run. A run whose loss
-becomes NaN or infinite stops there, is recorded as ``diverged`` (:mod:`hol.runner.divergence`) and ends with
-:class:`~hol.runner.divergence.RunDiverged`; a run that fails otherwise gets a ``FAILED`` file holding the error
-instead (:func:`run_task`).
+step (``run/status``: ``finished``), so a run folder with ``metrics.json`` is a finished run. A run whose
+loss becomes NaN or infinite stops there, is recorded as ``diverged`` (:mod:`hol.runner.divergence`) and ends
+with :class:`~hol.runner.divergence.RunDiverged`; a run that fails otherwise gets a ``FAILED`` file holding
+the error instead (:func:`run_task`).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..checks import check_int, check_number
 from ..networks import MLP, build
-from .lightning_module import HolModule
 from .divergence import DivergenceMonitor, RunDiverged
+from .lightning_module import HolModule
 from .records import DIVERGED, FAILED_FILE, FINISHED, METRICS_FILE, flatten, write_json
 from .stages import RefinementStages
 from .stages import configure as configure_stages
@@ -114,7 +114,8 @@ def log_hyperparameters(cfg: DictConfig, loggers: list[Logger], metrics: dict[st
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, metrics={f"hp/{key.replace('/', '_')}": value
-                                                    for key, value in metrics.items() if math.isfinite(value)})
+                                                    for key, value in metrics.items()
+                                                    if math.isfinite(value)})
         else:
             logger.log_hyperparams(params)
         logger.save()
@@ -150,7 +151,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         ckpt_path = best or (None if cfg.get("train", True) else cfg.get("ckpt_path"))
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        metrics.update({key: value for key, value in trainer.callback_metrics.items() if key.startswith("test/")})
+        metrics.update({key: value for key, value in trainer.callback_metrics.items()
+                        if key.startswith("test/")})
     metrics = _floats(metrics)
     record(cfg, trainer, metrics, FINISHED)
     return metrics
@@ -166,7 +168,8 @@ def record(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], stat
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test the checkpoint ``cfg.ckpt_path`` on its data (or ``cfg.data`` when given); write ``metrics.json``."""
+    """Test the checkpoint ``cfg.ckpt_path`` on its data (or ``cfg.data`` when given); write
+    ``metrics.json``."""
     path = cfg.get("ckpt_path")
     if not path or not Path(path).is_file():
         raise ValueError(f"ckpt_path must name a checkpoint file, got {path!r}")
@@ -178,7 +181,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     trainer = build_trainer(cfg)
     trainer.test(module, datamodule=datamodule, verbose=False)
-    metrics = _floats({key: value for key, value in trainer.callback_metrics.items() if key.startswith("test/")})
+    metrics = _floats({key: value for key, value in trainer.callback_metrics.items()
+                       if key.startswith("test/")})
     if trainer.is_global_zero:
         write_json(output_dir(cfg) / METRICS_FILE, {"run/status": FINISHED, **metrics})
     return metrics

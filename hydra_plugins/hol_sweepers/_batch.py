@@ -54,7 +54,8 @@ def record_from_return(job: int, overrides: Sequence[str], job_return: JobReturn
 
 
 def run_batch(sweeper: Sweeper, batch: Sequence[Sequence[str]], first_job: int) -> list[JobRecord]:
-    """Launch ``batch`` (job overrides) as jobs ``first_job, first_job + 1, ...``; one record per job, in order.
+    """Launch ``batch`` (job overrides) as jobs ``first_job, first_job + 1, ...``; one record per job, in
+    order.
 
     Nothing here raises for a job: a job whose config does not compose is recorded as failed without being
     launched (the others keep their numbers), and an exception from the launcher marks its jobs as failed.
@@ -67,7 +68,8 @@ def run_batch(sweeper: Sweeper, batch: Sequence[Sequence[str]], first_job: int) 
             sweeper.validate_batch_is_legal([overrides])
         except Exception as exc:
             error = f"invalid configuration: {describe_error(exc)}"
-            records[position] = make_record(first_job + position, filter_overrides(overrides), FAILED, error=error)
+            records[position] = make_record(first_job + position, filter_overrides(overrides), FAILED,
+                                            error=error)
         else:
             legal.append(position)
     for run in consecutive_runs(legal):
@@ -77,7 +79,7 @@ def run_batch(sweeper: Sweeper, batch: Sequence[Sequence[str]], first_job: int) 
         except Exception as exc:
             error = f"launcher failed: {describe_error(exc)}"
             returns = [JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError(error)) for _ in run]
-        for position, job_return in zip(run, returns):
+        for position, job_return in zip(run, returns, strict=True):
             records[position] = record_from_return(first_job + position, batch[position], job_return)
     for record in records.values():
         if not record.ok:

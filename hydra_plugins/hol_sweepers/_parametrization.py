@@ -63,10 +63,12 @@ def dimension_from_override(override: Override) -> Dimension | None:
     if isinstance(value, IntervalSweep):
         lower, upper = value.start, value.end
         if not lower < upper:
-            raise SweepConfigError(f"parametrization of {key!r}: interval({lower}, {upper}) needs lower < upper")
+            raise SweepConfigError(f"parametrization of {key!r}: interval({lower}, {upper}) "
+                                   "needs lower < upper")
         if "log" in value.tags:
             if lower <= 0:
-                raise SweepConfigError(f"parametrization of {key!r}: a log interval needs lower > 0, got {lower}")
+                raise SweepConfigError(f"parametrization of {key!r}: a log interval needs lower > 0, "
+                                       f"got {lower}")
             parameter = ng.p.Log(lower=lower, upper=upper)
         else:
             parameter = ng.p.Scalar(lower=lower, upper=upper)
@@ -80,7 +82,8 @@ def dimension_from_override(override: Override) -> Dimension | None:
         if isinstance(value, ChoiceSweep) and value.shuffle:
             raise SweepConfigError(f"parametrization of {key!r}: shuffle() makes no sense for an optimizer")
         options = list(override.sweep_iterator())  # also expands glob(...) over config group options
-        return _choice(key, [_plain(o) for o in options], [Transformer.str(o) for o in options], ordered=False)
+        return _choice(key, [_plain(o) for o in options], [Transformer.str(o) for o in options],
+                       ordered=False)
     return None
 
 
@@ -101,7 +104,8 @@ class SearchSpace:
     def parametrization(self, seed: int | None) -> ng.p.Dict:
         if not self.dimensions:
             raise SweepConfigError("nothing to tune: hydra.sweeper.parametrization is empty and no sweep "
-                                   "override (e.g. 'optimizer.lr=interval(0.001,0.1)' or layer.n=2,3,4) was given")
+                                   "override (e.g. 'optimizer.lr=interval(0.001,0.1)' or layer.n=2,3,4) "
+                                   "was given")
         parametrization = ng.p.Dict(**{key: d.parameter for key, d in self.dimensions.items()})
         if seed is not None:
             parametrization.random_state.seed(seed)
@@ -162,8 +166,8 @@ def _as_override_text(key: str, spec: Any) -> str:
             raise SweepConfigError(f"hydra.sweeper.parametrization.{key}: the list of choices is empty")
         return f"{key}=choice({','.join(Transformer.str(o) for o in spec)})"
     if isinstance(spec, dict):
-        raise SweepConfigError(f"hydra.sweeper.parametrization.{key}: expected a list of choices or an override "
-                               f"string such as 'interval(0.001, 0.1)', got the mapping {spec}")
+        raise SweepConfigError(f"hydra.sweeper.parametrization.{key}: expected a list of choices or an "
+                               f"override string such as 'interval(0.001, 0.1)', got the mapping {spec}")
     if isinstance(spec, str):
         return f"{key}={spec}"
     return f"{key}={Transformer.str(spec)}"

@@ -45,5 +45,7 @@ class NevergradSweeperConf:
     parametrization: dict[str, Any] = field(default_factory=dict)
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="hol_basic", node=HolBasicSweeperConf, provider="hol")
-ConfigStore.instance().store(group="hydra/sweeper", name="nevergrad", node=NevergradSweeperConf, provider="hol")
+ConfigStore.instance().store(group="hydra/sweeper", name="hol_basic", node=HolBasicSweeperConf,
+                             provider="hol")
+ConfigStore.instance().store(group="hydra/sweeper", name="nevergrad", node=NevergradSweeperConf,
+                             provider="hol")

@@ -73,7 +73,8 @@ class NevergradSweeper(Sweeper):
         if name not in ng.optimizers.registry:
             raise SweepConfigError(
                 f"hydra.sweeper.optim.optimizer={name!r} is not a nevergrad optimizer; use one of "
-                "NGOpt, OnePlusOne, CMA, TwoPointsDE, DE, PSO, RandomSearch, ... (nevergrad.optimizers.registry)")
+                "NGOpt, OnePlusOne, CMA, TwoPointsDE, DE, PSO, RandomSearch, ... "
+                "(nevergrad.optimizers.registry)")
         return ng.optimizers.registry[name](parametrization=parametrization, budget=self.optim.budget,
                                             num_workers=self.optim.num_workers)
 
@@ -97,14 +98,16 @@ class NevergradSweeper(Sweeper):
         def ask(done: int) -> list[list[str]] | None:
             if done >= self.optim.budget:
                 return None
-            candidates[:] = [optimizer.ask() for _ in range(min(self.optim.num_workers, self.optim.budget - done))]
+            count = min(self.optim.num_workers, self.optim.budget - done)
+            candidates[:] = [optimizer.ask() for _ in range(count)]
             return [space.overrides(c) for c in candidates]
 
         def tell(batch_records: list) -> None:
-            for candidate, record in zip(candidates, batch_records):
+            for candidate, record in zip(candidates, batch_records, strict=True):
                 value = objective(record.result) if record.ok else None
                 if record.ok and value is None:
-                    record.status, record.error = FAILED, f"objective is not a finite number: {record.result!r}"
+                    record.status = FAILED
+                    record.error = f"objective is not a finite number: {record.result!r}"
                     log.warning(f"job #{record.job} failed: {record.error}")
                 optimizer.tell(candidate, WORST_LOSS if value is None else sign * value)
                 trials.append((record, space.values(candidate), value))

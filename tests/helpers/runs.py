@@ -1,4 +1,5 @@
-"""Running hol in tests: composed configs, tiny quiet runs, the ``hol`` command in a subprocess, run outputs."""
+"""Running hol in tests: composed configs, tiny quiet runs, the ``hol`` command in a subprocess, run
+outputs."""
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from hol.runner.cli import config_dir
 
 REPO = Path(__file__).resolve().parents[2]
-QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "+trainer.enable_progress_bar=false",
-         "trainer.log_every_n_steps=1"]
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null",
+         "+trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 """Overrides of every test run: no progress bars or model summaries on the console, a log line per step."""
 TINY_DATA = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16"]
 """Overrides making the synthetic data sets (function, xor) tiny."""
@@ -47,15 +48,16 @@ def run_hol(cwd: Path, *args: str, timeout: float = 240, env: dict[str, str] | N
     env = {**base, "OMP_NUM_THREADS": "1", **(env or {}),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), base.get("PYTHONPATH")]))}
     command = [str(Path(sys.executable).with_name("hol")), *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def run_script(script: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     """``python script ARGS`` with this interpreter, in the script's folder, one thread per process."""
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run([sys.executable, str(script), *args], cwd=script.parent, env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run([sys.executable, str(script), *args], cwd=script.parent, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def run_sweep_app(script: Path, sweep_dir: Path, *overrides: str, config_name: str = "config"):

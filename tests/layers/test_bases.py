@@ -78,7 +78,8 @@ def test_lagrange_basis_derivative_differentiates_the_interpolant(n):
     # d/dt sum_j c_j t^j = sum_j j c_j t^(j-1)
     p_values = sum(c * reference_nodes(n) ** j for j, c in enumerate(coefficients))
     dp = sum(j * c * t ** (j - 1) for j, c in enumerate(coefficients) if j > 0) + 0 * t
-    torch.testing.assert_close(bases.lagrange_basis_derivative(t, transform) @ p_values, dp, rtol=0, atol=1e-10)
+    torch.testing.assert_close(bases.lagrange_basis_derivative(t, transform) @ p_values, dp,
+                               rtol=0, atol=1e-10)
 
 
 def test_lagrange_basis_does_not_degrade_for_large_n():
@@ -102,7 +103,8 @@ def test_segment_coordinates(segments, length):
     assert s.tolist() == s_expected.tolist()
     torch.testing.assert_close(t, torch.zeros_like(t), rtol=0, atol=TOL)
     # right end of the domain: last segment, t = 1; beyond: end segments continue linearly
-    s, t = bases.segment_coordinates(torch.tensor([half, half + width, -half - width], dtype=f64), segments, length)
+    x = torch.tensor([half, half + width, -half - width], dtype=f64)
+    s, t = bases.segment_coordinates(x, segments, length)
     assert s.tolist() == [segments - 1, segments - 1, 0]
     torch.testing.assert_close(t, torch.tensor([1.0, 3.0, -3.0], dtype=f64), rtol=0, atol=TOL)
 

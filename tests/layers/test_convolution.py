@@ -322,8 +322,8 @@ def test_gradcheck_inputs_and_weights(kind, options):
     x = random_input(1, 2, *[3] * dim).requires_grad_()
     params = [p for p in (layer.weight, layer.bias) if p is not None]
 
-    def fn(x, *values):
-        return torch.func.functional_call(layer, dict(zip(["weight", "bias"], values)), (x,))
+    def fn(x, *values):  # values: the weight, then the bias if the layer has one
+        return torch.func.functional_call(layer, dict(zip(["weight", "bias"], values, strict=False)), (x,))
 
     assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-8)
 

@@ -36,7 +36,8 @@ def test_max_abs_per_sample_on_conv_inputs():
     torch.testing.assert_close(y.abs().amax(dim=(1, 2, 3)), torch.ones(3, dtype=f64), rtol=0, atol=TOL)
 
 
-@pytest.mark.parametrize("spatial_dims, shape", [(0, (4, 9)), (0, (2, 3, 9)), (1, (4, 3, 8)), (2, (4, 3, 5, 5))])
+@pytest.mark.parametrize("spatial_dims, shape",
+                         [(0, (4, 9)), (0, (2, 3, 9)), (1, (4, 3, 8)), (2, (4, 3, 5, 5))])
 def test_max_center_maps_each_sample_onto_minus_one_one(spatial_dims, shape):
     x = torch.randn(*shape, dtype=f64) * 3 + 7
     y = norm("max_center", shape[1], spatial_dims=spatial_dims, eps=0.0)(x)
@@ -56,7 +57,8 @@ def test_layer_norm_on_fc_and_conv_inputs():
     maps = torch.randn(3, 4, 5, 5, dtype=f64) * 2 - 1
     y = norm("layer_norm", 4, spatial_dims=2, eps=1e-12).to(f64)(maps)  # over C and space, per sample
     torch.testing.assert_close(y.mean(dim=(1, 2, 3)), torch.zeros(3, dtype=f64), rtol=0, atol=1e-10)
-    torch.testing.assert_close(y.var(dim=(1, 2, 3), unbiased=False), torch.ones(3, dtype=f64), rtol=0, atol=1e-10)
+    torch.testing.assert_close(y.var(dim=(1, 2, 3), unbiased=False), torch.ones(3, dtype=f64),
+                               rtol=0, atol=1e-10)
 
 
 def test_batch_norm_on_fc_inputs_with_leading_dims():
@@ -75,7 +77,7 @@ def test_batch_norm_on_conv_inputs(spatial_dims):
     shape = (4, 3) + (4,) * spatial_dims
     x = torch.randn(*shape, dtype=f64) + 5
     y = norm("batch_norm", 3, spatial_dims=spatial_dims, eps=1e-12).to(f64).train()(x)
-    dims = (0,) + tuple(range(2, 2 + spatial_dims))
+    dims = (0, *range(2, 2 + spatial_dims))
     torch.testing.assert_close(y.mean(dim=dims), torch.zeros(3, dtype=f64), rtol=0, atol=1e-10)
     torch.testing.assert_close(y.var(dim=dims, unbiased=False), torch.ones(3, dtype=f64), rtol=0, atol=1e-10)
 

@@ -13,8 +13,8 @@ import hol.layers
 from hol.layers import HighOrderLinear, kind_info
 from hol.networks import MLP, ConvNet
 from hol.runner.cli import config_dir
-from tests.helpers.runs import compose_config
 from hol.runner.train import build_net
+from tests.helpers.runs import compose_config
 
 CONF = Path(config_dir())
 EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
@@ -73,7 +73,7 @@ def test_the_network_takes_the_layer_node_whole(model):
 
 
 def test_layer_options_are_typed():
-    with pytest.raises(Exception, match="layer.n=abc"):
+    with pytest.raises(Exception, match=r"layer\.n=abc"):
         compose_train("layer.n=abc")  # the cause: could not be converted to Integer
     assert compose_train("layer.backend=dense").layer.backend == "dense"
 
@@ -150,10 +150,12 @@ def test_documented_keys_exist(tmp_path):
     for key in ("seed", "train", "test", "ckpt_path", "task_name", "layer.n", "layer.segments",
                 "layer.extrapolation", "model.hidden_layers", "model.hidden_width", "model.normalization",
                 "data.root", "data.download", "data.batch_size", "data.val_fraction", "data.train_fraction",
-                "data.num_workers", "optimizer.lr", "trainer.max_epochs", "trainer.accelerator", "trainer.devices"):
+                "data.num_workers", "optimizer.lr", "trainer.max_epochs", "trainer.accelerator",
+                "trainer.devices"):
         assert OmegaConf.select(cfg, key, default="missing") != "missing", key
     assert compose_train().data.expr == "0.5*cos(1.5*pi/(abs(x)+0.25))"
-    assert compose_train("data=mnist").data.download is True and compose_train("data=mnist").data.root == "data"
+    mnist = compose_train("data=mnist").data
+    assert mnist.download is True and mnist.root == "data"
 
 
 def test_eval_config_composes():

@@ -1,6 +1,6 @@
 import math
-import re
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -137,7 +137,7 @@ def test_cifar100_refuses_foreign_objects(cifar100_root):
     path = cifar100_root / "cifar-100-python" / "train"
     path.write_bytes(pickle.dumps({"data": Evil(), "fine_labels": []}))
     dm = CIFAR100DataModule(root=str(cifar100_root), download=False)
-    with pytest.raises(DataError, match="unexpected object builtins.print"):
+    with pytest.raises(DataError, match=r"unexpected object builtins\.print"):
         dm.setup()
 
 

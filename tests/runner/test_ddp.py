@@ -1,4 +1,5 @@
-"""``trainer=ddp``: Lightning's DDP with 2 CPU processes (gloo), started by the real ``hol`` console script."""
+"""``trainer=ddp``: Lightning's DDP with 2 CPU processes (gloo), started by the real ``hol`` console
+script."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,8 @@ DDP = ["experiment=xor", "trainer=ddp", "trainer.devices=2", "trainer.accelerato
 def check_ddp_run(folder: Path) -> dict:
     """One finished 2-process run in ``folder``; returns its metrics."""
     metrics = json.loads((folder / METRICS_FILE).read_text())
-    assert metrics.pop("run/status") == "finished" and {"test/loss", "test/rmse", "val/loss_best"} <= set(metrics)
+    assert metrics.pop("run/status") == "finished"
+    assert {"test/loss", "test/rmse", "val/loss_best"} <= set(metrics)
     assert all(math.isfinite(value) for value in metrics.values())
     # the second process ran the same job in the same folder (its Hydra log), and wrote nothing else
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (folder / "train_ddp_process_1.log").read_text()
@@ -28,13 +30,15 @@ def check_ddp_run(folder: Path) -> dict:
 def test_ddp_two_cpu_processes_with_refinement_stages(tmp_path):
     result = run_hol(tmp_path, "train", *DDP, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run",
                      "callbacks.model_checkpoint.monitor=null",  # last.ckpt: the last epoch
-                     "+callbacks.replicas._target_=tests.helpers.ddp_replicas.SaveReplica", "+callbacks.replicas.dirpath=.")
+                     "+callbacks.replicas._target_=tests.helpers.ddp_replicas.SaveReplica",
+                     "+callbacks.replicas.dirpath=.")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = check_ddp_run(tmp_path / "run")
     assert metrics["refine/max_change"] < 1e-12  # both replicas refined exactly, DDP wrapped anew
     assert result.stdout.count("Results in") == 1  # one report, from rank 0
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
-    assert last["epoch"] == 1 and last["net_hparams"]["layer"]["n"] == 3  # the second (0-based: 1) of 2 epochs
+    # the second (0-based: 1) of 2 epochs
+    assert last["epoch"] == 1 and last["net_hparams"]["layer"]["n"] == 3
     # the replicas trained in step after the refinement: DDP synchronized the refined parameters
     replicas = [torch.load(tmp_path / f"replica_{rank}.pt") for rank in (0, 1)]
     assert replicas[0].keys() == replicas[1].keys() and replicas[0]["layers.0.weight"].shape[-1] == 5

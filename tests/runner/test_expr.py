@@ -22,7 +22,8 @@ def test_default_target_matches_formula():
     ("+x", lambda x, y: x),
     ("sin(x) * cos(y)", lambda x, y: torch.sin(x) * torch.cos(y)),
     ("tan(x) + exp(y) + tanh(x)", lambda x, y: torch.tan(x) + torch.exp(y) + torch.tanh(x)),
-    ("log(2 + x) + sqrt(2 + y) + abs(x*y)", lambda x, y: torch.log(2 + x) + torch.sqrt(2 + y) + (x * y).abs()),
+    ("log(2 + x) + sqrt(2 + y) + abs(x*y)",
+     lambda x, y: torch.log(2 + x) + torch.sqrt(2 + y) + (x * y).abs()),
     ("e ** x + pi", lambda x, y: math.e**x + math.pi),
     ("1e-3 * y", lambda x, y: 1e-3 * y),
 ])

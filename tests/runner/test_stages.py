@@ -1,8 +1,10 @@
-"""Refinement stages (hol.runner.stages): stage specs, exact refinement inside training, resume, sweeps, command line."""
+"""Refinement stages (hol.runner.stages): stage specs, exact refinement inside training, resume, sweeps,
+command line."""
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,8 +13,8 @@ import torch
 
 from hol.runner.cli import main
 from hol.runner.lightning_module import HolModule
-from hol.runner.stages import RefinementStages, Stage, parse_stages
 from hol.runner.records import METRICS_FILE
+from hol.runner.stages import RefinementStages, Stage, parse_stages
 from hol.runner.train import evaluate, train
 from tests.helpers.runs import QUIET as RUN_QUIET
 from tests.helpers.runs import TINY_DATA, compose_config, tensorboard_scalars
@@ -47,10 +49,11 @@ def test_parse_stages_defaults_and_order():
     ([{"epochs": 1, "segments": 2}, {"epochs": 1, "segments": 3}],
      "refine[1].segments must be a multiple of the previous stage's segments 2, got 3"),
     ([{"epochs": 1, "n": 2}, {"epochs": 1}], "refine[1] must set n and/or segments"),
-    ([{"epochs": 1, "n": 3}, {"epochs": 1, "n": 3, "segments": 2}], "refine[1] changes neither n nor segments"),
+    ([{"epochs": 1, "n": 3}, {"epochs": 1, "n": 3, "segments": 2}],
+     "refine[1] changes neither n nor segments"),
 ])
 def test_bad_stage_specs_name_the_stage(spec, fragment):
-    with pytest.raises(ValueError, match="^" + fragment.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+    with pytest.raises(ValueError, match="^" + re.escape(fragment)):
         parse_stages(spec, n=3, segments=2)
 
 
@@ -58,7 +61,8 @@ def test_strategies_other_than_single_device_and_ddp_are_refused():
     from lightning.pytorch.strategies import FSDPStrategy
 
     callback = RefinementStages([Stage(1, 2), Stage(1, 3)])
-    with pytest.raises(ValueError, match="^refinement stages support single-device and DDP training, not the FSDP"):
+    with pytest.raises(ValueError,
+                       match=r"^refinement stages support single-device and DDP training, not the FSDP"):
         callback.setup(SimpleNamespace(strategy=FSDPStrategy()), None, "fit")
     with pytest.raises(ValueError, match="needs at least one stage"):
         RefinementStages([])
@@ -85,7 +89,7 @@ def test_staged_run_refines_exactly_and_logs_each_boundary(tmp_path):
     assert [value for _, value in logged["refine/segments"]] == [2.0, 2.0, 4.0]
     before, after = logged["refine/val_loss_before"], logged["refine/val_loss_after"]
     assert [step for step, _ in before] == [steps_per_epoch, 3 * steps_per_epoch]
-    for (_, old), (_, new) in zip(before, after):
+    for (_, old), (_, new) in zip(before, after, strict=True):
         assert new == pytest.approx(old, rel=1e-6)
     assert before[0][1] != pytest.approx(before[1][1], rel=1e-3)  # training went on between the refinements
     # the validation loss before a refinement is that of the model the last epoch ended with
@@ -96,8 +100,9 @@ def test_staged_run_refines_exactly_and_logs_each_boundary(tmp_path):
 def test_refined_network_is_trained_by_a_new_optimizer(tmp_path):
     """After a refinement every new parameter receives updates (the optimizer holds the new parameters)."""
     run = tmp_path / "run"
-    train(make_cfg(run, "experiment=xor", *TINY_DATA, "refine=[{epochs: 1, n: 2}, {epochs: 1, n: 3}]", "test=false",
-                   "callbacks.model_checkpoint.save_top_k=-1", "callbacks.model_checkpoint.monitor=null"))
+    train(make_cfg(run, "experiment=xor", *TINY_DATA, "refine=[{epochs: 1, n: 2}, {epochs: 1, n: 3}]",
+                   "test=false", "callbacks.model_checkpoint.save_top_k=-1",
+                   "callbacks.model_checkpoint.monitor=null"))
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert len(last["optimizer_states"][0]["state"]) == len(last["state_dict"]) - sum(
         1 for key in last["state_dict"] if "metric" in key or "loss" in key or "best" in key)
@@ -109,18 +114,20 @@ def test_refined_network_is_trained_by_a_new_optimizer(tmp_path):
 def test_best_checkpoint_of_an_earlier_stage_is_tested_with_its_own_shape(tmp_path):
     run = tmp_path / "run"
     # mode=max: the "best" checkpoint is the worst validation loss, that of the first (low order) stage
-    metrics = train(make_cfg(run, "experiment=xor", *TINY_DATA, "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 4}]",
+    metrics = train(make_cfg(run, "experiment=xor", *TINY_DATA,
+                             "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 4}]",
                              "callbacks.model_checkpoint.mode=max", "optimizer.lr=0.05"))
     best = next((run / "checkpoints").glob("epoch_*.ckpt"))
     assert torch.load(best, weights_only=False)["net_hparams"]["layer"]["n"] == 2
-    evaluated = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={best}", "+trainer.enable_progress_bar=false",
-                                  config_name="eval"))
+    evaluated = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={best}",
+                                  "+trainer.enable_progress_bar=false", config_name="eval"))
     assert metrics["test/loss"] == pytest.approx(evaluated["test/loss"], rel=1e-6)
 
 
 def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_path):
-    common = [*TINY_DATA, "experiment=xor", "model.hidden_layers=1", "model.hidden_width=4", "model.dropout=0.2",
-              "model.normalization=max_abs", "scheduler=cosine", "scheduler.T_max=4", "logger=[]"]
+    common = [*TINY_DATA, "experiment=xor", "model.hidden_layers=1", "model.hidden_width=4",
+              "model.dropout=0.2", "model.normalization=max_abs", "scheduler=cosine", "scheduler.T_max=4",
+              "logger=[]"]
     full = "refine=[{epochs: 1, n: 2}, {epochs: 2, n: 3}, {epochs: 1, n: 4}]"
     straight = train(make_cfg(tmp_path / "straight", *common, full))
 
@@ -129,8 +136,8 @@ def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_
         run folder."""
         train(make_cfg(tmp_path / name, *common, first_stages, "test=false"))
         last = tmp_path / name / "checkpoints" / "last.ckpt"
-        return torch.load(last, weights_only=False), train(make_cfg(tmp_path / f"{name}_resumed", *common, full,
-                                                                      f"ckpt_path={last}"))
+        resumed_run = make_cfg(tmp_path / f"{name}_resumed", *common, full, f"ckpt_path={last}")
+        return torch.load(last, weights_only=False), train(resumed_run)
 
     # killed after epoch 1 (inside stage 2, after its refinement): resumes at n=3 and does not refine again
     checkpoint, after = resumed("after", "refine=[{epochs: 1, n: 2}, {epochs: 1, n: 3}]")
@@ -157,7 +164,8 @@ def test_resume_after_and_before_a_refinement_repeats_the_uninterrupted_run(tmp_
 # --- command line ---------------------------------------------------------------------------------------
 
 def test_command_line_stages_in_a_run_and_a_sweep(in_tmp, capsys):
-    main(["train", "experiment=xor", *TINY_DATA, *QUIET, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run"])
+    main(["train", "experiment=xor", *TINY_DATA, *QUIET, "refine=[{epochs:1,n:2},{epochs:1,n:3}]",
+          "hydra.run.dir=run"])
     assert "refine/max_change" in capsys.readouterr().out
     assert json.loads((in_tmp / "run" / METRICS_FILE).read_text())["refine/max_change"] < 1e-12
 
@@ -166,7 +174,8 @@ def test_command_line_stages_in_a_run_and_a_sweep(in_tmp, capsys):
     for job in ("0", "1"):
         metrics = json.loads((in_tmp / "sweep" / job / METRICS_FILE).read_text())
         assert metrics["refine/max_change"] < 1e-12
-        hparams = torch.load(in_tmp / "sweep" / job / "checkpoints" / "last.ckpt", weights_only=False)["net_hparams"]
+        last = in_tmp / "sweep" / job / "checkpoints" / "last.ckpt"
+        hparams = torch.load(last, weights_only=False)["net_hparams"]
         assert (hparams["layer"]["n"], hparams["layer"]["segments"]) == (2, 4)
     assert "refine/max_change" in (in_tmp / "sweep" / "summary.csv").read_text()
 

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import math
 
-import pytest
 from hydra.errors import InstantiationException
 from rich.console import Console
 
@@ -25,13 +23,15 @@ from tests.helpers.runs import read_csv
 
 def records() -> list[JobRecord]:
     return [
-        JobRecord(0, ["exp=a", "n=2"], OK, result=0.5, wall_time_s=1.25, metrics={"val/loss": 0.5, "test/acc": 0.9}),
-        JobRecord(1, ["exp=a", "n=3"], OK, result=0.25, wall_time_s=2.0, metrics={"val/loss": 0.25, "extra": 1}),
+        JobRecord(0, ["exp=a", "n=2"], OK, result=0.5, wall_time_s=1.25,
+                  metrics={"val/loss": 0.5, "test/acc": 0.9}),
+        JobRecord(1, ["exp=a", "n=3"], OK, result=0.25, wall_time_s=2.0,
+                  metrics={"val/loss": 0.25, "extra": 1}),
         JobRecord(2, ["exp=a", "n=0"], FAILED, wall_time_s=0.01, error="ValueError: n | must be >= 2"),
     ]
 
 
-# ---- plain functions ----------------------------------------------------------------------------------------
+# ---- plain functions ---------------------------------------------------------------------------------------
 
 def test_split_overrides_shared_and_varying():
     shared, varying = split_overrides([["a=1", "b=1", "c=x"], ["a=1", "b=2", "c=x"], ["a=1", "b=3"]])
@@ -73,7 +73,8 @@ def test_write_summary_csv_full_precision_and_markdown(tmp_path):
     assert md[0] == "# T" and "`exp=a`" in md[2]
     table = [line for line in md if line.startswith("|")]
     assert len(table) == 2 + len(recs)
-    assert all(line.count(" | ") == table[0].count(" | ") for line in table[2:])  # '|' in the error is escaped
+    # '|' in the error is escaped
+    assert all(line.count(" | ") == table[0].count(" | ") for line in table[2:])
     assert "0.333333" in table[2] and "\\|" in table[4]
 
 

@@ -1,4 +1,5 @@
-"""End-to-end runs of train()/evaluate() on tiny data (every data set), resume, checkpoints, TensorBoard output."""
+"""End-to-end runs of train()/evaluate() on tiny data (every data set), resume, checkpoints, TensorBoard
+output."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import pytest
 import torch
 
 import hol
-from hol.runner.lightning_module import HolModule
 from hol.runner.divergence import RunDiverged
+from hol.runner.lightning_module import HolModule
 from hol.runner.records import FAILED_FILE, METRICS_FILE
 from hol.runner.train import evaluate, run_task, train
 from tests.helpers.runs import TINY_DATA, compose_config, tensorboard_events
@@ -36,7 +37,8 @@ def test_function_run_learns_and_writes_outputs(tmp_path):
     assert set(metrics) == {"test/loss", "test/rmse", "val/loss_best", "val/rmse_best"}
     record = json.loads((run / METRICS_FILE).read_text())
     assert record.pop("run/status") == "finished" and record == pytest.approx(metrics)
-    zero_rmse = (hol.runner.data.FunctionDataModule(test_size=64, seed=cfg.seed).sample(64, 2).tensors[1] ** 2).mean().sqrt()
+    targets = hol.runner.data.FunctionDataModule(test_size=64, seed=cfg.seed).sample(64, 2).tensors[1]
+    zero_rmse = (targets**2).mean().sqrt()
     assert metrics["test/rmse"] < 0.5 * float(zero_rmse)  # learned, not a constant
     assert metrics["test/loss"] == pytest.approx(metrics["test/rmse"] ** 2, rel=1e-5)
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -54,7 +56,8 @@ def test_checkpoint_rebuilds_the_model_and_eval_reproduces_test_metrics(tmp_path
     metrics = train(make_cfg(run, *TINY_FUNCTION, "trainer.max_epochs=2", "logger=csv"))
     best = next((run / "checkpoints").glob("epoch_*.ckpt"))
     checkpoint = torch.load(best, weights_only=False)
-    assert checkpoint["net_hparams"]["name"] == "mlp" and checkpoint["hyper_parameters"]["task"] == "regression"
+    assert checkpoint["net_hparams"]["name"] == "mlp"
+    assert checkpoint["hyper_parameters"]["task"] == "regression"
 
     evaluated = evaluate(make_cfg(tmp_path / "eval", f"ckpt_path={best}", config_name="eval"))
     assert evaluated == pytest.approx({k: v for k, v in metrics.items() if k.startswith("test/")}, rel=1e-6)
@@ -77,8 +80,8 @@ def test_checkpoint_after_refinement_rebuilds_the_refined_model(tmp_path):
 
 
 def test_resume_repeats_the_uninterrupted_run(tmp_path):
-    common = [*TINY_FUNCTION, "model.hidden_layers=1", "model.hidden_width=6", "model.dropout=0.2", "logger=[]",
-              "callbacks.plots=null"]
+    common = [*TINY_FUNCTION, "model.hidden_layers=1", "model.hidden_width=6", "model.dropout=0.2",
+              "logger=[]", "callbacks.plots=null"]
     straight = train(make_cfg(tmp_path / "straight", *common, "trainer.max_epochs=3"))
     train(make_cfg(tmp_path / "first", *common, "trainer.max_epochs=1"))  # "killed" after epoch 1
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
@@ -86,8 +89,8 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     assert resumed == straight  # exactly
 
 
-BEST_EARLY = ["experiment=xor", *TINY_DATA, "optimizer=sgd", "optimizer.lr=0.3", "logger=[]", "callbacks.plots=null",
-              "trainer.num_sanity_val_steps=0", "trainer.max_epochs=5"]
+BEST_EARLY = ["experiment=xor", *TINY_DATA, "optimizer=sgd", "optimizer.lr=0.3", "logger=[]",
+              "callbacks.plots=null", "trainer.num_sanity_val_steps=0", "trainer.max_epochs=5"]
 """An XOR run whose validation loss is best in its first epoch (so the best checkpoint is not the last)."""
 
 
@@ -105,7 +108,8 @@ def test_resume_after_a_worse_epoch_tests_the_best_checkpoint_of_the_whole_run(t
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["epoch"] == 1  # not the best epoch
     run = tmp_path / ("first" if folder == "same" else "resumed")
-    assert train(make_cfg(run, *BEST_EARLY, f"ckpt_path={last}")) == straight  # exactly, test metrics included
+    resumed = train(make_cfg(run, *BEST_EARLY, f"ckpt_path={last}"))
+    assert resumed == straight  # exactly, test metrics included
     assert (run / "checkpoints" / "epoch_000.ckpt").is_file()  # the run folder holds its best checkpoint
 
 
@@ -120,8 +124,10 @@ def test_diverged_run_stops_says_where_and_is_recorded_as_strict_json(tmp_path):
     epoch = record["run/diverged_epoch"]
     assert record["run/status"] == "diverged" and epoch < 4
     assert record["run/diverged_metric"] == "train/loss" and not (run / FAILED_FILE).exists()
-    assert all(value is None or math.isfinite(value) for key, value in record.items() if not key.startswith("run/"))
-    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == epoch  # it stopped there
+    metrics = [value for key, value in record.items() if not key.startswith("run/")]
+    assert all(value is None or math.isfinite(value) for value in metrics)
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == epoch  # it stopped there
 
 
 def test_best_values_ignore_non_finite_epochs():
@@ -154,8 +160,9 @@ def test_mnist_runs_on_idx_files(tmp_path, mnist_root, overrides):
 
 def test_cifar100_runs_on_pickle_files(tmp_path, cifar100_root):
     run = tmp_path / "run"
-    metrics = train(make_cfg(run, "experiment=cifar100", "model.channels=[2,3,4]", f"data.root={cifar100_root}",
-                             "data.download=false", "data.batch_size=16", "trainer.max_epochs=1", "logger=csv"))
+    metrics = train(make_cfg(run, "experiment=cifar100", "model.channels=[2,3,4]",
+                             f"data.root={cifar100_root}", "data.download=false", "data.batch_size=16",
+                             "trainer.max_epochs=1", "logger=csv"))
     assert 0 <= metrics["test/acc"] <= 1 and metrics["test/loss"] > 0
 
 

@@ -10,6 +10,7 @@ import pytest
 from hol.runner.sweep import FAILED, OK
 from tests.helpers.runs import TINY_XOR, read_csv, run_hol, run_sweep_app
 
+
 def test_basic_sweep_records_failed_job_and_runs_the_others(sweep_app, tmp_path):
     sweep = tmp_path / "sweep"
     done = run_sweep_app(sweep_app, sweep, "hydra/sweeper=hol_basic", "x=0.1,0.5,2", "y=0,1", "fail_at=2")

@@ -39,7 +39,7 @@ def parsed_value(override: str):
     return PARSER.parse_override(override).value()
 
 
-# ---- parametrization ----------------------------------------------------------------------------------------
+# ---- parametrization ---------------------------------------------------------------------------------------
 
 def test_interval_is_a_bounded_float():
     s = space({"opt.lr": "interval(0.1, 2)"})
@@ -64,20 +64,22 @@ def test_log_interval_is_log_uniform():
     values, overrides = samples(s, "optimizer.lr", count=2000)
     values = np.array(values)
     assert values.min() >= 0.001 and values.max() <= 0.1
-    # log-uniform on [1e-3, 1e-1]: P(v < 10^-2) = 1/2, P(v < 10^-2.5) = 1/4 (a uniform law would give ~0.09, ~0.02)
+    # log-uniform on [1e-3, 1e-1]: P(v < 10^-2) = 1/2, P(v < 10^-2.5) = 1/4 (a uniform law would give
+    # ~0.09, ~0.02)
     assert abs((values < 1e-2).mean() - 0.5) < 0.05
     assert abs((values < 10**-2.5).mean() - 0.25) < 0.05
-    assert all(parsed_value(o) == v for o, v in zip(overrides[:50], values[:50]))
+    assert all(parsed_value(o) == v for o, v in zip(overrides[:50], values[:50], strict=True))
 
 
-@pytest.mark.parametrize("spec", [["continuous", "discontinuous", "a b,c"], "choice(continuous,discontinuous,'a b,c')",
+@pytest.mark.parametrize("spec", [["continuous", "discontinuous", "a b,c"],
+                                  "choice(continuous,discontinuous,'a b,c')",
                                   "continuous,discontinuous,'a b,c'"])
 def test_choices_from_a_list_or_the_override_grammar(spec):
     s = space({"layer": spec})
     assert isinstance(s.dimensions["layer"].parameter, ng.p.Choice)
     values, overrides = samples(s, "layer", count=200)
     assert set(values) == {"continuous", "discontinuous", "a b,c"}
-    assert all(parsed_value(o) == v for o, v in zip(overrides, values))  # 'a b,c' is escaped
+    assert all(parsed_value(o) == v for o, v in zip(overrides, values, strict=True))  # 'a b,c' is escaped
 
 
 def test_numeric_choices_keep_their_type_and_range_is_ordered():
@@ -130,7 +132,7 @@ def test_objective_accepts_only_finite_numbers():
         assert objective(bad) is None
 
 
-# ---- sweeps with the tiny app -------------------------------------------------------------------------------
+# ---- sweeps with the tiny app ------------------------------------------------------------------------------
 
 def results_and_rows(sweep):
     results = OmegaConf.load(sweep / "optimization_results.yaml")
@@ -144,7 +146,8 @@ def row_params(row) -> dict:
 
 def job_params(sweep, job) -> dict:
     """The values of all overrides the job ran with (saved by Hydra in the job's folder)."""
-    return {o.split("=")[0]: parsed_value(o) for o in OmegaConf.load(sweep / str(job) / ".hydra" / "overrides.yaml")}
+    overrides = OmegaConf.load(sweep / str(job) / ".hydra" / "overrides.yaml")
+    return {o.split("=")[0]: parsed_value(o) for o in overrides}
 
 
 def test_nevergrad_sweep_best_is_the_best_trial(sweep_app, tmp_path):
@@ -160,14 +163,16 @@ def test_nevergrad_sweep_best_is_the_best_trial(sweep_app, tmp_path):
     assert {k: ran_with[k] for k in ("x", "y")} == dict(results.best_evaluated_params)
     x, y = results.best_evaluated_params.x, results.best_evaluated_params.y
     assert -1 <= x <= 1 and y in (0, 1) and results.best_evaluated_result == pytest.approx((x - 0.3) ** 2 + y)
-    assert (results.optimizer, results.budget, results.num_failed, results.maximize) == ("OnePlusOne", 6, 0, False)
+    assert ((results.optimizer, results.budget, results.num_failed, results.maximize)
+            == ("OnePlusOne", 6, 0, False))
     assert "shape=square" in results.best_overrides  # fixed overrides reach every job
 
 
 def test_nevergrad_failed_trials_count_as_worst_and_the_search_goes_on(sweep_app, tmp_path):
     """Jobs 0 and 3 raise, job 4 returns NaN: all three are failed trials; the budget is still spent."""
     sweep = tmp_path / "sweep"
-    done = run_sweep_app(sweep_app, sweep, "fail_jobs=[0,3]", "nan_jobs=[4]", "exit_jobs=[]", config_name="nevergrad")
+    done = run_sweep_app(sweep_app, sweep, "fail_jobs=[0,3]", "nan_jobs=[4]", "exit_jobs=[]",
+                         config_name="nevergrad")
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr  # the loss told for failures is one nevergrad takes as it is
     results, rows = results_and_rows(sweep)
@@ -182,7 +187,8 @@ def test_nevergrad_failed_trials_count_as_worst_and_the_search_goes_on(sweep_app
 
 def test_nevergrad_maximize_and_seed_reproducibility(sweep_app, tmp_path):
     overrides = ["hydra.sweeper.optim.maximize=true", "hydra.sweeper.optim.budget=4", "x=0.2,0.3,0.9"]
-    runs = [run_sweep_app(sweep_app, tmp_path / name, *overrides, config_name="nevergrad") for name in ("a", "b")]
+    runs = [run_sweep_app(sweep_app, tmp_path / name, *overrides, config_name="nevergrad")
+            for name in ("a", "b")]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr
     (results, rows), (_, rows_b) = results_and_rows(tmp_path / "a"), results_and_rows(tmp_path / "b")
     assert [r["overrides"] for r in rows] == [r["overrides"] for r in rows_b]  # same seed, same trials
@@ -191,15 +197,15 @@ def test_nevergrad_maximize_and_seed_reproducibility(sweep_app, tmp_path):
 
 
 def test_nevergrad_all_trials_failed_is_an_error(sweep_app, tmp_path):
-    done = run_sweep_app(sweep_app, tmp_path / "sweep", "fail_at=0.5", "x=0.5", "y=0,1", "hydra.sweeper.optim.budget=2",
-                   config_name="nevergrad")
+    done = run_sweep_app(sweep_app, tmp_path / "sweep", "fail_at=0.5", "x=0.5", "y=0,1",
+                         "hydra.sweeper.optim.budget=2", config_name="nevergrad")
     assert done.returncode == 1
     assert "no trial succeeded: 2 of 2 jobs failed" in done.stderr
     assert not (tmp_path / "sweep" / "optimization_results.yaml").exists()
     assert [r["status"] for r in read_csv(tmp_path / "sweep" / "summary.csv")] == [FAILED, FAILED]
 
 
-# ---- presets and launchers of hol train ---------------------------------------------------------------------
+# ---- presets and launchers of hol train --------------------------------------------------------------------
 
 def compose_train(*overrides):
     return compose_config(list(overrides), return_hydra_config=True)
@@ -218,7 +224,8 @@ def test_nevergrad_preset_tunes_keys_of_experiment_xor():
 
 
 def test_grid_sweeps_default_to_hol_basic():
-    assert compose_train().hydra.sweeper._target_ == "hydra_plugins.hol_sweepers.basic_sweeper.HolBasicSweeper"
+    target = compose_train().hydra.sweeper._target_
+    assert target == "hydra_plugins.hol_sweepers.basic_sweeper.HolBasicSweeper"
 
 
 @pytest.mark.parametrize("launcher, target, key, value", [
@@ -232,14 +239,15 @@ def test_launcher_configs_compose(launcher, target, key, value):
     assert cfg.hydra.launcher[key] == value
     assert cfg.hydra.runtime.choices["hydra/launcher"] == launcher
     if launcher == "slurm":
-        assert cfg.hydra.launcher.timeout_min == 60 and cfg.hydra.launcher.submitit_folder.endswith("/.submitit/%j")
+        assert cfg.hydra.launcher.timeout_min == 60
+        assert cfg.hydra.launcher.submitit_folder.endswith("/.submitit/%j")
 
 
 def test_hol_train_nevergrad_on_xor(tmp_path):
     """The real CLI: hparams_search=nevergrad with budget 3 on a tiny XOR run."""
     sweep = tmp_path / "sweep"
-    done = run_hol(tmp_path, "train", "-m", *TINY_XOR, "hparams_search=nevergrad", "hydra.sweeper.optim.budget=3",
-                   f"hydra.sweep.dir={sweep}")
+    done = run_hol(tmp_path, "train", "-m", *TINY_XOR, "hparams_search=nevergrad",
+                   "hydra.sweeper.optim.budget=3", f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr[-2000:]
     results, rows = results_and_rows(sweep)
     assert len(rows) == 3 and all(r["status"] == OK for r in rows)

@@ -1,9 +1,9 @@
 """A tiny Hydra app for the sweeper tests (copied into a temporary folder by the ``sweep_app`` fixture).
 
-Its objective is ``(x - 0.3)**2 + y``; it writes ``metrics.json`` and returns the objective. It fails on purpose
-for the job numbers in ``fail_jobs`` (ValueError), ``exit_jobs`` (sys.exit) and when ``x`` equals ``fail_at``;
-for ``nan_jobs`` it returns NaN. The config group ``shape`` has the options ``circle`` and ``square`` only, so
-``shape=triangle`` does not compose.
+Its objective is ``(x - 0.3)**2 + y``; it writes ``metrics.json`` and returns the objective. It fails on
+purpose for the job numbers in ``fail_jobs`` (ValueError), ``exit_jobs`` (sys.exit) and when ``x`` equals
+``fail_at``; for ``nan_jobs`` it returns NaN. The config group ``shape`` has the options ``circle`` and
+``square`` only, so ``shape=triangle`` does not compose.
 """
 import json
 import sys
