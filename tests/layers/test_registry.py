@@ -73,7 +73,7 @@ def test_registering_again_warns_and_replaces(monkeypatch):
 
 
 def test_layer_classes_refuse_kinds_without_links():
-    with pytest.raises(ValueError, match=r"HighOrderLinear needs a kind with link functions; allowed: .*, got"):
+    with pytest.raises(ValueError, match=r"HighOrderLinear needs a kind with link functions; allowed: "):
         HighOrderLinear("relu", 2, 2)
     with pytest.raises(ValueError, match="unknown high-order conv kind 'product'"):
         HighOrderConv("product", 2, 2, 3)
