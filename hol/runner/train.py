@@ -15,11 +15,13 @@ from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
 import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ..checks import check_int, check_number
+from ..layers import kind_info
 from ..networks import MLP, build
 from .divergence import DivergenceMonitor, RunDiverged
 from .lightning_module import HolModule
@@ -68,9 +70,13 @@ def checkpoint_net_hparams(path: str | None) -> dict | None:
 
 
 def build_module(cfg: DictConfig, datamodule) -> HolModule:
-    """The LightningModule: network (from the checkpoint's hparams when resuming), optimizer, scheduler."""
+    """The LightningModule: network (from the checkpoint's hparams when resuming, which must describe the
+    configured network, :func:`check_resumed_network`), optimizer, scheduler."""
+    configured = build_net(cfg.model, datamodule)
     hparams = checkpoint_net_hparams(cfg.get("ckpt_path"))
-    net = build(hparams) if hparams is not None else build_net(cfg.model, datamodule)
+    if hparams is not None:
+        check_resumed_network(configured, hparams, refinable=bool(cfg.get("refine")))
+    net = build(hparams) if hparams is not None else configured
     scheduler = cfg.get("scheduler")
     return HolModule(
         net, task=datamodule.task, num_classes=datamodule.num_classes,
@@ -80,6 +86,43 @@ def build_module(cfg: DictConfig, datamodule) -> HolModule:
         data_config=OmegaConf.to_container(cfg.data, resolve=True),
         seed=cfg.get("seed"),
     )
+
+
+def check_resumed_network(configured: torch.nn.Module, checkpoint_hparams: dict, refinable: bool) -> None:
+    """A resumed run continues the checkpoint's network, so the configuration must describe that network: else
+    the overrides that differ would silently have no effect. ``refinable`` (refinement stages): the order
+    (``layer.n``, ``layer.segments``) may differ, the stages changed it. Raises ``ValueError`` naming the keys."""
+    if not callable(getattr(configured, "hparams", None)):
+        return
+    differences = []
+    ours, theirs = flatten(configured.hparams(), "."), flatten(checkpoint_hparams, ".")
+    for key in sorted(set(ours) | set(theirs)):
+        if refinable and key in ("layer.n", "layer.segments"):
+            continue
+        if ours.get(key) != theirs.get(key):
+            name = key if key.startswith("layer.") else f"model.{key}"
+            differences.append(f"{name} {ours.get(key)!r} (the checkpoint's: {theirs.get(key)!r})")
+    if differences:
+        raise ValueError("ckpt_path: the run resumes the checkpoint's network, but the configured one differs in "
+                         + "; ".join(differences) + "; drop or correct these settings")
+
+
+def command_line_overrides() -> list[str]:
+    """The overrides of this run's command line (``[]`` when the config was composed otherwise)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def check_layer_overrides(net: torch.nn.Module, overrides: list[str]) -> None:
+    """A ``layer.<option>=...`` override that no layer of ``net`` takes would have no effect: ``ValueError``
+    naming it and the layer kinds (an option reaches only the kinds that take it, e.g. ``segments`` the
+    piecewise ones)."""
+    kinds = sorted({module.kind for module in net.modules() if isinstance(getattr(module, "kind", None), str)})
+    taken = set().union(*(kind_info(kind).options for kind in kinds)) | {"kind"}
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key.startswith("layer.") and key.removeprefix("layer.") not in taken:
+            raise ValueError(f"{override} has no effect: no layer of this network takes "
+                             f"{key.removeprefix('layer.')} (layer kinds: {', '.join(kinds)})")
 
 
 def _instantiate_dict(group: DictConfig | None) -> list:
@@ -134,6 +177,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
+    check_layer_overrides(module.net, command_line_overrides())
     monitor = DivergenceMonitor()
     trainer = build_trainer(cfg, [monitor, *([refinement] if refinement else [])])
 
