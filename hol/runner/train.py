@@ -15,8 +15,8 @@ from pathlib import Path
 
 import hydra
 import lightning.pytorch as pl
-from hydra.core.hydra_config import HydraConfig
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -89,9 +89,10 @@ def build_module(cfg: DictConfig, datamodule) -> HolModule:
 
 
 def check_resumed_network(configured: torch.nn.Module, checkpoint_hparams: dict, refinable: bool) -> None:
-    """A resumed run continues the checkpoint's network, so the configuration must describe that network: else
-    the overrides that differ would silently have no effect. ``refinable`` (refinement stages): the order
-    (``layer.n``, ``layer.segments``) may differ, the stages changed it. Raises ``ValueError`` naming the keys."""
+    """A resumed run continues the checkpoint's network, so the configuration must describe that network:
+    else the overrides that differ would silently have no effect. ``refinable`` (refinement stages): the order
+    (``layer.n``, ``layer.segments``) may differ, the stages changed it. Raises ``ValueError`` naming the
+    keys."""
     if not callable(getattr(configured, "hparams", None)):
         return
     differences = []
@@ -103,8 +104,8 @@ def check_resumed_network(configured: torch.nn.Module, checkpoint_hparams: dict,
             name = key if key.startswith("layer.") else f"model.{key}"
             differences.append(f"{name} {ours.get(key)!r} (the checkpoint's: {theirs.get(key)!r})")
     if differences:
-        raise ValueError("ckpt_path: the run resumes the checkpoint's network, but the configured one differs in "
-                         + "; ".join(differences) + "; drop or correct these settings")
+        raise ValueError("ckpt_path: the run resumes the checkpoint's network, but the configured one differs "
+                         f"in {'; '.join(differences)}; drop or correct these settings")
 
 
 def command_line_overrides() -> list[str]:
@@ -116,7 +117,7 @@ def check_layer_overrides(net: torch.nn.Module, overrides: list[str]) -> None:
     """A ``layer.<option>=...`` override that no layer of ``net`` takes would have no effect: ``ValueError``
     naming it and the layer kinds (an option reaches only the kinds that take it, e.g. ``segments`` the
     piecewise ones)."""
-    kinds = sorted({module.kind for module in net.modules() if isinstance(getattr(module, "kind", None), str)})
+    kinds = sorted({kind for module in net.modules() if isinstance(kind := getattr(module, "kind", None), str)})
     taken = set().union(*(kind_info(kind).options for kind in kinds)) | {"kind"}
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0]

@@ -61,7 +61,8 @@ def test_composition_errors(in_tmp, capsys, override, fragment):
     (["ckpt_path=missing.ckpt"], "ckpt_path 'missing.ckpt' is not a file"),
     (["layer=polynomial", "layer.segments=4"],
      "layer.segments=4 has no effect: no layer of this network takes segments (layer kinds: polynomial)"),
-    (["layer=relu", "layer.n=4"], "layer.n=4 has no effect: no layer of this network takes n (layer kinds: relu)"),
+    (["layer=relu", "layer.n=4"],
+     "layer.n=4 has no effect: no layer of this network takes n (layer kinds: relu)"),
     (["data=mnist", "data.root=nowhere", "data.download=false"],
      "MNIST files not found (data.download=false): expected the files train-images-idx3-ubyte"),
 ])
@@ -90,12 +91,13 @@ def test_unknown_command_and_usage(capsys):
 def test_resuming_with_another_network_is_refused(in_tmp, capsys):
     main(["train", *FAST, "hydra.run.dir=run"])
     last = in_tmp / "run" / "checkpoints" / "last.ckpt"
-    code, _, err = run_main(["train", *FAST, "layer=discontinuous", "model.hidden_width=7", f"ckpt_path={last}",
-                             "hydra.run.dir=resumed"], capsys)
-    assert code == 1 and len(err.splitlines()) == 1 and "ckpt_path: the run resumes the checkpoint's network" in err
+    code, _, err = run_main(["train", *FAST, "layer=discontinuous", "model.hidden_width=7",
+                             f"ckpt_path={last}", "hydra.run.dir=resumed"], capsys)
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "ckpt_path: the run resumes the checkpoint's network" in err
     assert "layer.kind 'discontinuous' (the checkpoint's: 'continuous')" in err
     assert "model.hidden_width 7 (the checkpoint's: 20)" in err
-    main(["train", *FAST, "trainer.max_epochs=2", f"ckpt_path={last}", "hydra.run.dir=again"])  # the same: fine
+    main(["train", *FAST, "trainer.max_epochs=2", f"ckpt_path={last}", "hydra.run.dir=again"])  # the same
     assert (in_tmp / "again" / METRICS_FILE).is_file()
 
 
