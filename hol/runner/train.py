@@ -104,8 +104,8 @@ def check_resumed_network(configured: torch.nn.Module, checkpoint_hparams: dict,
             name = key if key.startswith("layer.") else f"model.{key}"
             differences.append(f"{name} {ours.get(key)!r} (the checkpoint's: {theirs.get(key)!r})")
     if differences:
-        raise ValueError("ckpt_path: the run resumes the checkpoint's network, but the configured one differs "
-                         f"in {'; '.join(differences)}; drop or correct these settings")
+        raise ValueError("ckpt_path: the run resumes the checkpoint's network, but the configured one "
+                         f"differs in {'; '.join(differences)}; drop or correct these settings")
 
 
 def command_line_overrides() -> list[str]:
@@ -117,7 +117,8 @@ def check_layer_overrides(net: torch.nn.Module, overrides: list[str]) -> None:
     """A ``layer.<option>=...`` override that no layer of ``net`` takes would have no effect: ``ValueError``
     naming it and the layer kinds (an option reaches only the kinds that take it, e.g. ``segments`` the
     piecewise ones)."""
-    kinds = sorted({kind for module in net.modules() if isinstance(kind := getattr(module, "kind", None), str)})
+    kinds = sorted({module.kind for module in net.modules() if isinstance(getattr(module, "kind", None), str)
+                    })
     taken = set().union(*(kind_info(kind).options for kind in kinds)) | {"kind"}
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0]
