@@ -117,8 +117,8 @@ def check_layer_overrides(net: torch.nn.Module, overrides: list[str]) -> None:
     """A ``layer.<option>=...`` override that no layer of ``net`` takes would have no effect: ``ValueError``
     naming it and the layer kinds (an option reaches only the kinds that take it, e.g. ``segments`` the
     piecewise ones)."""
-    kinds = sorted({module.kind for module in net.modules() if isinstance(getattr(module, "kind", None), str)
-                    })
+    named = (getattr(module, "kind", None) for module in net.modules())
+    kinds = sorted({kind for kind in named if isinstance(kind, str)})
     taken = set().union(*(kind_info(kind).options for kind in kinds)) | {"kind"}
     for override in overrides:
         key = override.lstrip("+~").split("=", 1)[0]
