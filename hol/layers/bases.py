@@ -136,10 +136,11 @@ def segment_coordinates(x: Tensor, segments: int, length: float) -> tuple[Tensor
     """Segment index ``s`` (long) and local coordinate ``t`` of global ``x``.
 
     ``u = (x + L/2) / L * S``, ``s = clamp(floor(u), 0, S-1)``, ``t = 2 (u - s) - 1``. Inside the domain
-    ``t`` lies in ``[-1, 1]``; outside it continues linearly (the end segments extend).
+    ``t`` lies in ``[-1, 1]``; outside it continues linearly (the end segments extend). A NaN ``x`` gets
+    segment 0 and a NaN ``t`` (so its values are NaN, and only its own), never an invalid index.
     """
     u = (x + 0.5 * length) * (segments / length)
-    s = u.detach().floor().clamp(0, segments - 1)
+    s = u.detach().floor().nan_to_num(nan=0.0).clamp(0, segments - 1)
     return s.long(), 2 * (u - s) - 1
 
 
