@@ -1,6 +1,7 @@
 """Inputs a layer cannot use are reported at the layer's boundary; NaN and infinite inputs propagate to the
 outputs they reach, and only to those (every kind, extrapolation and stride of the segment layout); with
-``extrapolation="clamp"`` the links are constant beyond the domain, so an infinite input has the end's value."""
+``extrapolation="clamp"`` the links are constant beyond the domain, so an infinite input has the end's
+value."""
 from __future__ import annotations
 
 import pytest
@@ -21,14 +22,15 @@ def options(kind: str, n: int) -> dict:
 @pytest.mark.parametrize("n", [2, 3])  # odd and even segment strides of the continuous / discontinuous layouts
 @pytest.mark.parametrize("extrapolation", EXTRAPOLATIONS)
 def test_non_finite_inputs_reach_only_their_own_outputs(kind, n, extrapolation):
-    extra = {"extrapolation": extrapolation} if "extrapolation" in kind_info(kind).options else {}
+    takes = "extrapolation" in kind_info(kind).options
+    extra = {"extrapolation": extrapolation} if takes else {}
     layer = hol.layers.fc(kind, 3, 2, **options(kind, n), **extra, dtype=torch.float64)
     x = torch.rand(5, 3, dtype=torch.float64) * 2 - 1
     x[1, 0], x[2, 2], x[3, 1] = float("nan"), float("inf"), -float("inf")
     y = layer(x)
     assert y[[0, 4]].isfinite().all()  # untouched samples
     assert y[1].isnan().all()  # every output of a sample with a NaN input
-    if extrapolation == "clamp":  # the links are constant beyond the ends: f(+-inf) = f(+-L/2)
+    if extra.get("extrapolation") == "clamp":  # links constant beyond the ends: f(+-inf) = f(+-L/2)
         ends = x[2:4].nan_to_num(posinf=1.0, neginf=-1.0)
         torch.testing.assert_close(y[2:4], layer(ends), rtol=0, atol=0)
     else:
