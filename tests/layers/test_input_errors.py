@@ -15,7 +15,9 @@ FC = [kind for kind in hol.layers.kinds() if kind_info(kind).basis not in (None,
 
 
 def options(kind: str, n: int) -> dict:
-    return {"n": n, **({"segments": 3} if kind_info(kind).piecewise else {})} if kind != "product" else {}
+    if kind_info(kind).basis == "identity":
+        return {}
+    return {"n": n, **({"segments": 3} if kind_info(kind).piecewise else {})}
 
 
 @pytest.mark.parametrize("kind", FC)
