@@ -21,7 +21,7 @@ def options(kind: str, n: int) -> dict:
 
 
 @pytest.mark.parametrize("kind", FC)
-@pytest.mark.parametrize("n", [2, 3])  # odd and even segment strides of the continuous / discontinuous layouts
+@pytest.mark.parametrize("n", [2, 3])  # odd and even segment strides of the continuous/discontinuous layout
 @pytest.mark.parametrize("extrapolation", EXTRAPOLATIONS)
 def test_non_finite_inputs_reach_only_their_own_outputs(kind, n, extrapolation):
     takes = "extrapolation" in kind_info(kind).options
