@@ -4,9 +4,9 @@ Each subcommand is a Hydra 1.3 app (``conf/train.yaml``, ``conf/eval.yaml``) aro
 :mod:`hol.train`, so all of Hydra's command line works: ``--help``, ``--cfg job``, ``-m`` multiruns,
 overrides.
 
-Bad input (unknown config option or key, invalid values, missing data files) ends with one line
-``hol <command>: error: ...`` on stderr and exit status 1 (2 for usage errors), without a traceback;
-``HYDRA_FULL_ERROR=1`` shows the full one.
+Bad input (unknown config option or key, invalid values, missing data files, a launcher plugin that is not
+installed) ends with one line ``hol <command>: error: ...`` on stderr and exit status 1 (2 for usage errors),
+without a traceback; ``HYDRA_FULL_ERROR=1`` shows the full one. A sweep with failed jobs ends with status 1.
 """
 from __future__ import annotations
 
@@ -49,8 +49,29 @@ def config_dir() -> str:
     return str(files("hol.conf"))
 
 
+OPTIONAL_PLUGINS = {"hydra_plugins.hydra_joblib_launcher": "joblib",
+                    "hydra_plugins.hydra_submitit_launcher": "slurm"}
+"""The Hydra plugins the configs name that come with an optional extra of hol (``pip install 'hol[EXTRA]'``).
+"""
+
+
+def missing_plugin(error: BaseException) -> str | None:
+    """The one-line message for a configured Hydra plugin that is not installed (``None`` for other
+    errors)."""
+    found = re.search(r"Unknown plugin class : '([\w.]+)'", str(error))
+    if not isinstance(error, RuntimeError) or not found:
+        return None
+    target = found.group(1)
+    extra = next((extra for package, extra in OPTIONAL_PLUGINS.items() if target.startswith(package)), None)
+    install = f"pip install 'hol[{extra}]'" if extra else f"install the package that provides {target}"
+    return f"the Hydra plugin {target} is not installed: {install}"
+
+
 def is_user_error(error: BaseException) -> bool:
-    """Errors caused by the input (config, values, data files), reported in one line; others are bugs."""
+    """Errors caused by the input (config, values, data files, a plugin to install), reported in one line;
+    others are bugs."""
+    if missing_plugin(error):
+        return True
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     from .data import DataError
@@ -63,6 +84,8 @@ def is_user_error(error: BaseException) -> bool:
 
 def error_message(error: BaseException) -> str:
     """One line describing ``error`` for the user."""
+    if plugin := missing_plugin(error):
+        return plugin
     if isinstance(error, InstantiationException):
         where = re.search(r"full_key: (\S+)", str(error))
         return (f"{where.group(1)}: " if where else "") + error_message(unwrap_error(error))
@@ -88,6 +111,13 @@ def error_message(error: BaseException) -> str:
     if cause is not None and isinstance(cause, OmegaConfBaseException):
         text = f"{text} {str(cause).split(chr(10))[0]}"
     return " ".join(text.split())
+
+
+def exit_status(error: BaseException) -> int:
+    """2 for usage errors (the command line or config does not compose), 1 for runs that failed; an error may
+    say which with an ``exit_status`` attribute (a sweep with failed jobs: 1)."""
+    usage = isinstance(error, HydraException) and not isinstance(error, InstantiationException)
+    return getattr(error, "exit_status", 2 if usage else 1)
 
 
 def _fail(command: str, error: BaseException, status: int):
@@ -196,8 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as error:
         if user_full_error or not is_user_error(error):
             raise
-        _fail(command, error, 2 if isinstance(error, HydraException) and not isinstance(
-            error, InstantiationException) else 1)
+        _fail(command, error, exit_status(error))
     finally:
         sys.argv = saved_argv
         if not user_full_error:

@@ -23,7 +23,10 @@ class SweepConfigError(CompactHydraException, ValueError):
 
 
 class SweepFailed(CompactHydraException):
-    """Raised after the summary is written when jobs of a sweep failed; Hydra prints it and exits 1."""
+    """Raised after the summary is written when jobs of a sweep failed; Hydra prints it and exits 1 (so does
+    ``hol``, which reads :attr:`exit_status`)."""
+
+    exit_status = 1
 
 
 def consecutive_runs(positions: Sequence[int]) -> list[list[int]]:

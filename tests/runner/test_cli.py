@@ -88,6 +88,14 @@ def test_unknown_command_and_usage(capsys):
     assert code == 0 and "hol train" in out and "hol eval" in out
 
 
+@pytest.mark.parametrize(("launcher", "extra"), [("parallel", "joblib"), ("slurm", "slurm")])
+def test_a_launcher_plugin_that_is_not_installed_names_the_extra(in_tmp, capsys, launcher, extra):
+    code, out, err = run_main(["train", "-m", f"hydra/launcher={launcher}", "layer.n=2,3", *FAST], capsys)
+    assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err + out
+    assert err.startswith("hol train: error: the Hydra plugin hydra_plugins.") and "is not installed" in err
+    assert err.rstrip().endswith(f"pip install 'hol[{extra}]'")
+
+
 def test_resuming_with_another_network_is_refused(in_tmp, capsys):
     main(["train", *FAST, "hydra.run.dir=run"])
     last = in_tmp / "run" / "checkpoints" / "last.ckpt"
