@@ -72,3 +72,18 @@ def test_hol_train_multirun_summary_with_failing_job(tmp_path):
         assert float(row["val/loss_best"]) == metrics["val/loss_best"]
         assert math.isfinite(float(row["test/loss"])) and float(row["wall_time_s"]) > 0
     assert (sweep / "summary.md").is_file() and (sweep / "multirun.yaml").is_file()
+
+
+def test_a_diverged_job_is_a_failed_job_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run_hol(tmp_path, "train", "-m", *TINY_XOR, "trainer.max_epochs=2", "optimizer=sgd",
+                   "optimizer.lr=50.0,0.1", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 1 and "1 of 2 jobs failed" in done.stderr
+    rows = read_csv(sweep / "summary.csv")
+    statuses = [(r["overrides"], r["status"]) for r in rows]
+    assert statuses == [("optimizer.lr=50.0", FAILED), ("optimizer.lr=0.1", OK)]
+    assert rows[0]["error"].startswith("RunDiverged: the run diverged in epoch 0: train/loss is")
+    assert rows[0]["run/status"] == "diverged" and rows[1]["run/status"] == "finished"
+    assert "nan" not in (sweep / "summary.csv").read_text().lower()  # strict data: empty cells, not NaN
+    record = json.loads((sweep / "0" / "metrics.json").read_text(), parse_constant=pytest.fail)
+    assert record["run/status"] == "diverged"
