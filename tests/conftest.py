@@ -1,12 +1,17 @@
 """Shared fixtures: tiny data sets in the real file formats (no network), config composition helpers."""
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# backend="auto" decides from a per-machine timing calibration (hol.layers.sparse_cost): fixed costs here keep
+# the suite independent of timings and of the machine (tests of the calibration itself unset this)
+os.environ.setdefault("HOL_SPARSE_COST", "3.6,0.9,4.0")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

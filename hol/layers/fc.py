@@ -141,13 +141,17 @@ class HighOrderLinear(nn.Module):
 
     def compute_backend(self, x: Tensor) -> str:
         """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
-        (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model."""
+        (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
+        reads shapes, device and dtype, never values. Exporting to ONNX takes the dense path (ONNX has no
+        segment-sparse operator)."""
         backend = self._hparams.get("backend", "dense")
-        if backend != "auto":
-            return backend
+        if backend == "dense" or torch.onnx.is_in_onnx_export():
+            return "dense"
+        if backend == "sparse":
+            return "sparse"
         return choose_backend(n=self.n, segments=self.segments, batch=x.numel() // self.in_features,
                               in_features=self.in_features, out_features=self.out_features, device=x.device,
-                              continuous=self.basis.continuous)
+                              dtype=self.weight.dtype, continuous=self.basis.continuous)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.product:
