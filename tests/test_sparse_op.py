@@ -131,8 +131,11 @@ def test_vmap_rules_equal_one_call_per_entry(impl, batched):
 
 
 @pytest.mark.parametrize("shape", [(0, 3, 2, 5, 4), (1, 3, 2, 5, 4), (6, 1, 3, 7, 4), (6, 3, 3, 7, 1),
-                                   (6, 3, 4, 4, 2)], ids=["empty", "batch1", "in1", "out1", "one_segment"])
+                                   (6, 3, 4, 4, 2), (7, 3, 8, 22, 130), (300, 4, 8, 22, 130)],
+                         ids=["empty", "batch1", "in1", "out1", "one_segment", "many_nodes", "threads"])
 def test_degenerate_shapes(impl, shape):
+    """Odd shapes, and for the kernels: n = 8 nodes (two register passes), 130 outputs (a full and a partial
+    tile), enough work to split over threads."""
     phi, base, weight, grad = operands(*shape)
     width, n = shape[3], shape[2]
     close(sparse_ops.segment_sparse_product(phi, base, weight), dense_product(phi, base, weight))
