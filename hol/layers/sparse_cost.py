@@ -168,6 +168,12 @@ def calibrate(dtype: torch.dtype = torch.float32, *, batch: int = 512, features:
 
         return run
 
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False):
+        return _measure(step, batch, small_batch, rounds)
+
+
+def _measure(step, batch: int, small_batch: int, rounds: int) -> SparseCost:
+    """The measurements and the fit of :func:`calibrate` (``step(n, S, rows, dense)`` makes a timed case)."""
     nodes = {2: 8, 5: 2, 9: 1}  # n -> S with K = 9
     cases = {"small": step(5, 16, small_batch)}
     cases.update({n: step(n, segments, batch) for n, segments in nodes.items()})
