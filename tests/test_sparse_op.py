@@ -216,9 +216,9 @@ def test_calibration_runs_caches_and_the_environment_overrides(tmp_path, monkeyp
     monkeypatch.setattr(sparse_cost, "_measured", {})
     calls, calibrate = [], sparse_cost.calibrate
 
-    def small_calibration(dtype):
+    def small_calibration(dtype, step):
         calls.append(dtype)
-        return calibrate(dtype, batch=32, features=16, small_batch=4, rounds=1)
+        return calibrate(dtype, step, batch=32, features=16, small_batch=4, rounds=1)
 
     monkeypatch.setattr(sparse_cost, "calibrate", small_calibration)
     with torch.inference_mode():  # a first use in inference still measures fwd+bwd
@@ -245,3 +245,14 @@ def test_symbolic_batch_decides_by_the_large_batch_limit(monkeypatch):
     assert sparse_cost.choose_backend(batch=symbolic, **options) == "sparse"
     assert sparse_cost.choose_backend(batch=1, **options) == "dense"
     assert sparse_cost.choose_backend(batch=symbolic, **{**options, "segments": 1}) == "dense"
+
+
+def test_step_is_read_from_grad_mode_and_requires_grad():
+    x, weight = torch.zeros(2, 3), torch.zeros(4, 3, 5, requires_grad=True)
+    assert sparse_cost.step_of(x.requires_grad_(), weight) == "inputs"
+    assert sparse_cost.step_of(x.detach(), weight) == "weights"
+    assert sparse_cost.step_of(x.detach(), weight.detach()) == "none"
+    with torch.no_grad():
+        assert sparse_cost.step_of(x.requires_grad_(), weight) == "none"
+    with pytest.raises(ValueError, match="step"):
+        sparse_cost.choose_backend(n=3, segments=4, batch=8, in_features=2, out_features=2, step="backward")

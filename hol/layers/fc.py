@@ -30,7 +30,7 @@ from .bases import (
     TensorLagrangeBasis,
     check_choice,
 )
-from .sparse import BACKENDS, choose_backend, segment_sparse_linear
+from .sparse import BACKENDS, choose_backend, segment_sparse_linear, step_of
 
 INITS = ("constant", "linear", "uniform")
 DEFAULT_INIT = "linear"
@@ -142,7 +142,7 @@ class HighOrderLinear(nn.Module):
     def compute_backend(self, x: Tensor) -> str:
         """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
         (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
-        reads shapes, device and dtype, never values. Exporting to ONNX takes the dense path (ONNX has no
+        reads shapes, device, dtype and which gradients the step computes, never values. Exporting to ONNX takes the dense path (ONNX has no
         segment-sparse operator)."""
         backend = self._hparams.get("backend", "dense")
         if backend == "dense" or torch.onnx.is_in_onnx_export():
@@ -151,7 +151,8 @@ class HighOrderLinear(nn.Module):
             return "sparse"
         return choose_backend(n=self.n, segments=self.segments, batch=x.numel() // self.in_features,
                               in_features=self.in_features, out_features=self.out_features, device=x.device,
-                              dtype=self.weight.dtype, continuous=self.basis.continuous)
+                              dtype=self.weight.dtype, continuous=self.basis.continuous,
+                              step=step_of(x, self.weight))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.product:

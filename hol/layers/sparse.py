@@ -33,14 +33,14 @@ import torch
 from torch import Tensor
 
 from .bases import fold_into_domain, lagrange_basis_extrapolated, segment_coordinates
-from .sparse_cost import choose_backend
+from .sparse_cost import choose_backend, step_of
 from .sparse_cpp import extension, extension_available
 from .sparse_ops import segment_sparse_product
 
 BACKENDS = ("auto", "dense", "sparse")
 
 __all__ = ["BACKENDS", "choose_backend", "extension", "extension_available", "segment_basis",
-           "segment_sparse_linear"]
+           "segment_sparse_linear", "step_of"]
 
 
 def segment_basis(x: Tensor, transform: Tensor, segments: int, length: float, continuous: bool,
