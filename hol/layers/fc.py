@@ -142,8 +142,8 @@ class HighOrderLinear(nn.Module):
     def compute_backend(self, x: Tensor) -> str:
         """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
         (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
-        reads shapes, device, dtype and which gradients the step computes, never values. Exporting to ONNX takes the dense path (ONNX has no
-        segment-sparse operator)."""
+        reads shapes, device, dtype and which gradients the step computes, never values. Exporting to ONNX
+        takes the dense path (ONNX has no segment-sparse operator)."""
         backend = self._hparams.get("backend", "dense")
         if backend == "dense" or torch.onnx.is_in_onnx_export():
             return "dense"
