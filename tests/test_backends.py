@@ -192,17 +192,18 @@ def test_refine_then_compute_with_any_backend():
 
 
 def test_compile_fullgraph_layer_and_mlp():
-    """No graph break (fullgraph=True) for a sparse layer and an MLP with sparse layers, forward and backward,
-    equal to eager; with dynamic=True over three batch sizes."""
+    """No graph break (fullgraph=True) for a layer of every backend and an MLP with sparse layers, forward and
+    backward, equal to the eager dense layer; the MLP with dynamic=True over three batch sizes."""
     torch._dynamo.reset()
-    for layer in layers(dtype=torch.float32, backends=["sparse"]).values():
-        x = inputs(8, 3, dtype=torch.float32).requires_grad_()
-        compiled = torch.compile(layer, fullgraph=True)
-        y = compiled(x)
-        got = (y, *torch.autograd.grad(y.pow(2).sum(), (x, layer.weight)))
-        y = layer(x)
-        expected = (y, *torch.autograd.grad(y.pow(2).sum(), (x, layer.weight)))
-        same({"dense": expected, "sparse": got}, tol=1e-6)
+    results = {}
+    for backend, layer in layers(dtype=torch.float32).items():
+        x = inputs(32, 3, dtype=torch.float32).requires_grad_()
+        y = torch.compile(layer, fullgraph=True)(x)
+        results[backend] = (y, *torch.autograd.grad(y.pow(2).sum(), (x, layer.weight)))
+        if backend == "dense":
+            y = layer(x)
+            results["eager"] = (y, *torch.autograd.grad(y.pow(2).sum(), (x, layer.weight)))
+    same(results, tol=1e-6)
     net = hol.networks.MLP("continuous", 3, 2, 1, 16, n=3, segments=8)
     for layer in net.layers:
         layer._hparams["backend"] = "sparse"
