@@ -27,7 +27,7 @@ from ..checks import check_bool, check_choice, check_int, check_number
 from .bases import Basis, LagrangeBasis, make_basis
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .registry import BUILTIN_KINDS, KINDS, LINK_OPTIONS, LayerKind, kind_info, register_fc
-from .sparse import BACKENDS, choose_backend, segment_sparse_linear
+from .sparse import BACKENDS, choose_backend, segment_sparse_linear, step_of
 
 
 class HighOrderLinear(nn.Module):
@@ -123,14 +123,19 @@ class HighOrderLinear(nn.Module):
 
     def compute_backend(self, x: Tensor) -> str:
         """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
-        (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model."""
-        if self.backend != "auto":
-            return self.backend
+        (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
+        reads shapes, device, dtype and which gradients the step computes, never values. Exporting to ONNX
+        takes the dense path (ONNX has no segment-sparse operator)."""
+        if self.backend == "dense" or torch.onnx.is_in_onnx_export():
+            return "dense"
+        if self.backend == "sparse":
+            return "sparse"
         if not kind_info(self.kind).sparse_capable or not isinstance(self.basis, LagrangeBasis):
             return "dense"
         return choose_backend(n=self.n, segments=self.segments, batch=x.numel() // self.in_features,
                               in_features=self.in_features, out_features=self.out_features, device=x.device,
-                              continuous=self.basis.continuous)
+                              dtype=self.weight.dtype, continuous=self.basis.continuous,
+                              step=step_of(x, self.weight))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.product:
