@@ -30,6 +30,7 @@ from .bases import (
     TensorLagrangeBasis,
     check_choice,
 )
+from .product_units import product_units
 from .sparse import BACKENDS, choose_backend, segment_sparse_linear
 
 INITS = ("constant", "linear", "uniform")
@@ -151,11 +152,7 @@ class HighOrderLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.product:
-            f = self.links(x)  # [..., O, I]
-            y = torch.prod(1 + f, dim=-1) - 1
-            if self.alpha != 1.0:
-                y = y - (1 - self.alpha) * f.sum(dim=-1)
-            return y if self.bias is None else y + self.bias
+            return product_units(x, self.weight, self.basis, alpha=self.alpha, bias=self.bias)
         if self.compute_backend(x) == "sparse":
             return segment_sparse_linear(x, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,

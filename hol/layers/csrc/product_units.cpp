@@ -1,0 +1,504 @@
+// Product units without the [B, O, I] tensor of link values (CPU kernels for hol.layers.product_units).
+//
+//   f[b, o, i] = sum_k phi[b, i, k] * w[o, i, base[b, i] + k]            (link value, recomputed, never stored)
+//   y[b, o]    = prod_i (1 + f[b, o, i]) - 1 - (1 - alpha) * sum_i f[b, o, i]
+//
+// Zero factors are counted, never divided by: the forward also returns, per (b, o), the product of the nonzero
+// factors ``prod`` and ``zero_at`` = -1 (no factor is zero), i (only factor i is zero) or -2 (two or more are).
+// The backward needs d y / d f[b, o, i] = prod_{j != i} (1 + f_j) - (1 - alpha), which is
+//   prod / (1 + f_i)   when zero_at = -1 (every factor nonzero),
+//   prod               for i = zero_at, and 0 for the other i, when exactly one factor is zero,
+//   0                  when two or more are,
+// so with the saved [B, O] state every link's coefficient c = dy * (d y / d f) is local and the backward is
+//   d phi[b, i, k]              = sum_o c[b, o, i] * w[o, i, base[b, i] + k]
+//   d w[o, i, base[b, i] + k]  += sum_b c[b, o, i] * phi[b, i, k].
+// The backward recomputes f with the same code as the forward (link_values), so it finds the same values bit for
+// bit.
+//
+// Layout (as in segment_sparse.cpp): blocks of the weight are packed into panels panel[i][m][j] = w[o0 + j, i0 + i,
+// m] of TILE output columns, so the n active rows of one input are contiguous TILE-vectors and every (sample,
+// input, node) costs one AXPY or dot product of TILE values held in registers. Threads: the forward splits output
+// tiles (and batch chunks when there are more threads than tiles); the backward splits input blocks, so every
+// thread owns its rows of d w and d phi (no atomics; repeated indices accumulate in order, nothing is dropped).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+namespace {
+
+constexpr int64_t NV = 8;                    // native vectors of 64 bytes per output tile
+constexpr int64_t PANEL_BYTES = 256 * 1024;  // cache budget of one packed weight panel
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// TILE = NV * LANES outputs as NV native vectors of 64 bytes (128 float, 64 double), kept in registers.
+template <typename T>
+struct Tile {
+  typedef T vec __attribute__((vector_size(64)));
+  static constexpr int64_t LANES = 64 / int64_t(sizeof(T));
+  static constexpr int64_t SIZE = NV * LANES;
+  static vec load(const T* p) {
+    vec v;
+    __builtin_memcpy(&v, p, 64);
+    return v;
+  }
+  static void store(T* p, const vec& v) { __builtin_memcpy(p, &v, 64); }
+  static vec splat(T value) { return vec{} + value; }
+  static T sum(const vec& v) {
+    T total = T(0);
+    for (int64_t l = 0; l < LANES; ++l) total += v[l];
+    return total;
+  }
+  // Whether any lane of the comparison result ``mask`` (lanes 0 or -1, 64 bytes) is set.
+  template <typename M>
+  static bool any(const M& mask) {
+    static_assert(sizeof(M) == 64, "a mask of one native vector");
+#ifdef __AVX512F__
+    __m512i bits;
+    __builtin_memcpy(&bits, &mask, 64);
+    return _mm512_test_epi32_mask(bits, bits) != 0;
+#else
+    for (int64_t l = 0; l < LANES; ++l)
+      if (mask[l]) return true;
+    return false;
+#endif
+  }
+};
+
+template <typename T>
+int64_t inputs_per_panel(int64_t I, int64_t K) {
+  return std::max<int64_t>(1, std::min<int64_t>(I, PANEL_BYTES / (K * Tile<T>::SIZE * int64_t(sizeof(T)))));
+}
+
+#ifdef __AVX512F__
+template <>
+inline float Tile<float>::sum(const vec& v) { return _mm512_reduce_add_ps(v); }
+template <>
+inline double Tile<double>::sum(const vec& v) { return _mm512_reduce_add_pd(v); }
+
+// A full 16 x 16 float block in registers: 16 loads, 64 shuffles, 16 stores instead of 256 scalar moves.
+void transpose_16x16(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+  __m512 a[16], b[16];
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_loadu_ps(src + i * src_stride);
+  for (int i = 0; i < 16; i += 2) {  // interleave pairs of rows
+    b[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
+    b[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // then pairs of pairs
+    a[i] = _mm512_shuffle_ps(b[i], b[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    a[i + 1] = _mm512_shuffle_ps(b[i], b[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    a[i + 2] = _mm512_shuffle_ps(b[i + 1], b[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    a[i + 3] = _mm512_shuffle_ps(b[i + 1], b[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 16; i += 8) {  // then 128-bit lanes
+    for (int k = 0; k < 4; ++k) {
+      b[i + k] = _mm512_shuffle_f32x4(a[i + k], a[i + k + 4], 0x88);
+      b[i + k + 4] = _mm512_shuffle_f32x4(a[i + k], a[i + k + 4], 0xdd);
+    }
+  }
+  for (int k = 0; k < 8; ++k) {
+    a[k] = _mm512_shuffle_f32x4(b[k], b[k + 8], 0x88);
+    a[k + 8] = _mm512_shuffle_f32x4(b[k], b[k + 8], 0xdd);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * dst_stride, a[i]);
+}
+
+// A full 8 x 8 double block: pairs of rows interleaved, then 128-bit lanes gathered twice.
+void transpose_8x8(const double* src, int64_t src_stride, double* dst, int64_t dst_stride) {
+  __m512d a[8], b[8];
+  for (int i = 0; i < 8; ++i) a[i] = _mm512_loadu_pd(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {  // b[i]: even columns of rows i, i+1 interleaved; b[i+1]: odd columns
+    b[i] = _mm512_unpacklo_pd(a[i], a[i + 1]);
+    b[i + 1] = _mm512_unpackhi_pd(a[i], a[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {  // columns {0, 4}, {2, 6}, {1, 5}, {3, 7} of four rows
+    a[i] = _mm512_shuffle_f64x2(b[i], b[i + 2], 0x88);
+    a[i + 1] = _mm512_shuffle_f64x2(b[i], b[i + 2], 0xdd);
+    a[i + 2] = _mm512_shuffle_f64x2(b[i + 1], b[i + 3], 0x88);
+    a[i + 3] = _mm512_shuffle_f64x2(b[i + 1], b[i + 3], 0xdd);
+  }
+  constexpr int column[8] = {0, 4, 2, 6, 1, 5, 3, 7};  // column held by a[k] (rows 0-3) and a[k + 4] (rows 4-7)
+  for (int k = 0; k < 4; ++k) {
+    b[column[2 * k]] = _mm512_shuffle_f64x2(a[k], a[k + 4], 0x88);
+    b[column[2 * k + 1]] = _mm512_shuffle_f64x2(a[k], a[k + 4], 0xdd);
+  }
+  for (int i = 0; i < 8; ++i) _mm512_storeu_pd(dst + i * dst_stride, b[i]);
+}
+#endif
+
+// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols, in blocks of one cache line of values
+// that stay in L1 (full blocks in registers with AVX-512).
+template <typename T>
+void transpose(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
+  constexpr int64_t BLOCK = 64 / int64_t(sizeof(T));
+  for (int64_t r0 = 0; r0 < rows; r0 += BLOCK)
+    for (int64_t c0 = 0; c0 < cols; c0 += BLOCK) {
+      const int64_t r1 = std::min(rows, r0 + BLOCK), c1 = std::min(cols, c0 + BLOCK);
+#ifdef __AVX512F__
+      if (r1 - r0 == BLOCK && c1 - c0 == BLOCK) {
+        if constexpr (std::is_same_v<T, float>) {
+          transpose_16x16(src + r0 * src_stride + c0, src_stride, dst + c0 * dst_stride + r0, dst_stride);
+          continue;
+        } else {
+          transpose_8x8(src + r0 * src_stride + c0, src_stride, dst + c0 * dst_stride + r0, dst_stride);
+          continue;
+        }
+      }
+#endif
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
+    }
+}
+
+// panel[i][m][j] = w[o0 + j, i0 + i, m] for i < ni, j < width; zero for width <= j < TILE. The rows
+// w[o0 + j, i0 : i0 + ni, :] are contiguous, so this is one transpose of a [width, ni K] matrix.
+template <typename T>
+void pack_panel(const T* w, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* panel) {
+  constexpr int64_t TILE = Tile<T>::SIZE;
+  if (width < TILE) std::fill(panel, panel + ni * K * TILE, T(0));
+  transpose(w + (o0 * I + i0) * K, I * K, panel, TILE, width, ni * K);
+}
+
+// w[o0 + j, i0 + i, m] = panel[i][m][j] for i < ni, j < width.
+template <typename T>
+void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* w) {
+  transpose(panel, Tile<T>::SIZE, w + (o0 * I + i0) * K, I * K, ni * K, width);
+}
+
+// f[v] = sum_k ph[k] * rows[k * TILE + v * LANES ...]: the TILE link values of one (sample, input). The forward
+// and the backward both call this, so the backward's recomputed values equal the forward's bit for bit.
+template <typename T>
+inline void link_values(const T* ph, const T* rows, int64_t n, typename Tile<T>::vec* f) {
+  using V = Tile<T>;
+  for (int64_t v = 0; v < NV; ++v) f[v] = typename V::vec{};
+  for (int64_t k = 0; k < n; ++k) {
+    const T p = ph[k];
+    const T* r = rows + k * V::SIZE;
+    for (int64_t v = 0; v < NV; ++v) f[v] += p * V::load(r + v * V::LANES);
+  }
+}
+
+template <typename T>
+struct Problem {
+  const T* phi;
+  const int64_t* base;
+  const T* w;
+  int64_t B, I, n, K, O;
+};
+
+// One sample over inputs [i0, i0 + ni) of a panel: prod *= (1 + f), sum += f, zero factors tracked in ``zero``
+// (float lanes holding -1, -2 or the input index). The fast loop assumes no factor is zero; a lane whose product
+// is then zero (or NaN) makes the block run again from the saved state with the bookkeeping.
+template <typename T>
+void forward_block(const Problem<T>& p, const T* panel, int64_t b, int64_t i0, int64_t ni, T* prod_state,
+                   T* sum_state, T* zero_state) {
+  using V = Tile<T>;
+  using vec = typename V::vec;
+  vec prod[NV], sum[NV], f[NV];
+  for (int64_t v = 0; v < NV; ++v) {
+    prod[v] = V::load(prod_state + v * V::LANES);
+    sum[v] = V::load(sum_state + v * V::LANES);
+  }
+  for (int64_t i = 0; i < ni; ++i) {
+    const int64_t row = b * p.I + i0 + i;
+    link_values(p.phi + row * p.n, panel + (i * p.K + p.base[row]) * V::SIZE, p.n, f);
+    for (int64_t v = 0; v < NV; ++v) {
+      prod[v] *= f[v] + T(1);
+      sum[v] += f[v];
+    }
+  }
+  auto degenerate = (prod[0] == T(0)) | (prod[0] != prod[0]);
+  for (int64_t v = 1; v < NV; ++v) degenerate |= (prod[v] == T(0)) | (prod[v] != prod[v]);
+  if (V::any(degenerate)) {  // again, from the saved state, with the zero bookkeeping
+    vec zero[NV];
+    for (int64_t v = 0; v < NV; ++v) {
+      prod[v] = V::load(prod_state + v * V::LANES);
+      sum[v] = V::load(sum_state + v * V::LANES);
+      zero[v] = V::load(zero_state + v * V::LANES);
+    }
+    for (int64_t i = 0; i < ni; ++i) {
+      const int64_t row = b * p.I + i0 + i;
+      link_values(p.phi + row * p.n, panel + (i * p.K + p.base[row]) * V::SIZE, p.n, f);
+      const vec index = V::splat(T(i0 + i));
+      for (int64_t v = 0; v < NV; ++v) {
+        const vec one = f[v] + T(1);
+        const auto is_zero = one == T(0);
+        prod[v] = is_zero ? prod[v] : prod[v] * one;
+        zero[v] = is_zero ? (zero[v] == T(-1) ? index : V::splat(T(-2))) : zero[v];
+        sum[v] += f[v];
+      }
+    }
+    for (int64_t v = 0; v < NV; ++v) V::store(zero_state + v * V::LANES, zero[v]);
+  }
+  for (int64_t v = 0; v < NV; ++v) {
+    V::store(prod_state + v * V::LANES, prod[v]);
+    V::store(sum_state + v * V::LANES, sum[v]);
+  }
+}
+
+template <typename T>
+void forward_kernel(const Problem<T>& p, T alpha, T* y, T* prod_out, int32_t* zero_out) {
+  using V = Tile<T>;
+  constexpr int64_t TILE = V::SIZE;
+  const int64_t tiles = ceil_div(p.O, TILE);
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(p.B, ceil_div(at::get_num_threads(), tiles)));
+  const int64_t chunk = ceil_div(p.B, chunks);
+  const int64_t ib = inputs_per_panel<T>(p.I, p.K);
+  at::parallel_for(0, tiles * chunks, 1, [&](int64_t task0, int64_t task1) {
+    std::vector<T> panel(ib * p.K * TILE), prod(chunk * TILE), sum(chunk * TILE), zero(chunk * TILE);
+    for (int64_t task = task0; task < task1; ++task) {
+      const int64_t o0 = (task % tiles) * TILE, width = std::min(TILE, p.O - o0);
+      const int64_t b0 = (task / tiles) * chunk, b1 = std::min(p.B, b0 + chunk);
+      std::fill(prod.begin(), prod.end(), T(1));
+      std::fill(sum.begin(), sum.end(), T(0));
+      std::fill(zero.begin(), zero.end(), T(-1));
+      for (int64_t i0 = 0; i0 < p.I; i0 += ib) {
+        const int64_t ni = std::min(ib, p.I - i0);
+        pack_panel(p.w, p.I, p.K, o0, width, i0, ni, panel.data());
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t s = (b - b0) * TILE;
+          forward_block(p, panel.data(), b, i0, ni, prod.data() + s, sum.data() + s, zero.data() + s);
+        }
+      }
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t s = (b - b0) * TILE, out = b * p.O + o0;
+        for (int64_t j = 0; j < width; ++j) {
+          const T z = zero[s + j];
+          y[out + j] = (z == T(-1) ? prod[s + j] : T(0)) - T(1) - (T(1) - alpha) * sum[s + j];
+          prod_out[out + j] = prod[s + j];
+          zero_out[out + j] = int32_t(z);
+        }
+      }
+    }
+  });
+}
+
+// 1 / x for the fast path of the backward (no factor is zero there): with AVX-512 the 14-bit estimate
+// refined by Newton steps e = 1 - x r, r += r e (one for float, two for double: relative error below 2^-28
+// and 2^-56, i.e. within rounding), four FMA-unit operations instead of one division.
+template <typename T>
+inline typename Tile<T>::vec reciprocal(const typename Tile<T>::vec& x) {
+  using vec = typename Tile<T>::vec;
+#ifdef __AVX512F__
+  if constexpr (std::is_same_v<T, float>) {
+    vec r = (vec)_mm512_rcp14_ps((__m512)x);
+    return r + r * (T(1) - x * r);
+  } else {
+    vec r = (vec)_mm512_rcp14_pd((__m512d)x);
+    r = r + r * (T(1) - x * r);
+    return r + r * (T(1) - x * r);
+  }
+#else
+  return T(1) / x;
+#endif
+}
+
+// Per-(sample, output) inputs of the backward, in padded output tiles: entry (t * B + b) * TILE + j is output
+// o = t * TILE + j of sample b. Padding lanes have dy = 0, so their coefficients are 0.
+template <typename T>
+struct BackwardState {
+  std::vector<T> scaled;           // dy * prod (product of the nonzero factors)
+  std::vector<T> shift;            // dy * (1 - alpha)
+  std::vector<T> zero;             // zero_at as T (-1 in padding lanes)
+  std::vector<uint8_t> has_zero;   // per (t, b): some lane has a zero factor
+};
+
+template <typename T>
+BackwardState<T> backward_state(const T* gy, const T* prod, const int32_t* zero, T alpha, int64_t B, int64_t O) {
+  constexpr int64_t TILE = Tile<T>::SIZE;
+  const int64_t tiles = ceil_div(O, TILE);
+  BackwardState<T> state{std::vector<T>(tiles * B * TILE, T(0)), std::vector<T>(tiles * B * TILE, T(0)),
+                         std::vector<T>(tiles * B * TILE, T(-1)), std::vector<uint8_t>(tiles * B, 0)};
+  at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t o = 0; o < O; ++o) {
+        const int64_t t = o / TILE, at = (t * B + b) * TILE + o % TILE;
+        const T g = gy[b * O + o];
+        state.scaled[at] = g * prod[b * O + o];
+        state.shift[at] = g * (T(1) - alpha);
+        state.zero[at] = T(zero[b * O + o]);
+        if (zero[b * O + o] != -1) state.has_zero[t * B + b] = 1;
+      }
+  });
+  return state;
+}
+
+// One sample over inputs [i0, i0 + ni) of a panel and one output tile. PHI_GRAD: accumulate d phi;
+// WEIGHT_GRAD: accumulate d w into ``grad`` (a panel like ``panel``).
+template <typename T, bool PHI_GRAD, bool WEIGHT_GRAD>
+void backward_block(const Problem<T>& p, const T* panel, T* grad, int64_t b, int64_t i0, int64_t ni,
+                    const T* scaled_tile, const T* shift_tile, const T* zero_tile, bool has_zero, T* gphi) {
+  using V = Tile<T>;
+  using vec = typename V::vec;
+  vec scaled[NV], shift[NV], f[NV], c[NV];
+  for (int64_t v = 0; v < NV; ++v) {
+    scaled[v] = V::load(scaled_tile + v * V::LANES);
+    shift[v] = V::load(shift_tile + v * V::LANES);
+  }
+  for (int64_t i = 0; i < ni; ++i) {
+    const int64_t row = b * p.I + i0 + i;
+    const T* ph = p.phi + row * p.n;
+    const int64_t offset = (i * p.K + p.base[row]) * V::SIZE;
+    link_values(ph, panel + offset, p.n, f);
+    if (!has_zero) {  // c = dy (prod / (1 + f) - (1 - alpha))
+      for (int64_t v = 0; v < NV; ++v) c[v] = scaled[v] * reciprocal<T>(f[v] + T(1)) - shift[v];
+    } else {  // the lanes' own cases (module comment); never a division by a zero factor
+      const vec index = V::splat(T(i0 + i));
+      for (int64_t v = 0; v < NV; ++v) {
+        const vec zero = V::load(zero_tile + v * V::LANES), one = f[v] + T(1);
+        const vec others = zero == T(-1) ? scaled[v] / (one == T(0) ? V::splat(T(1)) : one) : vec{};
+        c[v] = others + (zero == index ? scaled[v] : vec{}) - shift[v];
+      }
+    }
+    for (int64_t k = 0; k < p.n; ++k) {
+      const int64_t at = offset + k * V::SIZE;
+      if constexpr (PHI_GRAD) {
+        vec dot0{}, dot1{};
+        for (int64_t v = 0; v < NV; v += 2) {
+          dot0 += c[v] * V::load(panel + at + v * V::LANES);
+          dot1 += c[v + 1] * V::load(panel + at + (v + 1) * V::LANES);
+        }
+        gphi[row * p.n + k] += V::sum(dot0 + dot1);
+      }
+      if constexpr (WEIGHT_GRAD) {
+        const T q = ph[k];
+        for (int64_t v = 0; v < NV; ++v) {
+          T* gr = grad + at + v * V::LANES;
+          V::store(gr, V::load(gr) + q * c[v]);
+        }
+      }
+    }
+  }
+}
+
+// Inputs per block of the backward: two panels (weights and their gradient) share the budget; at least one
+// block per thread.
+template <typename T>
+int64_t inputs_per_block(int64_t I, int64_t K) {
+  const int64_t ib = std::max<int64_t>(1, inputs_per_panel<T>(I, K) / 2);
+  return std::min(ib, ceil_div(I, at::get_num_threads()));
+}
+
+template <typename T, bool PHI_GRAD, bool WEIGHT_GRAD>
+void backward_kernel(const Problem<T>& p, const BackwardState<T>& state, T* gphi, T* gw) {
+  constexpr int64_t TILE = Tile<T>::SIZE;
+  const int64_t tiles = ceil_div(p.O, TILE);
+  const int64_t ib = inputs_per_block<T>(p.I, p.K);
+  at::parallel_for(0, ceil_div(p.I, ib), 1, [&](int64_t q0, int64_t q1) {
+    std::vector<T> panel(ib * p.K * TILE), grad(WEIGHT_GRAD ? ib * p.K * TILE : 0);
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t i0 = q * ib, ni = std::min(ib, p.I - i0);
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t o0 = t * TILE, width = std::min(TILE, p.O - o0);
+        pack_panel(p.w, p.I, p.K, o0, width, i0, ni, panel.data());
+        if constexpr (WEIGHT_GRAD) std::fill(grad.begin(), grad.end(), T(0));
+        for (int64_t b = 0; b < p.B; ++b) {
+          const int64_t at = (t * p.B + b) * TILE;
+          backward_block<T, PHI_GRAD, WEIGHT_GRAD>(p, panel.data(), grad.data(), b, i0, ni, state.scaled.data() + at,
+                                                   state.shift.data() + at, state.zero.data() + at,
+                                                   state.has_zero[t * p.B + b], gphi);
+        }
+        if constexpr (WEIGHT_GRAD) unpack_panel(grad.data(), p.I, p.K, o0, width, i0, ni, gw);
+      }
+    }
+  });
+}
+
+// Asks for transparent huge pages on the 2 MiB-aligned part of a fresh buffer before it is first touched: a
+// weight-sized gradient then costs one page fault per 2 MiB instead of one per 4 KiB (a no-op elsewhere).
+void advise_huge_pages(void* data, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t HUGE_PAGE = uintptr_t(1) << 21;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + uintptr_t(bytes)) & ~(HUGE_PAGE - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)data;
+  (void)bytes;
+#endif
+}
+
+void check_inputs(const torch::Tensor& phi, const torch::Tensor& base, const torch::Tensor& w) {
+  TORCH_CHECK(phi.device().is_cpu() && base.device().is_cpu() && w.device().is_cpu(), "CPU tensors expected");
+  TORCH_CHECK(phi.dim() == 3 && base.dim() == 2 && w.dim() == 3, "phi [B, I, n], base [B, I], weight [O, I, K]");
+  TORCH_CHECK(phi.is_contiguous() && base.is_contiguous() && w.is_contiguous(), "contiguous tensors expected");
+  TORCH_CHECK(base.scalar_type() == torch::kLong, "base must be int64");
+  TORCH_CHECK(phi.scalar_type() == w.scalar_type(), "phi and weight must share a dtype");
+  TORCH_CHECK(phi.size(0) == base.size(0) && phi.size(1) == base.size(1) && phi.size(1) == w.size(1),
+              "shapes of phi, base and weight disagree");
+  TORCH_CHECK(phi.size(1) < (int64_t(1) << 24), "at most 2^24 inputs (input indices are tracked in float lanes)");
+  const int64_t n = phi.size(2), K = w.size(2);
+  TORCH_CHECK(n >= 1 && K >= n, "need 1 <= n <= K, got n=", n, ", K=", K);
+  const int64_t* b = base.data_ptr<int64_t>();
+  for (int64_t j = 0, count = base.numel(); j < count; ++j) {
+    TORCH_CHECK(b[j] >= 0 && b[j] + n <= K, "segment offset ", b[j], " out of range for K=", K, " and n=", n);
+  }
+}
+
+template <typename T>
+Problem<T> problem(const torch::Tensor& phi, const torch::Tensor& base, const torch::Tensor& w) {
+  return {phi.data_ptr<T>(), base.data_ptr<int64_t>(), w.data_ptr<T>(),
+          phi.size(0), phi.size(1), phi.size(2), w.size(2), w.size(0)};
+}
+
+// (y, prod, zero_at): y [B, O]; prod [B, O], the product of the nonzero factors; zero_at [B, O] int32.
+std::vector<torch::Tensor> forward(torch::Tensor phi, torch::Tensor base, torch::Tensor w, double alpha) {
+  check_inputs(phi, base, w);
+  const int64_t B = phi.size(0), O = w.size(0);
+  auto y = torch::empty({B, O}, phi.options()), prod = torch::empty({B, O}, phi.options());
+  auto zero = torch::empty({B, O}, phi.options().dtype(torch::kInt));
+  AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "product_units_forward", [&] {
+    forward_kernel<scalar_t>(problem<scalar_t>(phi, base, w), scalar_t(alpha), y.data_ptr<scalar_t>(),
+                             prod.data_ptr<scalar_t>(), zero.data_ptr<int32_t>());
+  });
+  return {y, prod, zero};
+}
+
+// (grad_phi, grad_weight); each only when asked for (else an undefined tensor, None in Python).
+std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::Tensor base, torch::Tensor w,
+                                    torch::Tensor prod, torch::Tensor zero, double alpha, bool phi_grad,
+                                    bool weight_grad) {
+  check_inputs(phi, base, w);
+  const int64_t B = phi.size(0), O = w.size(0);
+  for (const auto* t : {&gy, &prod, &zero})
+    TORCH_CHECK(t->is_contiguous() && t->dim() == 2 && t->size(0) == B && t->size(1) == O,
+                "grad_output, prod and zero_at must be contiguous [B, O]");
+  TORCH_CHECK(gy.scalar_type() == phi.scalar_type() && prod.scalar_type() == phi.scalar_type() &&
+              zero.scalar_type() == torch::kInt, "grad_output and prod share phi's dtype; zero_at is int32");
+  torch::Tensor gphi, gw;
+  if (phi_grad) gphi = torch::zeros_like(phi);
+  if (weight_grad) {
+    gw = torch::empty_like(w);  // every entry is written exactly once by unpack_panel
+    advise_huge_pages(gw.data_ptr(), int64_t(gw.nbytes()));
+  }
+  if (!phi_grad && !weight_grad) return {gphi, gw};
+  AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "product_units_backward", [&] {
+    using T = scalar_t;
+    const auto p = problem<T>(phi, base, w);
+    const auto state = backward_state<T>(gy.data_ptr<T>(), prod.data_ptr<T>(), zero.data_ptr<int32_t>(), T(alpha),
+                                         B, O);
+    T* gphi_data = phi_grad ? gphi.data_ptr<T>() : nullptr;
+    T* gw_data = weight_grad ? gw.data_ptr<T>() : nullptr;
+    if (phi_grad && weight_grad) backward_kernel<T, true, true>(p, state, gphi_data, gw_data);
+    else if (phi_grad) backward_kernel<T, true, false>(p, state, gphi_data, gw_data);
+    else backward_kernel<T, false, true>(p, state, gphi_data, gw_data);
+  });
+  return {gphi, gw};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &forward, "(y, prod of nonzero factors, zero_at) of product units (phi, base, weight, alpha)");
+  m.def("backward", &backward, "(grad_phi, grad_weight) of product units, each only if asked for");
+}
