@@ -37,7 +37,9 @@
 namespace {
 
 constexpr int64_t NV = 8;                    // native vectors of 64 bytes per output tile
-constexpr int64_t PANEL_BYTES = 256 * 1024;  // cache budget of one packed weight panel
+constexpr int64_t PANEL_BYTES = 256 * 1024;  // cache budget of one packed panel of the backward (it has two)
+constexpr int64_t FORWARD_PANEL_BYTES = 1024 * 1024;  // of the forward's panel: fewer, longer passes over the
+                                                       // per-sample state when K is large (measured 30% faster at K=257)
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -75,9 +77,10 @@ struct Tile {
   }
 };
 
+// Inputs per panel so that a panel of ``K x TILE`` values per input fits ``bytes``.
 template <typename T>
-int64_t inputs_per_panel(int64_t I, int64_t K) {
-  return std::max<int64_t>(1, std::min<int64_t>(I, PANEL_BYTES / (K * Tile<T>::SIZE * int64_t(sizeof(T)))));
+int64_t inputs_per_panel(int64_t I, int64_t K, int64_t bytes) {
+  return std::max<int64_t>(1, std::min<int64_t>(I, bytes / (K * Tile<T>::SIZE * int64_t(sizeof(T)))));
 }
 
 #ifdef __AVX512F__
@@ -188,13 +191,21 @@ inline void link_values(const T* ph, const T* rows, int64_t n, typename Tile<T>:
   }
 }
 
+// The operands. Row (b, i) of phi (n values), of its gradient and of base lies at b * sample + i * input:
+// sample-major ([B, I], as given) suits blocks of many inputs; with one or a few inputs per block (large K) the
+// kernels walk the samples of one input, and input-major rows ([I, B]) keep those reads sequential (sample-major,
+// consecutive samples are I n values apart: a new page for every sample when I n is large).
 template <typename T>
 struct Problem {
   const T* phi;
   const int64_t* base;
   const T* w;
   int64_t B, I, n, K, O;
+  int64_t sample, input;
+  int64_t row(int64_t b, int64_t i) const { return b * sample + i * input; }
 };
+
+constexpr int64_t INPUT_MAJOR_BELOW = 4;  // inputs per block under which the rows are made input-major
 
 // One sample over inputs [i0, i0 + ni) of a panel: prod *= (1 + f), sum += f, zero factors tracked in ``zero``
 // (float lanes holding -1, -2 or the input index). The fast loop assumes no factor is zero; a lane whose product
@@ -210,7 +221,7 @@ void forward_block(const Problem<T>& p, const T* panel, int64_t b, int64_t i0, i
     sum[v] = V::load(sum_state + v * V::LANES);
   }
   for (int64_t i = 0; i < ni; ++i) {
-    const int64_t row = b * p.I + i0 + i;
+    const int64_t row = p.row(b, i0 + i);
     link_values(p.phi + row * p.n, panel + (i * p.K + p.base[row]) * V::SIZE, p.n, f);
     for (int64_t v = 0; v < NV; ++v) {
       prod[v] *= f[v] + T(1);
@@ -227,7 +238,7 @@ void forward_block(const Problem<T>& p, const T* panel, int64_t b, int64_t i0, i
       zero[v] = V::load(zero_state + v * V::LANES);
     }
     for (int64_t i = 0; i < ni; ++i) {
-      const int64_t row = b * p.I + i0 + i;
+      const int64_t row = p.row(b, i0 + i);
       link_values(p.phi + row * p.n, panel + (i * p.K + p.base[row]) * V::SIZE, p.n, f);
       const vec index = V::splat(T(i0 + i));
       for (int64_t v = 0; v < NV; ++v) {
@@ -253,7 +264,7 @@ void forward_kernel(const Problem<T>& p, T alpha, T* y, T* prod_out, int32_t* ze
   const int64_t tiles = ceil_div(p.O, TILE);
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(p.B, ceil_div(at::get_num_threads(), tiles)));
   const int64_t chunk = ceil_div(p.B, chunks);
-  const int64_t ib = inputs_per_panel<T>(p.I, p.K);
+  const int64_t ib = inputs_per_panel<T>(p.I, p.K, FORWARD_PANEL_BYTES);
   at::parallel_for(0, tiles * chunks, 1, [&](int64_t task0, int64_t task1) {
     std::vector<T> panel(ib * p.K * TILE), prod(chunk * TILE), sum(chunk * TILE), zero(chunk * TILE);
     for (int64_t task = task0; task < task1; ++task) {
@@ -333,59 +344,128 @@ BackwardState<T> backward_state(const T* gy, const T* prod, const int32_t* zero,
   return state;
 }
 
-// One sample over inputs [i0, i0 + ni) of a panel and one output tile. PHI_GRAD: accumulate d phi;
-// WEIGHT_GRAD: accumulate d w into ``grad`` (a panel like ``panel``).
-template <typename T, bool PHI_GRAD, bool WEIGHT_GRAD>
-void backward_block(const Problem<T>& p, const T* panel, T* grad, int64_t b, int64_t i0, int64_t ni,
-                    const T* scaled_tile, const T* shift_tile, const T* zero_tile, bool has_zero, T* gphi) {
+// c = dy (prod / (1 + f) - (1 - alpha)) where no factor of the (sample, output) is zero.
+template <typename T>
+inline void plain_coefficients(const typename Tile<T>::vec* f, const T* scaled, const T* shift,
+                               typename Tile<T>::vec* c) {
+  using V = Tile<T>;
+  for (int64_t v = 0; v < NV; ++v)
+    c[v] = V::load(scaled + v * V::LANES) * reciprocal<T>(f[v] + T(1)) - V::load(shift + v * V::LANES);
+}
+
+// c where some factor is zero (the lanes' own cases, module comment); never a division by a zero factor.
+template <typename T>
+inline void zero_coefficients(const typename Tile<T>::vec* f, const T* scaled, const T* shift, const T* zero,
+                              int64_t input, typename Tile<T>::vec* c) {
   using V = Tile<T>;
   using vec = typename V::vec;
-  vec scaled[NV], shift[NV], f[NV], c[NV];
+  const vec index = V::splat(T(input));
   for (int64_t v = 0; v < NV; ++v) {
-    scaled[v] = V::load(scaled_tile + v * V::LANES);
-    shift[v] = V::load(shift_tile + v * V::LANES);
+    const vec z = V::load(zero + v * V::LANES), one = f[v] + T(1), s = V::load(scaled + v * V::LANES);
+    const vec others = z == T(-1) ? s / (one == T(0) ? V::splat(T(1)) : one) : vec{};
+    c[v] = others + (z == index ? s : vec{}) - V::load(shift + v * V::LANES);
   }
-  for (int64_t i = 0; i < ni; ++i) {
-    const int64_t row = b * p.I + i0 + i;
-    const T* ph = p.phi + row * p.n;
-    const int64_t offset = (i * p.K + p.base[row]) * V::SIZE;
-    link_values(ph, panel + offset, p.n, f);
-    if (!has_zero) {  // c = dy (prod / (1 + f) - (1 - alpha))
-      for (int64_t v = 0; v < NV; ++v) c[v] = scaled[v] * reciprocal<T>(f[v] + T(1)) - shift[v];
-    } else {  // the lanes' own cases (module comment); never a division by a zero factor
-      const vec index = V::splat(T(i0 + i));
-      for (int64_t v = 0; v < NV; ++v) {
-        const vec zero = V::load(zero_tile + v * V::LANES), one = f[v] + T(1);
-        const vec others = zero == T(-1) ? scaled[v] / (one == T(0) ? V::splat(T(1)) : one) : vec{};
-        c[v] = others + (zero == index ? scaled[v] : vec{}) - shift[v];
+}
+
+// The gradients of one (sample, input) row: d phi[row, k] += <c, panel row k>, grad row k += phi[row, k] c.
+template <typename T, bool PHI_GRAD, bool WEIGHT_GRAD>
+inline void apply_one(const Problem<T>& p, const T* panel, T* grad, int64_t row, int64_t offset,
+                      const typename Tile<T>::vec* c, T* gphi) {
+  using V = Tile<T>;
+  using vec = typename V::vec;
+  for (int64_t k = 0; k < p.n; ++k) {
+    const int64_t at = offset + k * V::SIZE;
+    if constexpr (PHI_GRAD) {
+      vec dot0{}, dot1{};
+      for (int64_t v = 0; v < NV; v += 2) {
+        dot0 += c[v] * V::load(panel + at + v * V::LANES);
+        dot1 += c[v + 1] * V::load(panel + at + (v + 1) * V::LANES);
       }
+      gphi[row * p.n + k] += V::sum(dot0 + dot1);
     }
-    for (int64_t k = 0; k < p.n; ++k) {
-      const int64_t at = offset + k * V::SIZE;
-      if constexpr (PHI_GRAD) {
-        vec dot0{}, dot1{};
-        for (int64_t v = 0; v < NV; v += 2) {
-          dot0 += c[v] * V::load(panel + at + v * V::LANES);
-          dot1 += c[v + 1] * V::load(panel + at + (v + 1) * V::LANES);
-        }
-        gphi[row * p.n + k] += V::sum(dot0 + dot1);
-      }
-      if constexpr (WEIGHT_GRAD) {
-        const T q = ph[k];
-        for (int64_t v = 0; v < NV; ++v) {
-          T* gr = grad + at + v * V::LANES;
-          V::store(gr, V::load(gr) + q * c[v]);
-        }
+    if constexpr (WEIGHT_GRAD) {
+      const T q = p.phi[row * p.n + k];
+      for (int64_t v = 0; v < NV; ++v) {
+        T* gr = grad + at + v * V::LANES;
+        V::store(gr, V::load(gr) + q * c[v]);
       }
     }
   }
 }
 
-// Inputs per block of the backward: two panels (weights and their gradient) share the budget; at least one
-// block per thread.
+// The same for two samples whose rows share the segment: each panel row is loaded once, each gradient row
+// read and written once.
+template <typename T, bool PHI_GRAD, bool WEIGHT_GRAD>
+inline void apply_two(const Problem<T>& p, const T* panel, T* grad, int64_t row_a, int64_t row_b, int64_t offset,
+                      const typename Tile<T>::vec* c_a, const typename Tile<T>::vec* c_b, T* gphi) {
+  using V = Tile<T>;
+  using vec = typename V::vec;
+  for (int64_t k = 0; k < p.n; ++k) {
+    const int64_t at = offset + k * V::SIZE;
+    if constexpr (PHI_GRAD) {
+      vec dot_a{}, dot_b{};
+      for (int64_t v = 0; v < NV; ++v) {
+        const vec w = V::load(panel + at + v * V::LANES);
+        dot_a += c_a[v] * w;
+        dot_b += c_b[v] * w;
+      }
+      gphi[row_a * p.n + k] += V::sum(dot_a);
+      gphi[row_b * p.n + k] += V::sum(dot_b);
+    }
+    if constexpr (WEIGHT_GRAD) {
+      const T q_a = p.phi[row_a * p.n + k], q_b = p.phi[row_b * p.n + k];
+      for (int64_t v = 0; v < NV; ++v) {
+        T* gr = grad + at + v * V::LANES;
+        V::store(gr, V::load(gr) + q_a * c_a[v] + q_b * c_b[v]);
+      }
+    }
+  }
+}
+
+// One sample over inputs [i0, i0 + ni) of a panel and one output tile. PHI_GRAD: accumulate d phi;
+// WEIGHT_GRAD: accumulate d w into ``grad`` (a panel like ``panel``). ``state``: the sample's scaled, shift and
+// zero tiles (BackwardState).
+template <typename T, bool PHI_GRAD, bool WEIGHT_GRAD>
+void backward_one(const Problem<T>& p, const T* panel, T* grad, int64_t b, int64_t i0, int64_t ni,
+                  const T* scaled, const T* shift, const T* zero, bool has_zero, T* gphi) {
+  typename Tile<T>::vec f[NV], c[NV];
+  for (int64_t i = 0; i < ni; ++i) {
+    const int64_t row = p.row(b, i0 + i);
+    const int64_t offset = (i * p.K + p.base[row]) * Tile<T>::SIZE;
+    link_values(p.phi + row * p.n, panel + offset, p.n, f);
+    if (has_zero) zero_coefficients<T>(f, scaled, shift, zero, i0 + i, c);
+    else plain_coefficients<T>(f, scaled, shift, c);
+    apply_one<T, PHI_GRAD, WEIGHT_GRAD>(p, panel, grad, row, offset, c, gphi);
+  }
+}
+
+// Samples a and b, neither with a zero factor in this tile: where their inputs share a segment (always for links
+// without segments), the two share every load and store of the panels.
+template <typename T, bool PHI_GRAD, bool WEIGHT_GRAD>
+void backward_two(const Problem<T>& p, const T* panel, T* grad, int64_t a, int64_t b, int64_t i0, int64_t ni,
+                  const T* scaled_a, const T* shift_a, const T* scaled_b, const T* shift_b, T* gphi) {
+  typename Tile<T>::vec f_a[NV], f_b[NV], c_a[NV], c_b[NV];
+  for (int64_t i = 0; i < ni; ++i) {
+    const int64_t row_a = p.row(a, i0 + i), row_b = p.row(b, i0 + i);
+    const int64_t offset_a = (i * p.K + p.base[row_a]) * Tile<T>::SIZE;
+    const int64_t offset_b = (i * p.K + p.base[row_b]) * Tile<T>::SIZE;
+    link_values(p.phi + row_a * p.n, panel + offset_a, p.n, f_a);
+    link_values(p.phi + row_b * p.n, panel + offset_b, p.n, f_b);
+    plain_coefficients<T>(f_a, scaled_a, shift_a, c_a);
+    plain_coefficients<T>(f_b, scaled_b, shift_b, c_b);
+    if (offset_a == offset_b) {
+      apply_two<T, PHI_GRAD, WEIGHT_GRAD>(p, panel, grad, row_a, row_b, offset_a, c_a, c_b, gphi);
+    } else {
+      apply_one<T, PHI_GRAD, WEIGHT_GRAD>(p, panel, grad, row_a, offset_a, c_a, gphi);
+      apply_one<T, PHI_GRAD, WEIGHT_GRAD>(p, panel, grad, row_b, offset_b, c_b, gphi);
+    }
+  }
+}
+
+// Inputs per block of the backward (two panels: weights and their gradient); at least one block per thread.
 template <typename T>
 int64_t inputs_per_block(int64_t I, int64_t K) {
-  const int64_t ib = std::max<int64_t>(1, inputs_per_panel<T>(I, K) / 2);
+  const int64_t ib = inputs_per_panel<T>(I, K, PANEL_BYTES);
   return std::min(ib, ceil_div(I, at::get_num_threads()));
 }
 
@@ -402,11 +482,19 @@ void backward_kernel(const Problem<T>& p, const BackwardState<T>& state, T* gphi
         const int64_t o0 = t * TILE, width = std::min(TILE, p.O - o0);
         pack_panel(p.w, p.I, p.K, o0, width, i0, ni, panel.data());
         if constexpr (WEIGHT_GRAD) std::fill(grad.begin(), grad.end(), T(0));
-        for (int64_t b = 0; b < p.B; ++b) {
+        for (int64_t b = 0; b < p.B;) {
           const int64_t at = (t * p.B + b) * TILE;
-          backward_block<T, PHI_GRAD, WEIGHT_GRAD>(p, panel.data(), grad.data(), b, i0, ni, state.scaled.data() + at,
-                                                   state.shift.data() + at, state.zero.data() + at,
-                                                   state.has_zero[t * p.B + b], gphi);
+          const T *scaled = state.scaled.data() + at, *shift = state.shift.data() + at;
+          const bool has_zero = state.has_zero[t * p.B + b];
+          if (b + 1 < p.B && !has_zero && !state.has_zero[t * p.B + b + 1]) {
+            backward_two<T, PHI_GRAD, WEIGHT_GRAD>(p, panel.data(), grad.data(), b, b + 1, i0, ni, scaled, shift,
+                                                   scaled + TILE, shift + TILE, gphi);
+            b += 2;
+          } else {
+            backward_one<T, PHI_GRAD, WEIGHT_GRAD>(p, panel.data(), grad.data(), b, i0, ni, scaled, shift,
+                                                   state.zero.data() + at, has_zero, gphi);
+            b += 1;
+          }
         }
         if constexpr (WEIGHT_GRAD) unpack_panel(grad.data(), p.I, p.K, o0, width, i0, ni, gw);
       }
@@ -445,10 +533,23 @@ void check_inputs(const torch::Tensor& phi, const torch::Tensor& base, const tor
   }
 }
 
+// phi [B, I, n] and base [B, I] as given, or their input-major copies ([I, B, n], [I, B]) when a block holds
+// fewer than INPUT_MAJOR_BELOW inputs.
+struct Rows {
+  torch::Tensor phi, base;
+  bool input_major;
+};
+
+Rows arrange_rows(const torch::Tensor& phi, const torch::Tensor& base, int64_t inputs_per_block) {
+  if (inputs_per_block >= INPUT_MAJOR_BELOW) return {phi, base, false};
+  return {phi.transpose(0, 1).contiguous(), base.t().contiguous(), true};
+}
+
 template <typename T>
-Problem<T> problem(const torch::Tensor& phi, const torch::Tensor& base, const torch::Tensor& w) {
-  return {phi.data_ptr<T>(), base.data_ptr<int64_t>(), w.data_ptr<T>(),
-          phi.size(0), phi.size(1), phi.size(2), w.size(2), w.size(0)};
+Problem<T> problem(const Rows& rows, const torch::Tensor& w, int64_t B) {
+  const int64_t I = w.size(1);
+  return {rows.phi.data_ptr<T>(), rows.base.data_ptr<int64_t>(), w.data_ptr<T>(), B, I, rows.phi.size(2),
+          w.size(2), w.size(0), rows.input_major ? 1 : I, rows.input_major ? B : 1};
 }
 
 // (y, prod, zero_at): y [B, O]; prod [B, O], the product of the nonzero factors; zero_at [B, O] int32.
@@ -458,8 +559,10 @@ std::vector<torch::Tensor> forward(torch::Tensor phi, torch::Tensor base, torch:
   auto y = torch::empty({B, O}, phi.options()), prod = torch::empty({B, O}, phi.options());
   auto zero = torch::empty({B, O}, phi.options().dtype(torch::kInt));
   AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "product_units_forward", [&] {
-    forward_kernel<scalar_t>(problem<scalar_t>(phi, base, w), scalar_t(alpha), y.data_ptr<scalar_t>(),
-                             prod.data_ptr<scalar_t>(), zero.data_ptr<int32_t>());
+    using T = scalar_t;
+    const Rows rows = arrange_rows(phi, base, inputs_per_panel<T>(w.size(1), w.size(2), FORWARD_PANEL_BYTES));
+    forward_kernel<T>(problem<T>(rows, w, B), T(alpha), y.data_ptr<T>(), prod.data_ptr<T>(),
+                      zero.data_ptr<int32_t>());
   });
   return {y, prod, zero};
 }
@@ -476,7 +579,6 @@ std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::
   TORCH_CHECK(gy.scalar_type() == phi.scalar_type() && prod.scalar_type() == phi.scalar_type() &&
               zero.scalar_type() == torch::kInt, "grad_output and prod share phi's dtype; zero_at is int32");
   torch::Tensor gphi, gw;
-  if (phi_grad) gphi = torch::zeros_like(phi);
   if (weight_grad) {
     gw = torch::empty_like(w);  // every entry is written exactly once by unpack_panel
     advise_huge_pages(gw.data_ptr(), int64_t(gw.nbytes()));
@@ -484,7 +586,9 @@ std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::
   if (!phi_grad && !weight_grad) return {gphi, gw};
   AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "product_units_backward", [&] {
     using T = scalar_t;
-    const auto p = problem<T>(phi, base, w);
+    const Rows rows = arrange_rows(phi, base, inputs_per_block<T>(w.size(1), w.size(2)));
+    if (phi_grad) gphi = torch::zeros_like(rows.phi);  // in the layout of rows.phi
+    const auto p = problem<T>(rows, w, B);
     const auto state = backward_state<T>(gy.data_ptr<T>(), prod.data_ptr<T>(), zero.data_ptr<int32_t>(), T(alpha),
                                          B, O);
     T* gphi_data = phi_grad ? gphi.data_ptr<T>() : nullptr;
@@ -493,6 +597,7 @@ std::vector<torch::Tensor> backward(torch::Tensor gy, torch::Tensor phi, torch::
     else if (phi_grad) backward_kernel<T, true, false>(p, state, gphi_data, gw_data);
     else backward_kernel<T, false, true>(p, state, gphi_data, gw_data);
   });
+  if (phi_grad && gphi.size(0) != B) gphi = gphi.transpose(0, 1).contiguous();  // input-major back to [B, I, n]
   return {gphi, gw};
 }
 
