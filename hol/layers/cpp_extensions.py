@@ -22,18 +22,21 @@ SOURCES = Path(__file__).parent / "csrc"
 
 
 @functools.cache
-def load(name: str, disable_variable: str) -> ModuleType | None:
-    """The compiled extension ``csrc/<name>.cpp``, or ``None`` when the environment variable
-    ``disable_variable`` is ``0`` or the build fails (then with a ``RuntimeWarning`` naming the error)."""
+def load(name: str, disable_variable: str, *, python_module: bool = True) -> ModuleType | bool | None:
+    """Build and load ``csrc/<name>.cpp``: the Python module it defines, or, with ``python_module=False`` (a
+    library that registers torch operators, ``TORCH_LIBRARY``), ``True`` once its operators are in ``torch.ops``.
+    ``None`` when the environment variable ``disable_variable`` is ``0`` or the build fails (then with a
+    ``RuntimeWarning`` naming the error)."""
     if os.environ.get(disable_variable, "1") == "0":
         return None
     source = SOURCES / f"{name}.cpp"
     cpp_extension = _import_cpp_extension()
     key = hashlib.sha256(source.read_bytes() + torch.__version__.encode() + _cpu_flags().encode()).hexdigest()[:12]
     try:
-        return cpp_extension.load(name=f"hol_{name}_{key}", sources=[str(source)],
-                                  extra_cflags=["-O3", "-march=native", "-fopenmp"],
-                                  extra_ldflags=["-fopenmp"], verbose=False)
+        module = cpp_extension.load(name=f"hol_{name}_{key}", sources=[str(source)],
+                                    extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
+                                    is_python_module=python_module, verbose=False)
+        return module if python_module else True
     except Exception as error:  # noqa: BLE001 -- no compiler, ninja or headers: the callers fall back to torch ops
         warnings.warn(f"hol: C++ kernels {name} unavailable ({type(error).__name__}: {error}); using torch ops "
                       "instead", RuntimeWarning, stacklevel=2)

@@ -43,8 +43,11 @@ REFERENCE_CHUNK = 1 << 22
 
 
 def extension():
-    """The C++ kernels, or ``None`` where they cannot be built or ``HOL_PRODUCT_UNITS_CPP=0``."""
-    return cpp_extensions.load("product_units", "HOL_PRODUCT_UNITS_CPP")
+    """The C++ kernels (operators ``torch.ops.hol_cpu.product_units_forward`` / ``_backward``), or ``None`` where
+    they cannot be built or ``HOL_PRODUCT_UNITS_CPP=0``."""
+    if cpp_extensions.load("product_units", "HOL_PRODUCT_UNITS_CPP", python_module=False) is None:
+        return None
+    return torch.ops.hol_cpu
 
 
 # ---------------------------------------------------------------------------------------------------- basis
@@ -228,8 +231,8 @@ def _forward_cpu(phi, base, weight, alpha):
     if kernels is None:
         return _reference_state(phi, base, weight, alpha)
     dtype = ACCUMULATION[phi.dtype]
-    y, prod, zero_at = kernels.forward(phi.to(dtype).contiguous(), base.contiguous(), weight.to(dtype).contiguous(),
-                                       alpha)
+    y, prod, zero_at = kernels.product_units_forward(phi.to(dtype).contiguous(), base.contiguous(),
+                                                     weight.to(dtype).contiguous(), alpha)
     return y.to(phi.dtype), prod, zero_at
 
 
@@ -261,10 +264,10 @@ def _backward_cpu(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, wei
     if kernels is None:
         return _reference_backward(grad_y, phi, base, weight, alpha, phi_grad, weight_grad)
     dtype = ACCUMULATION[phi.dtype]
-    grad_phi, grad_weight = kernels.backward(grad_y.to(dtype).contiguous(), phi.to(dtype).contiguous(),
-                                             base.contiguous(), weight.to(dtype).contiguous(), prod.contiguous(),
-                                             zero_at.contiguous(), alpha, phi_grad, weight_grad)
-    return _backward_outputs(grad_phi, grad_weight, phi, weight)
+    grad_phi, grad_weight = kernels.product_units_backward(
+        grad_y.to(dtype).contiguous(), phi.to(dtype).contiguous(), base.contiguous(), weight.to(dtype).contiguous(),
+        prod.contiguous(), zero_at.contiguous(), alpha, phi_grad, weight_grad)
+    return grad_phi.to(phi.dtype), grad_weight.to(weight.dtype)  # empty where not asked for
 
 
 @_backward_op.register_kernel("cuda")
