@@ -22,8 +22,10 @@ factor and 0 for the others, 0 with two or more zeros. A zero factor is counted,
 Derivatives of every order: the operator's backward is the operator ``hol::product_units_backward``; when the
 backward itself is differentiated (``create_graph=True``), the gradients come from the differentiable torch
 formula (:func:`product_units_reference_gradients`, division-free prefix and suffix products). Derivatives with
-respect to ``x`` come from autograd through :func:`link_basis`. Half precision (``float16``, ``bfloat16``) is
-computed with float32 accumulation.
+respect to ``x`` come from autograd through :func:`link_basis`. Under torch.func transforms (vmap, grad,
+jacrev, jvp, ...) and forward-mode AD, :func:`product_unit_values` computes with the torch formula, which they
+support. Half precision (``float16``, ``bfloat16``) is computed with float32 accumulation. ``HOL_PRODUCT_UNITS_CPP=0``
+turns the C++ kernels off.
 """
 from __future__ import annotations
 

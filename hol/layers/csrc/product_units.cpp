@@ -1,4 +1,5 @@
-// Product units without the [B, O, I] tensor of link values (CPU kernels for hol.layers.product_units).
+// Product units without the [B, O, I] tensor of link values (CPU kernels for hol.layers.product_units),
+// registered as the torch operators hol_cpu::product_units_forward and hol_cpu::product_units_backward.
 //
 //   f[b, o, i] = sum_k phi[b, i, k] * w[o, i, base[b, i] + k]            (link value, recomputed, never stored)
 //   y[b, o]    = prod_i (1 + f[b, o, i]) - 1 - (1 - alpha) * sum_i f[b, o, i]
@@ -13,15 +14,16 @@
 //   d phi[b, i, k]              = sum_o c[b, o, i] * w[o, i, base[b, i] + k]
 //   d w[o, i, base[b, i] + k]  += sum_b c[b, o, i] * phi[b, i, k].
 // The backward recomputes f with the same code as the forward (link_values), so it finds the same values bit for
-// bit.
+// bit, and divides only where the forward found no zero factor.
 //
 // Layout (as in segment_sparse.cpp): blocks of the weight are packed into panels panel[i][m][j] = w[o0 + j, i0 + i,
 // m] of TILE output columns, so the n active rows of one input are contiguous TILE-vectors and every (sample,
-// input, node) costs one AXPY or dot product of TILE values held in registers. Threads: the forward splits output
-// tiles (and batch chunks when there are more threads than tiles); the backward splits input blocks, so every
-// thread owns its rows of d w and d phi (no atomics; repeated indices accumulate in order, nothing is dropped).
-// Registered as the torch operators hol_cpu::product_units_forward / _backward (no Python module: only ATen and
-// the operator registry are included, which builds in a quarter of the time of torch/extension.h).
+// input, node) costs one AXPY or dot product of TILE values held in registers; two consecutive samples whose input
+// falls in the same segment (always for links without segments) share those loads and stores. Threads: the
+// forward splits output tiles (and batch chunks when there are more threads than tiles); the backward splits input
+// blocks, so every thread owns its rows of d w and d phi (no atomics; repeated indices accumulate in order, nothing
+// is dropped). Only ATen and the operator registry are included (no Python module): the build takes ~10 s, a
+// third of what torch/extension.h costs.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
