@@ -5,6 +5,7 @@ The reference everywhere is the definition: every link value ``f_oi(x_i)`` from 
 derivatives come from autograd. The C++ kernels are tested wherever they build (a test that needs them says so
 when it skips); the Triton kernels run under Triton's interpreter on CPU tensors, and on CUDA where there is a GPU.
 """
+import copy
 import os
 import subprocess
 import sys
@@ -242,6 +243,16 @@ def test_low_precision_accumulates_in_float32(dtype, tol):
     assert all(t.dtype == dtype for t in got)
     for a, b in zip(got, expected):
         assert (a.double() - b).abs().max() <= tol * max(1.0, b.abs().max().item())
+
+
+def test_autocast_computes_in_the_autocast_dtype():
+    layer = layer_for("continuous_prod", inputs=6, outputs=5, alpha=0.5, bias=False, dtype=torch.float32)
+    x = torch.rand(8, 6) * 1.8 - 0.9
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16
+    expected = einsum_formula(copy.deepcopy(layer).double(), x.double())
+    assert (y.double() - expected).abs().max() <= 5e-2 * max(1.0, expected.abs().max().item())
 
 
 def test_torch_formula_serves_cpu_calls_without_the_kernels(monkeypatch):

@@ -95,8 +95,13 @@ def product_unit_values(phi: Tensor, base: Tensor, weight: Tensor, alpha: float 
     """The operator ``hol::product_units`` on basis values: ``y[b, o]`` of the module docstring.
 
     Shapes: ``phi [B, I, n]``, ``base [B, I]`` (int64, ``0 <= base <= K - n``), ``weight [O, I, K]`` ->
-    ``[B, O]``. Raises ``ValueError`` for shapes or dtypes that do not fit together.
+    ``[B, O]``. Raises ``ValueError`` for shapes or dtypes that do not fit together. Under ``torch.autocast``
+    both ``phi`` and ``weight`` are cast to the autocast dtype (the kernels still accumulate in float32).
     """
+    device_type = phi.device.type
+    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        phi, weight = phi.to(dtype), weight.to(dtype)
     _check_operands(phi, base, weight)
     if torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0:
         # torch.func transforms (vmap, grad, jacrev, jvp, ...) and forward-mode AD: the torch formula, which they
