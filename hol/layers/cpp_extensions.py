@@ -1,8 +1,8 @@
 """Build and cache hol's C++ CPU kernels (``hol/layers/csrc``) with ``torch.utils.cpp_extension``.
 
 Each extension is compiled at its first use with ``-O3 -march=native -fopenmp`` and cached by torch under
-``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions`` (first build ~30-60 s). The module name carries a hash
-of the source, the torch version and this CPU's instruction-set flags, so an edited source, another torch or
+``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``. The module name carries a hash of the source, the
+headers of ``csrc``, the torch version and this CPU's instruction-set flags, so an edited source, another torch or
 another CPU gets its own build.
 """
 from __future__ import annotations
@@ -31,11 +31,13 @@ def load(name: str, disable_variable: str, *, python_module: bool = True) -> Mod
         return None
     source = SOURCES / f"{name}.cpp"
     cpp_extension = _import_cpp_extension()
-    key = hashlib.sha256(source.read_bytes() + torch.__version__.encode() + _cpu_flags().encode()).hexdigest()[:12]
+    code = b"".join(path.read_bytes() for path in [source, *sorted(SOURCES.glob("*.h"))])  # with the headers
+    key = hashlib.sha256(code + torch.__version__.encode() + _cpu_flags().encode()).hexdigest()[:12]
     try:
         module = cpp_extension.load(name=f"hol_{name}_{key}", sources=[str(source)],
                                     extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
-                                    is_python_module=python_module, verbose=False)
+                                    extra_include_paths=[str(SOURCES)], is_python_module=python_module,
+                                    verbose=False)
         return module if python_module else True
     except Exception as error:  # noqa: BLE001 -- no compiler, ninja or headers: the callers fall back to torch ops
         warnings.warn(f"hol: C++ kernels {name} unavailable ({type(error).__name__}: {error}); using torch ops "

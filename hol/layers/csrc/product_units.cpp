@@ -32,13 +32,12 @@
 #include <ATen/ops/zeros_like.h>
 #include <torch/library.h>
 
+#include "gradient_memory.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
 #include <vector>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
@@ -511,20 +510,6 @@ void backward_kernel(const Problem<T>& p, const BackwardState<T>& state, T* gphi
   });
 }
 
-// Asks for transparent huge pages on the 2 MiB-aligned part of a fresh buffer before it is first touched: a
-// weight-sized gradient then costs one page fault per 2 MiB instead of one per 4 KiB (a no-op elsewhere).
-void advise_huge_pages(void* data, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t HUGE_PAGE = uintptr_t(1) << 21;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + uintptr_t(bytes)) & ~(HUGE_PAGE - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#else
-  (void)data;
-  (void)bytes;
-#endif
-}
-
 void check_inputs(const at::Tensor& phi, const at::Tensor& base, const at::Tensor& w) {
   TORCH_CHECK(phi.device().is_cpu() && base.device().is_cpu() && w.device().is_cpu(), "CPU tensors expected");
   TORCH_CHECK(phi.dim() == 3 && base.dim() == 2 && w.dim() == 3, "phi [B, I, n], base [B, I], weight [O, I, K]");
@@ -591,8 +576,7 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& gy, const at::Tens
               zero.scalar_type() == at::kInt, "grad_output and prod share phi's dtype; zero_at is int32");
   at::Tensor gphi = at::empty({0}, phi.options()), gw = at::empty({0}, w.options());
   if (weight_grad) {
-    gw = at::empty_like(w);  // every entry is written exactly once by unpack_panel
-    advise_huge_pages(gw.data_ptr(), int64_t(gw.nbytes()));
+    gw = hol::empty_gradient(w);  // every entry is written exactly once by unpack_panel
   }
   if (!phi_grad && !weight_grad) return {gphi, gw};
   bool input_major = false;
