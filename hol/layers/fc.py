@@ -30,7 +30,7 @@ from .bases import (
     TensorLagrangeBasis,
     check_choice,
 )
-from .product_units import product_units
+from .product_units import product_unit_linear
 from .sparse import BACKENDS, choose_backend, segment_sparse_linear
 
 INITS = ("constant", "linear", "uniform")
@@ -152,7 +152,7 @@ class HighOrderLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.product:
-            return product_units(x, self.weight, self.basis, alpha=self.alpha, bias=self.bias)
+            return product_unit_linear(x, self.weight, self.basis, alpha=self.alpha, bias=self.bias)
         if self.compute_backend(x) == "sparse":
             return segment_sparse_linear(x, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,

@@ -76,8 +76,8 @@ def link_basis(x: Tensor, basis: Basis) -> tuple[Tensor, Tensor]:
     return phi, torch.zeros(phi.shape[:-1], dtype=torch.long, device=phi.device)
 
 
-def product_units(x: Tensor, weight: Tensor, basis: Basis, *, alpha: float = 1.0,
-                  bias: Tensor | None = None) -> Tensor:
+def product_unit_linear(x: Tensor, weight: Tensor, basis: Basis, *, alpha: float = 1.0,
+                        bias: Tensor | None = None) -> Tensor:
     """``y[..., o] = prod_i (1 + f_oi(x_i)) - 1 - (1 - alpha) sum_i f_oi(x_i) (+ bias[o])`` with
     ``f_oi(x) = sum_m weight[o, i, m] phi_m(x)`` for the ``basis`` (module docstring).
 
