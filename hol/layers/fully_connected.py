@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from ..checks import check_bool, check_choice, check_int, check_number
 from .bases import Basis, LagrangeBasis, make_basis
 from .init import DEFAULT_INIT, INITS, init_link_values
+from .product_units import product_unit_linear
 from .registry import BUILTIN_KINDS, KINDS, LINK_OPTIONS, LayerKind, kind_info, register_fc
 from .sparse import BACKENDS, choose_backend, segment_sparse_linear, step_of
 
@@ -139,11 +140,7 @@ class HighOrderLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.product:
-            f = self.links(x)  # [..., O, I]
-            y = torch.prod(1 + f, dim=-1) - 1
-            if self.alpha != 1.0:
-                y = y - (1 - self.alpha) * f.sum(dim=-1)
-            return y if self.bias is None else y + self.bias
+            return product_unit_linear(x, self.weight, self.basis, alpha=self.alpha, bias=self.bias)
         if self.compute_backend(x) == "sparse" and isinstance(self.basis, LagrangeBasis):
             return segment_sparse_linear(x, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,
