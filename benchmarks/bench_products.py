@@ -1,6 +1,6 @@
-"""Product units (``product``, ``*_prod``): forward + backward time over ``nn.Linear(I*n, O)`` and the activations
-kept for the backward, for the operator ``hol::product_units`` and, with ``--einsum``, for the einsum formula it
-replaced (every link value ``[B, O, I]`` materialized, then ``torch.prod``).
+"""Product units (``product``, ``*_prod``): forward + backward time over ``nn.Linear(I*n, O)`` and the
+activations kept for the backward, for the operator ``hol::product_units`` and, with ``--einsum``, for the
+einsum formula it replaced (every link value ``[B, O, I]`` materialized, then ``torch.prod``).
 
 Two backward flavours: ``input`` (the layer's input needs no gradient, as for a first layer: weights only) and
 ``hidden`` (the input's gradient too); the baseline is timed the same way. All cases run in one process,
@@ -27,7 +27,8 @@ BASELINE = "nn.Linear(I*n, O)"
 
 
 class EinsumProduct(nn.Module):
-    """The formula the operator replaced: ``f = layer.links(x)`` ``[..., O, I]``, then ``prod(1 + f) - 1 - ...``."""
+    """The formula the operator replaced: ``f = layer.links(x)`` ``[..., O, I]``, then
+    ``prod(1 + f) - 1 - ...``."""
 
     def __init__(self, layer: nn.Module):
         super().__init__()
@@ -100,17 +101,18 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=256, help="I = O")
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--segments", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 16, 64])
-    parser.add_argument("--einsum", action="store_true", help="also time the einsum formula (slow: ~0.5-1.5 s a step)")
+    parser.add_argument("--einsum", action="store_true",
+                        help="also time the einsum formula (slow: ~0.5-1.5 s a step)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps, rows = cases(args)
     medians = interleaved_medians(steps, rounds=args.rounds)
     bound = (args.batch * args.features + args.batch * args.features * args.n) * 4 / 2**20
-    table = [(*rows[label][:4], 1e3 * medians[label], medians[label] / medians[f"{BASELINE} {rows[label][3]}"],
-              rows[label][4]) for label in steps]
-    print(f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, float32, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} interleaved rounds; ratio = time / time of {BASELINE} with the same backward; "
-          f"saved = activations kept for the backward (bound B O + B I n = {bound:.2f} MB)")
+    table = [(*rows[label][:4], 1e3 * medians[label],
+              medians[label] / medians[f"{BASELINE} {rows[label][3]}"], rows[label][4]) for label in steps]
+    print(f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, float32, {torch.get_num_threads()} "
+          f"threads, median of {args.rounds} interleaved rounds; ratio = time / time of {BASELINE} with the "
+          f"same backward; saved = activations kept for the backward (bound B O + B I n = {bound:.2f} MB)")
     print(format_table(("kind", "S", "path", "backward", "ms", "ratio", "saved MB"), table))
 
 

@@ -2,15 +2,17 @@
 
 For each ``S``: fwd+bwd time of ``fc("continuous", I, O, n=n, segments=S)`` with ``backend="dense"`` and
 ``backend="sparse"`` and of ``nn.Linear(I*n, O)``, measured in one process, all cases of all ``S`` interleaved
-in the same rounds (``common.interleaved_medians``), medians, float32, ``torch.set_num_threads(2)``; ratios are
-over the ``nn.Linear`` median. Inputs require grad (a hidden layer), so every step includes ``dx``. Memory:
-``saved MB`` is what autograd keeps for the backward, summed over the distinct tensors the forward saves
-(``torch.autograd.graph.saved_tensors_hooks``), parameters excluded: the activation memory of a training step,
-which is what differs between the paths (parameters and their gradients are the same ``O I K`` for both).
+in the same rounds (``common.interleaved_medians``), medians, float32, ``torch.set_num_threads(2)``; ratios
+are over the ``nn.Linear`` median. Inputs require grad (a hidden layer), so every step includes ``dx``.
+Memory: ``saved MB`` is what autograd keeps for the backward, summed over the distinct tensors the forward
+saves (``torch.autograd.graph.saved_tensors_hooks``), parameters excluded: the activation memory of a training
+step, which is what differs between the paths (parameters and their gradients are the same ``O I K`` for
+both).
 
-The header names the CPU model, the instruction sets the C++ kernels were compiled for and the implementation of
-the sparse product (``HOL_SPARSE_CPP=0`` times the torch one); the ``auto`` column is what ``backend="auto"``
-picks on this machine (its calibrated cost model) and ``auto/best`` its measured time over the faster path's.
+The header names the CPU model, the instruction sets the C++ kernels were compiled for and the implementation
+of the sparse product (``HOL_SPARSE_CPP=0`` times the torch one); the ``auto`` column is what
+``backend="auto"`` picks on this machine (its calibrated cost model) and ``auto/best`` its measured time over
+the faster path's.
 
 Usage: ``python benchmarks/bench_sparse.py [--segments 1,2,4,8,16,32,64,128] [--dense-max-segments 16]
 [--device cpu] [--rounds 9]``. The dense path at large ``S`` takes seconds per step and ``B I K`` floats of
@@ -88,8 +90,8 @@ def main() -> None:
         layers[segments, "sparse"] = hol.layers.fc("continuous", features, features, n=n, segments=segments,
                                                    backend="sparse", device=device)
         if segments <= args.dense_max_segments:
-            layers[segments, "dense"] = hol.layers.fc("continuous", features, features, n=n, segments=segments,
-                                                      backend="dense", device=device)
+            layers[segments, "dense"] = hol.layers.fc("continuous", features, features, n=n,
+                                                      segments=segments, backend="dense", device=device)
     for (segments, path), module in layers.items():
         cases[f"{path} {segments}"] = forward_backward(module, x)
     medians = interleaved_medians(cases, rounds=args.rounds, device=device)
@@ -102,7 +104,8 @@ def main() -> None:
         sparse_s = medians[f"sparse {segments}"]
         auto = sparse.choose_backend(n=n, segments=segments, batch=batch, in_features=features,
                                      out_features=features, device=device)
-        auto_over_best = (dense_s if auto == "dense" else sparse_s) / min(dense_s, sparse_s) if with_dense else "-"
+        auto_over_best = ((dense_s if auto == "dense" else sparse_s) / min(dense_s, sparse_s) if with_dense
+                          else "-")
         rows.append((segments, piecewise_width(n, segments, True),
                      1e3 * dense_s if with_dense else "-", 1e3 * sparse_s,
                      dense_s / base if with_dense else "-", sparse_s / base,

@@ -5,27 +5,28 @@ A product unit multiplies its links (``*_prod`` kinds and ``product`` of :mod:`h
     y[b, o] = prod_i (1 + f[b, o, i]) - 1 - (1 - alpha) sum_i f[b, o, i]
     f[b, o, i] = sum_k phi[b, i, k] W[o, i, base[b, i] + k]
 
-with ``phi [B, I, n]`` the basis values an input touches and ``base [B, I]`` the offset of the first of them among
-the link's ``K`` values (:func:`link_basis`): for piecewise Lagrange links the ``n`` values of the input's segment,
-for every other basis the whole expansion (``n = K``, ``base = 0``; ``product``: ``phi = x``, ``K = 1``).
+with ``phi [B, I, n]`` the basis values an input touches and ``base [B, I]`` the offset of the first of them
+among the link's ``K`` values (:func:`link_basis`): for piecewise Lagrange links the ``n`` values of the
+input's segment, for every other basis the whole expansion (``n = K``, ``base = 0``; ``product``: ``phi = x``,
+``K = 1``).
 
-The operator ``hol::product_units`` computes ``y`` in tiles that recompute ``f`` instead of storing it, forward and
-backward: C++ kernels on the CPU (``csrc/product_units.cpp``), Triton kernels on CUDA
+The operator ``hol::product_units`` computes ``y`` in tiles that recompute ``f`` instead of storing it,
+forward and backward: C++ kernels on the CPU (``csrc/product_units.cpp``), Triton kernels on CUDA
 (:mod:`hol.layers.product_units_triton`), the torch formula (:func:`product_units_reference`, chunked over
 outputs) on any other device or dtype, or where the kernels cannot be built. Saved for the backward: ``phi``,
 ``base``, and per (sample, output) the product of the nonzero factors and ``zero_at`` (``-1``: no factor
 ``1 + f`` is zero, ``i``: only factor ``i`` is, ``-2``: two or more are), which make ``d y / d f =
-prod_{j != i} (1 + f_j) - (1 - alpha)`` local: ``prod / (1 + f_i)`` without zeros, ``prod`` for the single zero
-factor and 0 for the others, 0 with two or more zeros. A zero factor is counted, never divided by, so
+prod_{j != i} (1 + f_j) - (1 - alpha)`` local: ``prod / (1 + f_i)`` without zeros, ``prod`` for the single
+zero factor and 0 for the others, 0 with two or more zeros. A zero factor is counted, never divided by, so
 ``1 + f = 0`` is exact. Activation memory: ``O(B O + B I n)``.
 
 Derivatives of every order: the operator's backward is the operator ``hol::product_units_backward``; when the
 backward itself is differentiated (``create_graph=True``), the gradients come from the differentiable torch
-formula (:func:`product_units_reference_gradients`, division-free prefix and suffix products). Derivatives with
-respect to ``x`` come from autograd through :func:`link_basis`. Under torch.func transforms (vmap, grad,
+formula (:func:`product_units_reference_gradients`, division-free prefix and suffix products). Derivatives
+with respect to ``x`` come from autograd through :func:`link_basis`. Under torch.func transforms (vmap, grad,
 jacrev, jvp, ...) and forward-mode AD, :func:`product_unit_values` computes with the torch formula, which they
-support. Half precision (``float16``, ``bfloat16``) is computed with float32 accumulation. ``HOL_PRODUCT_UNITS_CPP=0``
-turns the C++ kernels off.
+support. Half precision (``float16``, ``bfloat16``) is computed with float32 accumulation.
+``HOL_PRODUCT_UNITS_CPP=0`` turns the C++ kernels off.
 """
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ REFERENCE_CHUNK = 1 << 22
 
 
 def extension():
-    """The C++ kernels (operators ``torch.ops.hol_cpu.product_units_forward`` / ``_backward``), or ``None`` where
-    they cannot be built or ``HOL_PRODUCT_UNITS_CPP=0``."""
+    """The C++ kernels (operators ``torch.ops.hol_cpu.product_units_forward`` / ``_backward``), or ``None``
+    where they cannot be built or ``HOL_PRODUCT_UNITS_CPP=0``."""
     if cpp_extensions.load("product_units", "HOL_PRODUCT_UNITS_CPP", python_module=False) is None:
         return None
     return torch.ops.hol_cpu
@@ -63,8 +64,8 @@ def link_basis(x: Tensor, basis: Basis) -> tuple[Tensor, Tensor]:
     Every other basis: its full expansion ``basis(x)``, offset 0. Computed with differentiable torch ops, so
     derivatives of ``phi`` with respect to ``x`` of every order come from autograd.
 
-    Shapes: ``x [..., I]`` (``[..., I, d]`` for tensor-product bases) -> ``phi [..., I, n]``, ``base [..., I]``
-    (int64).
+    Shapes: ``x [..., I]`` (``[..., I, d]`` for tensor-product bases) -> ``phi [..., I, n]``,
+    ``base [..., I]`` (int64).
     """
     if isinstance(basis, LagrangeBasis) and basis.segments > 1:
         x = fold_into_domain(x, basis.length, basis.extrapolation)
@@ -104,9 +105,9 @@ def product_unit_values(phi: Tensor, base: Tensor, weight: Tensor, alpha: float 
         phi, weight = phi.to(dtype), weight.to(dtype)
     _check_operands(phi, base, weight)
     if torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0:
-        # torch.func transforms (vmap, grad, jacrev, jvp, ...) and forward-mode AD: the torch formula, which they
-        # support (the operator has no forward-mode derivative, and torch 2.14 cannot apply torch.func's reverse
-        # mode to operators with registered autograd, pytorch/pytorch#168393)
+        # torch.func transforms (vmap, grad, jacrev, jvp, ...) and forward-mode AD: the torch formula, which
+        # they support (the operator has no forward-mode derivative, and torch 2.14 cannot apply torch.func's
+        # reverse mode to operators with registered autograd, pytorch/pytorch#168393)
         return product_units_reference(phi, base, weight, alpha)
     return torch.ops.hol.product_units(phi, base, weight, float(alpha))[0]
 
@@ -121,15 +122,16 @@ def _check_operands(phi: Tensor, base: Tensor, weight: Tensor) -> None:
         raise ValueError(f"base must be int64 of shape {tuple(phi.shape[:2])}, got {base.dtype} "
                          f"{tuple(base.shape)}")
     if phi.dtype != weight.dtype or phi.dtype not in ACCUMULATION:
-        raise ValueError(f"phi and weight must share a floating dtype (float16, bfloat16, float32, float64), got "
-                         f"{phi.dtype} and {weight.dtype}")
+        raise ValueError(f"phi and weight must share a floating dtype (float16, bfloat16, float32, float64), "
+                         f"got {phi.dtype} and {weight.dtype}")
 
 
 # ------------------------------------------------------------------------------------------ torch formula
 
 
 def _expansion(phi: Tensor, base: Tensor, width: int) -> Tensor:
-    """The dense expansion ``E[b, i, base[b, i] + k] = phi[b, i, k]`` (zero elsewhere). Shape ``[B, I, K]``."""
+    """The dense expansion ``E[b, i, base[b, i] + k] = phi[b, i, k]`` (zero elsewhere). Shape
+    ``[B, I, K]``."""
     if phi.shape[-1] == width:  # then base = 0
         return phi
     index = base.unsqueeze(-1) + torch.arange(phi.shape[-1], device=base.device)
@@ -142,7 +144,8 @@ def _outputs_per_chunk(phi: Tensor) -> int:
 
 def product_units_reference(phi: Tensor, base: Tensor, weight: Tensor, alpha: float = 1.0) -> Tensor:
     """``y`` of the module docstring by the torch formula (``torch.prod`` over the ``[B, O, I]`` link values,
-    chunked over outputs), differentiable to every order by autograd. Shapes as :func:`product_unit_values`."""
+    chunked over outputs), differentiable to every order by autograd. Shapes as
+    :func:`product_unit_values`."""
     expansion = _expansion(phi, base, weight.shape[2])
     chunks = []
     for w in weight.split(_outputs_per_chunk(phi)):
@@ -154,7 +157,8 @@ def product_units_reference(phi: Tensor, base: Tensor, weight: Tensor, alpha: fl
 def product_units_reference_gradients(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Tensor, alpha: float,
                                       phi_grad: bool = True, weight_grad: bool = True
                                       ) -> tuple[Tensor | None, Tensor | None]:
-    """``(d phi, d weight)`` of ``sum(grad_y * y)`` by the torch formula, each only if asked for (else ``None``).
+    """``(d phi, d weight)`` of ``sum(grad_y * y)`` by the torch formula, each only if asked for (else
+    ``None``).
 
     ``d y / d f[b, o, i] = before[b, o, i] after[b, o, i] - (1 - alpha)`` with the exclusive prefix and suffix
     products ``before = prod_{j < i} (1 + f_j)``, ``after = prod_{j > i} (1 + f_j)`` (``torch.cumprod``, no
@@ -187,7 +191,8 @@ def product_units_reference_gradients(grad_y: Tensor, phi: Tensor, base: Tensor,
     return grad_phi, grad_weight
 
 
-def _reference_state(phi: Tensor, base: Tensor, weight: Tensor, alpha: float) -> tuple[Tensor, Tensor, Tensor]:
+def _reference_state(phi: Tensor, base: Tensor, weight: Tensor,
+                     alpha: float) -> tuple[Tensor, Tensor, Tensor]:
     """``(y, prod, zero_at)`` (module docstring) by torch ops, in the accumulation dtype (``y`` in phi's)."""
     dtype = phi.dtype
     phi, weight = phi.to(ACCUMULATION[dtype]), weight.to(ACCUMULATION[dtype])
@@ -216,8 +221,10 @@ def _reference_backward(grad_y, phi, base, weight, alpha, phi_grad, weight_grad)
     return _backward_outputs(grad_phi, grad_weight, phi, weight)
 
 
-def _backward_outputs(grad_phi, grad_weight, phi, weight) -> tuple[Tensor, Tensor]:
-    """The backward operator's outputs: gradients in the operands' dtypes, or empty tensors where not asked for."""
+def _backward_outputs(grad_phi: Tensor | None, grad_weight: Tensor | None, phi: Tensor,
+                      weight: Tensor) -> tuple[Tensor, Tensor]:
+    """The backward operator's outputs: gradients in the operands' dtypes, or empty tensors where not asked
+    for."""
     grad_phi = phi.new_empty(0) if grad_phi is None else grad_phi.to(phi.dtype)
     grad_weight = weight.new_empty(0) if grad_weight is None else grad_weight.to(weight.dtype)
     return grad_phi, grad_weight
@@ -272,8 +279,8 @@ def _backward_cpu(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, wei
         return _reference_backward(grad_y, phi, base, weight, alpha, phi_grad, weight_grad)
     dtype = ACCUMULATION[phi.dtype]
     grad_phi, grad_weight = kernels.product_units_backward(
-        grad_y.to(dtype).contiguous(), phi.to(dtype).contiguous(), base.contiguous(), weight.to(dtype).contiguous(),
-        prod.contiguous(), zero_at.contiguous(), alpha, phi_grad, weight_grad)
+        grad_y.to(dtype).contiguous(), phi.to(dtype).contiguous(), base.contiguous(),
+        weight.to(dtype).contiguous(), prod.contiguous(), zero_at.contiguous(), alpha, phi_grad, weight_grad)
     return grad_phi.to(phi.dtype), grad_weight.to(weight.dtype)  # empty where not asked for
 
 
@@ -282,13 +289,15 @@ def _backward_cuda(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, we
     kernels = _triton()
     if kernels is None:
         return _reference_backward(grad_y, phi, base, weight, alpha, phi_grad, weight_grad)
-    return _backward_outputs(*kernels.backward(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad,
-                                               weight_grad), phi, weight)
+    grad_phi, grad_weight = kernels.backward(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad,
+                                             weight_grad)
+    return _backward_outputs(grad_phi, grad_weight, phi, weight)
 
 
 @_backward_op.register_fake
 def _backward_fake(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, weight_grad):
-    return (phi.new_empty(phi.shape if phi_grad else (0,)), weight.new_empty(weight.shape if weight_grad else (0,)))
+    return (phi.new_empty(phi.shape if phi_grad else (0,)),
+            weight.new_empty(weight.shape if weight_grad else (0,)))
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -303,8 +312,8 @@ def _backward(ctx, grad_y, _grad_prod, _grad_zero_at):
     phi, base, weight, prod, zero_at = ctx.saved_tensors
     phi_grad, _, weight_grad, _ = ctx.needs_input_grad
     if torch.is_grad_enabled():  # the backward is being differentiated (create_graph=True): the torch formula
-        grad_phi, grad_weight = product_units_reference_gradients(grad_y, phi, base, weight, ctx.alpha, phi_grad,
-                                                                  weight_grad)
+        grad_phi, grad_weight = product_units_reference_gradients(grad_y, phi, base, weight, ctx.alpha,
+                                                                  phi_grad, weight_grad)
         return grad_phi, None, grad_weight, None
     grad_phi, grad_weight = torch.ops.hol.product_units_backward(grad_y.contiguous(), phi, base, weight, prod,
                                                                  zero_at, ctx.alpha, phi_grad, weight_grad)

@@ -1,26 +1,28 @@
 """Triton kernels of the product-unit operator (the CUDA implementation of ``hol::product_units``).
 
-Same operator as the C++ kernels (:mod:`hol.layers.product_units`, whose docstring has the formulas). The weight
-is read transposed to ``[I, K, O]`` (one copy per call), so every gathered row is a run of consecutive outputs:
+Same operator as the C++ kernels (:mod:`hol.layers.product_units`, whose docstring has the formulas). The
+weight is read transposed to ``[I, K, O]`` (one copy per call), so every gathered row is a run of consecutive
+outputs:
 
-* forward, one program per tile of ``BLOCK_B`` samples x ``BLOCK_O`` outputs, looping over the inputs: it gathers
-  the ``n`` weights ``W[o, i, base[b, i] + k]`` of every link, forms ``f`` and multiplies the factors, counting
-  zero factors instead of multiplying by them; it writes the product of the nonzero factors, ``zero_at`` (int32)
-  and ``sum_i f``, from which torch forms ``y`` (``alpha`` stays a float64 there);
+* forward, one program per tile of ``BLOCK_B`` samples x ``BLOCK_O`` outputs, looping over the inputs: it
+  gathers the ``n`` weights ``W[o, i, base[b, i] + k]`` of every link, forms ``f`` and multiplies the factors,
+  counting zero factors instead of multiplying by them; it writes the product of the nonzero factors,
+  ``zero_at`` (int32) and ``sum_i f``, from which torch forms ``y`` (``alpha`` stays a float64 there);
 * ``d phi``, one program per tile of samples x outputs: it recomputes ``f`` with the same code as the forward,
-  forms ``c = dy (d y / d f)`` from the saved state (``dy prod`` and ``dy (1 - alpha)`` precomputed by torch) and
-  reduces ``c W`` over its outputs into its own slice of a ``[output tiles, B, I, n]`` buffer, then summed over
-  the tiles;
-* ``d W``, one program per (input, output tile), owning ``dW[tile, i, :]``: it walks the samples in the order of
-  their segment offset (a stable ``argsort``), so samples that share a segment form runs; the sum of ``c phi_k``
-  over each run (a one-hot matrix product) is added to ``dW[o, i, base + k]`` run by run. When every input uses the
-  whole link (``n = K``), the sum over samples is kept in registers instead.
+  forms ``c = dy (d y / d f)`` from the saved state (``dy prod`` and ``dy (1 - alpha)`` precomputed by torch)
+  and reduces ``c W`` over its outputs into its own slice of a ``[output tiles, B, I, n]`` buffer, then summed
+  over the tiles;
+* ``d W``, one program per (input, output tile), owning ``dW[tile, i, :]``: it walks the samples in the order
+  of their segment offset (a stable ``argsort``), so samples that share a segment form runs; the sum of
+  ``c phi_k`` over each run (a one-hot matrix product) is added to ``dW[o, i, base + k]`` run by run. When
+  every input uses the whole link (``n = K``), the sum over samples is kept in registers instead.
 
-No atomics: every output element is written by one program in a fixed order, so results are deterministic. Loads are
-converted to ``float32`` (``float64`` for ``float64`` tensors) and everything accumulates in that type.
+No atomics: every output element is written by one program in a fixed order, so results are deterministic.
+Loads are converted to ``float32`` (``float64`` for ``float64`` tensors) and everything accumulates in that
+type.
 
-With ``TRITON_INTERPRET=1`` set before this module is imported, the kernels run on CPU tensors (how the tests check
-them on machines without a GPU).
+With ``TRITON_INTERPRET=1`` set before this module is imported, the kernels run on CPU tensors (how the tests
+check them on machines without a GPU).
 """
 from __future__ import annotations
 
@@ -54,7 +56,8 @@ def _link_values(phi_ptr, base_ptr, w_ptr, offs_b, offs_o, mask_b, mask_o, i, I,
 
 @triton.jit
 def _coefficients(f, scaled, shift, zero_at, i):
-    """c = dy (d y / d f): scaled / (1 + f) where no factor is zero, scaled for the single zero factor, minus shift."""
+    """c = dy (d y / d f): scaled / (1 + f) where no factor is zero, scaled for the single zero factor, minus
+    shift."""
     one = f + 1
     others = tl.where(zero_at == -1, scaled / tl.where(one == 0, 1, one), 0)
     return others + tl.where(zero_at == i, scaled, 0) - shift
@@ -114,9 +117,9 @@ def _grad_phi_kernel(scaled_ptr, shift_ptr, zero_ptr, phi_ptr, base_ptr, w_ptr, 
 
 
 @triton.jit
-def _grad_weight_kernel(scaled_ptr, shift_ptr, zero_ptr, phi_ptr, base_ptr, w_ptr, order_ptr, gw_ptr, B, I, O, K,
-                        N: tl.constexpr, NP: tl.constexpr, BB: tl.constexpr, BO: tl.constexpr, ACC: tl.constexpr,
-                        DENSE: tl.constexpr):
+def _grad_weight_kernel(scaled_ptr, shift_ptr, zero_ptr, phi_ptr, base_ptr, w_ptr, order_ptr, gw_ptr, B, I, O,
+                        K, N: tl.constexpr, NP: tl.constexpr, BB: tl.constexpr, BO: tl.constexpr,
+                        ACC: tl.constexpr, DENSE: tl.constexpr):
     i = tl.program_id(0).to(tl.int64)
     offs_o = tl.program_id(1).to(tl.int64) * BO + tl.arange(0, BO)
     mask_o = offs_o < O
@@ -126,10 +129,8 @@ def _grad_weight_kernel(scaled_ptr, shift_ptr, zero_ptr, phi_ptr, base_ptr, w_pt
     for j0 in range(0, B, BB):
         slots = j0 + tl.arange(0, BB)
         mask_b = slots < B
-        if DENSE:
-            rows = slots.to(tl.int64)
-        else:
-            rows = tl.load(order_ptr + i * B + slots, mask=mask_b, other=0)  # samples sorted by segment offset
+        # the samples in order (DENSE), else sorted by segment offset
+        rows = slots.to(tl.int64) if DENSE else tl.load(order_ptr + i * B + slots, mask=mask_b, other=0)
         scaled, shift, zero_at = _load_state(scaled_ptr, shift_ptr, zero_ptr, rows, offs_o, mask_b, mask_o, O)
         f = _link_values(phi_ptr, base_ptr, w_ptr, rows, offs_o, mask_b, mask_o, i, I, K, O, N, BB, BO, ACC)
         c = _coefficients(f, scaled, shift, zero_at, i)
@@ -144,8 +145,9 @@ def _grad_weight_kernel(scaled_ptr, shift_ptr, zero_ptr, phi_ptr, base_ptr, w_pt
             starts = (base != previous) & mask_b  # first sample of each run of one segment within this tile
             run = tl.cumsum(starts.to(tl.int32), axis=0) - 1  # [BB] run of each sample
             runs = tl.arange(0, BB)
-            one_hot = tl.where((run[:, None] == runs[None, :]) & mask_b[:, None], 1.0, 0.0).to(ACC)  # [sample, run]
-            run_base = tl.sum(tl.where(starts[:, None] & (run[:, None] == runs[None, :]), base[:, None], 0), axis=0)
+            same_run = run[:, None] == runs[None, :]  # [sample, run]
+            one_hot = tl.where(same_run & mask_b[:, None], 1.0, 0.0).to(ACC)
+            run_base = tl.sum(tl.where(starts[:, None] & same_run, base[:, None], 0), axis=0)
             valid = runs < tl.sum(starts.to(tl.int32), axis=0)
             for k in tl.static_range(N):
                 p = tl.sum(tl.where(k_index[None, :] == k, phi, 0), axis=1)  # [BB] phi[:, k]
@@ -155,7 +157,8 @@ def _grad_weight_kernel(scaled_ptr, shift_ptr, zero_ptr, phi_ptr, base_ptr, w_pt
                 tl.store(at, tl.load(at, mask=mask, other=0) + sums, mask=mask)
                 tl.debug_barrier()  # the next k (or tile) may update the same entries (shared end nodes)
     if DENSE:
-        tl.store(gw_rows[None, :] + k_index[:, None] * O, dense_sums, mask=(k_index[:, None] < N) & mask_o[None, :])
+        tl.store(gw_rows[None, :] + k_index[:, None] * O, dense_sums,
+                 mask=(k_index[:, None] < N) & mask_o[None, :])
 
 
 def _grid(*sizes):
@@ -181,13 +184,15 @@ def forward(phi: Tensor, base: Tensor, weight: Tensor, alpha: float) -> tuple[Te
 
 def backward(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Tensor, prod: Tensor, zero_at: Tensor,
              alpha: float, phi_grad: bool, weight_grad: bool) -> tuple[Tensor | None, Tensor | None]:
-    """``(d phi, d weight)`` of the operator, each only if asked for (else ``None``), in the accumulation dtype."""
+    """``(d phi, d weight)`` of the operator, each only if asked for (else ``None``), in the accumulation
+    dtype."""
     phi, base, zero_at = phi.contiguous(), base.contiguous(), zero_at.contiguous()
     weight_t = weight.permute(1, 2, 0).contiguous()
     (batch, inputs, n), (outputs, _, width) = phi.shape, weight.shape
     acc = ACCUMULATION[phi.dtype]
     grad_y = grad_y.to(acc)
-    state = ((grad_y * prod).contiguous(), (grad_y * (1 - alpha)).contiguous(), zero_at)  # scaled, shift, zero_at
+    scaled, shift = (grad_y * prod).contiguous(), (grad_y * (1 - alpha)).contiguous()
+    state = (scaled, shift, zero_at)
     grad_phi = grad_weight = None
     if phi_grad:
         tiles = triton.cdiv(outputs, BLOCK_O)
@@ -200,10 +205,12 @@ def backward(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Tensor, prod: Te
     if weight_grad:
         grad_weight_t = weight.new_zeros(inputs, width, outputs, dtype=acc)
         dense = n == width
-        order = base if dense else torch.argsort(base.t(), dim=1, stable=True).contiguous()  # [I, B], by segment
+        # order [I, B]: the samples of each input, by segment
+        order = base if dense else torch.argsort(base.t(), dim=1, stable=True).contiguous()
         if outputs and inputs:
             _grad_weight_kernel[(inputs, triton.cdiv(outputs, BLOCK_O))](
                 *state, phi, base, weight_t, order, grad_weight_t, batch, inputs, outputs, width,
-                N=n, NP=triton.next_power_of_2(n), BB=BLOCK_B, BO=BLOCK_O, ACC=_TRITON_TYPES[acc], DENSE=dense)
+                N=n, NP=triton.next_power_of_2(n), BB=BLOCK_B, BO=BLOCK_O, ACC=_TRITON_TYPES[acc],
+                DENSE=dense)
         grad_weight = grad_weight_t.permute(2, 0, 1).contiguous()
     return grad_phi, grad_weight

@@ -1,8 +1,9 @@
 """Segment-sparse compute path for piecewise Lagrange layers (``continuous``, ``discontinuous``).
 
-The dense path (:mod:`hol.layers.fully_connected`) expands every input into all ``K`` basis values of its link and runs one
-GEMM, so its cost grows with ``K = (n-1) S + 1``. But an input ``x_bi`` in segment ``s_bi`` touches only the
-``n`` values of that segment, starting at ``base_bi = s_bi (n-1)`` (continuous) or ``s_bi n`` (discontinuous):
+The dense path (:mod:`hol.layers.fully_connected`) expands every input into all ``K`` basis values of its link
+and runs one GEMM, so its cost grows with ``K = (n-1) S + 1``. But an input ``x_bi`` in segment ``s_bi``
+touches only the ``n`` values of that segment, starting at ``base_bi = s_bi (n-1)`` (continuous) or ``s_bi n``
+(discontinuous):
 
     y[b, o] = sum_i sum_k phi_k(t_bi) W[o, i, base_bi + k]
 
@@ -60,26 +61,34 @@ def segment_basis(x: Tensor, transform: Tensor, segments: int, length: float, co
     return phi, s * (n - 1 if continuous else n)
 
 
-def _autocast(device_type: str, *tensors: Tensor | None) -> list[Tensor | None]:
-    """``tensors`` as ``nn.Linear`` would see them under ``torch.autocast``: cast to the autocast dtype when it
-    is enabled for ``device_type`` (float64 stays float64), else unchanged."""
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype ``nn.Linear`` computes in under ``torch.autocast`` when it is enabled for ``device_type``,
+    else ``None``."""
     if not (torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
-        return list(tensors)
-    dtype = torch.get_autocast_dtype(device_type)
-    return [t if t is None or t.dtype == torch.float64 else t.to(dtype) for t in tensors]
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
+def _autocast(tensor: Tensor, dtype: torch.dtype | None) -> Tensor:
+    """``tensor`` as ``nn.Linear`` would see it under ``torch.autocast``: cast to the autocast ``dtype``
+    (float64 stays float64), unchanged where ``dtype`` is ``None`` (autocast disabled)."""
+    return tensor if dtype is None or tensor.dtype == torch.float64 else tensor.to(dtype)
 
 
 def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segments: int, length: float,
-                          continuous: bool, extrapolation: str = "polynomial", bias: Tensor | None = None) -> Tensor:
-    """``y[..., o] = sum_i f_oi(x[..., i]) (+ bias)`` for piecewise Lagrange links, by the segment-sparse path.
+                          continuous: bool, extrapolation: str = "polynomial",
+                          bias: Tensor | None = None) -> Tensor:
+    """``y[..., o] = sum_i f_oi(x[..., i]) (+ bias)`` for piecewise Lagrange links by the segment-sparse path.
 
-    Same result as the dense path of :class:`hol.layers.fully_connected.HighOrderLinear` with the same weights, including
-    under ``torch.autocast`` (computed in the autocast dtype, as ``nn.Linear`` is).
+    Same result as the dense path of :class:`hol.layers.fully_connected.HighOrderLinear` with the same
+    weights, including under ``torch.autocast`` (computed in the autocast dtype, as ``nn.Linear`` is).
 
     Shapes: ``x [..., I]``, ``weight [O, I, K]``, ``transform [n, n]`` -> ``[..., O]``.
     """
     phi, base = segment_basis(x, transform, segments, length, continuous, extrapolation)
-    phi, weight, bias = _autocast(x.device.type, phi, weight, bias)
+    dtype = _autocast_dtype(x.device.type)
+    phi, weight = _autocast(phi, dtype), _autocast(weight, dtype)
+    bias = None if bias is None else _autocast(bias, dtype)
     leading = x.shape[:-1]
     rows = math.prod(leading)  # not Size.numel(), which would fix a symbolic batch to its example value
     y = segment_sparse_product(phi.reshape(rows, *phi.shape[-2:]), base.reshape(rows, base.shape[-1]), weight)

@@ -27,7 +27,7 @@ def extension():
         return cpp_extension.load(name=f"hol_segment_sparse_{build_key()}", sources=[str(SOURCE)],
                                   extra_cflags=["-O3", "-march=native", "-fopenmp"],
                                   extra_ldflags=["-fopenmp"], verbose=False)
-    except Exception as error:  # noqa: BLE001 -- no compiler, ninja or headers: the torch ops take over
+    except Exception as error:  # no compiler, ninja or headers: the torch ops take over
         warnings.warn(f"hol: segment-sparse C++ kernels unavailable ({type(error).__name__}: {error}); "
                       "using the torch implementation", RuntimeWarning, stacklevel=2)
         return None
@@ -43,7 +43,8 @@ def build_key() -> str:
     """12 hex digits identifying the kernels' source, the torch version and this CPU's instruction sets."""
     import torch
 
-    return hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + cpu_flags().encode()).hexdigest()[:12]
+    identity = SOURCE.read_bytes() + torch.__version__.encode() + cpu_flags().encode()
+    return hashlib.sha256(identity).hexdigest()[:12]
 
 
 def cpu_flags() -> str:
@@ -69,7 +70,8 @@ def _cpuinfo_field(name: str) -> str:
 
 def _import_cpp_extension():
     """``torch.utils.cpp_extension``, imported without the warning it logs at import on machines with a CUDA
-    toolkit but no GPU ("No CUDA runtime is found"): the kernels here are CPU code, the warning only confuses."""
+    toolkit but no GPU ("No CUDA runtime is found"): the kernels here are CPU code, the warning only
+    confuses."""
     logger = logging.getLogger("torch.utils.cpp_extension")
     level = logger.level
     logger.setLevel(logging.ERROR)

@@ -26,8 +26,8 @@ both bilinear operands are vmapped, one call per vmapped entry), and an autograd
 registered twice with the same formulas: at the dispatcher (``register_autograd``: what ``torch.compile`` and
 ``torch.export`` trace, and what direct ``torch.ops.hol`` calls use), and as ``autograd.Function`` classes
 behind the eager entry points (:func:`segment_sparse_product` and friends), because the dispatcher
-registration works neither under ``torch.func`` transforms (pytorch/pytorch#168393, #179652) nor with forward-mode
-AD, and ``torch.compile`` does not trace a Function with a custom ``jvp``.
+registration works neither under ``torch.func`` transforms (pytorch/pytorch#168393, #179652) nor with
+forward-mode AD, and ``torch.compile`` does not trace a Function with a custom ``jvp``.
 
 Implementations (one kernel for every device, choosing inside):
 
@@ -36,12 +36,13 @@ Implementations (one kernel for every device, choosing inside):
 * everywhere else (other devices, kernels unavailable or ``HOL_SPARSE_CPP=0``): torch's sparse ops (CSR
   ``torch.sparse.mm``, ``torch.sparse.sampled_addmm``, COO transpose), in float32 for the half types.
 
-A device kernel (e.g. Triton on CUDA) plugs in with ``torch.library.register_kernel(name, "cuda", fn)`` for each
-of the three names with the semantics above; the fake, vmap and autograd registrations stay as they are.
+A device kernel (e.g. Triton on CUDA) plugs in with ``torch.library.register_kernel(name, "cuda", fn)`` for
+each of the three names with the semantics above; the fake, vmap and autograd registrations stay as they are.
 """
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -104,7 +105,8 @@ def _check_phi_grad(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> None:
 
 def _expansion_matrix(phi: Tensor, base: Tensor, width: int) -> tuple[Tensor, Tensor]:
     """The dense expansion ``[B, I K]`` as a sparse CSR matrix ``A[b, i K + base[b, i] + k] = phi[b, i, k]``,
-    and its column indices ``[B, I n]``. Columns ascend within each row, so the values keep the order of ``phi``."""
+    and its column indices ``[B, I n]``. Columns ascend within each row, so the values keep the order of
+    ``phi``."""
     batch, inputs, n = phi.shape
     starts = base + torch.arange(inputs, device=base.device) * width  # [B, I]
     columns = (starts.unsqueeze(-1) + torch.arange(n, device=base.device)).flatten(1)  # [B, I n]
@@ -134,14 +136,16 @@ def product_torch(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
 
 
 def weight_grad_torch(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
-    """A as ``A^T grad`` with ``A^T`` a COO matrix, coalesced by ``torch.sparse.mm`` (repeated rows summed)."""
+    """A as ``A^T grad`` with ``A^T`` a COO matrix, coalesced by ``torch.sparse.mm`` (repeated rows
+    summed)."""
     _check_offsets(base, phi.shape[2], width)
     batch, inputs, _ = phi.shape
     _, columns = _expansion_matrix(phi, base, width)
     samples = torch.arange(batch, device=phi.device).unsqueeze(-1).expand_as(columns)
     transposed = torch.sparse_coo_tensor(torch.stack((columns.flatten(), samples.flatten())), phi.flatten(),
                                          (inputs * width, batch), check_invariants=False)
-    return torch.sparse.mm(transposed, grad).reshape(inputs, width, grad.shape[1]).permute(2, 0, 1).contiguous()
+    result = torch.sparse.mm(transposed, grad).reshape(inputs, width, grad.shape[1])
+    return result.permute(2, 0, 1).contiguous()
 
 
 def phi_grad_torch(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
@@ -149,7 +153,8 @@ def phi_grad_torch(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor
     _check_offsets(base, n, weight.shape[2])
     pattern = grad.new_ones(grad.shape[0], weight.shape[1], n)
     matrix, _ = _expansion_matrix(pattern, base, weight.shape[2])
-    return torch.sparse.sampled_addmm(matrix, grad, _weight_rows(weight).T, beta=0.0).values().reshape(pattern.shape)
+    sampled = torch.sparse.sampled_addmm(matrix, grad, _weight_rows(weight).T, beta=0.0)
+    return sampled.values().reshape(pattern.shape)
 
 
 # -------------------------------------------------------------------------------------------- operators
@@ -172,7 +177,8 @@ def _product_op(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
         return phi.new_zeros(batch, out)
     phi_c, weight_c = _compute(phi, weight)
     base = base.contiguous()
-    y = extension().product(phi_c, base, weight_c) if _uses_cpp(phi.device) else product_torch(phi_c, base, weight_c)
+    y = (extension().product(phi_c, base, weight_c) if _uses_cpp(phi.device)
+         else product_torch(phi_c, base, weight_c))
     return y.to(phi.dtype)
 
 
@@ -235,7 +241,7 @@ def _batched_first(x: Tensor, dim: int | None, size: int) -> Tensor:
 
 def _one_call_per_entry(op, info, in_dims, args):
     """The fallback vmap rule: ``op`` once per vmapped entry, results stacked along dimension 0."""
-    results = [op(*[a.select(d, v) if d is not None else a for a, d in zip(args, in_dims)])
+    results = [op(*[a.select(d, v) if d is not None else a for a, d in zip(args, in_dims, strict=True)])
                for v in range(info.batch_size)]
     return torch.stack(results), 0
 
@@ -246,7 +252,8 @@ def _(info, in_dims, phi, base, weight):
     size = info.batch_size
     if weight_dim is None:  # samples of every entry form one batch
         phi, base = _batched_first(phi, phi_dim, size), _batched_first(base, base_dim, size)
-        return _product_op(phi.flatten(0, 1), base.flatten(0, 1), weight).unflatten(0, (size, phi.shape[1])), 0
+        result = _product_op(phi.flatten(0, 1), base.flatten(0, 1), weight)
+        return result.unflatten(0, (size, phi.shape[1])), 0
     if phi_dim is None and base_dim is None:  # the weights of every entry form one output dimension
         weight = weight.movedim(weight_dim, 0)
         return _product_op(phi, base, weight.flatten(0, 1)).unflatten(1, (size, weight.shape[1])), 1
@@ -274,7 +281,8 @@ def _(info, in_dims, grad, weight, base, n):
     size = info.batch_size
     if weight_dim is None:  # samples of every entry form one batch
         grad, base = _batched_first(grad, grad_dim, size), _batched_first(base, base_dim, size)
-        return _phi_grad_op(grad.flatten(0, 1), weight, base.flatten(0, 1), n).unflatten(0, (size, grad.shape[1])), 0
+        result = _phi_grad_op(grad.flatten(0, 1), weight, base.flatten(0, 1), n)
+        return result.unflatten(0, (size, grad.shape[1])), 0
     if grad_dim is None and base_dim is None:  # the weights of every entry form one input dimension
         weight = weight.movedim(weight_dim, 1)  # [O, V, I, K]
         result = _phi_grad_op(grad, weight.flatten(1, 2), base.repeat(1, size), n)
@@ -286,12 +294,13 @@ def _(info, in_dims, grad, weight, base, n):
 
 
 class Products(NamedTuple):
-    """The three products as callables ``product(phi, base, weight)``, ``weight_grad(phi, base, grad, width)``,
-    ``phi_grad(grad, weight, base, n)``: the operators themselves or their eager autograd Functions."""
+    """The three products as callables ``product(phi, base, weight)``,
+    ``weight_grad(phi, base, grad, width)``, ``phi_grad(grad, weight, base, n)``: the operators themselves or
+    their eager autograd Functions."""
 
-    product: object
-    weight_grad: object
-    phi_grad: object
+    product: Callable[[Tensor, Tensor, Tensor], Tensor]
+    weight_grad: Callable[[Tensor, Tensor, Tensor, int], Tensor]
+    phi_grad: Callable[[Tensor, Tensor, Tensor, int], Tensor]
 
 
 def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
@@ -313,7 +322,8 @@ def weight_grad_vjp(ops: Products, saved, needs, cotangent: Tensor):
 
 
 def phi_grad_vjp(ops: Products, saved, needs, cotangent: Tensor, width: int):
-    """``(d grad, d weight, None, None)`` of B for cotangent ``[B, I, n]``; ``saved = (grad, weight, base)``."""
+    """``(d grad, d weight, None, None)`` of B for cotangent ``[B, I, n]``;
+    ``saved = (grad, weight, base)``."""
     grad, weight, base = saved
     return (ops.product(cotangent, base, weight) if needs[0] else None,
             ops.weight_grad(cotangent, base, grad, width) if needs[1] else None, None, None)
@@ -338,7 +348,8 @@ _weight_grad_op.register_autograd(
     lambda ctx, cotangent: weight_grad_vjp(OPERATORS, ctx.saved_tensors, ctx.needs_input_grad, cotangent),
     setup_context=_setup_three)
 _phi_grad_op.register_autograd(
-    lambda ctx, cotangent: phi_grad_vjp(OPERATORS, ctx.saved_tensors, ctx.needs_input_grad, cotangent, ctx.width),
+    lambda ctx, cotangent: phi_grad_vjp(OPERATORS, ctx.saved_tensors, ctx.needs_input_grad, cotangent,
+                                        ctx.width),
     setup_context=_setup_phi_grad)
 
 

@@ -1,9 +1,9 @@
 """The Triton kernels of the product-unit operator on CPU tensors, under Triton's interpreter.
 
-Run by tests/layers/test_product_units.py in a subprocess with ``TRITON_INTERPRET=1`` (the variable must be set before
-the kernels are defined, so not in the test process). Every check compares the kernels with the torch formula of
-:mod:`hol.layers.product_units` in float64 (to 1e-12) or with finite differences (gradcheck). Exits with an
-assertion error at the first mismatch.
+Run by tests/layers/test_product_units.py in a subprocess with ``TRITON_INTERPRET=1`` (the variable must be
+set before the kernels are defined, so not in the test process). Every check compares the kernels with the
+torch formula of :mod:`hol.layers.product_units` in float64 (to 1e-12) or with finite differences (gradcheck).
+Exits with an assertion error at the first mismatch.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ TOL = 1e-12
 
 
 def operands(batch, inputs, outputs, n, segments, continuous, dtype=f64, seed=0):
-    """phi, base, weight of a layer with ``segments`` pieces of ``n`` nodes (``segments = 1``: dense links)."""
+    """phi, base, weight of a layer with ``segments`` pieces of ``n`` nodes (``segments = 1``: dense
+    links)."""
     generator = torch.Generator().manual_seed(seed)
     stride = n - 1 if continuous else n
     width = stride * segments + (1 if continuous else 0) if segments > 1 else n
@@ -49,8 +50,9 @@ def check_against_formula(phi, base, weight, alpha, tol=TOL):
     for phi_grad, weight_grad in ((True, True), (True, False), (False, True)):
         grads = kernels.backward(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, weight_grad)
         expected = product_units.product_units_reference_gradients(grad_y.to(f64), phi.to(f64), base,
-                                                                   weight.to(f64), alpha, phi_grad, weight_grad)
-        for name, got, want in zip(("d phi", "d weight"), grads, expected):
+                                                                   weight.to(f64), alpha, phi_grad,
+                                                                   weight_grad)
+        for name, got, want in zip(("d phi", "d weight"), grads, expected, strict=True):
             assert (got is None) == (want is None), name
             if got is not None:
                 assert_close(got, want, tol * max(1.0, scale(want)), name)
@@ -95,7 +97,8 @@ class Kernels(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         phi, base, weight, prod, zero_at = ctx.saved_tensors
-        grad_phi, grad_weight = kernels.backward(grad_y, phi, base, weight, prod, zero_at, ctx.alpha, True, True)
+        grad_phi, grad_weight = kernels.backward(grad_y, phi, base, weight, prod, zero_at, ctx.alpha, True,
+                                                 True)
         return grad_phi, None, grad_weight, None
 
 
@@ -103,7 +106,8 @@ def check_gradcheck():
     phi, base, weight = operands(4, 2, 3, 2, 2, False)
     phi.requires_grad_()
     weight.requires_grad_()
-    assert torch.autograd.gradcheck(lambda p, w: Kernels.apply(p, base, w, 0.7), (phi, weight), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda p, w: Kernels.apply(p, base, w, 0.7), (phi, weight),
+                                    fast_mode=True)
 
 
 def check_low_precision():

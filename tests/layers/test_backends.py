@@ -22,22 +22,22 @@ def layers(kind="continuous", in_features=3, out_features=2, *, n=3, segments=4,
            bias=True, dtype=f64, backends=BACKENDS):
     """``{backend: layer}``, all with the dense layer's (random) weights."""
     torch.manual_seed(0)
-    reference = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation, bias=bias,
-                   init="uniform", backend="dense", dtype=dtype)
+    reference = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation,
+                   bias=bias, init="uniform", backend="dense", dtype=dtype)
     if bias:
         torch.nn.init.uniform_(reference.bias, -1, 1)
     result = {}
     for backend in backends:
-        layer = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation, bias=bias,
-                   backend=backend, dtype=dtype)
+        layer = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation,
+                   bias=bias, backend=backend, dtype=dtype)
         layer.load_state_dict(reference.state_dict())
         result[backend] = layer
     return result
 
 
 def inputs(*shape, dtype=f64, seed=1):
-    """Inside and outside the domain [-1, 1], away from the breaks (k / 2 for S = 4) and the kinks of clamp and
-    mirror, where the derivatives of the links jump."""
+    """Inside and outside the domain [-1, 1], away from the breaks (k / 2 for S = 4) and the kinks of clamp
+    and mirror, where the derivatives of the links jump."""
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=f64) * 2.8 - 1.4
     x = torch.where((x * 2 - (x * 2).round()).abs() < 0.05, x + 0.07, x)
     x = torch.where((x.abs() - 1).abs() < 0.05, x * 1.1, x)
@@ -48,7 +48,7 @@ def same(results, tol=1e-10):
     """Every backend's tensors equal the dense ones (relative to the largest entry)."""
     reference = results["dense"]
     for backend, values in results.items():
-        for got, expected in zip(values, reference):
+        for got, expected in zip(values, reference, strict=True):
             scale = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
             assert got.shape == expected.shape and got.dtype == expected.dtype, backend
             assert torch.allclose(got, expected, rtol=0, atol=tol * scale), \
@@ -79,7 +79,8 @@ def test_gradcheck_and_gradgradcheck(kind):
         def f(x, weight, bias, layer=layer):
             return functional_call(layer, {"weight": weight, "bias": bias}, (x,))
 
-        args = (x, layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_())
+        args = (x, layer.weight.detach().clone().requires_grad_(),
+                layer.bias.detach().clone().requires_grad_())
         assert torch.autograd.gradcheck(f, args)
         assert torch.autograd.gradgradcheck(f, args)
 
@@ -135,7 +136,8 @@ def test_dtypes_forward_and_backward(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_follows_nn_linear(dtype):
-    """Under torch.autocast the product runs in the autocast dtype, as nn.Linear's does, and so does its output."""
+    """Under torch.autocast the product runs in the autocast dtype, as nn.Linear's does, and so does its
+    output."""
     expected_dtype = torch.nn.Linear(3, 2)(torch.zeros(1, 3)).dtype
     with torch.autocast("cpu", dtype=dtype):
         expected_dtype = torch.nn.Linear(3, 2)(torch.zeros(1, 3)).dtype

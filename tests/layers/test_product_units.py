@@ -1,9 +1,10 @@
 """Product units without the [B, O, I] tensor (hol.layers.product_units) against the einsum formula.
 
-The reference everywhere is the definition: every link value ``f_oi(x_i)`` from the layer's dense basis expansion
-(``layer.links``, an einsum), then ``prod_i (1 + f) - 1 - (1 - alpha) sum_i f`` with ``torch.prod``; its
-derivatives come from autograd. The C++ kernels are tested wherever they build (a test that needs them says so
-when it skips); the Triton kernels run under Triton's interpreter on CPU tensors, and on CUDA where there is a GPU.
+The reference everywhere is the definition: every link value ``f_oi(x_i)`` from the layer's dense basis
+expansion (``layer.links``, an einsum), then ``prod_i (1 + f) - 1 - (1 - alpha) sum_i f`` with ``torch.prod``;
+its derivatives come from autograd. The C++ kernels are tested wherever they build (a test that needs them
+says so when it skips); the Triton kernels run under Triton's interpreter on CPU tensors, and on CUDA where
+there is a GPU.
 """
 import copy
 import os
@@ -27,7 +28,8 @@ def options(kind):
 
 def layer_for(kind, inputs=4, outputs=3, *, alpha=1.0, bias=True, dtype=f64, **extra):
     torch.manual_seed(0)
-    layer = fc(kind, inputs, outputs, alpha=alpha, bias=bias, init="uniform", dtype=dtype, **{**options(kind), **extra})
+    layer = fc(kind, inputs, outputs, alpha=alpha, bias=bias, init="uniform", dtype=dtype,
+               **{**options(kind), **extra})
     if bias:
         torch.nn.init.uniform_(layer.bias, -1, 1)
     return layer
@@ -41,7 +43,8 @@ def wide_input(*shape, dtype=f64):
 
 
 def einsum_formula(layer, x):
-    """The definition: all link values [..., O, I] by einsum of the dense expansion, then the product formula."""
+    """The definition: all link values [..., O, I] by einsum of the dense expansion, then the product
+    formula."""
     f = layer.links(x)
     y = torch.prod(1 + f, dim=-1) - 1 - (1 - layer.alpha) * f.sum(-1)
     return y if layer.bias is None else y + layer.bias
@@ -56,10 +59,11 @@ def values_and_grads(function, layer, x, grad_y):
 
 def assert_all_close(got, expected, tol=TOL):
     """Equal to ``tol`` times the larger of 1 and the expected tensor's largest magnitude."""
-    for index, (a, b) in enumerate(zip(got, expected)):
+    for index, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert a.shape == b.shape, index
         scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
-        assert torch.allclose(a, b, atol=tol * scale, rtol=0), f"output {index}: max diff {(a - b).abs().max():.3g}"
+        assert torch.allclose(a, b, atol=tol * scale, rtol=0), \
+            f"output {index}: max diff {(a - b).abs().max():.3g}"
 
 
 def cpp_or_skip():
@@ -82,7 +86,7 @@ def exact_zero_operands():
     return phi, base, weight
 
 
-# --- the layers against the definition ---------------------------------------------------------------------------
+# --- the layers against the definition ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", PRODUCT_KINDS)
 @pytest.mark.parametrize("alpha", [1.0, 0.3])
@@ -108,8 +112,8 @@ def test_piecewise_extrapolations_match_einsum_formula(extrapolation):
 
 @pytest.mark.parametrize("dtype, tol", [(f64, 1e-11), (torch.float32, 2e-5)])
 def test_wide_layer_uses_full_register_tiles(dtype, tol):
-    """More than one output tile (128 float / 64 double lanes), several input blocks, full transpose blocks of the
-    packing (16 x 16 float, 8 x 8 double), against the formula in float64."""
+    """More than one output tile (128 float / 64 double lanes), several input blocks, full transpose blocks of
+    the packing (16 x 16 float, 8 x 8 double), against the formula in float64."""
     cpp_or_skip()
     layer = layer_for("discontinuous_prod", inputs=40, outputs=150, segments=5)
     with torch.no_grad():
@@ -160,7 +164,7 @@ def test_third_derivative_in_x_matches_einsum_formula():
     assert_all_close([third(layer)], [expected])
 
 
-# --- 1 + f = 0 -------------------------------------------------------------------------------------------------
+# --- 1 + f = 0 ----------------------------------------------------------------------------------------------
 
 def test_zero_factors_are_exact_in_values_gradients_and_state():
     phi, base, weight = exact_zero_operands()
@@ -175,8 +179,8 @@ def test_zero_factors_are_exact_in_values_gradients_and_state():
     torch.testing.assert_close(prod, factors.prod(-1), rtol=0, atol=TOL)
     grad_y = torch.randn(y.shape, dtype=f64)
     phi_, weight_ = phi.clone().requires_grad_(), weight.clone().requires_grad_()
-    got = (y, *torch.autograd.grad(product_units.product_unit_values(phi_, base, weight_, 0.5), [phi_, weight_],
-                                   grad_y))
+    got = (y, *torch.autograd.grad(product_units.product_unit_values(phi_, base, weight_, 0.5),
+                                   [phi_, weight_], grad_y))
     reference = product_units.product_units_reference(phi_, base, weight_, 0.5)
     expected = (reference, *torch.autograd.grad(reference, [phi_, weight_], grad_y))
     assert_all_close(got, expected)
@@ -207,7 +211,7 @@ def test_product_kind_with_a_zero_factor():
     assert_all_close(got, expected)
 
 
-# --- shapes, dtypes ---------------------------------------------------------------------------------------------
+# --- shapes, dtypes -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("leading, inputs, outputs", [((0,), 4, 3), ((1,), 4, 3), ((5,), 1, 3), ((5,), 4, 1),
                                                       ((2, 3), 1, 1)])
@@ -225,7 +229,8 @@ def test_non_contiguous_operands():
     x = wide_input(4, 7).t()  # [7, 4], a transposed view
     assert not x.is_contiguous()
     got = values_and_grads(layer, layer, x, torch.ones(7, 3, dtype=f64))
-    expected = values_and_grads(lambda v: einsum_formula(layer, v), layer, x.contiguous(), torch.ones(7, 3, dtype=f64))
+    expected = values_and_grads(lambda v: einsum_formula(layer, v), layer, x.contiguous(),
+                                torch.ones(7, 3, dtype=f64))
     assert_all_close(got, expected)
     phi, base, weight = exact_zero_operands()
     strided = product_units.product_unit_values(phi.transpose(0, 1).contiguous().transpose(0, 1), base,
@@ -244,7 +249,7 @@ def test_low_precision_accumulates_in_float32(dtype, tol):
     low.load_state_dict(layer.state_dict())
     got = values_and_grads(low, low, x.to(dtype), grad_y.to(dtype))
     assert all(t.dtype == dtype for t in got)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         assert (a.double() - b).abs().max() <= tol * max(1.0, b.abs().max().item())
 
 
@@ -282,7 +287,7 @@ def test_bad_operands_raise_value_error():
         product_units.product_unit_values(phi.float(), base, weight)
 
 
-# --- memory -----------------------------------------------------------------------------------------------------
+# --- memory -------------------------------------------------------------------------------------------------
 
 def test_saved_activations_are_o_of_bo_plus_bin():
     """Nothing of size B x O x I is kept for the backward: only phi, base, the [B, O] state and the weight."""
@@ -302,15 +307,17 @@ def test_saved_activations_are_o_of_bo_plus_bin():
     assert activations <= 4 * (B * O + B * I * n)
 
 
-# --- operator properties: opcheck, compile, export, meta, torch.func --------------------------------------------
+# --- operator properties: opcheck, compile, export, meta, torch.func ----------------------------------------
 
 def test_opcheck_forward_and_backward_operators():
     phi, base, weight = exact_zero_operands()
-    for sample in ((phi.requires_grad_(), base, weight.requires_grad_(), 0.5), (phi.detach(), base, weight, 1.0)):
+    for sample in ((phi.requires_grad_(), base, weight.requires_grad_(), 0.5),
+                   (phi.detach(), base, weight, 1.0)):
         torch.library.opcheck(torch.ops.hol.product_units.default, sample)
     y, prod, zero_at = torch.ops.hol.product_units(phi.detach(), base, weight.detach(), 0.5)
     torch.library.opcheck(torch.ops.hol.product_units_backward.default,
-                          (torch.randn_like(y), phi.detach(), base, weight.detach(), prod, zero_at, 0.5, True, False))
+                          (torch.randn_like(y), phi.detach(), base, weight.detach(), prod, zero_at, 0.5, True,
+                           False))
 
 
 def test_compile_fullgraph_export_and_meta():
@@ -337,7 +344,7 @@ def test_torch_func_transforms_match_einsum_formula():
         torch.testing.assert_close(got, expected, rtol=0, atol=TOL)
 
 
-# --- Triton -----------------------------------------------------------------------------------------------------
+# --- Triton -------------------------------------------------------------------------------------------------
 
 def test_triton_kernels_under_the_interpreter():
     script = Path(__file__).parents[1] / "helpers" / "triton_product_units_check.py"

@@ -17,7 +17,8 @@ KINDS = ["continuous", "discontinuous"]
 
 def _cpp_or_skip():
     if not sparse.extension_available():
-        pytest.skip("segment-sparse C++ kernels unavailable (no build, or HOL_SPARSE_CPP=0); the torch implementation is tested")
+        pytest.skip("segment-sparse C++ kernels unavailable (no build, or HOL_SPARSE_CPP=0); "
+                    "the torch implementation is tested")
 
 
 @pytest.fixture(params=["torch", "cpp"])
@@ -33,8 +34,8 @@ def pair(kind, extrapolation="polynomial", *, n=4, segments=3, in_features=5, ou
          dtype=f64):
     """A dense layer and a sparse layer with the same weights."""
     torch.manual_seed(0)
-    dense = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation, bias=bias,
-               backend="dense", dtype=dtype, init="uniform")
+    dense = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation,
+               bias=bias, backend="dense", dtype=dtype, init="uniform")
     if bias:
         torch.nn.init.uniform_(dense.bias, -1, 1)
     sparse_layer = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation,
@@ -73,7 +74,7 @@ def test_sparse_equals_dense_forward_and_gradients(kind, extrapolation, impl):
     x_ = x.detach().requires_grad_()
     y = sparse_forward(x_)
     got = (y, *torch.autograd.grad(y, [x_, dense.weight, dense.bias], grad_y))
-    for name, a, b in zip(["y", "dx", "dweight", "dbias"], got, expected):
+    for name, a, b in zip(["y", "dx", "dweight", "dbias"], got, expected, strict=True):
         assert a.shape == b.shape, name
         assert torch.allclose(a, b, atol=TOL, rtol=0), f"{name}: max diff {(a - b).abs().max().item():.3g}"
 
@@ -85,7 +86,7 @@ def test_layer_backend_sparse_matches_dense(kind):
     assert dense.compute_backend(torch.zeros(1, 5)) == "dense"
     x = wide_input(6, 5)
     grad_y = torch.randn(6, 3, dtype=f64)
-    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y)):
+    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y), strict=True):
         assert torch.allclose(a, b, atol=TOL, rtol=0)
 
 
@@ -129,20 +130,21 @@ def test_gradcheck(kind, extrapolation, impl):
 
 @pytest.mark.parametrize("out_features", [70, 130])
 def test_float32_cpp_matches_dense(out_features):
-    """The C++ kernels' float32 paths: 70 outputs make a partial tile of 128, 130 a full one and a partial one;
-    K = 33 mixes full 16 x 16 transpose blocks of the weight with a partial one."""
+    """The C++ kernels' float32 paths: 70 outputs make a partial tile of 128, 130 a full one and a partial
+    one; K = 33 mixes full 16 x 16 transpose blocks of the weight with a partial one."""
     _cpp_or_skip()
     dense, sparse_layer = pair("continuous", n=5, segments=8, in_features=40, out_features=out_features,
                                dtype=torch.float32)
     x = wide_input(33, 40, dtype=torch.float32)
     grad_y = torch.randn(33, out_features)
-    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y)):
+    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y), strict=True):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 
 @pytest.mark.parametrize("wanted", ["input", "weight"])
 def test_partial_gradients_match_dense(impl, wanted):
-    """An input layer (x without grad) skips d phi, a frozen layer skips d W: what is computed still matches."""
+    """An input layer (x without grad) skips d phi, a frozen layer skips d W: what is computed still
+    matches."""
     dense, sparse_layer = pair("discontinuous", n=4, segments=5, in_features=6, out_features=3, bias=False)
     x = wide_input(17, 6)
     grad_y = torch.randn(17, 3, dtype=f64)

@@ -69,8 +69,8 @@ def test_products_equal_their_dense_definition(impl, entry):
 
 @pytest.mark.parametrize("entry", ["eager", "operator"])
 def test_derivatives_of_every_order(impl, entry):
-    """gradcheck and gradgradcheck of F, A and B in all their float operands: their derivatives are again F, A,
-    B, so this covers every order."""
+    """gradcheck and gradgradcheck of F, A and B in all their float operands: their derivatives are again F,
+    A, B, so this covers every order."""
     phi, base, weight, grad = (t.requires_grad_(t.is_floating_point()) for t in operands(2, 2, 2, 3, 2))
     if entry == "eager":
         product, weight_grad = sparse_ops.segment_sparse_product, sparse_ops.segment_sparse_weight_grad
@@ -88,8 +88,8 @@ def test_derivatives_of_every_order(impl, entry):
 
 def test_forward_mode_and_reverse_mode_jacobians_equal_dense():
     phi, base, weight, grad = operands(3, 2, 2, 5, 2)
-    pairs = [(lambda p, w: sparse_ops.segment_sparse_product(p, base, w), lambda p, w: dense_product(p, base, w),
-              (phi, weight)),
+    pairs = [(lambda p, w: sparse_ops.segment_sparse_product(p, base, w),
+              lambda p, w: dense_product(p, base, w), (phi, weight)),
              (lambda p, g: sparse_ops.segment_sparse_weight_grad(p, base, g, 5),
               lambda p, g: dense_weight_grad(p, base, g, 5), (phi, grad)),
              (lambda g, w: sparse_ops.segment_sparse_phi_grad(g, w, base, 2),
@@ -97,10 +97,11 @@ def test_forward_mode_and_reverse_mode_jacobians_equal_dense():
     for function, reference, inputs in pairs:
         tangents = tuple(torch.randn_like(t) for t in inputs)
         close(jvp(function, inputs, tangents)[1], jvp(reference, inputs, tangents)[1])
-        for got, expected in zip(jacfwd(function, argnums=(0, 1))(*inputs), jacrev(reference, argnums=(0, 1))(*inputs)):
-            close(got, expected)
-        for got, expected in zip(jacrev(function, argnums=(0, 1))(*inputs), jacrev(reference, argnums=(0, 1))(*inputs)):
-            close(got, expected)
+        expected = jacrev(reference, argnums=(0, 1))(*inputs)
+        for got, want in zip(jacfwd(function, argnums=(0, 1))(*inputs), expected, strict=True):
+            close(got, want)
+        for got, want in zip(jacrev(function, argnums=(0, 1))(*inputs), expected, strict=True):
+            close(got, want)
 
 
 @pytest.mark.parametrize("batched", ["phi", "base", "weight", "phi+weight", "grad", "phi+grad", "all"])
@@ -108,17 +109,20 @@ def test_vmap_rules_equal_one_call_per_entry(impl, batched):
     """Every branch of the three vmap rules: folding the vmapped dimension into a free index, or looping."""
     entries = 3
     stacks = [operands(seed=seed) for seed in range(entries)]
-    phi, base, weight, grad = (torch.stack(parts) for parts in zip(*stacks))
+    phi, base, weight, grad = (torch.stack(parts) for parts in zip(*stacks, strict=True))
     chosen = {"phi": "phi" in batched or batched == "all", "base": batched in ("base", "all"),
-              "weight": "weight" in batched or batched == "all", "grad": "grad" in batched or batched == "all"}
+              "weight": "weight" in batched or batched == "all",
+              "grad": "grad" in batched or batched == "all"}
     args = {"phi": phi, "base": base, "weight": weight, "grad": grad}
     dims = {name: 0 if chosen[name] else None for name in args}
     args = {name: value if chosen[name] else value[0] for name, value in args.items()}
 
     def per_entry(function, names):
-        return torch.stack([function(*[args[m][v] if chosen[m] else args[m] for m in names]) for v in range(entries)])
+        return torch.stack([function(*[args[m][v] if chosen[m] else args[m] for m in names])
+                            for v in range(entries)])
 
-    cases = [(lambda p, b, w: sparse_ops.segment_sparse_product(p, b, w), dense_product, ("phi", "base", "weight")),
+    cases = [(lambda p, b, w: sparse_ops.segment_sparse_product(p, b, w), dense_product,
+              ("phi", "base", "weight")),
              (lambda p, b, g: sparse_ops.segment_sparse_weight_grad(p, b, g, 7),
               lambda p, b, g: dense_weight_grad(p, b, g, 7), ("phi", "base", "grad")),
              (lambda g, w, b: sparse_ops.segment_sparse_phi_grad(g, w, b, 3),
@@ -139,7 +143,8 @@ def test_degenerate_shapes(impl, shape):
     phi, base, weight, grad = operands(*shape)
     width, n = shape[3], shape[2]
     close(sparse_ops.segment_sparse_product(phi, base, weight), dense_product(phi, base, weight))
-    close(sparse_ops.segment_sparse_weight_grad(phi, base, grad, width), dense_weight_grad(phi, base, grad, width))
+    close(sparse_ops.segment_sparse_weight_grad(phi, base, grad, width),
+          dense_weight_grad(phi, base, grad, width))
     close(sparse_ops.segment_sparse_phi_grad(grad, weight, base, n), dense_phi_grad(grad, weight, base, n))
 
 
@@ -147,16 +152,19 @@ def test_non_contiguous_operands(impl):
     phi, base, weight, grad = operands(5, 3, 3, 7, 4)
     phi_t, base_t = phi.transpose(0, 1).contiguous().transpose(0, 1), base.T.contiguous().T
     weight_t, grad_t = weight.transpose(0, 2).contiguous().transpose(0, 2), grad.T.contiguous().T
-    assert not (phi_t.is_contiguous() or base_t.is_contiguous() or weight_t.is_contiguous() or grad_t.is_contiguous())
+    assert not any(t.is_contiguous() for t in (phi_t, base_t, weight_t, grad_t))
     close(sparse_ops.segment_sparse_product(phi_t, base_t, weight_t), dense_product(phi, base, weight))
-    close(sparse_ops.segment_sparse_weight_grad(phi_t, base_t, grad_t, 7), dense_weight_grad(phi, base, grad, 7))
-    close(sparse_ops.segment_sparse_phi_grad(grad_t, weight_t, base_t, 3), dense_phi_grad(grad, weight, base, 3))
+    close(sparse_ops.segment_sparse_weight_grad(phi_t, base_t, grad_t, 7),
+          dense_weight_grad(phi, base, grad, 7))
+    close(sparse_ops.segment_sparse_phi_grad(grad_t, weight_t, base_t, 3),
+          dense_phi_grad(grad, weight, base, 3))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_low_precision_accumulates_in_float32(impl, dtype):
-    """The result is the float64 value of the rounded operands, rounded once: at most half an ulp of the output
-    dtype plus float32 rounding, on sums of 3 x 40 terms where accumulating in the low precision would not be."""
+    """The result is the float64 value of the rounded operands, rounded once: at most half an ulp of the
+    output dtype plus float32 rounding, on sums of 3 x 40 terms where accumulating in the low precision would
+    not be."""
     phi, base, weight, grad = operands(8, 40, 3, 9, 5, dtype=dtype)
     exact = dense_product(phi.double(), base, weight.double())
     got = sparse_ops.segment_sparse_product(phi, base, weight)
@@ -180,8 +188,8 @@ def test_fake_and_meta_tensors_give_shapes():
 
 
 def test_opcheck():
-    """torch's own consistency checks of a custom operator: schema, fake implementation, autograd registration,
-    AOT dispatch."""
+    """torch's own consistency checks of a custom operator: schema, fake implementation, autograd
+    registration, AOT dispatch."""
     phi, base, weight, grad = operands(4, 2, 3, 7, 3)
     phi.requires_grad_()
     weight.requires_grad_()
@@ -235,8 +243,8 @@ def test_calibration_runs_caches_and_the_environment_overrides(tmp_path, monkeyp
 
 
 def test_symbolic_batch_decides_by_the_large_batch_limit(monkeypatch):
-    """With the batch unknown (a SymInt), a + b n < K decides: sparse at K = 9 > 3.6 + 4.5 even where one sample
-    (batch 1) would take the dense path."""
+    """With the batch unknown (a SymInt), a + b n < K decides: sparse at K = 9 > 3.6 + 4.5 even where one
+    sample (batch 1) would take the dense path."""
     monkeypatch.setenv(sparse_cost.ENVIRONMENT, "3.6,0.9,4.0")
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
