@@ -30,7 +30,9 @@ With ``TRITON_INTERPRET=1`` set before this module is imported, the kernels run 
 check them on machines without a GPU). Two deviations of Triton's interpreter are worked around there: it
 keeps bfloat16 as ``uint16`` (so ``tl.dot`` would multiply integers: bfloat16 enters A's dot as float32, the
 same exact products) and truncates float32 to the half types instead of rounding (so the kernels write float32
-and torch rounds). The block sizes are untuned powers of two: no GPU has run these kernels yet.
+and torch rounds). The tests also compile the kernels ahead of time for sm_80 and sm_90 GPUs (PTX and cubin,
+with Triton's bundled ptxas; no atomic instruction in them). No GPU has run them yet: the block sizes are
+untuned powers of two.
 """
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ mode, the cost model's calibration and every layer kind against the CPU.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,49 @@ def test_triton_kernels_under_the_interpreter():
                          check=False)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.count(": ok") == 7
+
+
+POINTERS = {torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float32: "*fp32", torch.float64: "*fp64"}
+
+
+def compile_for(target, kernel, pointers: dict, scalars: tuple, constants: dict):
+    """``kernel`` compiled ahead of time for ``target`` (no GPU needed: Triton's compiler down to PTX, and its
+    bundled ptxas to a cubin)."""
+    import triton
+
+    types = {**pointers, **dict.fromkeys(scalars, "i32"), **dict.fromkeys(constants, "constexpr")}
+    signature = {name: types[name] for name in kernel.arg_names}
+    source = triton.compiler.ASTSource(fn=kernel, signature=signature, constexprs=constants)
+    backend = triton.compiler.make_backend(target)
+    return triton.compile(source, target=target, options=backend.parse_options({"num_warps": 4}).__dict__)
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_kernels_compile_for_nvidia_gpus_without_atomics(arch, dtype):
+    """The three kernels compile for A100 (sm_80) and H100/H200 (sm_90) GPUs, PTX to cubin; no atomic
+    instruction anywhere; the weight gradient of the half types runs on tensor cores."""
+    from triton.backends.compiler import GPUTarget
+
+    from hol.layers import sparse_triton as kernels
+
+    target, ptr, acc, n = GPUTarget("cuda", arch, 32), POINTERS[dtype], kernels.ACCUMULATION[dtype], 5
+    sizes = ("B", "I", "O", "K")
+    product = compile_for(target, kernels._product_kernel,
+                          {"phi_ptr": ptr, "base_ptr": "*i64", "wt_ptr": ptr, "y_ptr": ptr}, sizes,
+                          {"N": n, "BB": kernels.BLOCK_B, "BO": kernels.BLOCK_O, "ACC": acc})
+    phi_grad = compile_for(target, kernels._phi_grad_kernel,
+                           {"grad_ptr": ptr, "wt_ptr": ptr, "base_ptr": "*i64", "out_ptr": ptr}, sizes,
+                           {"N": n, "NP": 8, "BB": kernels.BLOCK_B_PHI, "BO": kernels.BLOCK_O, "ACC": acc})
+    indices = dict.fromkeys(("order_ptr", "sorted_base_ptr", "ranges_ptr"), "*i64")
+    weight_grad = compile_for(
+        target, kernels._weight_grad_kernel, {"phi_ptr": ptr, "grad_ptr": ptr, **indices, "out_ptr": ptr},
+        (*sizes, "TILES_M"),
+        {"N": n, "BB": kernels.BLOCK_B, "BM": kernels.BLOCK_M, "BO": kernels.BLOCK_O, "ACC": acc,
+         "DOT": kernels.DOT_TYPES[dtype], "PRECISION": "ieee" if dtype == torch.float32 else None})
+    for compiled in (product, phi_grad, weight_grad):
+        assert compiled.asm["cubin"] and not re.search(r"\b(atom|red)\.", compiled.asm["ptx"])  # atomics
+    assert ("mma" in weight_grad.asm["ptx"]) == (dtype in (torch.float16, torch.bfloat16))
 
 
 def on_cuda(*tensors):
