@@ -36,6 +36,7 @@ untuned powers of two.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -140,6 +141,12 @@ def _transposed(weight: Tensor) -> Tensor:
     return weight.permute(1, 2, 0).contiguous()
 
 
+def _device_of(tensor: Tensor):
+    """Make ``tensor``'s GPU the current one while a kernel is launched (Triton launches on the current
+    device); nothing for CPU tensors (the interpreter)."""
+    return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
+
+
 def _output(like: Tensor, *shape: int) -> Tensor:
     """An uninitialized result for the kernels to write: in ``like``'s dtype, except float32 for the half
     types under the interpreter (module docstring; the caller rounds it with ``.to``)."""
@@ -154,8 +161,9 @@ def product(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
     _assert_offsets(base, n, width)
     y = _output(phi, batch, outputs)
     grid = (triton.cdiv(batch, BLOCK_B), triton.cdiv(outputs, BLOCK_O))
-    _product_kernel[grid](phi, base, _transposed(weight), y, batch, inputs, outputs, width,
-                          N=n, BB=BLOCK_B, BO=BLOCK_O, ACC=ACCUMULATION[phi.dtype])
+    with _device_of(phi):
+        _product_kernel[grid](phi, base, _transposed(weight), y, batch, inputs, outputs, width,
+                              N=n, BB=BLOCK_B, BO=BLOCK_O, ACC=ACCUMULATION[phi.dtype])
     return y.to(phi.dtype)
 
 
@@ -166,9 +174,10 @@ def phi_grad(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
     _assert_offsets(base, n, width)
     out = _output(grad, batch, inputs, n)
     grid = (triton.cdiv(batch, BLOCK_B_PHI), inputs)
-    _phi_grad_kernel[grid](grad, _transposed(weight), base, out, batch, inputs, outputs, width,
-                           N=n, NP=triton.next_power_of_2(n), BB=BLOCK_B_PHI, BO=BLOCK_O,
-                           ACC=ACCUMULATION[grad.dtype])
+    with _device_of(grad):
+        _phi_grad_kernel[grid](grad, _transposed(weight), base, out, batch, inputs, outputs, width,
+                               N=n, NP=triton.next_power_of_2(n), BB=BLOCK_B_PHI, BO=BLOCK_O,
+                               ACC=ACCUMULATION[grad.dtype])
     return out.to(grad.dtype)
 
 
@@ -199,8 +208,9 @@ def weight_grad(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
     order, sorted_base, ranges = sample_ranges(base, n, width)
     out = _output(phi, outputs, inputs, width)
     tiles = ranges.shape[1]
-    _weight_grad_kernel[(inputs, tiles, triton.cdiv(outputs, BLOCK_O))](
-        phi, grad, order, sorted_base, ranges, out, batch, inputs, outputs, width, tiles,
-        N=n, BB=BLOCK_B, BM=BLOCK_M, BO=BLOCK_O, ACC=ACCUMULATION[phi.dtype], DOT=DOT_TYPES[phi.dtype],
-        PRECISION="ieee" if phi.dtype == torch.float32 else None)
+    with _device_of(phi):
+        _weight_grad_kernel[(inputs, tiles, triton.cdiv(outputs, BLOCK_O))](
+            phi, grad, order, sorted_base, ranges, out, batch, inputs, outputs, width, tiles,
+            N=n, BB=BLOCK_B, BM=BLOCK_M, BO=BLOCK_O, ACC=ACCUMULATION[phi.dtype], DOT=DOT_TYPES[phi.dtype],
+            PRECISION="ieee" if phi.dtype == torch.float32 else None)
     return out.to(phi.dtype)
