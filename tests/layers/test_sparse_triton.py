@@ -107,6 +107,18 @@ def test_cuda_operators_run_triton_and_equal_the_dense_definition(shape):
 
 
 @pytest.mark.cuda
+def test_cuda_opcheck():
+    """torch's consistency checks of the operators with their CUDA kernels: schema, fake implementation,
+    autograd registration, AOT dispatch."""
+    phi, base, weight, grad = on_cuda(*operands(4, 2, 3, 7, 3))
+    phi.requires_grad_()
+    weight.requires_grad_()
+    torch.library.opcheck(torch.ops.hol.segment_sparse_product, (phi, base, weight))
+    torch.library.opcheck(torch.ops.hol.segment_sparse_weight_grad, (phi, base, grad.requires_grad_(), 7))
+    torch.library.opcheck(torch.ops.hol.segment_sparse_phi_grad, (grad, weight, base, 3))
+
+
+@pytest.mark.cuda
 @pytest.mark.parametrize("entry", ["eager", "operator"])
 def test_cuda_derivatives_of_every_order(entry):
     phi, base, weight, grad = (t.cuda().requires_grad_(t.is_floating_point())
