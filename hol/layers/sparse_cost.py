@@ -107,9 +107,13 @@ def measurable(device: torch.device) -> bool:
     GPU with the Triton kernels."""
     if device.type == "cpu":
         return True
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return False
-    return triton_kernels() is not HOST_KERNELS
+    return device.type == "cuda" and _cuda_kernels_measurable()
+
+
+@torch.compiler.assume_constant_result
+def _cuda_kernels_measurable() -> bool:
+    """A CUDA GPU is there and the Triton kernels serve it (a constant for ``torch.compile``)."""
+    return torch.cuda.is_available() and triton_kernels() is not HOST_KERNELS
 
 
 def device_name(device: torch.device) -> str:
