@@ -2,10 +2,11 @@
 tiny data, one epoch, small budgets), its Python examples run as doctests (``--doctest-glob``), and its result
 tables are the renderings of the committed result files.
 
-Commands are the lines of the README's shell blocks and the inline ``hol train ...`` spans with overrides. Each
-one is run in a temporary folder (``hol train``/``hol eval`` in process through ``hol.runner.cli.main``), or, if
-it needs what this machine lacks (a GPU, a launcher plugin), composed with Hydra to check that it is valid; the
-few that are not hol commands (``make test``, ``pip install``) are listed in :data:`NOT_RUN` with the reason.
+Commands are the lines of the README's shell blocks and the inline ``hol train ...`` spans with overrides.
+Each one is run in a temporary folder (``hol train``/``hol eval`` in process through ``hol.runner.cli.main``),
+or, if it needs what this machine lacks (a GPU, a launcher plugin), composed with Hydra to check that it is
+valid; the few that are not hol commands (``make test``, ``pip install``) are listed in :data:`NOT_RUN` with
+the reason.
 A new command in the README that this test cannot classify fails it.
 """
 from __future__ import annotations
@@ -138,10 +139,10 @@ def test_every_readme_command_runs(command, workspace, monkeypatch, capsys):
         assert "$(VENV)/bin/hol train experiment=function" in (ROOT / "Makefile").read_text()
         argv = ["hol", "train", "experiment=function"]
     if argv[:1] == ["tensorboard"]:
-        assert (Path(sys.executable).parent / "tensorboard").exists()  # the console script of this environment
+        assert (Path(sys.executable).parent / "tensorboard").exists()  # this environment's console script
         assert list((workspace / "outputs").rglob("events.out.tfevents.*")), "no run wrote TensorBoard events"
         return
-    assert argv[0] == "hol" and argv[1] in ("train", "eval"), f"README command this test cannot run: {command}"
+    assert argv[0] == "hol" and argv[1] in ("train", "eval"), f"cannot run: {command}"
     monkeypatch.chdir(workspace)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     if any(need in argv for need in NEEDS_MISSING):
@@ -159,11 +160,11 @@ def test_every_readme_command_runs(command, workspace, monkeypatch, capsys):
 
 
 def test_every_command_is_classified():
-    """Commands the test runs are hol commands, ``make train`` or ``tensorboard``; everything else is listed."""
+    """Commands the test runs are hol commands, ``make train`` or ``tensorboard``; the others are listed."""
     for command in COMMANDS:
         argv = argv_of(command)
-        assert command in NOT_RUN or argv[:1] in (["hol"], ["tensorboard"]) or argv[:2] == ["make", "train"], (
-            f"add {command!r} to NOT_RUN with a reason, or make it runnable here")
+        runnable = argv[:1] in (["hol"], ["tensorboard"]) or argv[:2] == ["make", "train"]
+        assert command in NOT_RUN or runnable, f"add {command!r} to NOT_RUN with a reason, or make it runnable"
 
 
 def test_tables_are_the_renderings_of_their_result_files():
