@@ -164,7 +164,7 @@ def test_every_command_is_classified():
     for command in COMMANDS:
         argv = argv_of(command)
         runnable = argv[:1] in (["hol"], ["tensorboard"]) or argv[:2] == ["make", "train"]
-        assert command in NOT_RUN or runnable, f"add {command!r} to NOT_RUN with a reason, or make it runnable"
+        assert command in NOT_RUN or runnable, f"add {command!r} to NOT_RUN (with a reason) or make it run"
 
 
 def test_tables_are_the_renderings_of_their_result_files():
