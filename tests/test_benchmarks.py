@@ -13,6 +13,6 @@ SCRIPTS = sorted(path for path in (Path(__file__).resolve().parents[1] / "benchm
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[path.stem for path in SCRIPTS])
 def test_script_imports_and_parses_its_options(script):
-    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120,
-                          check=False, cwd=script.parent)
+    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=script.parent)
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
