@@ -81,7 +81,8 @@ class Task(nn.Module):
         raise NotImplementedError
 
     def compute(self, stage: str, net: nn.Module) -> dict[str, Tensor]:
-        """The epoch's values of ``stage``'s metrics (which are then reset)."""
+        """The epoch's values of ``stage``'s metrics (which are then reset); ``net`` is the trained network,
+        for values of the model itself (its size)."""
         values = {}
         for name, metric in self.stage_metrics(stage).items():
             values[name] = metric.compute()

@@ -92,17 +92,22 @@ def build_module(cfg: DictConfig, datamodule) -> HolModule:
     )
 
 
+ORDER_KEYS = {f"{layer}.{option}" for layer in ("layer", "input_layer", "output_layer")
+              for option in ("n", "segments")}
+"""The keys of a network's ``hparams()`` (flattened) that refinement changes."""
+
+
 def check_resumed_network(configured: torch.nn.Module, checkpoint_hparams: dict, refinable: bool) -> None:
     """A resumed run continues the checkpoint's network, so the configuration must describe that network:
     else the overrides that differ would silently have no effect. ``refinable`` (refinement stages): the order
-    (``layer.n``, ``layer.segments``) may differ, the stages changed it. Raises ``ValueError`` naming the
-    keys."""
+    (``layer.n``, ``layer.segments``, and those of an MLP's ``input_layer``/``output_layer`` mapping) may
+    differ, the stages changed it. Raises ``ValueError`` naming the keys."""
     if not callable(getattr(configured, "hparams", None)):
         return
     differences = []
     ours, theirs = flatten(configured.hparams(), "."), flatten(checkpoint_hparams, ".")
     for key in sorted(set(ours) | set(theirs)):
-        if refinable and key in ("layer.n", "layer.segments"):
+        if refinable and key in ORDER_KEYS:
             continue
         if ours.get(key) != theirs.get(key):
             name = key if key.startswith("layer.") else f"model.{key}"
