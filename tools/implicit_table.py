@@ -6,7 +6,8 @@ Each run is ``hol train experiment=<preset> <overrides>`` in its own process (on
 chosen so that their coefficient count is the closest to hol's for the same image (3 hidden layers, as the
 presets):
 
-    .venv/bin/python tools/implicit_table.py [--images default,camera,astronaut] [--budgets small,large]
+    .venv/bin/python tools/implicit_table.py [--images default,camera,astronaut] [--budgets small,large] \
+        [--lr implicit_image_siren=0.0003 ...]     # a preset's learning rate, if not its own
 """
 from __future__ import annotations
 
@@ -50,8 +51,9 @@ def baseline_width(budget: int, channels: int, input_parameters: bool) -> int:
                key=lambda width: abs(baseline_coefficients(width, channels, input_parameters) - budget))
 
 
-def runs(images: list[str], budgets: list[str]) -> list[tuple[str, str, str, list[str]]]:
-    """``(image, budget, preset, overrides)`` of every run."""
+def runs(images: list[str], budgets: list[str], rates: dict[str, str]
+         ) -> list[tuple[str, str, str, list[str]]]:
+    """``(image, budget, preset, overrides)`` of every run; ``rates``: preset -> learning rate."""
     found = []
     for image in images:
         data, channels, _, epochs, every = IMAGES[image]
@@ -59,23 +61,35 @@ def runs(images: list[str], budgets: list[str]) -> list[tuple[str, str, str, lis
         for budget in budgets:
             width, segments = HOL_NETWORKS["default" if image == "default" else "photo", budget]
             found.append((image, budget, "implicit_image", [
-                *common, f"model.hidden_width={width}", f"model.input_layer.segments={segments}"]))
+                *common, f"model.hidden_width={width}", f"model.input_layer.segments={segments}",
+                *_rate(rates, "implicit_image")]))
             coefficients = hol_coefficients(width, segments, channels)
             for preset, input_parameters in BASELINES.items():
                 width = baseline_width(coefficients, channels, input_parameters)
-                found.append((image, budget, preset, [*common, f"model.hidden_width={width}"]))
+                found.append((image, budget, preset, [*common, f"model.hidden_width={width}",
+                                                      *_rate(rates, preset)]))
     return found
+
+
+def _rate(rates: dict[str, str], preset: str) -> list[str]:
+    return [f"optimizer.lr={rates[preset]}"] if preset in rates else []
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", default="default,camera,astronaut")
     parser.add_argument("--budgets", default="small,large")
+    parser.add_argument("--presets", default=None, help="comma-separated presets to run (default: all four)")
+    parser.add_argument("--lr", action="append", default=[], help="PRESET=RATE")
     parser.add_argument("--out", default="outputs/implicit_table")
     args = parser.parse_args()
+    rates = dict(entry.split("=", 1) for entry in args.lr)
+    chosen = args.presets.split(",") if args.presets else None
     rows = []
-    for image, budget, preset, overrides in runs(args.images.split(","), args.budgets.split(",")):
-        folder = Path(args.out) / f"{image}_{budget}_{preset}"
+    for image, budget, preset, overrides in runs(args.images.split(","), args.budgets.split(","), rates):
+        if chosen is not None and preset not in chosen:
+            continue
+        folder = Path(args.out) / f"{image}_{budget}_{preset}" / (rates.get(preset) or "preset_lr")
         command = ["train", f"experiment={preset}", *overrides, f"hydra.run.dir={folder}",
                    "callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=false"]
         print("hol " + " ".join(command), flush=True)
@@ -90,12 +104,14 @@ def main() -> None:
         rows.append((image, budget, preset, metrics.get("test/bpp"), metrics.get("test/psnr"), seconds))
         print(f"  bpp {metrics.get('test/bpp')}, psnr {metrics.get('test/psnr')}, {seconds:.0f} s",
               flush=True)
-    print("\n| image | budget | model | bits per pixel | PSNR (dB) | wall time |\n|---|---|---|---|---|---|")
+    print("\n| image | budget | model | lr | bits per pixel | PSNR (dB) | wall time |\n"
+          "|---|---|---|---|---|---|---|")
     for image, budget, preset, bpp, value, seconds in rows:
         name = preset.removeprefix("implicit_image_") if preset != "implicit_image" else "hol"
         bpp_text = f"{bpp:.2f}" if bpp is not None else "-"
         value_text = f"{value:.2f}" if value is not None else "diverged"
-        print(f"| {image} | {budget} | {name} | {bpp_text} | {value_text} | {seconds:.0f} s |")
+        print(f"| {image} | {budget} | {name} | {rates.get(preset, 'preset')} | {bpp_text} | {value_text} "
+              f"| {seconds:.0f} s |")
 
 
 if __name__ == "__main__":
