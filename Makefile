@@ -28,6 +28,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/bench_layers.py
+	$(PY) benchmarks/bench_products.py
 	$(PY) benchmarks/bench_conv.py
 	$(PY) benchmarks/bench_sparse.py
 

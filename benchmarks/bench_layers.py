@@ -27,7 +27,8 @@ BACKEND_KINDS = ("continuous", "discontinuous")  # kinds with a choice of comput
 BASELINE = "linear(I*n, O)"
 
 
-def layer_cases(kinds, segments_list, backends, batch: int, features: int, n: int, device) -> dict[str, tuple]:
+def layer_cases(kinds, segments_list, backends, batch: int, features: int, n: int,
+                device) -> dict[str, tuple]:
     """``label -> (kind, S, backend, step)`` for every kind (piecewise kinds once per ``S``, kinds with a
     ``backend`` option once per backend) and the baseline."""
     generator = torch.Generator().manual_seed(0)
@@ -87,7 +88,8 @@ def reference_pairs(features: int, n: int, segments: int):
 
 
 def check_reference(features: int = 16, n: int = 5, segments: int = 2) -> None:
-    """Print how far the reference's outputs are from ours for the same weights, inside and outside [-1, 1]."""
+    """Print how far the reference's outputs are from ours for the same weights, inside and outside
+    [-1, 1]."""
     print(f"same weights, same outputs? (I=O={features}, n={n}, S={segments}, 4096 samples, float32)")
     rows = []
     for name, ref, ours in reference_pairs(features, n, segments):
@@ -123,10 +125,12 @@ def parse_args():
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--features", type=int, default=256, help="I = O")
     parser.add_argument("--n", type=int, default=5)
-    parser.add_argument("--segments", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 16, 64])
+    parser.add_argument("--segments", type=lambda s: [int(v) for v in s.split(",")],
+                        default=[1, 2, 4, 16, 64])
     parser.add_argument("--kinds", type=lambda s: s.split(","), default=None, help="default: every kind")
     parser.add_argument("--backends", type=lambda s: s.split(","), default=["auto"],
-                        help="compute paths of continuous/discontinuous to time, e.g. dense,sparse (default auto)")
+                        help="compute paths of continuous/discontinuous to time, e.g. dense,sparse "
+                             "(default auto)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-reference", action="store_true")
     return parser.parse_args()

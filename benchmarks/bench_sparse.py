@@ -2,15 +2,21 @@
 
 For each ``S``: fwd+bwd time of ``fc("continuous", I, O, n=n, segments=S)`` with ``backend="dense"`` and
 ``backend="sparse"`` and of ``nn.Linear(I*n, O)``, measured in one process, all cases of all ``S`` interleaved
-in the same rounds (``common.interleaved_medians``), medians, float32, ``torch.set_num_threads(2)``; ratios are
-over the ``nn.Linear`` median. Inputs require grad (a hidden layer), so every step includes ``dx``. Memory:
-``saved MB`` is what autograd keeps for the backward, summed over the distinct tensors the forward saves
-(``torch.autograd.graph.saved_tensors_hooks``), parameters excluded: the activation memory of a training step,
-which is what differs between the paths (parameters and their gradients are the same ``O I K`` for both).
+in the same rounds (``common.interleaved_medians``), medians, float32, ``torch.set_num_threads(2)``; ratios
+are over the ``nn.Linear`` median. Inputs require grad (a hidden layer), so every step includes ``dx``.
+Memory: ``saved MB`` is what autograd keeps for the backward, summed over the distinct tensors the forward
+saves (``torch.autograd.graph.saved_tensors_hooks``), parameters excluded: the activation memory of a training
+step, which is what differs between the paths (parameters and their gradients are the same ``O I K`` for
+both).
+
+The header names the CPU model, the instruction sets the C++ kernels were compiled for and the implementation
+of the sparse product (``HOL_SPARSE_CPP=0`` times the torch one); the ``auto`` column is what
+``backend="auto"`` picks on this machine (its calibrated cost model) and ``auto/best`` its measured time over
+the faster path's.
 
 Usage: ``python benchmarks/bench_sparse.py [--segments 1,2,4,8,16,32,64,128] [--dense-max-segments 16]
-[--impl auto|cpp|torch] [--device cpu] [--rounds 9]``. The dense path at large ``S`` takes seconds per step and
-``B I K`` floats of memory, hence ``--dense-max-segments``.
+[--device cpu] [--rounds 9]``. The dense path at large ``S`` takes seconds per step and ``B I K`` floats of
+memory, hence ``--dense-max-segments``.
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ from common import format_table, forward_backward, interleaved_medians
 from torch import nn
 
 import hol.layers
-from hol.layers import sparse
+from hol.layers import sparse, sparse_cpp
 from hol.layers.bases import piecewise_width
 
 
@@ -41,31 +47,20 @@ def saved_bytes(module: nn.Module, x: torch.Tensor) -> int:
     return sum(storages.values())
 
 
-def sparse_implementation(impl: str, device: str) -> str:
-    if impl != "auto":
-        return impl
-    return "cpp" if torch.device(device).type == "cpu" and sparse.extension_available() else "torch"
-
-
-class SparseWith(nn.Module):
-    """A sparse-backend layer forced to one implementation of the product (``cpp`` or ``torch``)."""
-
-    def __init__(self, layer: nn.Module, impl: str):
-        super().__init__()
-        self.layer, self.impl = layer, impl
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        layer = self.layer
-        return sparse.segment_sparse_linear(x, layer.weight, layer.basis.transform, segments=layer.segments,
-                                            length=layer.length, continuous=True,
-                                            extrapolation=layer.extrapolation, bias=layer.bias, impl=self.impl)
+def machine(device: str) -> str:
+    """CPU model, instruction sets of the C++ kernels and the implementation of the sparse product."""
+    if torch.device(device).type != "cpu":
+        return f"{device}, sparse product: torch ops"
+    if not sparse_cpp.extension_available():
+        return f"{sparse_cpp.cpu_model()}, sparse product: torch ops (C++ kernels off or unavailable)"
+    return (f"{sparse_cpp.cpu_model()}, sparse product: C++ kernels compiled for "
+            f"{' '.join(sparse_cpp.extension().instruction_sets()) or 'no vector extension'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--segments", default="1,2,4,8,16,32,64,128")
     parser.add_argument("--dense-max-segments", type=int, default=16)
-    parser.add_argument("--impl", default="auto", choices=sparse.IMPLEMENTATIONS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--features", type=int, default=256)
@@ -75,15 +70,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch, features, n, device = args.batch, args.features, args.n, args.device
-    impl = sparse_implementation(args.impl, device)
     generator = torch.Generator().manual_seed(0)
     # inputs require grad (a hidden layer): the step includes the input gradient, for every case alike
     x = (torch.rand(batch, features, generator=generator) * 2 - 1).to(device).requires_grad_()
     linear = nn.Linear(features * n, features, device=device)
     x_linear = torch.rand(batch, features * n, generator=generator).to(device).requires_grad_()
     linear_mb = saved_bytes(linear, x_linear) / 2**20
+    print(machine(device))
     print(f"continuous layer fwd+bwd, B={batch}, I=O={features}, n={n}, float32, {torch.get_num_threads()} "
-          f"threads, {device}, sparse product: {impl}; median of {args.rounds} rounds, all cases interleaved; "
+          f"threads, {device}; median of {args.rounds} rounds, all cases interleaved; "
           f"ratio = time / nn.Linear(I*n, O) time; saved MB = activations autograd keeps "
           f"(nn.Linear: {linear_mb:.1f} MB)", flush=True)
     segment_counts = [int(s) for s in args.segments.split(",")]
@@ -92,11 +87,11 @@ def main() -> None:
     cases = {"linear": forward_backward(linear, x_linear)}
     layers = {}
     for segments in segment_counts:
-        layer = hol.layers.fc("continuous", features, features, n=n, segments=segments, device=device)
-        layers[segments, "sparse"] = SparseWith(layer, impl)
+        layers[segments, "sparse"] = hol.layers.fc("continuous", features, features, n=n, segments=segments,
+                                                   backend="sparse", device=device)
         if segments <= args.dense_max_segments:
-            layers[segments, "dense"] = hol.layers.fc("continuous", features, features, n=n, segments=segments,
-                                                      backend="dense", device=device)
+            layers[segments, "dense"] = hol.layers.fc("continuous", features, features, n=n,
+                                                      segments=segments, backend="dense", device=device)
     for (segments, path), module in layers.items():
         cases[f"{path} {segments}"] = forward_backward(module, x)
     medians = interleaved_medians(cases, rounds=args.rounds, device=device)
@@ -108,14 +103,16 @@ def main() -> None:
         with_dense = dense_s is not None
         sparse_s = medians[f"sparse {segments}"]
         auto = sparse.choose_backend(n=n, segments=segments, batch=batch, in_features=features,
-                                     out_features=features, device=device, cpp=impl == "cpp")
+                                     out_features=features, device=device)
+        auto_over_best = ((dense_s if auto == "dense" else sparse_s) / min(dense_s, sparse_s) if with_dense
+                          else "-")
         rows.append((segments, piecewise_width(n, segments, True),
                      1e3 * dense_s if with_dense else "-", 1e3 * sparse_s,
                      dense_s / base if with_dense else "-", sparse_s / base,
                      f"{saved_bytes(layers[segments, 'dense'], x) / 2**20:.1f}" if with_dense else "-",
-                     f"{saved_bytes(layers[segments, 'sparse'], x) / 2**20:.1f}", auto))
+                     f"{saved_bytes(layers[segments, 'sparse'], x) / 2**20:.1f}", auto, auto_over_best))
     print(format_table(("S", "K", "dense ms", "sparse ms", "dense ratio", "sparse ratio", "dense saved MB",
-                        "sparse saved MB", "auto"), rows))
+                        "sparse saved MB", "auto", "auto/best"), rows))
     sparse_ms = [medians[f"sparse {segments}"] for segments in segment_counts]
     print(f"sparse time max/min over S: {max(sparse_ms) / min(sparse_ms):.2f}")
 

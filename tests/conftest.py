@@ -1,12 +1,17 @@
 """Shared fixtures: tiny data sets in the real file formats (no network), run folders, the sweep test app."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.data_files import make_cifar100, make_mnist
+
+# backend="auto" decides from a per-machine timing calibration (hol.layers.sparse_cost): fixed costs here keep
+# the suite independent of timings and of the machine (tests of the calibration itself unset this)
+os.environ.setdefault("HOL_SPARSE_COST", "3.6,0.9,4.0")
 
 SWEEP_APP = Path(__file__).parent / "helpers" / "sweep_app"
 

@@ -62,30 +62,42 @@ def chebyshev_lobatto_nodes(n: int, dtype: torch.dtype = torch.float64, device=N
     return nodes.to(dtype=dtype, device=device)
 
 
+def _chebyshev_terms(t: Tensor, n: int) -> list[Tensor]:
+    """``[T_0(t), ..., T_{n-1}(t)]`` by the recurrence ``T_{j+1} = 2 t T_j - T_{j-1}``."""
+    values = [torch.ones_like(t)]
+    if n > 1:
+        values.append(t)
+    twice = 2 * t
+    for _ in range(2, n):
+        values.append(twice * values[-1] - values[-2])
+    return values
+
+
+def _chebyshev_derivative_terms(t: Tensor, n: int) -> list[Tensor]:
+    """``[T_0'(t), ..., T_{n-1}'(t)]`` with ``T_j' = j U_{j-1}`` (``U`` of the second kind, by recurrence)."""
+    values = [torch.zeros_like(t)]
+    u_prev, u = torch.zeros_like(t), torch.ones_like(t)  # U_{-1}, U_0
+    twice = 2 * t
+    for j in range(1, n):
+        values.append(j * u)
+        u_prev, u = u, twice * u - u_prev
+    return values
+
+
 def chebyshev_polynomials(t: Tensor, n: int) -> Tensor:
     """``T_j(t)`` for ``j = 0..n-1`` by the recurrence ``T_{j+1} = 2 t T_j - T_{j-1}``.
 
     Shape: ``(...) -> (..., n)``.
     """
-    values = [torch.ones_like(t)]
-    if n > 1:
-        values.append(t)
-    for _ in range(2, n):
-        values.append(2 * t * values[-1] - values[-2])
-    return torch.stack(values, dim=-1)
+    return torch.stack(_chebyshev_terms(t, n), dim=-1)
 
 
-def chebyshev_derivatives(t: Tensor, n: int) -> Tensor:
-    """``T_j'(t) = j U_{j-1}(t)`` for ``j = 0..n-1`` (``U`` of the second kind, by recurrence).
-
-    Shape: ``(...) -> (..., n)``.
-    """
-    values = [torch.zeros_like(t)]
-    u_prev, u = torch.zeros_like(t), torch.ones_like(t)  # U_{-1}, U_0
-    for j in range(1, n):
-        values.append(j * u)
-        u_prev, u = u, 2 * t * u - u_prev
-    return torch.stack(values, dim=-1)
+def _combine(terms: list[Tensor], transform: Tensor) -> Tensor:
+    """``sum_j terms[j] C[j, k]`` for every ``k``, shape ``(..., n)``. Computed as ``C^T [n, N]`` on the terms
+    stacked first (a product with a long last dimension): the same product on ``[N, n]`` rows costs several
+    times more, forward and backward, in torch's CPU GEMM. The result is a (non-contiguous) view."""
+    stacked = torch.stack(terms).reshape(len(terms), terms[0].numel())  # [n, N]
+    return (transform.T @ stacked).T.reshape(*terms[0].shape, transform.shape[1])
 
 
 def lagrange_transform(n: int) -> Tensor:
@@ -103,12 +115,12 @@ def lagrange_basis(t: Tensor, transform: Tensor) -> Tensor:
 
     Shape: ``(...) -> (..., n)``.
     """
-    return chebyshev_polynomials(t, transform.shape[0]) @ transform
+    return _combine(_chebyshev_terms(t, transform.shape[0]), transform)
 
 
 def lagrange_basis_derivative(t: Tensor, transform: Tensor) -> Tensor:
     """``d phi_k / dt``. Shape: ``(...) -> (..., n)``."""
-    return chebyshev_derivatives(t, transform.shape[0]) @ transform
+    return _combine(_chebyshev_derivative_terms(t, transform.shape[0]), transform)
 
 
 def lagrange_basis_extrapolated(t: Tensor, transform: Tensor, extrapolation: str) -> Tensor:

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from ..checks import check_bool, check_choice, check_int, check_ints
 from .bases import Basis, make_basis
 from .init import DEFAULT_INIT, INITS, init_link_values
+from .inputs import check_input
 from .registry import BUILTIN_KINDS, KINDS, kind_info, register_conv
 
 DIMS = (1, 2, 3)
@@ -187,9 +188,10 @@ class HighOrderConv(nn.Module):
         return weight / self.links_per_output if self.rescale_output else weight
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() not in (self.dim + 1, self.dim + 2) or x.shape[-self.dim - 1] != self.in_channels:
-            raise ValueError(f"expected input [B, {self.in_channels}, <{self.dim} spatial dims>] "
-                             f"(or unbatched), got shape {tuple(x.shape)}")
+        spatial = ", ".join("DHW"[3 - self.dim:])
+        shape_ok = x.dim() in (self.dim + 1, self.dim + 2) and x.shape[-self.dim - 1] == self.in_channels
+        check_input(self, x, shape_ok, f"[B, {self.in_channels}, {spatial}] (or unbatched "
+                    f"[{self.in_channels}, {spatial}])", self.weight)
         if x.dim() == self.dim + 1:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         weight = self.conv_weight()

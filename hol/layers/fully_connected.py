@@ -26,8 +26,10 @@ from torch import Tensor, nn
 from ..checks import check_bool, check_choice, check_int, check_number
 from .bases import Basis, LagrangeBasis, make_basis
 from .init import DEFAULT_INIT, INITS, init_link_values
+from .inputs import check_input
+from .product_units import product_unit_linear
 from .registry import BUILTIN_KINDS, KINDS, LINK_OPTIONS, LayerKind, kind_info, register_fc
-from .sparse import BACKENDS, choose_backend, segment_sparse_linear
+from .sparse import BACKENDS, choose_backend, segment_sparse_linear, step_of
 
 
 class HighOrderLinear(nn.Module):
@@ -45,7 +47,8 @@ class HighOrderLinear(nn.Module):
         init: ``constant``, ``linear`` (default) or ``uniform`` (:mod:`hol.layers.init`).
         alpha: product units: weight of the linear part of the product's expansion.
         dims: ``polynomial_nd``: components of each link's input.
-        backend: ``auto``, ``dense`` or ``sparse`` (piecewise non-product kinds only; see :meth:`compute_backend`).
+        backend: ``auto``, ``dense`` or ``sparse`` (piecewise non-product kinds only; see
+            :meth:`compute_backend`).
         bias: add a learnable ``bias[o]`` (off by default: the links' constants already act as one).
         device, dtype: of the parameters.
 
@@ -87,8 +90,8 @@ class HighOrderLinear(nn.Module):
         if backend == "sparse" and not spec.sparse_capable:
             raise ValueError(f"backend 'sparse' needs kind continuous or discontinuous, got kind {kind!r}")
         check_bool("bias", bias)
-        self.basis = make_basis(spec.basis, n=n, segments=segments, length=length, extrapolation=extrapolation,
-                                dims=dims, device=device, dtype=dtype)
+        self.basis = make_basis(spec.basis, n=n, segments=segments, length=length,
+                                extrapolation=extrapolation, dims=dims, device=device, dtype=dtype)
         self.n, self.segments, self.length = n, segments, float(length)
         self.extrapolation, self.dims = extrapolation, dims
         self.product = spec.product
@@ -106,8 +109,8 @@ class HighOrderLinear(nn.Module):
             nn.init.zeros_(self.bias)
 
     def hparams(self) -> dict:
-        """The arguments rebuilding this layer with :func:`hol.layers.fc`: kind, sizes, ``bias`` and the options
-        its kind takes (:attr:`~hol.layers.registry.LayerKind.options`)."""
+        """The arguments rebuilding this layer with :func:`hol.layers.fc`: kind, sizes, ``bias`` and the
+        options its kind takes (:attr:`~hol.layers.registry.LayerKind.options`)."""
         taken = kind_info(self.kind).options
         options = {name: getattr(self, name) for name in LINK_OPTIONS if name in taken and name != "bias"}
         return {"kind": self.kind, "in_features": self.in_features, "out_features": self.out_features,
@@ -123,22 +126,26 @@ class HighOrderLinear(nn.Module):
 
     def compute_backend(self, x: Tensor) -> str:
         """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
-        (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model."""
-        if self.backend != "auto":
-            return self.backend
+        (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
+        reads shapes, device, dtype and which gradients the step computes, never values. Exporting to ONNX
+        takes the dense path (ONNX has no segment-sparse operator)."""
+        if self.backend == "dense" or torch.onnx.is_in_onnx_export():
+            return "dense"
+        if self.backend == "sparse":
+            return "sparse"
         if not kind_info(self.kind).sparse_capable or not isinstance(self.basis, LagrangeBasis):
             return "dense"
         return choose_backend(n=self.n, segments=self.segments, batch=x.numel() // self.in_features,
                               in_features=self.in_features, out_features=self.out_features, device=x.device,
-                              continuous=self.basis.continuous)
+                              dtype=self.weight.dtype, continuous=self.basis.continuous,
+                              step=step_of(x, self.weight))
 
     def forward(self, x: Tensor) -> Tensor:
+        features = (self.in_features,) if self.dims is None else (self.in_features, self.dims)
+        check_input(self, x, x.dim() >= len(features) and tuple(x.shape[-len(features):]) == features,
+                    f"[..., {', '.join(map(str, features))}]", self.weight)
         if self.product:
-            f = self.links(x)  # [..., O, I]
-            y = torch.prod(1 + f, dim=-1) - 1
-            if self.alpha != 1.0:
-                y = y - (1 - self.alpha) * f.sum(dim=-1)
-            return y if self.bias is None else y + self.bias
+            return product_unit_linear(x, self.weight, self.basis, alpha=self.alpha, bias=self.bias)
         if self.compute_backend(x) == "sparse" and isinstance(self.basis, LagrangeBasis):
             return segment_sparse_linear(x, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,
@@ -155,7 +162,8 @@ class HighOrderLinear(nn.Module):
     def extra_repr(self) -> str:
         defaults = _option_defaults()
         hparams = self.hparams()
-        parts = [f"kind={self.kind!r}", f"in_features={self.in_features}", f"out_features={self.out_features}"]
+        parts = [f"kind={self.kind!r}", f"in_features={self.in_features}",
+                 f"out_features={self.out_features}"]
         parts += [f"{name}={value!r}" for name, value in hparams.items()
                   if name in defaults and value != defaults[name]]
         return ", ".join(parts)
@@ -168,7 +176,8 @@ def _option_defaults() -> dict:
 
 
 def _check_unused_options(spec: LayerKind, **options) -> None:
-    """Options the kind does not take must keep their defaults (else the user expects an effect there is not)."""
+    """Options the kind does not take must keep their defaults (else the user expects an effect there is
+    not)."""
     defaults = _option_defaults()
     for name, value in options.items():
         if name not in spec.options and value != defaults[name]:

@@ -26,11 +26,10 @@ def function_figure(net: nn.Module, target, domain: tuple[float, float], dims: i
     low, high = domain
     grid = torch.linspace(low, high, points if dims == 1 else min(points, 100), dtype=torch.float64)
     figure = Figure(figsize=(5, 3.5) if dims == 1 else (11, 3.5), layout="constrained")
-    parameter = next(net.parameters())
-    device, dtype = parameter.device, parameter.dtype  # the network's own (float64, bfloat16, ...)
+    parameter = next(net.parameters())  # the network's device and dtype (bfloat16 under precision=bf16-true)
     if dims == 1:
         inputs = grid.unsqueeze(-1)
-        learned = net(inputs.to(device, dtype)).squeeze(-1).double().cpu()
+        learned = net(inputs.to(parameter)).squeeze(-1).double().cpu()
         axes = figure.add_subplot()
         axes.plot(grid, target(inputs), "k-", label="target")
         axes.plot(grid, learned, "r--", label="learned")
@@ -40,7 +39,7 @@ def function_figure(net: nn.Module, target, domain: tuple[float, float], dims: i
     x, y = torch.meshgrid(grid, grid, indexing="xy")
     inputs = torch.stack((x.flatten(), y.flatten()), dim=-1)
     images = {"target": target(inputs).reshape(x.shape)}
-    images["learned"] = net(inputs.to(device, dtype)).squeeze(-1).double().cpu().reshape(x.shape)
+    images["learned"] = net(inputs.to(parameter)).squeeze(-1).double().cpu().reshape(x.shape)
     images["learned - target"] = images["learned"] - images["target"]
     for index, (title, image) in enumerate(images.items()):
         axes = figure.add_subplot(1, 3, index + 1)
@@ -55,13 +54,13 @@ def links_figure(layer: HighOrderLinear, points: int = 200) -> Figure:
     """Every link ``f_oi(x)`` of ``layer`` for ``x`` in ``[-L/2, L/2]``: panel ``o``, curve ``i``."""
     half = 0.5 * getattr(layer, "length", 2.0)
     x = torch.linspace(-half, half, points, device=layer.weight.device, dtype=layer.weight.dtype)
-    values = layer.links(x.unsqueeze(-1).expand(-1, layer.in_features)).double().cpu()  # [P, O, I]
+    values = layer.links(x.unsqueeze(-1).expand(-1, layer.in_features)).float().cpu()  # [P, O, I]
     columns = min(layer.out_features, 4)
     rows = -(-layer.out_features // columns)
     figure = Figure(figsize=(3 * columns, 2.4 * rows), layout="constrained")
     for o in range(layer.out_features):
         axes = figure.add_subplot(rows, columns, o + 1)
-        axes.plot(x.double().cpu(), values[:, o, :])
+        axes.plot(x.float().cpu(), values[:, o, :])  # matplotlib reads float32, not bfloat16
         axes.set_title(f"output {o}", fontsize=9)
     return figure
 

@@ -451,7 +451,7 @@ def test_bad_arguments(kind, options, message):
 
 def test_bad_input_shape():
     layer = conv("continuous", 3, 2, 3)
-    with pytest.raises(ValueError, match=r"expected input \[B, 3, <2 spatial dims>\].* shape \(2, 4, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"expected input \[B, 3, H, W\].* shape \(2, 4, 5, 5\)"):
         layer(torch.rand(2, 4, 5, 5))
     with pytest.raises(ValueError, match="got shape"):
         layer(torch.rand(2, 3, 5))

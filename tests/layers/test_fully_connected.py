@@ -39,7 +39,7 @@ def reference_nodes(n: int) -> list[float]:
 def lagrange_reference(xs: list[float], ys: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The interpolating polynomial through (xs, ys) by the classical product formula."""
     total = torch.zeros_like(x)
-    for k, (xk, yk) in enumerate(zip(xs, ys)):
+    for k, (xk, yk) in enumerate(zip(xs, ys, strict=True)):
         term = torch.full_like(x, float(yk))
         for j, xj in enumerate(xs):
             if j != k:
@@ -60,10 +60,10 @@ def evaluate(layer, x: torch.Tensor) -> torch.Tensor:
     return layer(x.unsqueeze(-1)).squeeze(-1)
 
 
-# --- registry, shapes -------------------------------------------------------------------------------------------
+# --- registry, shapes ---------------------------------------------------------------------------------------
 
 def test_kinds_lists_every_kind_of_the_contract():
-    assert set(HIGH_ORDER_KINDS + ["linear", "relu"]) <= set(hol.layers.kinds())
+    assert {*HIGH_ORDER_KINDS, "linear", "relu"} <= set(hol.layers.kinds())
     assert hol.layers.kinds() == sorted(hol.layers.kinds())
 
 
@@ -96,7 +96,7 @@ def test_leading_dims(kind):
     torch.testing.assert_close(single, y[1, 2], rtol=0, atol=TOL)
 
 
-# --- nodal layouts ---------------------------------------------------------------------------------------------
+# --- nodal layouts ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n, segments, length", [(2, 1, 2.0), (3, 2, 2.0), (5, 4, 2.0), (4, 3, 3.0)])
@@ -137,8 +137,9 @@ def test_polynomial_weight_k_is_value_at_node_k(n):
     torch.testing.assert_close(evaluate(layer, x), w, rtol=0, atol=TOL)
 
 
-@pytest.mark.parametrize("kind, backend", [("polynomial", None), ("continuous", "dense"), ("continuous", "sparse"),
-                                           ("discontinuous", "dense"), ("discontinuous", "sparse")])
+@pytest.mark.parametrize("kind, backend", [("polynomial", None), ("continuous", "dense"),
+                                           ("continuous", "sparse"), ("discontinuous", "dense"),
+                                           ("discontinuous", "sparse")])
 @pytest.mark.parametrize("n", [2, 3, 5])
 def test_polynomials_of_degree_n_minus_1_are_reproduced_everywhere(kind, backend, n):
     segments = 1 if kind == "polynomial" else 3
@@ -161,7 +162,7 @@ def test_polynomials_of_degree_n_minus_1_are_reproduced_everywhere(kind, backend
     torch.testing.assert_close(evaluate(layer, x), p(x), rtol=0, atol=1e-10)
 
 
-# --- continuity and jumps --------------------------------------------------------------------------------------
+# --- continuity and jumps -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_continuous_is_continuous_at_breaks(backend):
@@ -200,7 +201,7 @@ def test_non_default_length_scales_the_domain():
     torch.testing.assert_close(evaluate(long, x), evaluate(short, 2 * x / 5.0), rtol=0, atol=1e-12)
 
 
-# --- separability, bias, products -----------------------------------------------------------------------------
+# --- separability, bias, products ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["polynomial", "continuous", "discontinuous", "fourier", "polynomial_nd"])
 def test_output_is_sum_of_single_input_layers(kind):
@@ -226,10 +227,12 @@ def test_bias_on_adds_bias_and_default_is_off(kind):
         without.weight.copy_(with_bias.weight)
         with_bias.bias.copy_(torch.tensor([0.5, -2.0]))
     x = input_for(kind, 4, features=3)
-    torch.testing.assert_close(with_bias(x), without(x) + torch.tensor([0.5, -2.0], dtype=f64), rtol=0, atol=TOL)
+    torch.testing.assert_close(with_bias(x), without(x) + torch.tensor([0.5, -2.0], dtype=f64), rtol=0,
+                               atol=TOL)
 
 
-@pytest.mark.parametrize("kind, links_kind", [("polynomial_prod", "polynomial"), ("continuous_prod", "continuous"),
+@pytest.mark.parametrize("kind, links_kind", [("polynomial_prod", "polynomial"),
+                                              ("continuous_prod", "continuous"),
                                               ("discontinuous_prod", "discontinuous")])
 @pytest.mark.parametrize("alpha", [1.0, 0.0, 0.3])
 def test_product_formula(kind, links_kind, alpha):
@@ -257,7 +260,7 @@ def test_product_kind_has_linear_links(alpha):
     torch.testing.assert_close(layer(x), expected.detach(), rtol=0, atol=TOL)
 
 
-# --- Fourier ---------------------------------------------------------------------------------------------------
+# --- Fourier ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("length", [2.0, 3.5])
 def test_fourier_is_periodic_with_period_length(length):
@@ -281,7 +284,7 @@ def test_fourier_coefficient_layout():
         torch.testing.assert_close(evaluate(layer, x), expected[m], rtol=0, atol=TOL)
 
 
-# --- tensor-product links --------------------------------------------------------------------------------------
+# --- tensor-product links -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_polynomial_nd_reproduces_products_of_polynomials_with_own_weights_per_link(dims):
@@ -289,7 +292,8 @@ def test_polynomial_nd_reproduces_products_of_polynomials_with_own_weights_per_l
     layer = fc("polynomial_nd", I, O, n=n, dims=dims, length=length, dtype=f64)
     nodes = torch.tensor(reference_nodes(n), dtype=f64) * length / 2
     generator = torch.Generator().manual_seed(dims)
-    coefficients = torch.randn(O, I, dims, n, dtype=f64, generator=generator)  # one polynomial per dim per link
+    # one polynomial per dim per link
+    coefficients = torch.randn(O, I, dims, n, dtype=f64, generator=generator)
 
     def p(o, i, j, t):
         return sum(c * t**q for q, c in enumerate(coefficients[o, i, j]))
@@ -325,7 +329,7 @@ def test_polynomial_nd_weight_m_is_value_at_row_major_grid_point():
             assert abs(layer(x).item() - w[k0 * n + k1].item()) < TOL
 
 
-# --- extrapolation ---------------------------------------------------------------------------------------------
+# --- extrapolation ------------------------------------------------------------------------------------------
 
 def end_polynomials(w: torch.Tensor, n: int, segments: int, length: float):
     """The polynomials of the first and last segment of a continuous link, by the product formula."""
@@ -334,7 +338,8 @@ def end_polynomials(w: torch.Tensor, n: int, segments: int, length: float):
     first_x = [-length / 2 + width * (1 + X) / 2 for X in nodes]
     last_x = [length / 2 - width + width * (1 + X) / 2 for X in nodes]
     K = w.numel()
-    return (lambda x: lagrange_reference(first_x, w[:n], x)), (lambda x: lagrange_reference(last_x, w[K - n:], x))
+    return ((lambda x: lagrange_reference(first_x, w[:n], x)),
+            (lambda x: lagrange_reference(last_x, w[K - n:], x)))
 
 
 EXTRAPOLATION_CASE = {"n": 4, "segments": 3, "length": 3.0}
@@ -419,7 +424,7 @@ def test_extrapolation_modes_agree_inside_the_domain(mode, kind):
         torch.testing.assert_close(layer(x + 4.0), layer(x), rtol=0, atol=1e-11)
 
 
-# --- gradients ---------------------------------------------------------------------------------------------------
+# --- gradients ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", hol.layers.kinds())
 def test_gradcheck_on_inputs_and_weights(kind):
@@ -435,7 +440,7 @@ def test_gradcheck_on_inputs_and_weights(kind):
             params[1] += torch.where(pre.abs().min(0).values < 1e-3, 0.1, 0.0)
 
     def f(x, *params):
-        return functional_call(layer, dict(zip(names, params)), (x,))
+        return functional_call(layer, dict(zip(names, params, strict=True)), (x,))
 
     assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-7)
 
@@ -450,7 +455,7 @@ def test_gradcheck_extrapolation_outside_domain(mode, kind, backend):
     assert torch.autograd.gradcheck(lambda x, w: functional_call(layer, {"weight": w}, (x,)), (x, w))
 
 
-# --- state, dtype, rebuild ---------------------------------------------------------------------------------------
+# --- state, dtype, rebuild ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", hol.layers.kinds())
 def test_state_dict_round_trip(kind):
@@ -540,7 +545,7 @@ def test_reset_parameters_redraws_weights(kind):
     assert not torch.equal(before, layer.weight)
 
 
-# --- initialisation ------------------------------------------------------------------------------------------------
+# --- initialisation -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["polynomial", "continuous", "discontinuous", "fourier"])
 def test_init_constant_makes_flat_links(kind):
@@ -565,7 +570,7 @@ def test_init_linear_fourier_has_slope_at_zero():
     assert slope.abs().min() > 0
 
 
-# --- bad arguments ---------------------------------------------------------------------------------------------
+# --- bad arguments ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call, pattern", [
     (lambda: fc("quadratic", 2, 2), r"kind 'quadratic'.*allowed: continuous, continuous_prod, .*relu"),
@@ -583,12 +588,14 @@ def test_init_linear_fourier_has_slope_at_zero():
     (lambda: fc("continuous", 2, 2, init="zeros"), r"init 'zeros'.*allowed: constant, linear, uniform"),
     (lambda: fc("continuous", 2, 2, extrapolation="wrap"),
      r"extrapolation 'wrap'.*allowed: clamp, linear, mirror, polynomial"),
-    (lambda: hol.layers.norm("whiten", 4), r"norm 'whiten'.*allowed: batch_norm, layer_norm, max_abs, max_center, none"),
+    (lambda: hol.layers.norm("whiten", 4),
+     r"norm 'whiten'.*allowed: batch_norm, layer_norm, max_abs, max_center, none"),
     (lambda: fc("polynomial_nd", 2, 2), r"dims must be .*>= 1.*got None"),
     (lambda: fc("continuous", 2, 2, dims=2), r"dims is not an option of kind 'continuous'.*dims=2"),
     (lambda: fc("continuous", 0, 2), r"in_features must be .*>= 1.*got 0"),
     (lambda: fc("continuous", 2, 2.5), r"out_features must be .*>= 1.*got 2.5"),
-    (lambda: fc("polynomial", 2, 2, segments=2), r"segments is not an option of kind 'polynomial'.*segments=2"),
+    (lambda: fc("polynomial", 2, 2, segments=2),
+     r"segments is not an option of kind 'polynomial'.*segments=2"),
 ])
 def test_bad_arguments_raise_value_error_naming_argument_value_and_choices(call, pattern):
     with pytest.raises(ValueError, match=pattern):

@@ -1,7 +1,7 @@
 """Segment-sparse compute path (hol.layers.sparse) against the dense path and against mathematics.
 
-The torch implementation is always tested; the C++ kernels wherever they build here (a test that needs them
-says so when it skips).
+The torch implementation (``HOL_SPARSE_CPP=0``) is always tested; the C++ kernels wherever they build here (a
+test that needs them says so when it skips).
 """
 import pytest
 import torch
@@ -17,13 +17,16 @@ KINDS = ["continuous", "discontinuous"]
 
 def _cpp_or_skip():
     if not sparse.extension_available():
-        pytest.skip("segment-sparse C++ kernels unavailable (no build, or HOL_SPARSE_CPP=0); the torch implementation is tested")
+        pytest.skip("segment-sparse C++ kernels unavailable (no build, or HOL_SPARSE_CPP=0); "
+                    "the torch implementation is tested")
 
 
 @pytest.fixture(params=["torch", "cpp"])
-def impl(request):
+def impl(request, monkeypatch):
+    """The implementation of the sparse operators that serves the test (read at every operator call)."""
     if request.param == "cpp":
         _cpp_or_skip()
+    monkeypatch.setenv("HOL_SPARSE_CPP", "1" if request.param == "cpp" else "0")
     return request.param
 
 
@@ -31,8 +34,8 @@ def pair(kind, extrapolation="polynomial", *, n=4, segments=3, in_features=5, ou
          dtype=f64):
     """A dense layer and a sparse layer with the same weights."""
     torch.manual_seed(0)
-    dense = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation, bias=bias,
-               backend="dense", dtype=dtype, init="uniform")
+    dense = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation,
+               bias=bias, backend="dense", dtype=dtype, init="uniform")
     if bias:
         torch.nn.init.uniform_(dense.bias, -1, 1)
     sparse_layer = fc(kind, in_features, out_features, n=n, segments=segments, extrapolation=extrapolation,
@@ -66,12 +69,12 @@ def test_sparse_equals_dense_forward_and_gradients(kind, extrapolation, impl):
     def sparse_forward(x):
         return sparse.segment_sparse_linear(x, dense.weight, dense.basis.transform, segments=3, length=2.0,
                                             continuous=kind == "continuous", extrapolation=extrapolation,
-                                            bias=dense.bias, impl=impl)
+                                            bias=dense.bias)
 
     x_ = x.detach().requires_grad_()
     y = sparse_forward(x_)
     got = (y, *torch.autograd.grad(y, [x_, dense.weight, dense.bias], grad_y))
-    for name, a, b in zip(["y", "dx", "dweight", "dbias"], got, expected):
+    for name, a, b in zip(["y", "dx", "dweight", "dbias"], got, expected, strict=True):
         assert a.shape == b.shape, name
         assert torch.allclose(a, b, atol=TOL, rtol=0), f"{name}: max diff {(a - b).abs().max().item():.3g}"
 
@@ -83,7 +86,7 @@ def test_layer_backend_sparse_matches_dense(kind):
     assert dense.compute_backend(torch.zeros(1, 5)) == "dense"
     x = wide_input(6, 5)
     grad_y = torch.randn(6, 3, dtype=f64)
-    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y)):
+    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y), strict=True):
         assert torch.allclose(a, b, atol=TOL, rtol=0)
 
 
@@ -93,8 +96,7 @@ def test_repeated_segments_accumulate_every_sample(impl):
     weight = torch.randn(2, 3, (n - 1) * segments + 1, dtype=f64, requires_grad=True)
     transform = fc("continuous", 3, 2, n=n, segments=segments, dtype=f64).basis.transform
     x = torch.tensor([0.1, -0.7, 0.9], dtype=f64).expand(batch, 3)  # segments 2, 0, 3; t = -0.6, 0.2, 0.6
-    y = sparse.segment_sparse_linear(x, weight, transform, segments=segments, length=2.0, continuous=True,
-                                     impl=impl)
+    y = sparse.segment_sparse_linear(x, weight, transform, segments=segments, length=2.0, continuous=True)
     grad_y = torch.randn(batch, 2, dtype=f64)
     (grad_w,) = torch.autograd.grad(y, weight, grad_y)
     nodes = torch.tensor([-1.0, 0.0, 1.0], dtype=f64)
@@ -121,27 +123,28 @@ def test_gradcheck(kind, extrapolation, impl):
     def f(x, weight, bias):
         return sparse.segment_sparse_linear(x, weight, transform, segments=2, length=2.0,
                                             continuous=kind == "continuous", extrapolation=extrapolation,
-                                            bias=bias, impl=impl)
+                                            bias=bias)
 
     assert torch.autograd.gradcheck(f, (x, weight, bias))
 
 
 @pytest.mark.parametrize("out_features", [70, 130])
 def test_float32_cpp_matches_dense(out_features):
-    """The C++ kernels' float32 paths: 70 outputs make a partial tile of 128, 130 a full one and a partial one;
-    K = 33 mixes full 16 x 16 transpose blocks of the weight with a partial one."""
+    """The C++ kernels' float32 paths: 70 outputs make a partial tile of 128, 130 a full one and a partial
+    one; K = 33 mixes full 16 x 16 transpose blocks of the weight with a partial one."""
     _cpp_or_skip()
     dense, sparse_layer = pair("continuous", n=5, segments=8, in_features=40, out_features=out_features,
                                dtype=torch.float32)
     x = wide_input(33, 40, dtype=torch.float32)
     grad_y = torch.randn(33, out_features)
-    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y)):
+    for a, b in zip(grads(sparse_layer, x, grad_y), grads(dense, x, grad_y), strict=True):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 
 @pytest.mark.parametrize("wanted", ["input", "weight"])
 def test_partial_gradients_match_dense(impl, wanted):
-    """An input layer (x without grad) skips d phi, a frozen layer skips d W: what is computed still matches."""
+    """An input layer (x without grad) skips d phi, a frozen layer skips d W: what is computed still
+    matches."""
     dense, sparse_layer = pair("discontinuous", n=4, segments=5, in_features=6, out_features=3, bias=False)
     x = wide_input(17, 6)
     grad_y = torch.randn(17, 3, dtype=f64)
@@ -151,7 +154,7 @@ def test_partial_gradients_match_dense(impl, wanted):
         inputs = x.clone().requires_grad_(wanted == "input")
         target = inputs if wanted == "input" else layer.weight
         y = sparse.segment_sparse_linear(inputs, layer.weight, layer.basis.transform, segments=5, length=2.0,
-                                         continuous=False, impl=impl) if layer is sparse_layer else layer(inputs)
+                                         continuous=False) if layer is sparse_layer else layer(inputs)
         results.append(torch.autograd.grad(y, target, grad_y)[0])
     assert (results[0] - results[1]).abs().max() <= TOL
 
@@ -189,7 +192,7 @@ def test_nan_input_propagates_without_crashing(impl):
     x = torch.zeros(2, 5, dtype=f64)
     x[0, 1] = float("nan")
     y = sparse.segment_sparse_linear(x, dense.weight, dense.basis.transform, segments=3, length=2.0,
-                                     continuous=True, impl=impl)
+                                     continuous=True)
     assert torch.isnan(y[0]).all() and not torch.isnan(y[1]).any()
 
 
@@ -213,26 +216,18 @@ def test_bad_backend(kind, options):
         fc(kind, 3, 2, **options)
 
 
-def test_bad_impl():
-    with pytest.raises(ValueError, match="impl"):
-        sparse.segment_sparse_linear(torch.zeros(1, 2), torch.zeros(1, 2, 5), torch.eye(3), segments=2,
-                                     length=2.0, continuous=True, impl="fortran")
-
-
-@pytest.mark.parametrize("segments, batch, device, cpp, expected", [
-    (1, 1024, "cpu", True, "dense"),     # K = n: the GEMM does the same work, faster
-    (2, 1024, "cpu", True, "sparse"),    # K = 9 > 3.6 + 0.9 n = 8.1: measured 0.92x the dense time
-    (16, 1024, "cpu", True, "sparse"),
-    (64, 1024, "cpu", True, "sparse"),
-    (64, 1, "cpu", True, "dense"),       # one sample: both read every weight, the dense GEMV wins
-    (64, 1024, "cpu", False, "sparse"),  # torch ops only: later crossover
-    (8, 1024, "cpu", False, "dense"),
-    (4, 1024, "cuda", None, "dense"),
-    (128, 1024, "cuda", None, "sparse"),
+@pytest.mark.parametrize("segments, batch, device, expected", [
+    (1, 1024, "cpu", "dense"),     # K = n: the GEMM does the same work, faster
+    (2, 1024, "cpu", "sparse"),    # K = 9 > a + b n + c K / B = 3.6 + 4.5 + 0.04
+    (16, 1024, "cpu", "sparse"),
+    (64, 1024, "cpu", "sparse"),
+    (64, 1, "cpu", "dense"),       # one sample: c K = 4 K weight passes exceed the dense path's K
+    (128, 1024, "cuda", "dense"),  # no sparse kernel of its own there: never slower than dense by default
 ])
-def test_cost_model_decisions(segments, batch, device, cpp, expected):
+def test_cost_model_decisions(segments, batch, device, expected, monkeypatch):
+    monkeypatch.setenv("HOL_SPARSE_COST", "3.6,0.9,4.0")
     choice = sparse.choose_backend(n=5, segments=segments, batch=batch, in_features=256, out_features=256,
-                                   device=device, cpp=cpp)
+                                   device=device)
     assert choice == expected
 
 

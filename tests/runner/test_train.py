@@ -138,6 +138,19 @@ def test_best_values_ignore_non_finite_epochs():
     assert best.compute() == 0.5
 
 
+@pytest.mark.parametrize("precision", ["64-true", "32-true", "bf16-mixed", "bf16-true", "16-mixed"])
+def test_every_precision_runs_end_to_end_with_plots(tmp_path, precision):
+    run = tmp_path / "run"
+    metrics = train(make_cfg(run, "experiment=function", *TINY_DATA, "trainer.max_epochs=1",
+                             f"trainer.precision={precision}", "callbacks.plots.every_n_epochs=1"))
+    assert all(math.isfinite(value) for value in metrics.values())
+    tags = tensorboard_tags(run)
+    assert "plots/function" in tags["images"] and any(tag.startswith("plots/links") for tag in tags["images"])
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    dtypes = {"64-true": torch.float64, "bf16-true": torch.bfloat16}
+    assert checkpoint["state_dict"]["net.layers.0.weight"].dtype == dtypes.get(precision, torch.float32)
+
+
 def test_xor_run_plots_two_dimensional_target(tmp_path):
     run = tmp_path / "run"
     metrics = train(make_cfg(run, "experiment=xor", *TINY_FUNCTION, "trainer.max_epochs=1"))

@@ -1,0 +1,69 @@
+"""Build and cache hol's C++ CPU kernels (``hol/layers/csrc``) with ``torch.utils.cpp_extension``.
+
+Each extension is compiled at its first use with ``-O3 -march=native -fopenmp`` and cached by torch under
+``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``. The module name carries a hash of the source, the
+headers of ``csrc``, the torch version and this CPU's instruction-set flags, so an edited source, another
+torch or another CPU gets its own build.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import platform
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCES = Path(__file__).parent / "csrc"
+
+
+@functools.cache
+def load(name: str, disable_variable: str, *, python_module: bool = True) -> ModuleType | bool | None:
+    """Build and load ``csrc/<name>.cpp``: the Python module it defines, or, with ``python_module=False`` (a
+    library that registers torch operators, ``TORCH_LIBRARY``), ``True`` once its operators are in
+    ``torch.ops``. ``None`` when the environment variable ``disable_variable`` is ``0`` or the build fails
+    (then with a ``RuntimeWarning`` naming the error)."""
+    if os.environ.get(disable_variable, "1") == "0":
+        return None
+    source = SOURCES / f"{name}.cpp"
+    cpp_extension = _import_cpp_extension()
+    code = b"".join(path.read_bytes() for path in [source, *sorted(SOURCES.glob("*.h"))])  # with the headers
+    key = hashlib.sha256(code + torch.__version__.encode() + _cpu_flags().encode()).hexdigest()[:12]
+    try:
+        module = cpp_extension.load(name=f"hol_{name}_{key}", sources=[str(source)],
+                                    extra_cflags=["-O3", "-march=native", "-fopenmp"],
+                                    extra_ldflags=["-fopenmp"], extra_include_paths=[str(SOURCES)],
+                                    is_python_module=python_module, verbose=False)
+        return module if python_module else True
+    except Exception as error:  # no compiler, ninja or headers: the callers fall back to torch ops
+        warnings.warn(f"hol: C++ kernels {name} unavailable ({type(error).__name__}: {error}); "
+                      "using torch ops instead", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def _import_cpp_extension():
+    """``torch.utils.cpp_extension``, imported without the warning it logs at import on machines with a CUDA
+    toolkit but no GPU ("No CUDA runtime is found"): the kernels here are CPU code, the warning only
+    confuses."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
+    return cpp_extension
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,0 +1,32 @@
+"""Checks of the input a layer is given, at the layer's boundary: one line naming the layer, what it expects
+and what it got, instead of an error from deep inside a matrix product. Shapes and dtypes only: free at run
+time."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def check_input(layer: nn.Module, x: Tensor, shape_ok: bool, expected: str, weight: Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` is a tensor of the right shape (``shape_ok``; ``expected`` describes
+    it, e.g. ``"[..., 6]"``) and a floating dtype that matches ``weight``'s (any floating dtype under
+    ``torch.autocast``, which casts the operands itself, as for ``nn.Linear``). The message names ``layer``
+    (its class and ``extra_repr``), formatted only when there is an error."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{_name(layer)}: expected a tensor {expected}, got {type(x).__name__}")
+    if not shape_ok:
+        raise ValueError(f"{_name(layer)}: expected input {expected}, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{_name(layer)}: expected a floating-point input, got dtype {x.dtype}")
+    if x.dtype != weight.dtype and not _autocasting(x.device.type):
+        raise ValueError(f"{_name(layer)}: the input's dtype {x.dtype} differs from the weights' "
+                         f"{weight.dtype}; convert the input or the layer (layer.to({x.dtype}))")
+
+
+def _name(layer: nn.Module) -> str:
+    return f"{type(layer).__name__}({layer.extra_repr()})"
+
+
+def _autocasting(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is on for the device type (never for types without autocast, e.g. meta)."""
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)

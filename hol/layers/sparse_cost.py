@@ -1,0 +1,235 @@
+"""The cost model behind ``backend="auto"``, calibrated on the machine it runs on.
+
+In units of one multiply-add of the dense path (expansion + GEMM), a step of a piecewise layer costs
+
+* dense: ``B I O K`` (``K = (n-1) S + 1`` continuous, ``n S`` discontinuous);
+* sparse: ``B I O (a + b n) + c I K O``: ``a + b n`` per (sample, input, output) -- the product and its
+  derivative products do ``n`` multiply-adds each where the GEMMs do ``K``, plus per-input work that does not
+  scale with ``n`` (segment lookup, basis, output tiles) -- and ``c`` passes over the ``I K O`` weights
+  (packing them into panels, writing their gradient).
+
+A step is one of :data:`STEPS`, which do different work on both paths: ``inputs`` (forward and a backward that
+includes the input gradient: a hidden layer), ``weights`` (a backward for the weights only: an input layer),
+``none`` (forward only: inference).
+
+The sparse path is chosen when ``B (a + b n) + c K < B K``; for a batch that is symbolic (``torch.export``
+with a dynamic batch, ``torch.compile`` with dynamic shapes) the large-batch limit ``a + b n < K`` decides, so
+the choice never guards on the batch size. Nothing depends on data values.
+
+``(a, b, c)`` are measured once per machine (:func:`calibrate`, about a second) on first use, for each step,
+dtype, implementation of the sparse product (C++ kernels or torch ops), CPU, torch version and thread count,
+and cached in ``$HOL_CACHE_DIR/sparse_cost.json`` (default ``~/.cache/hol``). ``HOL_SPARSE_COST="a,b,c"``
+overrides the measurement. While a graph is traced before any calibration exists, :data:`DEFAULT_COST` stands
+in (measuring then would time fake tensors). Devices without a sparse kernel of their own (everything but the
+CPU so far) get the dense path: the torch sparse ops there are slower than the GEMM at the sizes layers use.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from . import sparse_cpp
+
+
+class SparseCost(NamedTuple):
+    """Cost of the sparse path in multiply-adds of the dense path (module docstring)."""
+
+    fixed: float  # a: per (sample, input, output)
+    per_node: float  # b: per (sample, input, output, node)
+    weight_passes: float  # c: per weight entry
+
+
+DEFAULT_COST = SparseCost(3.6, 0.9, 4.0)
+"""Fitted (before calibration existed) to fwd+bwd times of both paths on a 2-core AMD EPYC at n = 2, 3, 5,
+S = 2 to 8, B x I x O from 64 x 100 x 10 to 1024 x 256 x 256. Only used while tracing before calibration."""
+
+ENVIRONMENT = "HOL_SPARSE_COST"
+STEPS = ("inputs", "weights", "none")
+_measured: dict[str, SparseCost] = {}
+
+
+def step_of(x: torch.Tensor, weight: torch.Tensor) -> str:
+    """The step (:data:`STEPS`) a forward of ``x`` through a layer with ``weight`` starts: read from grad mode
+    and ``requires_grad`` (never from values)."""
+    if not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad):
+        return "none"
+    return "inputs" if x.requires_grad else "weights"
+
+
+def choose_backend(*, n: int, segments: int, batch, in_features: int, out_features: int,
+                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                   continuous: bool = True, step: str = "inputs") -> str:
+    """``"dense"`` or ``"sparse"``, whichever the cost model expects to be faster for ``step``
+    (:data:`STEPS`).
+
+    ``batch`` (samples per call) may be a ``torch.SymInt``: then the large-batch limit decides (module
+    docstring). ``dtype``: the compute dtype (under ``torch.autocast`` the autocast dtype is used instead, as
+    for ``nn.Linear``). Calibrates on the first call for a (step, dtype) with ``K > n``. Raises ``ValueError``
+    for an unknown ``step``.
+    """
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; allowed: {', '.join(STEPS)}")
+    device = torch.device(device)
+    width = (n - 1) * segments + 1 if continuous else n * segments
+    if width <= n or device.type != "cpu":  # one segment: the GEMM does the same multiply-adds, faster
+        return "dense"
+    if torch.is_autocast_enabled(device.type) and dtype != torch.float64:
+        dtype = torch.get_autocast_dtype(device.type)
+    fixed, per_node, weight_passes = sparse_cost(dtype, step)
+    per_sample = fixed + per_node * n
+    if isinstance(batch, torch.SymInt):
+        return "sparse" if per_sample < width else "dense"
+    return "sparse" if batch * per_sample + weight_passes * width < batch * width else "dense"
+
+
+@torch.compiler.assume_constant_result
+def sparse_cost(dtype: torch.dtype, step: str = "inputs") -> SparseCost:
+    """The CPU cost of the sparse path for ``dtype`` and ``step``: ``HOL_SPARSE_COST``, else this process's or
+    the disk's calibration, else a new calibration (:data:`DEFAULT_COST` while tracing). A constant for
+    ``torch.compile``."""
+    override = os.environ.get(ENVIRONMENT)
+    if override:
+        return parse_cost(override)
+    key = cache_key(dtype, step)
+    if key in _measured:
+        return _measured[key]
+    cached = _read_cache().get(key)
+    if cached is not None:
+        _measured[key] = SparseCost(*cached)
+        return _measured[key]
+    if torch.compiler.is_compiling():
+        return DEFAULT_COST
+    _measured[key] = calibrate(dtype, step)
+    _write_cache(key, _measured[key])
+    return _measured[key]
+
+
+def parse_cost(text: str) -> SparseCost:
+    """``"a,b,c"`` as a :class:`SparseCost`; ``ValueError`` naming ``HOL_SPARSE_COST`` otherwise."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or min(values) < 0:
+        raise ValueError(f"{ENVIRONMENT} must be three numbers >= 0 'a,b,c' (fixed, per node, weight "
+                         f"passes), got {text!r}")
+    return SparseCost(*values)
+
+
+def cache_key(dtype: torch.dtype, step: str) -> str:
+    """What a calibration depends on: CPU (model and instruction sets), torch, kernels, dtype, step,
+    threads."""
+    implementation = f"cpp-{sparse_cpp.build_key()}" if sparse_cpp.extension_available() else "torch"
+    return (f"{sparse_cpp.cpu_model()} | {implementation} | torch {torch.__version__} | {dtype} | "
+            f"step {step} | {torch.get_num_threads()} threads")
+
+
+def cache_path() -> Path:
+    root = os.environ.get("HOL_CACHE_DIR") or Path.home() / ".cache" / "hol"
+    return Path(root) / "sparse_cost.json"
+
+
+def _read_cache() -> dict:
+    try:
+        return json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(key: str, cost: SparseCost) -> None:
+    path = cache_path()
+    entries = _read_cache()
+    entries[key] = list(cost)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(entries, indent=1, sort_keys=True))
+        temporary.replace(path)
+    except OSError:
+        pass  # a read-only home: calibrate again in the next process
+
+
+def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, batch: int = 512,
+              features: int = 256, small_batch: int = 16, rounds: int = 7) -> SparseCost:
+    """Measure ``(a, b, c)`` of :class:`SparseCost` on this CPU for ``step`` (:data:`STEPS`),
+    ``I = O = features``, the current thread count; every case timed against the dense path in the same round,
+    the median of ``rounds`` such ratios (slow spells of a shared machine hit both sides of a ratio alike).
+
+    The dense path at ``n=5, S=2`` (``K=9``) gives the time ``g`` of one of its multiply-adds. The sparse path
+    at ``K=9`` with ``n = 2, 5, 9`` (``S = 8, 2, 1``) and ``batch`` samples gives ``B (a + b n) + 9 c`` in
+    units of ``g I O``, hence ``a`` and ``b`` (least squares); at ``n=5, S=16`` (``K=65``) with
+    ``small_batch`` samples, where the weights dominate, it gives ``c``.
+    """
+    from .bases import lagrange_transform, piecewise_expand  # deferred: this module sits below the layers
+    from .sparse import segment_sparse_linear
+
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; allowed: {', '.join(STEPS)}")
+    generator = torch.Generator().manual_seed(0)
+
+    def case(n: int, segments: int, rows: int, dense: bool = False) -> Callable[[], None]:
+        width = (n - 1) * segments + 1
+        transform = lagrange_transform(n).to(dtype)
+        weight = (torch.rand(features, features, width, generator=generator) - 0.5).to(dtype)
+        x = (torch.rand(rows, features, generator=generator) * 2 - 1).to(dtype)
+        wanted = {"inputs": (x, weight), "weights": (weight,), "none": ()}[step]
+        for tensor in wanted:
+            tensor.requires_grad_()
+
+        def run() -> None:
+            if dense:
+                expansion = piecewise_expand(x, transform, segments, 2.0, True)
+                y = torch.nn.functional.linear(expansion.flatten(-2), weight.flatten(1))
+            else:
+                y = segment_sparse_linear(x, weight, transform, segments=segments, length=2.0,
+                                          continuous=True)
+            if wanted:
+                torch.autograd.grad(y.sum(), wanted)
+
+        return run
+
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False):
+        return _measure(case, batch, small_batch, rounds)
+
+
+def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: int,
+             rounds: int) -> SparseCost:
+    """The measurements and the fit of :func:`calibrate` (``case(n, S, rows, dense)`` makes a timed case)."""
+    nodes = {2: 8, 5: 2, 9: 1}  # n -> S with K = 9
+    cases: dict[str | int, Callable[[], None]] = {"small": case(5, 16, small_batch)}
+    cases.update({n: case(n, segments, batch) for n, segments in nodes.items()})
+    dense = case(5, 2, batch, dense=True)
+    # time / the dense time of the same round: drifts of the machine cancel
+    ratios: dict[str | int, list[float]] = {name: [] for name in cases}
+    for round_ in range(rounds + 1):  # round 0 warms up
+        reference = _seconds(dense)
+        for name, run in cases.items():
+            if round_:
+                ratios[name].append(_seconds(run) / reference)
+            else:
+                run()
+    ratio = {name: statistics.median(values) for name, values in ratios.items()}
+    per_sample = {n: 9 * ratio[n] for n in nodes}  # a + b n + 9 c / B, in units of g I O per sample
+    mean_n = sum(nodes) / len(nodes)
+    mean_cost = sum(per_sample.values()) / len(nodes)
+    per_node = (sum((n - mean_n) * (per_sample[n] - mean_cost) for n in nodes)
+                / sum((n - mean_n) ** 2 for n in nodes))
+    per_node = max(0.0, per_node)
+    at_five = mean_cost + per_node * (5 - mean_n)  # a + 5 b + 9 c / B, fitted
+    small = 9 * batch * ratio["small"]  # small_batch (a + 5 b) + 65 c
+    weight_passes = max(0.0, (small - small_batch * at_five) / (65 - 9 * small_batch / batch))
+    fixed = max(0.0, at_five - 9 * weight_passes / batch - 5 * per_node)
+    return SparseCost(round(fixed, 3), round(per_node, 3), round(weight_passes, 3))
+
+
+def _seconds(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
