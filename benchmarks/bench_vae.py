@@ -4,12 +4,14 @@ architecture with ``layer=relu`` and over the relu VAE of the same parameter bud
 One step = forward, negative ELBO (Bernoulli), backward and an Adam step, on a batch of random MNIST-shaped
 images; all cases run interleaved in one process (medians, see ``common.py``).
 
-Usage: ``python benchmarks/bench_vae.py [--rounds 9] [--batch 128] [--threads 2]``
+Usage: ``python benchmarks/bench_vae.py [--rounds 9] [--batch 128] [--threads 2] [--record vae_step]``; with
+``--record NAME`` the table is written to ``benchmarks/results/NAME.json`` (see ``results.py``).
 """
 from __future__ import annotations
 
 import argparse
 
+import results
 import torch
 from common import format_table, interleaved_medians
 
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--record", metavar="NAME", help="write benchmarks/results/NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -51,8 +54,13 @@ def main() -> None:
     anchor = medians["relu, [16, 32]"]
     rows = [(name, sum(p.numel() for p in models[name].parameters()), 1000 * seconds, seconds / anchor)
             for name, seconds in medians.items()]
+    columns = ["network", "coefficients", "ms", "x relu [16, 32]"]
     print(f"VAE training step, batch {args.batch}, {args.threads} threads, median of {args.rounds} rounds")
-    print(format_table(["network", "coefficients", "ms", "x relu [16, 32]"], rows))
+    print(format_table(columns, rows))
+    if args.record:
+        notes = (f"A training step (forward, negative ELBO, backward, Adam) on a batch of {args.batch}; all "
+                 f"cases interleaved in one process, medians of {args.rounds} rounds.")
+        results.record(args.record, "VAE training step", columns, rows, notes)
 
 
 if __name__ == "__main__":
