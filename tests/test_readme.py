@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from benchmarks import results
 from hol.runner.cli import main
-from tests.helpers.data_files import make_cifar100, make_mnist
+from tests.helpers.data_files import make_cifar100, make_images, make_mnist
 from tests.helpers.runs import QUIET, compose_config, run_hol
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,10 +79,11 @@ def argv_of(command: str) -> list[str]:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """One folder for all README commands (``hol eval`` reads a checkpoint of an earlier ``hol train``), with
-    tiny MNIST and CIFAR-100 files standing in for the real data."""
+    tiny MNIST and CIFAR-100 files and photographs standing in for the real data."""
     folder = tmp_path_factory.mktemp("readme")
     make_mnist(folder / "data")
     make_cifar100(folder / "data")
+    make_images(folder / "data" / "images")
     return folder
 
 
@@ -104,7 +105,7 @@ def shortened(argv: list[str], workspace: Path) -> list[str]:
     placeholders by a finished run, then the :data:`SMALL` and quiet overrides the command's config has."""
     args = []
     for word in argv[2:]:
-        word = word.replace("data.root=../shared/data", f"data.root={workspace / 'data'}")
+        word = word.replace("=../shared/data", f"={workspace / 'data'}")  # data.root, data.path
         if word.startswith("refine="):  # refinement stages of one epoch each
             word = re.sub(r"epochs: *\d+", "epochs: 1", word)
         if "<run>" in word:

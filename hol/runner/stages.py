@@ -129,17 +129,17 @@ def configure(cfg: DictConfig) -> list[Stage]:
 
 @torch.no_grad()
 def validation_loss(module: pl.LightningModule, dataloader) -> float:
-    """The module's loss (:meth:`~hol.runner.lightning_module.HolModule.loss`) over all of ``dataloader`` in
-    eval mode, batches weighted by their size (as ``val/loss``; ``nan`` without a dataloader); torch's random
-    state is left as it was."""
+    """The module's loss (:meth:`~hol.runner.lightning_module.HolModule.loss`, on the batches as its task
+    splits them) over all of ``dataloader`` in eval mode, batches weighted by their size (``nan`` without a
+    dataloader); torch's random state is left as it was."""
     if dataloader is None:
         return math.nan
     was_training = module.training
     module.eval()
     total, count = 0.0, 0
     with torch.random.fork_rng(devices=[]):
-        for x, target in dataloader:
-            x, target = x.to(module.device), target.to(module.device)
+        for batch in dataloader:
+            x, target = (tensor.to(module.device) for tensor in module.task.split(batch))
             total += float(module.loss(module(x), target)) * len(target)
             count += len(target)
     module.train(was_training)
