@@ -16,7 +16,10 @@ from tests.runner.test_configs import EXPERIMENTS
 MNIST = ["data.download=false", "data.batch_size=16", "model.hidden_width=8"]
 TINY = {"function": TINY_DATA, "xor": TINY_DATA, "invariant_mnist": MNIST, "invariant_mnist_prefine": MNIST,
         "mnist": ["data.download=false", "data.batch_size=16", "model.channels=[2,4]"],
-        "cifar100": ["data.download=false", "data.batch_size=16", "model.channels=[2,3,4]"]}
+        "cifar100": ["data.download=false", "data.batch_size=16", "model.channels=[2,3,4]"],
+        "vae": ["data.download=false", "data.batch_size=32", "model.channels=[2,3]", "model.latent_dim=2"]}
+IMAGE = ["data.batch_size=1024", "trainer.check_val_every_n_epoch=1"]  # the packaged 128 x 128 image
+TINY |= {name: IMAGE for name in EXPERIMENTS if name.startswith("implicit_image")}
 
 
 def test_every_experiment_has_tiny_settings():
@@ -27,7 +30,7 @@ def test_every_experiment_has_tiny_settings():
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_trains_on_the_gpu(name, tmp_path, mnist_root, cifar100_root):
     root = {"mnist": mnist_root, "invariant_mnist": mnist_root, "invariant_mnist_prefine": mnist_root,
-            "cifar100": cifar100_root}.get(name)
+            "vae": mnist_root, "cifar100": cifar100_root}.get(name)
     data = [f"data.root={root}"] if root else []
     epochs = [] if name == "invariant_mnist_prefine" else ["trainer.max_epochs=1"]  # its stages set them
     run = tmp_path / "run"
