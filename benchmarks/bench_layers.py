@@ -9,7 +9,9 @@ All cases of a part run in one process, interleaved, and report medians (see ``c
 with ``torch.set_num_threads(2)``.
 
 Usage: ``python benchmarks/bench_layers.py [--rounds 5] [--kinds continuous,linear] [--segments 1,2]
-[--backends dense,sparse]``; the ``backend`` column is the path a layer actually took.
+[--backends dense,sparse] [--device cpu|cuda] [--record NAME]``; the ``backend`` column is the path a layer
+actually took. On CUDA every step is synchronized (part 2, the reference, runs on the CPU). ``--record NAME``
+writes part 1's table as ``benchmarks/results/NAME.json`` (:mod:`results`).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import importlib.util
 
 import torch
 from common import format_table, forward_backward, interleaved_medians
+from results import record
 from torch import nn
 
 import hol.layers
@@ -65,9 +68,16 @@ def bench_kinds(args) -> None:
     base = medians[BASELINE]
     rows = [(kind, s, used, 1e3 * medians[label], medians[label] / base)
             for label, (kind, s, used, _) in cases.items()]
-    print(f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} interleaved rounds; ratio = time / time of nn.Linear(I*n, O)")
-    print(format_table(("kind", "S", "backend", "ms", "ratio"), rows))
+    description = (f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, float32, {args.device}, "
+                   f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds; ratio = "
+                   f"time / time of nn.Linear(I*n, O) ({1e3 * base:.3f} ms)")
+    columns = ("kind", "S", "backend", "ms", "ratio")
+    print(description)
+    print(format_table(columns, rows))
+    if args.record:
+        record(args.record, "Fully connected kinds over nn.Linear(I*n, O)", columns,
+               [[None if cell == "-" else cell for cell in row] for row in rows], description + ".",
+               device=args.device)
 
 
 def reference_pairs(features: int, n: int, segments: int):
@@ -133,6 +143,7 @@ def parse_args():
                              "(default auto)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     return parser.parse_args()
 
 

@@ -15,7 +15,7 @@ Two parts:
   geometry and extrapolation as the dense expansion; derivatives of ``phi`` in ``x`` of every order come from
   autograd;
 * the product, a torch operator with its two derivative products (:mod:`hol.layers.sparse_ops`: C++ kernels on
-  the CPU), closed under differentiation.
+  the CPU, Triton kernels on CUDA), closed under differentiation.
 
 So the sparse path has the dense path's derivatives of every order (``create_graph=True``, double backward,
 ``torch.autograd.functional.hessian``), ``torch.func`` transforms (``grad``, ``vjp``, ``jacrev``, ``jacfwd``,
