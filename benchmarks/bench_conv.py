@@ -3,9 +3,10 @@
 A high-order conv with ``K`` values per link is one basis expansion ``[B, C, H, W] -> [B, C*K, H, W]`` plus
 one ``nn.Conv2d(C*K, O)``; the ratio ``hol / Conv2d(C*K)`` is the price of the expansion (target <= 2x). The
 time of a plain ``nn.Conv2d(C, O)`` is printed for scale. All cases of a shape run interleaved in one process
-(medians, see ``common.py``), with 2 threads.
+(medians, see ``common.py``), with 2 threads unless ``--threads`` says otherwise.
 
-Usage: ``python benchmarks/bench_conv.py [--rounds 7] [--batch 128] [--device cpu|cuda] [--record NAME]``
+Usage: ``python benchmarks/bench_conv.py [--rounds 7] [--threads 2] [--batch 128] [--device cpu|cuda]
+[--record NAME]``
 (CUDA: every step synchronized; ``--record NAME`` writes the table as ``benchmarks/results/NAME.json``).
 """
 from __future__ import annotations
@@ -27,11 +28,12 @@ SIZES = (28, 14)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = args.device
     rows = []

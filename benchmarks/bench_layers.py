@@ -11,7 +11,8 @@ with ``torch.set_num_threads(2)``.
 Usage: ``python benchmarks/bench_layers.py [--rounds 5] [--kinds continuous,linear] [--segments 1,2]
 [--backends dense,sparse] [--device cpu|cuda] [--record NAME]``; the ``backend`` column is the path a layer
 actually took. On CUDA every step is synchronized (part 2, the reference, runs on the CPU). ``--record NAME``
-writes part 1's table as ``benchmarks/results/NAME.json`` (:mod:`results`).
+writes part 1's table as ``benchmarks/results/NAME.json`` and part 2's as ``NAME_reference.json``
+(:mod:`results`).
 """
 from __future__ import annotations
 
@@ -123,9 +124,15 @@ def bench_reference(args) -> None:
     medians = interleaved_medians(cases, rounds=args.rounds)
     rows = [(name, 1e3 * medians[f"ref {name}"], 1e3 * medians[f"hol {name}"],
              medians[f"ref {name}"] / medians[f"hol {name}"]) for name in names]
-    print(f"\nfwd+bwd vs high-order-layers-torch, B={batch}, I=O={features}, n={n}, S={segments}, "
-          f"median of {args.rounds} interleaved rounds")
-    print(format_table(("kind", "reference ms", "hol ms", "speed-up"), rows))
+    description = (f"fwd+bwd vs high-order-layers-torch 2.6.0 (the same weights), B={batch}, I=O={features}, "
+                   f"n={n}, S={segments}, float32, cpu, {torch.get_num_threads()} threads, median of "
+                   f"{args.rounds} interleaved rounds")
+    columns = ("kind", "reference ms", "hol ms", "speed-up")
+    print(f"\n{description}")
+    print(format_table(columns, rows))
+    if args.record:
+        record(f"{args.record}_reference", "hol over high-order-layers-torch", columns, rows,
+               description + ".")
 
 
 def parse_args():

@@ -11,6 +11,8 @@ Needs the raw MNIST files under ``--root`` (torchvision layout, no download). Us
     OMP_NUM_THREADS=1 python benchmarks/init_mnist.py --seeds 2 --depth 3 --train-samples 10000  # ~1.5 min
     python benchmarks/init_mnist.py --device cuda                                                 # on a GPU
 
+``--record NAME`` writes the table as ``benchmarks/results/NAME.json`` (:mod:`results`).
+
 The deeper network separates the inits clearly: flat (``constant``) links pass no gradient to the layers
 before them at the first step, so the deeper the network, the longer it stalls.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import torch
 from common import format_table
+from results import record
 from torch import nn
 from torchvision.datasets import MNIST
 
@@ -78,16 +81,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     args = parser.parse_args()
 
     train = load_mnist(args.root, train=True, device=args.device)
     test = load_mnist(args.root, train=False, device=args.device)
     if args.train_samples is not None:
         train = (train[0][:args.train_samples], train[1][:args.train_samples])
-    print(f"MNIST: {len(train[0])} training samples (1 epoch), {len(test[0])} test samples; "
-          f"784 -> {args.depth} x {args.hidden} -> 10 continuous, segments={args.segments}, "
-          f"max_abs between layers, Adam lr={args.lr}, batch {args.batch_size}, {args.seeds} seeds, "
-          f"{args.device}, {torch.get_num_threads()} threads")
+    description = (f"MNIST: {len(train[0])} training samples (1 epoch), {len(test[0])} test samples; "
+                   f"784 -> {args.depth} x {args.hidden} -> 10 continuous, segments={args.segments}, "
+                   f"max_abs between layers, Adam lr={args.lr}, batch {args.batch_size}, {args.seeds} seeds, "
+                   f"{args.device}, {torch.get_num_threads()} threads")
+    print(description)
     rows = []
     for n in args.n:
         for init in INITS:
@@ -101,7 +106,10 @@ def main() -> None:
                          " ".join(f"{100 * a:.2f}" for a in accuracies),
                          (time.perf_counter() - start) / args.seeds))
             print(f"n={n} init={init}: test accuracy {rows[-1][4]} %", flush=True)
-    print(format_table(("n", "init", "mean %", "min %", "per seed %", "s/run"), rows))
+    columns = ("n", "init", "mean %", "min %", "per seed %", "s/run")
+    print(format_table(columns, rows))
+    if args.record:
+        record(args.record, "Test accuracy by init", columns, rows, description + ".", device=args.device)
 
 
 if __name__ == "__main__":
