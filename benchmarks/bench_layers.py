@@ -26,29 +26,27 @@ from torch import nn
 
 import hol.layers
 
-PIECEWISE_KINDS = ("continuous", "discontinuous", "continuous_prod", "discontinuous_prod")
-BACKEND_KINDS = ("continuous", "discontinuous")  # kinds with a choice of compute path (``backend``)
 BASELINE = "linear(I*n, O)"
 
 
 def layer_cases(kinds, segments_list, backends, batch: int, features: int, n: int,
                 device) -> dict[str, tuple]:
     """``label -> (kind, S, backend, step)`` for every kind (piecewise kinds once per ``S``, kinds with a
-    ``backend`` option once per backend) and the baseline."""
+    choice of compute path once per backend; each kind gets the options it takes) and the baseline. Kinds
+    without trainable parameters (fixed embeddings) are left out."""
     generator = torch.Generator().manual_seed(0)
     cases = {}
     for kind in kinds:
-        for segments in segments_list if kind in PIECEWISE_KINDS else (None,):
-            for backend in backends if kind in BACKEND_KINDS else (None,):
-                options = {} if kind in ("linear", "relu") else {"n": n}
-                if segments is not None:
-                    options["segments"] = segments
-                if backend is not None:
-                    options["backend"] = backend
-                if kind == "polynomial_nd":
-                    options["dims"] = 2
+        info = hol.layers.kind_info(kind)
+        for segments in segments_list if info.piecewise else (None,):
+            for backend in backends if info.sparse_capable else (None,):
+                options = {"n": n, "segments": segments, "backend": backend, "dims": 2}
+                options = {key: value for key, value in options.items()
+                           if key in info.options and value is not None}
                 layer = hol.layers.fc(kind, features, features, device=device, **options)
-                shape = (batch, features, 2) if kind == "polynomial_nd" else (batch, features)
+                if not any(parameter.requires_grad for parameter in layer.parameters()):
+                    continue  # a fixed embedding (fourier_features): no backward to time
+                shape = (batch, features, 2) if "dims" in options else (batch, features)
                 x = (torch.rand(*shape, generator=generator) * 2 - 1).to(device)
                 used = layer.compute_backend(x) if hasattr(layer, "compute_backend") else "-"
                 if backend == "auto":
