@@ -42,7 +42,8 @@ def machine(device: str = "cpu") -> str:
         pass
     import torch
 
-    host = f"{model} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    host = f"{model} ({threads} thread{'s' if threads != 1 else ''})"
     if torch.device(device).type == "cuda":
         return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA {torch.version.cuda}), host {host}"
     return host
@@ -67,11 +68,12 @@ def record(name: str, title: str, columns: Sequence[str], rows: Sequence[Sequenc
 
 
 def cell(value: Any) -> str:
-    """A table cell: floats to 3 significant digits (as ``format(v, '.3g')``), ``None`` as a dash."""
+    """A table cell: floats to 3 significant digits (as ``format(v, '.3g')``; from 1000 on, rounded to an
+    integer), ``None`` as a dash."""
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.3g}"
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return str(value).replace("|", "\\|")
 
 
