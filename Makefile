@@ -34,7 +34,7 @@ bench: install
 
 # ruff's rules and mypy's files are declared in pyproject.toml
 lint: install
-	$(VENV)/bin/ruff check hol hydra_plugins tests benchmarks setup.py
+	$(VENV)/bin/ruff check hol hydra_plugins tests benchmarks tools setup.py
 
 typecheck: install
 	$(VENV)/bin/mypy

@@ -26,7 +26,7 @@ from torch import nn
 from torchvision.datasets import MNIST
 
 import hol.layers
-from hol.layers.fc import INITS
+from hol.layers.init import INITS
 
 
 def load_mnist(root: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

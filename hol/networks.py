@@ -1,4 +1,5 @@
-"""Networks of hol layers: :class:`MLP`, :class:`ConvNet`, and :func:`build` to rebuild them from hparams.
+"""Networks of hol layers: :class:`MLP`, :class:`ConvNet`, and :func:`build` to rebuild them (and
+:class:`hol.vae.VAE`) from hparams.
 
 High-order links are their own nonlinearity, so the networks put only a normalization (``hol.layers.norm``,
 default ``max_abs``) between layers, which keeps activations in the links' domain ``[-L/2, L/2]``
@@ -58,6 +59,16 @@ def _check_not_tensor(name: str, kind: str | None) -> None:
         raise ValueError(f"{name} {kind!r} takes d-vectors, so it can only be the input_layer of an MLP")
 
 
+def _end_spec(spec: dict[str, Any], end: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The spec of an MLP's first or last layer: ``spec``, with the kind ``end`` or updated by the mapping
+    ``end`` (its options win)."""
+    if end is None:
+        return spec
+    if isinstance(end, Mapping):
+        return {**spec, **layer_spec(end, {})}
+    return {**spec, "kind": end}
+
+
 def _refined_spec(spec: dict[str, Any], layers: Iterable[nn.Module]) -> dict[str, Any]:
     """``spec`` with ``n`` and ``segments`` as the hol layers among ``layers`` now have them."""
     spec = dict(spec)
@@ -84,7 +95,10 @@ class MLP(nn.Module):
         in_features, out_features, hidden_layers, hidden_width: sizes (see above).
         normalization: one of ``hol.layers.NORMS``.
         input_layer, output_layer: kind of the first/last layer if not ``layer``'s (e.g. ``"linear"``, or
-            ``"polynomial_nd"`` as input layer for inputs ``[..., in_features, dims]``).
+            ``"polynomial_nd"`` as input layer for inputs ``[..., in_features, dims]``), or a mapping
+            ``{"kind": ..., **options}`` whose options win over the network-wide ones for that layer (e.g. the
+            seed's positional embedding ``{"kind": "continuous", "segments": 64}``: many segments on the
+            coordinates, few elsewhere).
         dropout: dropout probability after each normalization.
         **options: layer options (``n``, ``segments``, ``length``, ``extrapolation``, ``init``, ``bias``,
             ``alpha``, ``dims``, ``backend``), passed to the layers whose kind takes them (module docstring).
@@ -106,16 +120,15 @@ class MLP(nn.Module):
 
     def __init__(self, layer: str | Mapping[str, Any], in_features: int, out_features: int,
                  hidden_layers: int, hidden_width: int, *, normalization: str = "max_abs",
-                 input_layer: str | None = None, output_layer: str | None = None, dropout: float = 0.0,
-                 **options):
+                 input_layer: str | Mapping[str, Any] | None = None,
+                 output_layer: str | Mapping[str, Any] | None = None, dropout: float = 0.0, **options):
         super().__init__()
         spec = layer_spec(layer, options)
-        kind = spec["kind"]
-        for name, value in (("layer", kind), ("input_layer", input_layer), ("output_layer", output_layer)):
-            if value is not None:
-                check_choice(name, value, registry.kinds())
-        _check_not_tensor("layer", kind)
-        _check_not_tensor("output_layer", output_layer)
+        first, last = _end_spec(spec, input_layer), _end_spec(spec, output_layer)
+        for name, value in (("layer", spec), ("input_layer", first), ("output_layer", last)):
+            check_choice(name, value["kind"], registry.kinds())
+        _check_not_tensor("layer", spec["kind"])
+        _check_not_tensor("output_layer", last["kind"])
         check_int("in_features", in_features, 1)
         check_int("out_features", out_features, 1)
         check_int("hidden_layers", hidden_layers, 0)
@@ -127,11 +140,11 @@ class MLP(nn.Module):
                         "hidden_width": hidden_width, "normalization": normalization,
                         "input_layer": input_layer, "output_layer": output_layer, "dropout": dropout}
 
-        kinds = [input_layer or kind] + [kind] * hidden_layers + [output_layer or kind]
+        specs = [first] + [spec] * hidden_layers + [last]
         widths = [in_features] + [hidden_width] * (hidden_layers + 1) + [out_features]
         self.layers = nn.ModuleList(
-            registry.fc(kind_i, width_in, width_out, **layer_options(kind_i, spec))
-            for kind_i, width_in, width_out in zip(kinds, widths[:-1], widths[1:], strict=True)
+            registry.fc(spec_i["kind"], width_in, width_out, **layer_options(spec_i["kind"], spec_i))
+            for spec_i, width_in, width_out in zip(specs, widths[:-1], widths[1:], strict=True)
         )
         self.norms = nn.ModuleList(norm(normalization, width) for width in widths[1:-1])
         self.dropout = nn.Dropout(dropout)
@@ -142,8 +155,17 @@ class MLP(nn.Module):
         return self.layers[-1](x)
 
     def hparams(self) -> dict:
-        """Constructor arguments plus ``name="mlp"``, with ``n``/``segments`` as the layers now have them."""
-        return {"name": "mlp", **self._config, "layer": _refined_spec(self._config["layer"], self.layers)}
+        """Constructor arguments plus ``name="mlp"``, with ``n``/``segments`` as the layers now have them (an
+        ``input_layer``/``output_layer`` mapping as its own layer has them, ``layer`` as the others)."""
+        config = dict(self._config)
+        layers = list(self.layers)
+        own_first, own_last = (isinstance(config[key], Mapping) for key in ("input_layer", "output_layer"))
+        if own_first:
+            config["input_layer"] = _refined_spec(config["input_layer"], layers[:1])
+        if own_last:
+            config["output_layer"] = _refined_spec(config["output_layer"], layers[-1:])
+        config["layer"] = _refined_spec(config["layer"], layers[int(own_first):len(layers) - int(own_last)])
+        return {"name": "mlp", **config}
 
 
 class ConvNet(nn.Module):
@@ -253,12 +275,13 @@ def _pool(pooling: str, dim: int) -> nn.Module:
     return pools[pooling][dim - 1](2)
 
 
-NETWORKS = {"mlp": MLP, "conv": ConvNet}
+NETWORKS: dict[str, type[nn.Module]] = {"mlp": MLP, "conv": ConvNet}
+"""The networks :func:`build` knows by name; :mod:`hol.vae` adds ``"vae"`` (imported with :mod:`hol`)."""
 
 
 def build(hparams: Mapping[str, Any]) -> nn.Module:
-    """Rebuild a network from ``hparams``: a ``"name"`` key (``"mlp"`` or ``"conv"``) plus the constructor's
-    keyword arguments, as ``net.hparams()`` returns them.
+    """Rebuild a network from ``hparams``: a ``"name"`` key (``"mlp"``, ``"conv"`` or ``"vae"``) plus the
+    constructor's keyword arguments, as ``net.hparams()`` returns them.
 
     Examples::
 

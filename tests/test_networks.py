@@ -8,7 +8,8 @@ import hol
 from hol.networks import MLP, ConvNet, build
 
 DOUBLE = torch.float64
-FC_KINDS = [kind for kind in hol.layers.kinds() if kind != "polynomial_nd"]
+# every fc kind an MLP can be made of, with parameters (fourier_features has none)
+FC_KINDS = [kind for kind in hol.layers.kinds() if kind not in ("polynomial_nd", "fourier_features")]
 
 
 def inputs(*shape, seed=0, dtype=torch.float32):
@@ -72,6 +73,25 @@ def test_mlp_with_linear_input_and_output_layers():
     assert net.layers[0].bias is not None  # baselines keep nn.Linear's bias
     assert net.layers[1].kind == "discontinuous"
     assert_every_parameter_has_a_gradient(net, inputs(4, 6))
+
+
+def test_mlp_input_layer_with_its_own_options_refines_and_rebuilds():
+    net = MLP("continuous", 2, 3, hidden_layers=1, hidden_width=4, n=3, segments=2,
+              input_layer={"kind": "discontinuous", "segments": 8},
+              output_layer={"kind": "polynomial", "n": 4})
+    assert [(layer.kind, layer.n, getattr(layer, "segments", None)) for layer in net.layers] == [
+        ("discontinuous", 3, 8), ("continuous", 3, 2), ("polynomial", 4, 1)]
+    finer = hol.refine(net.double(), n=5)
+    hparams = finer.hparams()
+    assert hparams["layer"] == {"kind": "continuous", "n": 5, "segments": 2}
+    assert hparams["input_layer"] == {"kind": "discontinuous", "n": 5, "segments": 8}
+    assert hparams["output_layer"] == {"kind": "polynomial", "n": 5}
+    twin = build(hparams).double()
+    twin.load_state_dict(finer.state_dict())
+    x = inputs(5, 2, dtype=DOUBLE)
+    torch.testing.assert_close(twin(x), net(x), rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="unknown layer option"):
+        MLP("continuous", 2, 3, 1, 4, input_layer={"kind": "continuous", "colour": "red"})
 
 
 def test_mlp_polynomial_nd_input_layer():

@@ -1,5 +1,6 @@
-"""The wheel ships every config (each folder of conf/, experiments included), the C++ sources and the console
-script, with no hand-kept list to forget a new config group (setup.py computes the packages)."""
+"""The wheel ships every config (each folder of conf/, experiments included), the C++ sources, the default
+image of data=image and the console script, with no hand-kept list to forget a new config group (setup.py
+computes the packages)."""
 from __future__ import annotations
 
 import os
@@ -23,5 +24,6 @@ def test_the_wheel_ships_every_config_and_kernel_source(tmp_path):
     assert configs <= names, sorted(configs - names)
     sources = {"hol/layers/csrc/" + path.name for path in (ROOT / "hol" / "layers" / "csrc").glob("*.cpp")}
     assert sources and sources <= names
+    assert "hol/runner/default_image.png" in names
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
     assert "hol = hol.runner.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -5,7 +5,9 @@ Everything hol knows about a kind lives in its record: the basis family of its l
 unit or a plain torch baseline, which options it takes, and its builders. The built-in records are the table
 :data:`BUILTIN_KINDS` below; each layer module attaches its builder to the kinds it serves, where the builder
 is defined (``fully_connected.py``, ``convolution.py``, ``baselines.py``), with :func:`register_fc` /
-:func:`register_conv`. Everything else (``kinds()``, the options a network passes to each layer, whether
+:func:`register_conv`; the baselines of coordinate networks (``fourier_features``, ``sine``, ``sine_first``)
+are registered with their records where they are defined (``coordinates.py``), as a user registers a kind.
+Everything else (``kinds()``, the options a network passes to each layer, whether
 refinement changes its segments) is derived from the records.
 
 A builder is called as ``builder(kind, *sizes, **options)`` and returns an ``nn.Module``. Unknown names raise

@@ -1,8 +1,10 @@
-"""Data sets of the runner as LightningDataModules: ``function``, ``xor``, ``mnist``, ``cifar100``.
+"""Data sets of the runner as LightningDataModules: ``function``, ``xor``, ``mnist``, ``cifar100`` (and
+``image``, :mod:`hol.runner.implicit_image`).
 
-Every module states what the model needs: ``task`` (``"regression"`` or ``"classification"``),
-``in_features`` (inputs per sample, flattened), ``input_shape`` (one sample's shape), ``out_features``
-(outputs of the net: 1 for regression, the number of classes for classification).
+Every module states what the model needs: ``task`` (``"regression"`` or ``"classification"``; the task's
+options are ``task_options``, see :mod:`hol.runner.tasks`), ``in_features`` (inputs per sample, flattened),
+``input_shape`` (one sample's shape), ``out_features`` (outputs of the net: 1 for regression, the number of
+classes for classification).
 
 Inputs are scaled into the layers' domain ``[-L/2, L/2]`` (``[-1, 1]`` for the default ``length = 2``):
 
@@ -80,8 +82,9 @@ class _DataModule(pl.LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
 
     @property
-    def num_classes(self) -> int | None:
-        return self.out_features if self.task == "classification" else None
+    def task_options(self) -> dict:
+        """Options of the data's task (:mod:`hol.runner.tasks`): the number of classes of a classification."""
+        return {"num_classes": self.out_features} if self.task == "classification" else {}
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None

@@ -1,9 +1,10 @@
-"""The LightningModule of the runner: a network, a loss by task, torchmetrics per stage, rebuildable
+"""The LightningModule of the runner: a network, a task (its loss, metrics and images), rebuildable
 checkpoints.
 
-Logged keys: ``train/loss``, ``val/loss``, ``test/loss`` and, by task, ``*/acc`` (classification, cross
-entropy) or ``*/rmse`` (regression, mean squared error); plus the best validation values so far,
-``val/loss_best`` and ``val/acc_best`` or ``val/rmse_best`` (the objectives of sweeps).
+Logged keys: ``train/loss``, ``val/loss``, ``test/loss`` and the task's metrics (:mod:`hol.runner.tasks`:
+``*/acc`` for classification, ``*/rmse`` for regression, ``*/psnr`` and ``test/bpp`` for an implicit image,
+``*/recon`` and ``*/kl`` for a VAE, whose ``*/loss`` is the negative ELBO); plus the best validation values so
+far, ``val/loss_best`` and e.g. ``val/acc_best`` or ``val/rmse_best`` (the objectives of sweeps).
 
 Checkpoints carry ``net_hparams`` (``net.hparams()``, which describes the network also after
 :func:`hol.refine`), the module's own hyperparameters and the data config, so
@@ -19,13 +20,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MeanMetric, MeanSquaredError, MinMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MaxMetric, MinMetric
 
 from ..networks import build
-
-TASKS = ("classification", "regression")
-STAGES = ("train", "val", "test")
+from .tasks import make_task
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -37,10 +35,11 @@ class HolModule(pl.LightningModule):
     """Train ``net`` on a ``task``.
 
     Args:
-        net: the network (``hol.networks.MLP``/``ConvNet`` or any module with ``hparams()`` to be
-            rebuildable).
-        task: ``"classification"`` (``net`` returns logits for ``num_classes`` classes) or ``"regression"``.
-        num_classes: number of classes (classification only).
+        net: the network (``hol.networks.MLP``/``ConvNet``, ``hol.vae.VAE`` or any module with ``hparams()``
+            to be rebuildable).
+        task: a task of :data:`hol.runner.tasks.TASKS` (``"classification"``: ``net`` returns logits,
+            ``"regression"``, ``"image_regression"``, ``"generative"``: ``net`` is a VAE).
+        task_options: the task's keyword arguments (e.g. ``num_classes`` of a classification).
         optimizer: ``params -> torch.optim.Optimizer`` (a Hydra ``_partial_`` optimizer).
         scheduler: ``optimizer -> LR scheduler`` or ``None``; stepped once per epoch, ``ReduceLROnPlateau``
             on ``val/loss``.
@@ -50,52 +49,38 @@ class HolModule(pl.LightningModule):
             random draws during training do not depend on what ran before; ``None``: no reseeding.
     """
 
-    def __init__(self, net: nn.Module, task: str, num_classes: int | None = None,
+    def __init__(self, net: nn.Module, task: str, task_options: dict | None = None,
                  optimizer: Callable[..., torch.optim.Optimizer] | None = None,
                  scheduler: Callable[..., Any] | None = None, flatten_input: bool = False,
                  data_config: dict | None = None, seed: int | None = None):
         super().__init__()
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
-        if task == "classification" and (not isinstance(num_classes, int) or num_classes < 2):
-            raise ValueError(f"num_classes must be an integer >= 2 for classification, got {num_classes!r}")
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.net, self.optimizer_factory, self.scheduler_factory = net, optimizer, scheduler
-        self.metric_name = "acc" if task == "classification" else "rmse"
-        for stage in STAGES:  # train_loss, train_metric, val_loss, ...
-            setattr(self, f"{stage}_loss", MeanMetric())
-            setattr(self, f"{stage}_metric", self._metric())
-        best_metric = MaxMetric if task == "classification" else MinMetric
-        self.best = nn.ModuleDict({"loss": MinMetric(nan_strategy="ignore"),  # a NaN epoch is no best value
-                                   self.metric_name: best_metric(nan_strategy="ignore")})
+        self.task = make_task(task, **(task_options or {}))
+        self.best = nn.ModuleDict({  # a NaN epoch is no best value
+            name: (MaxMetric if mode == "max" else MinMetric)(nan_strategy="ignore")
+            for name, mode in self.task.best.items()})
         for metric in self.best.values():
             metric.persistent(True)  # the best values so far survive a resume
 
-    def _metric(self):
-        if self.hparams.task == "classification":
-            return MulticlassAccuracy(num_classes=self.hparams.num_classes, average="micro")
-        return MeanSquaredError(squared=False)
-
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor):
         return self.net(x.flatten(1) if self.hparams.flatten_input else x)
 
-    def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        """The training loss: cross entropy (classification) or mean squared error (regression), batch
-        mean."""
-        if self.hparams.task == "classification":
-            return nn.functional.cross_entropy(output, target)
-        return nn.functional.mse_loss(output, target)
+    def loss(self, output, target: Tensor) -> Tensor:
+        """The training loss, a batch mean: the task's objective (:meth:`hol.runner.tasks.Task.loss`)."""
+        return self.task.loss(output, target)
 
     def model_step(self, batch, stage: str) -> Tensor:
-        x, target = batch
+        x, target = self.task.split(batch)
         output = self(x)
         loss = self.loss(output, target)
-        if self.hparams.task == "classification":
-            getattr(self, f"{stage}_metric").update(output.argmax(dim=-1), target)
-        else:
-            getattr(self, f"{stage}_metric").update(output.detach(), target)
-        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(target))
+        self.task.update(stage, output, target, loss.detach())
         return loss
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        batches = self.trainer.num_training_batches
+        fraction = batch_idx / batches if 0 < batches < float("inf") else 0.0
+        self.task.set_progress(self.current_epoch + fraction)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         loss = self.model_step(batch, "train")
@@ -109,12 +94,11 @@ class HolModule(pl.LightningModule):
         self.model_step(batch, "test")
 
     def _log_epoch(self, stage: str) -> dict[str, Tensor]:
-        loss, metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_metric")
-        values = {"loss": loss.compute(), self.metric_name: metric.compute()}
-        loss.reset()
-        metric.reset()
+        values = self.task.compute(stage, self.net)
         for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=stage != "test")
+        if stage != "train" and not self.trainer.sanity_checking:
+            self.task.log_images(stage, self)
         return values
 
     def on_train_epoch_end(self) -> None:

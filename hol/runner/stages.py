@@ -50,6 +50,7 @@ The config key ``refine`` lists the stages, each ``{epochs: E, n: N, segments: S
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -60,9 +61,10 @@ from typing import Any
 import hydra
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
-from torch import nn
+from torch import Tensor, nn
 
 from ..adapt import adapt_domains
 from ..checks import check_bool, check_choice, check_int
@@ -204,47 +206,52 @@ def configure(cfg: DictConfig) -> list[Stage]:
     return stages
 
 
-def _batches(trainer: pl.Trainer, dataloader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """The batches of ``dataloader`` as the module sees them in a step: on its device, converted by the
-    precision plugin (e.g. to float64 under ``64-true``)."""
-    device = trainer.lightning_module.device
-    for x, target in dataloader:
-        yield trainer.precision_plugin.convert_input(x.to(device)), target.to(device)
+def _batches(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> Iterator[tuple[Tensor, Tensor]]:
+    """The ``(inputs, target)`` of every batch of ``dataloader`` as the module sees them in a step: on its
+    device, converted by the precision plugin (e.g. to float64 under ``64-true``), split by its task."""
+    for batch in dataloader:
+        batch = trainer.precision_plugin.convert_input(move_data_to_device(batch, module.device))
+        yield module.task.split(batch)
+
+
+@torch.no_grad()
+def validation_loss(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> float:
+    """The module's loss (:meth:`~hol.runner.lightning_module.HolModule.loss`, on the batches as its task
+    splits them) over all of ``dataloader`` in eval mode, batches weighted by their size (``nan`` without a
+    dataloader); torch's random state is left as it was."""
+    if dataloader is None:
+        return math.nan
+    was_training = module.training
+    module.eval()
+    total, count = 0.0, 0
+    with torch.random.fork_rng(devices=[]), trainer.precision_plugin.val_step_context():
+        for x, target in _batches(trainer, module, dataloader):
+            total += float(module.loss(module(x), target)) * len(target)
+            count += len(target)
+    module.train(was_training)
+    return total / count if count else math.nan
 
 
 @torch.no_grad()
 def evaluate(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> dict[str, float]:
-    """``{"loss": ..., metric: ...}`` of the module over all of ``dataloader`` in eval mode: its loss
-    (:meth:`~hol.runner.lightning_module.HolModule.loss`, batches weighted by their size, as ``val/loss``) and
-    its metric (``rmse`` over every output, or ``acc``); ``nan`` without a dataloader. torch's random state
+    """The module's task's test metrics (:meth:`hol.runner.tasks.Task.compute`: ``loss`` and e.g. ``rmse``
+    or ``acc``, as ``test/*`` would log them) over all of ``dataloader`` in eval mode, computed on a copy of
+    the task (the module's own metrics are left alone); ``{}`` without a dataloader. torch's random state
     is left as it was."""
-    metric = getattr(module, "metric_name", "rmse")
     if dataloader is None:
-        return {"loss": math.nan, metric: math.nan}
+        return {}
+    task = copy.deepcopy(module.task)
+    for metric in task.stage_metrics("test").values():
+        metric.reset()
     was_training = module.training
     module.eval()
-    loss, score, count, elements = 0.0, 0.0, 0, 0
     with torch.random.fork_rng(devices=[]), trainer.precision_plugin.val_step_context():
-        for x, target in _batches(trainer, dataloader):
+        for x, target in _batches(trainer, module, dataloader):
             output = module(x)
-            loss += float(module.loss(output, target)) * len(target)
-            count += len(target)
-            if metric == "acc":
-                score += float((output.argmax(dim=-1) == target).sum())
-                elements += len(target)
-            else:
-                score += float((output.double() - target.double()).pow(2).sum())
-                elements += target.numel()
+            task.update("test", output, target, module.loss(output, target))
     module.train(was_training)
-    if not count:
-        return {"loss": math.nan, metric: math.nan}
-    value = score / elements if metric == "acc" else math.sqrt(score / elements)
-    return {"loss": loss / count, metric: value}
-
-
-def validation_loss(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> float:
-    """The module's loss over all of ``dataloader`` (:func:`evaluate`)."""
-    return evaluate(trainer, module, dataloader)["loss"]
+    return {name: float(value) for name, value in task.compute("test", module.net).items()
+            if value.numel() == 1}
 
 
 def _net_order(net: nn.Module) -> dict[str, int]:
@@ -341,7 +348,7 @@ class RefinementStages(pl.Callback):
         as the network sees them."""
         dataloader = trainer.datamodule.train_dataloader() if trainer.datamodule else trainer.train_dataloader
         flatten = bool(getattr(pl_module.hparams, "flatten_input", False))
-        for x, _ in _batches(trainer, dataloader):
+        for x, _ in _batches(trainer, pl_module, dataloader):
             yield x.flatten(1) if flatten else x
 
     def test(self, trainer: pl.Trainer, pl_module: pl.LightningModule, index: int) -> None:

@@ -28,6 +28,7 @@ from .lightning_module import HolModule
 from .records import DIVERGED, FAILED_FILE, FINISHED, METRICS_FILE, flatten, write_json
 from .stages import RefinementStages
 from .stages import configure as configure_stages
+from .tasks import choose_task
 
 
 def validate(cfg: DictConfig) -> None:
@@ -66,9 +67,9 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 
 def build_net(model_cfg: DictConfig, datamodule) -> torch.nn.Module:
     """Instantiate the network; sizes left ``null`` in the config (``in_features``, ``in_channels``,
-    ``out_features``) come from the data."""
+    ``image_size``, ``out_features``) come from the data."""
     sizes = {"in_features": datamodule.in_features, "in_channels": datamodule.input_shape[0],
-             "out_features": datamodule.out_features}
+             "image_size": list(datamodule.input_shape[1:]), "out_features": datamodule.out_features}
     filled = {key: value for key, value in sizes.items() if key in model_cfg and model_cfg[key] is None}
     return hydra.utils.instantiate(model_cfg, **filled)
 
@@ -85,15 +86,18 @@ def checkpoint_net_hparams(path: str | None) -> dict | None:
 
 def build_module(cfg: DictConfig, datamodule) -> HolModule:
     """The LightningModule: network (from the checkpoint's hparams when resuming, which must describe the
-    configured network, :func:`check_resumed_network`), optimizer, scheduler."""
+    configured network, :func:`check_resumed_network`), its task (:func:`hol.runner.tasks.choose_task`, with
+    ``cfg.beta`` and ``cfg.kl_warmup_epochs``), optimizer, scheduler."""
     configured = build_net(cfg.model, datamodule)
     hparams = checkpoint_net_hparams(cfg.get("ckpt_path"))
     if hparams is not None:
         check_resumed_network(configured, hparams, refinable=bool(cfg.get("refine")))
     net = build(hparams) if hparams is not None else configured
+    task, task_options = choose_task(net, datamodule, beta=cfg.get("beta", 1.0),
+                                     kl_warmup_epochs=cfg.get("kl_warmup_epochs", 0))
     scheduler = cfg.get("scheduler")
     return HolModule(
-        net, task=datamodule.task, num_classes=datamodule.num_classes,
+        net, task=task, task_options=task_options,
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(scheduler) if scheduler else None,
         flatten_input=isinstance(net, MLP) and len(datamodule.input_shape) > 1,
@@ -102,17 +106,22 @@ def build_module(cfg: DictConfig, datamodule) -> HolModule:
     )
 
 
+ORDER_KEYS = {f"{layer}.{option}" for layer in ("layer", "input_layer", "output_layer")
+              for option in ("n", "segments")}
+"""The keys of a network's ``hparams()`` (flattened) that refinement changes."""
+
+
 def check_resumed_network(configured: torch.nn.Module, checkpoint_hparams: dict, refinable: bool) -> None:
     """A resumed run continues the checkpoint's network, so the configuration must describe that network:
     else the overrides that differ would silently have no effect. ``refinable`` (refinement stages): the order
-    (``layer.n``, ``layer.segments``) may differ, the stages changed it. Raises ``ValueError`` naming the
-    keys."""
+    (``layer.n``, ``layer.segments``, and those of an MLP's ``input_layer``/``output_layer`` mapping) may
+    differ, the stages changed it. Raises ``ValueError`` naming the keys."""
     if not callable(getattr(configured, "hparams", None)):
         return
     differences = []
     ours, theirs = flatten(configured.hparams(), "."), flatten(checkpoint_hparams, ".")
     for key in sorted(set(ours) | set(theirs)):
-        if refinable and key in ("layer.n", "layer.segments"):
+        if refinable and key in ORDER_KEYS:
             continue
         if ours.get(key) != theirs.get(key):
             name = key if key.startswith("layer.") else f"model.{key}"

@@ -1,4 +1,5 @@
-"""Tiny data sets written in the real file formats (no network): MNIST IDX, CIFAR-100 python pickles."""
+"""Tiny data sets written in the real file formats (no network): MNIST IDX, CIFAR-100 python pickles, the
+photographs of data=image as PNG."""
 from __future__ import annotations
 
 import pickle
@@ -43,3 +44,14 @@ def make_cifar100(root: Path, train: int = 50, test: int = 20, seed: int = 0) ->
             "coarse_label_names": [f"super{i}" for i in range(20)]}
     (folder / "meta").write_bytes(pickle.dumps(meta))
     return root
+
+
+def make_images(folder: Path, size: int = 16, seed: int = 0) -> Path:
+    """Tiny stand-ins of ``../shared/data/images``: ``camera.png`` (grey) and ``astronaut.png`` (RGB)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(folder / "camera.png")
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / "astronaut.png")
+    return folder

@@ -25,8 +25,8 @@ def error_lines(stderr: str) -> list[str]:
 
 @pytest.mark.parametrize("override, fragment", [
     ("layer=foo", "unknown layer 'foo'; allowed: continuous, continuous_prod, discontinuous"),
-    ("model=foo", "unknown model 'foo'; allowed: conv, mlp"),
-    ("data=foo", "unknown data 'foo'; allowed: cifar100, function, mnist, xor"),
+    ("model=foo", "unknown model 'foo'; allowed: conv, mlp, vae"),
+    ("data=foo", "unknown data 'foo'; allowed: cifar100, function, image, mnist, xor"),
     ("optimizer=foo", "unknown optimizer 'foo'; allowed: adam, adamw, lbfgs, lion, sgd"),
     ("experiment=foo", "unknown experiment 'foo'; allowed: cifar100, function"),
     ("foo=1", "unknown config key 'foo'"),

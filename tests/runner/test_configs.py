@@ -14,6 +14,7 @@ from hol.layers import HighOrderLinear, kind_info
 from hol.networks import MLP, ConvNet
 from hol.runner.cli import config_dir
 from hol.runner.train import build_net
+from hol.vae import VAE
 from tests.helpers.runs import compose_config
 
 CONF = Path(config_dir())
@@ -30,7 +31,9 @@ def compose_train(*overrides: str, tmp_path: Path | None = None):
 
 def test_experiments_are_the_presets_of_the_issue():
     assert (CONF / "experiment").is_symlink()
-    assert set(EXPERIMENTS) >= {"function", "xor", "invariant_mnist", "mnist", "cifar100"}
+    assert set(EXPERIMENTS) >= {"function", "xor", "invariant_mnist", "mnist", "cifar100", "vae",
+                                "implicit_image", "implicit_image_relu", "implicit_image_fourier",
+                                "implicit_image_siren"}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -43,7 +46,10 @@ def test_every_experiment_composes_and_builds_its_model(name, tmp_path):
     shape = (2, *datamodule.input_shape)
     x = torch.rand(shape) * 2 - 1
     output = net(x.flatten(1) if isinstance(net, MLP) else x)
-    assert output.shape == (2, datamodule.out_features)
+    if isinstance(net, VAE):  # a generative model: images back
+        assert output.decoded.shape == shape
+    else:
+        assert output.shape == (2, datamodule.out_features)
     optimizer = hydra.utils.instantiate(cfg.optimizer)(params=net.parameters())
     assert isinstance(optimizer, torch.optim.Optimizer)
 
@@ -66,7 +72,7 @@ def test_layer_node_is_the_layer_options_with_the_code_defaults(kind):
     assert set(own) - {"kind"} <= kind_info(kind).options  # a group file changes only what its kind takes
 
 
-@pytest.mark.parametrize("model", ["mlp", "conv"])
+@pytest.mark.parametrize("model", ["mlp", "conv", "vae"])
 def test_the_network_takes_the_layer_node_whole(model):
     config = OmegaConf.to_container(OmegaConf.load(CONF / "model" / f"{model}.yaml"))
     assert config["layer"] == "${layer}" and config["_convert_"] == "all"
@@ -78,7 +84,7 @@ def test_layer_options_are_typed():
     assert compose_train("layer.backend=dense").layer.backend == "dense"
 
 
-@pytest.mark.parametrize("model, cls", [("mlp", MLP), ("conv", ConvNet)])
+@pytest.mark.parametrize("model, cls", [("mlp", MLP), ("conv", ConvNet), ("vae", VAE)])
 def test_model_keys_are_constructor_arguments(model, cls):
     keys = set(OmegaConf.load(CONF / "model" / f"{model}.yaml")) - {"_target_", "_convert_"}
     named = {name for name, p in inspect.signature(cls).parameters.items() if p.kind != p.VAR_KEYWORD}

@@ -86,7 +86,7 @@ def test_mnist_from_idx_files(mnist_root):
     dm = MNISTDataModule(root=str(mnist_root), download=False, val_fraction=0.25, train_fraction=0.5,
                          batch_size=8, seed=0)
     dm.setup("fit")
-    assert dm.task == "classification" and dm.in_features == 784 and dm.num_classes == 10
+    assert dm.task == "classification" and dm.in_features == 784 and dm.task_options == {"num_classes": 10}
     assert len(dm.val_set) == 15 and len(dm.train_set) == 22 and len(dm.test_set) == 20
     assert not set(dm.train_set.indices) & set(dm.val_set.indices)
     image, label = dm.test_set[0]

@@ -223,6 +223,18 @@ def test_nevergrad_preset_tunes_keys_of_experiment_xor():
     assert isinstance(s.dimensions["optimizer.lr"].parameter, ng.p.Log)
 
 
+def test_vae_preset_tunes_integer_orders_and_a_log_learning_rate_on_the_validation_loss():
+    cfg = compose_train("experiment=vae", "hparams_search=vae_nevergrad")
+    assert cfg.optimized_metric == "val/loss_best" and not cfg.hydra.sweeper.optim.maximize
+    s = space(cfg.hydra.sweeper.parametrization)
+    assert set(s.dimensions) == {"optimizer.lr", "layer.n", "layer.segments"}
+    assert isinstance(s.dimensions["optimizer.lr"].parameter, ng.p.Log)
+    for key, (low, high) in (("layer.n", (2, 5)), ("layer.segments", (1, 4))):
+        assert OmegaConf.select(cfg, key) is not None, key
+        values, _ = samples(s, key, count=200)
+        assert set(values) == set(range(low, high + 1)), key  # integers, every one reached
+
+
 def test_grid_sweeps_default_to_hol_basic():
     target = compose_train().hydra.sweeper._target_
     assert target == "hydra_plugins.hol_sweepers.basic_sweeper.HolBasicSweeper"

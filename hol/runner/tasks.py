@@ -1,0 +1,278 @@
+"""The runner's tasks: what a run minimizes, measures and logs, one small class per task.
+
+:class:`~hol.runner.lightning_module.HolModule` delegates everything task-specific to its task (an
+``nn.Module`` holding the metrics, so they follow the module's device):
+
+* :meth:`Task.split`: a batch into ``(inputs, target)``;
+* :meth:`Task.loss`: the training objective ``(output, target) -> scalar`` (``HolModule.loss``, also what the
+  refinement stages compare);
+* :meth:`Task.update` and :meth:`Task.compute`: the metrics of each stage, logged per epoch as
+  ``<stage>/<name>`` (``loss`` always); :attr:`Task.best`: the metrics whose best validation value so far is
+  logged as ``val/<name>_best``;
+* :meth:`Task.log_images`: TensorBoard images after each validation epoch and the test.
+
+The tasks (:data:`TASKS`):
+
+* ``classification``: cross entropy; ``loss``, ``acc``.
+* ``regression``: mean squared error; ``loss``, ``rmse``.
+* ``image_regression`` (``data=image``, an implicit representation): regression of pixel values on pixel
+  coordinates; also ``psnr`` (dB, peak = the width of the value range), at the test ``bpp`` (the model's
+  size in bits per pixel: coefficients x bits per coefficient / pixels), and the image the network renders.
+* ``generative`` (``model=vae``): the VAE objective ``reconstruction + beta * KL``, ``beta`` ramped up
+  linearly from 0 over the first ``kl_warmup_epochs`` epochs; logged: ``loss`` (the negative ELBO per image in
+  nats, i.e. with ``beta = 1``, whatever the objective's ``beta``), ``recon`` and ``kl``; images: test images
+  over their reconstructions, and samples from the prior.
+
+:func:`choose_task` picks the task: a generative network makes the generative task, else the data's own task.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MeanSquaredError, Metric
+from torchmetrics.classification import MulticlassAccuracy
+from torchvision.utils import make_grid
+
+from ..checks import check_choice, check_int, check_interval, check_number
+from ..vae import VAE
+
+STAGES = ("train", "val", "test")
+IMAGE_TAGS = {"reconstruction": "images/reconstruction", "reconstructions": "images/reconstructions",
+              "samples": "images/samples"}
+"""TensorBoard tags of the tasks' images: the implicit image's rendering, the VAE's reconstructions and
+samples."""
+
+
+class Task(nn.Module):
+    """A task: its loss, its metrics per stage and what it logs (module docstring). Subclasses define
+    :meth:`metrics`, :meth:`loss` and :meth:`update`, and may override the rest."""
+
+    name: ClassVar[str]
+    best: ClassVar[dict[str, str]] = {"loss": "min"}
+    """Metric name -> ``"min"`` or ``"max"``: the validation values whose best so far is logged."""
+
+    def __init__(self):
+        super().__init__()
+        for stage in STAGES:  # train_metrics, val_metrics, test_metrics ("train" is nn.Module's method)
+            setattr(self, f"{stage}_metrics", nn.ModuleDict(self.metrics()))
+
+    def stage_metrics(self, stage: str) -> nn.ModuleDict:
+        """The metrics of ``stage`` (one of :data:`STAGES`), by name."""
+        return getattr(self, f"{stage}_metrics")
+
+    def metrics(self) -> dict[str, Metric]:
+        """Fresh metrics of one stage, by name (``loss`` first)."""
+        raise NotImplementedError
+
+    def split(self, batch) -> tuple[Tensor, Tensor]:
+        """``(inputs, target)`` of a batch; by default the batch is that pair."""
+        inputs, target = batch
+        return inputs, target
+
+    def loss(self, output, target: Tensor) -> Tensor:
+        """The training objective, a batch mean."""
+        raise NotImplementedError
+
+    def update(self, stage: str, output, target: Tensor, loss: Tensor) -> None:
+        """Add a batch (its ``output`` and the detached ``loss``) to ``stage``'s metrics."""
+        raise NotImplementedError
+
+    def compute(self, stage: str, net: nn.Module) -> dict[str, Tensor]:
+        """The epoch's values of ``stage``'s metrics (which are then reset); ``net`` is the trained network,
+        for values of the model itself (its size)."""
+        values = {}
+        for name, metric in self.stage_metrics(stage).items():
+            values[name] = metric.compute()
+            metric.reset()
+        return values
+
+    def set_progress(self, epochs: float) -> None:
+        """Called before every training batch with the epochs done so far (fractional)."""
+
+    def log_images(self, stage: str, module) -> None:
+        """Log images to the module's TensorBoard loggers after a validation epoch or the test."""
+
+
+def tensorboard_writers(module) -> list:
+    """The ``SummaryWriter`` of every TensorBoard logger of a LightningModule (on the global-zero process)."""
+    if not module.trainer.is_global_zero:
+        return []
+    return [logger.experiment for logger in module.loggers if isinstance(logger, TensorBoardLogger)]
+
+
+class Classification(Task):
+    """Cross entropy on logits ``[B, num_classes]``; ``loss`` and ``acc``, best ``loss`` and ``acc``."""
+
+    name = "classification"
+    best: ClassVar[dict[str, str]] = {"loss": "min", "acc": "max"}
+
+    def __init__(self, num_classes: int):
+        self.num_classes = check_int("num_classes", num_classes, 2)
+        super().__init__()
+
+    def metrics(self) -> dict[str, Metric]:
+        return {"loss": MeanMetric(),
+                "acc": MulticlassAccuracy(num_classes=self.num_classes, average="micro")}
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(output, target)
+
+    def update(self, stage: str, output: Tensor, target: Tensor, loss: Tensor) -> None:
+        metrics = self.stage_metrics(stage)
+        metrics["loss"].update(loss, weight=len(target))
+        metrics["acc"].update(output.argmax(dim=-1), target)
+
+
+class Regression(Task):
+    """Mean squared error; ``loss`` and ``rmse``, best ``loss`` and ``rmse``."""
+
+    name = "regression"
+    best: ClassVar[dict[str, str]] = {"loss": "min", "rmse": "min"}
+
+    def metrics(self) -> dict[str, Metric]:
+        return {"loss": MeanMetric(), "rmse": MeanSquaredError(squared=False)}
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        return nn.functional.mse_loss(output, target)
+
+    def update(self, stage: str, output: Tensor, target: Tensor, loss: Tensor) -> None:
+        metrics = self.stage_metrics(stage)
+        metrics["loss"].update(loss, weight=len(target))
+        metrics["rmse"].update(output.detach(), target)
+
+
+def psnr(rmse: Tensor | float, peak: float) -> Tensor:
+    """Peak signal-to-noise ratio ``20 log10(peak / rmse)`` in dB."""
+    return 20 * torch.log10(peak / torch.as_tensor(rmse, dtype=torch.float64))
+
+
+def bits(net: nn.Module) -> int:
+    """The size of ``net``'s parameters in bits (each coefficient at its dtype's width)."""
+    return sum(parameter.numel() * parameter.element_size() * 8 for parameter in net.parameters())
+
+
+class ImageRegression(Regression):
+    """Regression of pixel values on pixel coordinates (an implicit image): also ``psnr`` in dB (peak: the
+    width of ``value_range``), at the test ``bpp`` (:func:`bits` / ``pixels``), and the rendered image.
+
+    Args:
+        value_range: the range the pixel intensities ``[0, 1]`` were mapped onto.
+        pixels: pixels of the image (``H W``).
+    """
+
+    name = "image_regression"
+    best: ClassVar[dict[str, str]] = {"loss": "min", "psnr": "max"}
+
+    def __init__(self, value_range: tuple[float, float] = (-1.0, 1.0), pixels: int = 1):
+        super().__init__()
+        self.value_range = check_interval("value_range", value_range)
+        self.pixels = check_int("pixels", pixels, 1)
+
+    def compute(self, stage: str, net: nn.Module) -> dict[str, Tensor]:
+        values = super().compute(stage, net)
+        low, high = self.value_range
+        values["psnr"] = psnr(values["rmse"], high - low).float()
+        if stage == "test":
+            values["bpp"] = torch.tensor(bits(net) / self.pixels)
+        return values
+
+    @torch.no_grad()
+    def log_images(self, stage: str, module) -> None:
+        writers = tensorboard_writers(module)
+        data = module.trainer.datamodule
+        if not writers or data is None:
+            return
+        low, high = self.value_range
+        values = torch.cat([module(chunk.to(module.device)).cpu()
+                            for chunk in data.coordinates().split(data.batch_size)])
+        image = ((data.to_image(values) - low) / (high - low)).clamp(0, 1)
+        for writer in writers:
+            writer.add_image(IMAGE_TAGS["reconstruction"], image, global_step=module.global_step)
+
+
+class Generative(Task):
+    """The VAE objective on images (module docstring); the targets are the input images' intensities in
+    ``[0, 1]``, computed from the inputs and the data's ``input_range``.
+
+    Args:
+        input_range: the range the data mapped the intensities ``[0, 1]`` onto.
+        beta: weight of the KL term in the objective.
+        kl_warmup_epochs: epochs over which the KL weight rises linearly from 0 to ``beta`` (0: none).
+        images: how many test images and samples are shown.
+    """
+
+    name = "generative"
+
+    def __init__(self, input_range: tuple[float, float] = (-1.0, 1.0), beta: float = 1.0,
+                 kl_warmup_epochs: float = 0, images: int = 8):
+        super().__init__()
+        self.input_range = check_interval("input_range", input_range)
+        self.beta = check_number("beta", beta, 0)
+        self.kl_warmup_epochs = check_number("kl_warmup_epochs", kl_warmup_epochs, 0)
+        self.images = check_int("images", images, 1)
+        self.kl_weight = self.beta if self.kl_warmup_epochs == 0 else 0.0
+
+    def metrics(self) -> dict[str, Metric]:
+        return {"loss": MeanMetric(), "recon": MeanMetric(), "kl": MeanMetric()}
+
+    def split(self, batch) -> tuple[Tensor, Tensor]:
+        inputs = batch[0]
+        low, high = self.input_range
+        return inputs, ((inputs - low) / (high - low)).clamp(0, 1)
+
+    def set_progress(self, epochs: float) -> None:
+        warmup = self.kl_warmup_epochs
+        self.kl_weight = self.beta * (min(1.0, epochs / warmup) if warmup else 1.0)
+
+    def loss(self, output, target: Tensor) -> Tensor:
+        return (output.reconstruction(target) + self.kl_weight * output.kl()).mean()
+
+    def update(self, stage: str, output, target: Tensor, loss: Tensor) -> None:
+        metrics = self.stage_metrics(stage)
+        reconstruction, kl = output.reconstruction(target).detach(), output.kl().detach()
+        metrics["loss"].update(reconstruction + kl)
+        metrics["recon"].update(reconstruction)
+        metrics["kl"].update(kl)
+
+    @torch.no_grad()
+    def log_images(self, stage: str, module) -> None:
+        writers = tensorboard_writers(module)
+        test_set = getattr(module.trainer.datamodule, "test_set", None)
+        if not writers or not test_set:
+            return
+        count = min(self.images, len(test_set))
+        inputs, targets = self.split([torch.stack([test_set[i][0] for i in range(count)]).to(module.device)])
+        reconstructions = module.net.reconstruct(inputs)
+        samples = module.net.sample(self.images, torch.Generator(module.device).manual_seed(0))
+        grids = {"reconstructions": make_grid(torch.cat([targets, reconstructions]).clamp(0, 1), nrow=count),
+                 "samples": make_grid(samples.clamp(0, 1), nrow=self.images)}
+        for name, grid in grids.items():
+            for writer in writers:
+                writer.add_image(IMAGE_TAGS[name], grid.cpu(), global_step=module.global_step)
+
+
+TASKS: dict[str, type[Task]] = {task.name: task for task in (Classification, Regression, ImageRegression,
+                                                             Generative)}
+
+
+def make_task(name: str, **options) -> Task:
+    """The task ``name`` (one of :data:`TASKS`) with its options."""
+    return TASKS[check_choice("task", name, TASKS)](**options)
+
+
+def choose_task(net: nn.Module, datamodule, beta: float = 1.0, kl_warmup_epochs: float = 0
+                ) -> tuple[str, dict[str, Any]]:
+    """``(task name, options)`` for ``net`` on ``datamodule``: ``generative`` for a :class:`hol.vae.VAE` (on
+    image data with an ``input_range``; ``beta`` and ``kl_warmup_epochs`` are its options), else the data's
+    ``task`` with its ``task_options``."""
+    if isinstance(net, VAE):
+        input_range = getattr(datamodule, "input_range", None)
+        if input_range is None:
+            raise ValueError(f"model=vae needs image data with an input_range (e.g. data=mnist), got "
+                             f"{type(datamodule).__name__}")
+        return "generative", {"input_range": list(input_range), "beta": beta,
+                              "kl_warmup_epochs": kl_warmup_epochs}
+    return datamodule.task, dict(datamodule.task_options)
