@@ -264,3 +264,28 @@ def test_refine_after_adapt_is_exact_and_keeps_the_domains():
     torch.testing.assert_close(refined(x), adapted(x), rtol=1e-12, atol=1e-12)
     _, report = adapt_domains_with_report(refined, x)  # the first layer's inputs and domains are adapted's
     assert report["layers.0"] < EXACT
+
+
+def test_rescaling_hidden_layers_keeps_the_function_and_puts_hidden_values_in_the_reference_domain():
+    """In an MLP without normalization, adapting rescales each hidden layer (affine map of its outputs) and
+    leaves the next layer's domain at the default: the same function, the hidden values ``(y - c) L / w``."""
+    net = hol.networks.MLP("continuous", 2, 1, 1, 3, normalization="none", n=4, segments=2, length=3.0)
+    net = randomize(net.double(), scale=2.0)
+    x = torch.rand(200, 2, dtype=DOUBLE) * 2 - 1
+    plain = hol.adapt_domains(net, x, rescale=False)
+    rescaled = hol.adapt_domains(net, x)
+    assert rescaled.adapt_max_change == plain.adapt_max_change  # the projections are the same
+    torch.testing.assert_close(rescaled(x), plain(x), rtol=1e-12, atol=1e-12)
+    for follower in rescaled.layers[1:]:  # [2, 3, 3, 1]: both layers after a hidden one keep the default
+        assert torch.equal(follower.domain_centre, torch.zeros(3, dtype=DOUBLE))
+        assert torch.equal(follower.domain_width, torch.full((3,), 3.0, dtype=DOUBLE))
+    centre, width = plain.layers[1].domain_centre, plain.layers[1].domain_width  # the hidden values' range
+    expected = (plain.layers[0](x) - centre) * (3.0 / width)
+    torch.testing.assert_close(rescaled.layers[0](x), expected, rtol=0, atol=1e-12)
+    assert expected.abs().max() < 1.6  # within [-L/2, L/2] up to the first layer's projection
+    assert not torch.equal(plain.layers[1].domain_width, rescaled.layers[1].domain_width)  # plain: moved
+    normalized = hol.networks.MLP("continuous", 2, 1, 1, 3, normalization="max_abs", n=4, segments=2).double()
+    kept = hol.adapt_domains(randomize(normalized), x)  # a normalization between: nothing is rescaled
+    assert not torch.equal(kept.layers[-1].domain_width, torch.full((3,), 2.0, dtype=DOUBLE))
+    with pytest.raises(ValueError, match=r"^rescale must be"):
+        hol.adapt_domains(net, x, rescale=1)

@@ -33,7 +33,7 @@ class ScaledLBFGS(torch.optim.LBFGS):
             if loss is None:
                 return loss
             if "loss_scale" not in state:
-                first = float(loss)
+                first = float(torch.as_tensor(loss).detach())
                 state["loss_scale"] = 1.0 / first if math.isfinite(first) and first > 0 else 1.0
             scale = state["loss_scale"]
             for parameter in self._params:
