@@ -17,6 +17,8 @@ Inputs are scaled into the layers' domain ``[-L/2, L/2]`` (``[-1, 1]`` for the d
 * ``mnist`` and ``cifar100`` map pixel intensities ``p`` in ``[0, 1]`` linearly onto ``input_range``
   (default ``[-1, 1]``): ``low + (high - low) p``.
 
+``batch_size: null`` puts each split in one batch (full-batch training such as L-BFGS, whatever the size).
+
 Shuffling is reproducible and resumable: the training order of epoch ``k`` depends only on ``(seed, k)``
 (:class:`EpochShuffleSampler`), so a run resumed from a checkpoint sees the same batches as an uninterrupted
 one.
@@ -74,9 +76,10 @@ class _DataModule(pl.LightningDataModule):
     input_shape: tuple[int, ...]
     out_features: int
 
-    def __init__(self, batch_size: int, num_workers: int, seed: int | None):
+    def __init__(self, batch_size: int | None, num_workers: int, seed: int | None):
         super().__init__()
-        self.batch_size = check_int("data.batch_size", batch_size, 1)
+        # None: every split in one batch (full-batch training, e.g. L-BFGS, whatever the split's size)
+        self.batch_size = None if batch_size is None else check_int("data.batch_size", batch_size, 1)
         self.num_workers = check_int("data.num_workers", num_workers, 0)
         self.seed = 0 if seed is None else int(seed)
         self.train_set = self.val_set = self.test_set = None
@@ -90,7 +93,8 @@ class _DataModule(pl.LightningDataModule):
         sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None
         # Its own generator: creating an iterator draws the workers' base seed from it, not from torch's
         # global generator, whose draws (dropout) must not depend on when Lightning creates iterators.
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+        batch_size = self.batch_size or max(len(dataset), 1)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0,
                           generator=torch.Generator().manual_seed(self.seed))
 
@@ -117,8 +121,8 @@ class SyntheticDataModule(_DataModule):
     dims: int
 
     def __init__(self, domain: Sequence[float] = (-1.0, 1.0), train_size: int = 1000, val_size: int = 200,
-                 test_size: int = 1000, batch_size: int = 32, num_workers: int = 0, seed: int | None = 0,
-                 dtype: str | None = None):
+                 test_size: int = 1000, batch_size: int | None = 32, num_workers: int = 0,
+                 seed: int | None = 0, dtype: str | None = None):
         super().__init__(batch_size, num_workers, seed)
         self.dtype = DTYPES[check_choice("data.dtype", dtype or "float32", DTYPES)]
         self.domain = check_interval("data.domain", domain)

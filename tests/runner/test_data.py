@@ -183,3 +183,10 @@ def test_cifar100_missing_files_message(tmp_path):
 def test_image_data_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         MNISTDataModule(**kwargs)
+
+
+def test_a_null_batch_size_puts_each_split_in_one_batch():
+    dm = FunctionDataModule(train_size=50, val_size=10, test_size=20, batch_size=None)
+    dm.setup()
+    assert [len(batch[0]) for batch in dm.train_dataloader()] == [50]
+    assert [len(batch[0]) for batch in dm.test_dataloader()] == [20]
