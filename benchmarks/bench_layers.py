@@ -9,7 +9,10 @@ All cases of a part run in one process, interleaved, and report medians (see ``c
 with ``torch.set_num_threads(2)``.
 
 Usage: ``python benchmarks/bench_layers.py [--rounds 5] [--kinds continuous,linear] [--segments 1,2]
-[--backends dense,sparse]``; the ``backend`` column is the path a layer actually took.
+[--backends dense,sparse] [--device cpu|cuda] [--record NAME]``; the ``backend`` column is the path a layer
+actually took. On CUDA every step is synchronized (part 2, the reference, runs on the CPU). ``--record NAME``
+writes part 1's table as ``benchmarks/results/NAME.json`` and part 2's as ``NAME_reference.json``
+(:mod:`results`).
 """
 from __future__ import annotations
 
@@ -18,33 +21,32 @@ import importlib.util
 
 import torch
 from common import format_table, forward_backward, interleaved_medians
+from results import record
 from torch import nn
 
 import hol.layers
 
-PIECEWISE_KINDS = ("continuous", "discontinuous", "continuous_prod", "discontinuous_prod")
-BACKEND_KINDS = ("continuous", "discontinuous")  # kinds with a choice of compute path (``backend``)
 BASELINE = "linear(I*n, O)"
 
 
 def layer_cases(kinds, segments_list, backends, batch: int, features: int, n: int,
                 device) -> dict[str, tuple]:
     """``label -> (kind, S, backend, step)`` for every kind (piecewise kinds once per ``S``, kinds with a
-    ``backend`` option once per backend) and the baseline."""
+    choice of compute path once per backend; each kind gets the options it takes) and the baseline. Kinds
+    without trainable parameters (fixed embeddings) are left out."""
     generator = torch.Generator().manual_seed(0)
     cases = {}
     for kind in kinds:
-        for segments in segments_list if kind in PIECEWISE_KINDS else (None,):
-            for backend in backends if kind in BACKEND_KINDS else (None,):
-                options = {} if kind in ("linear", "relu") else {"n": n}
-                if segments is not None:
-                    options["segments"] = segments
-                if backend is not None:
-                    options["backend"] = backend
-                if kind == "polynomial_nd":
-                    options["dims"] = 2
+        info = hol.layers.kind_info(kind)
+        for segments in segments_list if info.piecewise else (None,):
+            for backend in backends if info.sparse_capable else (None,):
+                options = {"n": n, "segments": segments, "backend": backend, "dims": 2}
+                options = {key: value for key, value in options.items()
+                           if key in info.options and value is not None}
                 layer = hol.layers.fc(kind, features, features, device=device, **options)
-                shape = (batch, features, 2) if kind == "polynomial_nd" else (batch, features)
+                if not any(parameter.requires_grad for parameter in layer.parameters()):
+                    continue  # a fixed embedding (fourier_features): no backward to time
+                shape = (batch, features, 2) if "dims" in options else (batch, features)
                 x = (torch.rand(*shape, generator=generator) * 2 - 1).to(device)
                 used = layer.compute_backend(x) if hasattr(layer, "compute_backend") else "-"
                 if backend == "auto":
@@ -65,9 +67,16 @@ def bench_kinds(args) -> None:
     base = medians[BASELINE]
     rows = [(kind, s, used, 1e3 * medians[label], medians[label] / base)
             for label, (kind, s, used, _) in cases.items()]
-    print(f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, {torch.get_num_threads()} threads, "
-          f"median of {args.rounds} interleaved rounds; ratio = time / time of nn.Linear(I*n, O)")
-    print(format_table(("kind", "S", "backend", "ms", "ratio"), rows))
+    description = (f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, float32, {args.device}, "
+                   f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds; ratio = "
+                   f"time / time of nn.Linear(I*n, O) ({1e3 * base:.3f} ms)")
+    columns = ("kind", "S", "backend", "ms", "ratio")
+    print(description)
+    print(format_table(columns, rows))
+    if args.record:
+        record(args.record, "Fully connected kinds over nn.Linear(I*n, O)", columns,
+               [[None if cell == "-" else cell for cell in row] for row in rows], description + ".",
+               device=args.device)
 
 
 def reference_pairs(features: int, n: int, segments: int):
@@ -113,9 +122,15 @@ def bench_reference(args) -> None:
     medians = interleaved_medians(cases, rounds=args.rounds)
     rows = [(name, 1e3 * medians[f"ref {name}"], 1e3 * medians[f"hol {name}"],
              medians[f"ref {name}"] / medians[f"hol {name}"]) for name in names]
-    print(f"\nfwd+bwd vs high-order-layers-torch, B={batch}, I=O={features}, n={n}, S={segments}, "
-          f"median of {args.rounds} interleaved rounds")
-    print(format_table(("kind", "reference ms", "hol ms", "speed-up"), rows))
+    description = (f"fwd+bwd vs high-order-layers-torch 2.6.0 (the same weights), B={batch}, I=O={features}, "
+                   f"n={n}, S={segments}, float32, cpu, {torch.get_num_threads()} threads, median of "
+                   f"{args.rounds} interleaved rounds")
+    columns = ("kind", "reference ms", "hol ms", "speed-up")
+    print(f"\n{description}")
+    print(format_table(columns, rows))
+    if args.record:
+        record(f"{args.record}_reference", "hol over high-order-layers-torch", columns, rows,
+               description + ".")
 
 
 def parse_args():
@@ -133,6 +148,7 @@ def parse_args():
                              "(default auto)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     return parser.parse_args()
 
 

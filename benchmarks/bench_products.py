@@ -9,7 +9,9 @@ interleaved, and report medians (``common.interleaved_medians``), with ``torch.s
 Saved activations: bytes of the tensors autograd keeps for the backward (parameters excluded), counted with
 ``torch.autograd.graph.saved_tensors_hooks`` on one forward; ``bound`` is ``B O + B I n`` values of the dtype.
 
-Usage: ``python benchmarks/bench_products.py [--rounds 5] [--segments 1,2,16,64] [--einsum]``.
+Usage: ``python benchmarks/bench_products.py [--rounds 5] [--segments 1,2,16,64] [--einsum]
+[--device cpu|cuda] [--record NAME]``. On CUDA the operator runs its Triton kernels and every step is
+synchronized. ``--record NAME`` writes the table as ``benchmarks/results/NAME.json`` (:mod:`results`).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import argparse
 
 import torch
 from common import format_table, interleaved_medians
+from results import record
 from torch import nn
 
 import hol.layers
@@ -69,14 +72,14 @@ def saved_bytes(module: nn.Module, x: torch.Tensor, hidden: bool) -> int:
 def cases(args) -> tuple[dict, dict]:
     """``label -> step`` for every timed case and ``label -> (kind, S, path, flavour, saved MB)``."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(args.batch, args.features, generator=generator) * 2 - 1
+    x = (torch.rand(args.batch, args.features, generator=generator) * 2 - 1).to(args.device)
     steps, rows = {}, {}
     for kind in KINDS:
         for segments in args.segments if kind in PIECEWISE else (None,):
             options = {} if kind == "product" else {"n": args.n}
             if segments is not None:
                 options["segments"] = segments
-            layer = hol.layers.fc(kind, args.features, args.features, **options)
+            layer = hol.layers.fc(kind, args.features, args.features, device=args.device, **options)
             paths = {"operator": layer} | ({"einsum": EinsumProduct(layer)} if args.einsum else {})
             for path, module in paths.items():
                 for flavour in ("input", "hidden"):
@@ -84,8 +87,8 @@ def cases(args) -> tuple[dict, dict]:
                     steps[label] = step(module, x, flavour == "hidden")
                     rows[label] = (kind, "-" if segments is None else segments, path, flavour,
                                    saved_bytes(module, x, flavour == "hidden") / 2**20)
-    baseline = nn.Linear(args.features * args.n, args.features)
-    wide = torch.rand(args.batch, args.features * args.n, generator=generator) * 2 - 1
+    baseline = nn.Linear(args.features * args.n, args.features, device=args.device)
+    wide = (torch.rand(args.batch, args.features * args.n, generator=generator) * 2 - 1).to(args.device)
     for flavour in ("input", "hidden"):
         label = f"{BASELINE} {flavour}"
         steps[label] = step(baseline, wide, flavour == "hidden")
@@ -103,17 +106,26 @@ def main() -> None:
     parser.add_argument("--segments", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 16, 64])
     parser.add_argument("--einsum", action="store_true",
                         help="also time the einsum formula (slow: ~0.5-1.5 s a step)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps, rows = cases(args)
-    medians = interleaved_medians(steps, rounds=args.rounds)
+    medians = interleaved_medians(steps, rounds=args.rounds, device=args.device)
     bound = (args.batch * args.features + args.batch * args.features * args.n) * 4 / 2**20
     table = [(*rows[label][:4], 1e3 * medians[label],
               medians[label] / medians[f"{BASELINE} {rows[label][3]}"], rows[label][4]) for label in steps]
-    print(f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, float32, {torch.get_num_threads()} "
-          f"threads, median of {args.rounds} interleaved rounds; ratio = time / time of {BASELINE} with the "
-          f"same backward; saved = activations kept for the backward (bound B O + B I n = {bound:.2f} MB)")
-    print(format_table(("kind", "S", "path", "backward", "ms", "ratio", "saved MB"), table))
+    description = (f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, float32, {args.device}, "
+                   f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds; ratio = "
+                   f"time / time of {BASELINE} with the same backward; saved = activations kept for the "
+                   f"backward (bound B O + B I n = {bound:.2f} MB)")
+    columns = ("kind", "S", "path", "backward", "ms", "ratio", "saved MB")
+    print(description)
+    print(format_table(columns, table))
+    if args.record:
+        record(args.record, "Product units over nn.Linear(I*n, O)", columns,
+               [[None if cell == "-" else cell for cell in row] for row in table], description + ".",
+               device=args.device)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ of the sparse product (``HOL_SPARSE_CPP=0`` times the torch one); the ``auto`` c
 the faster path's.
 
 Usage: ``python benchmarks/bench_sparse.py [--segments 1,2,4,8,16,32,64,128] [--dense-max-segments 16]
-[--device cpu] [--rounds 9]``. The dense path at large ``S`` takes seconds per step and ``B I K`` floats of
-memory, hence ``--dense-max-segments``.
+[--device cpu|cuda] [--rounds 9] [--record NAME]``. The dense path at large ``S`` takes seconds per step on a
+CPU and ``B I K`` floats of memory, hence ``--dense-max-segments``. On CUDA every step is synchronized and the
+sparse product is the Triton kernels'. ``--record NAME`` writes the table as ``benchmarks/results/NAME.json``
+(:mod:`results`).
 """
 from __future__ import annotations
 
@@ -24,10 +26,11 @@ import argparse
 
 import torch
 from common import format_table, forward_backward, interleaved_medians
+from results import record
 from torch import nn
 
 import hol.layers
-from hol.layers import sparse, sparse_cpp
+from hol.layers import sparse, sparse_cpp, sparse_ops
 from hol.layers.bases import piecewise_width
 
 
@@ -48,7 +51,12 @@ def saved_bytes(module: nn.Module, x: torch.Tensor) -> int:
 
 
 def machine(device: str) -> str:
-    """CPU model, instruction sets of the C++ kernels and the implementation of the sparse product."""
+    """CPU model and instruction sets of the C++ kernels, or the GPU, and the implementation of the sparse
+    product."""
+    if torch.device(device).type == "cuda":
+        triton = sparse_ops.triton_kernels() is not sparse_ops.HOST_KERNELS
+        return (f"{torch.cuda.get_device_name(torch.device(device))}, sparse product: "
+                f"{'Triton kernels' if triton else 'torch ops (Triton unavailable)'}")
     if torch.device(device).type != "cpu":
         return f"{device}, sparse product: torch ops"
     if not sparse_cpp.extension_available():
@@ -67,6 +75,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch, features, n, device = args.batch, args.features, args.n, args.device
@@ -111,10 +120,18 @@ def main() -> None:
                      dense_s / base if with_dense else "-", sparse_s / base,
                      f"{saved_bytes(layers[segments, 'dense'], x) / 2**20:.1f}" if with_dense else "-",
                      f"{saved_bytes(layers[segments, 'sparse'], x) / 2**20:.1f}", auto, auto_over_best))
-    print(format_table(("S", "K", "dense ms", "sparse ms", "dense ratio", "sparse ratio", "dense saved MB",
-                        "sparse saved MB", "auto", "auto/best"), rows))
+    columns = ("S", "K", "dense ms", "sparse ms", "dense ratio", "sparse ratio", "dense saved MB",
+               "sparse saved MB", "auto", "auto/best")
+    print(format_table(columns, rows))
     sparse_ms = [medians[f"sparse {segments}"] for segments in segment_counts]
-    print(f"sparse time max/min over S: {max(sparse_ms) / min(sparse_ms):.2f}")
+    flatness = f"sparse time max/min over S: {max(sparse_ms) / min(sparse_ms):.2f}"
+    print(flatness)
+    if args.record:
+        notes = (f"Continuous layer fwd+bwd, B={batch}, I=O={features}, n={n}, float32, inputs with "
+                 f"gradient; ratio over nn.Linear(I*n, O) ({1e3 * base:.3f} ms); {machine(device)}; "
+                 f"median of {args.rounds} interleaved rounds; {flatness}.")
+        record(args.record, "Dense vs segment-sparse path over S", columns,
+               [[None if cell == "-" else cell for cell in row] for row in rows], notes, device=device)
 
 
 if __name__ == "__main__":

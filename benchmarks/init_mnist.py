@@ -9,6 +9,9 @@ Needs the raw MNIST files under ``--root`` (torchvision layout, no download). Us
 
     OMP_NUM_THREADS=1 python benchmarks/init_mnist.py --seeds 2                                  # ~4 min
     OMP_NUM_THREADS=1 python benchmarks/init_mnist.py --seeds 2 --depth 3 --train-samples 10000  # ~1.5 min
+    python benchmarks/init_mnist.py --device cuda                                                 # on a GPU
+
+``--record NAME`` writes the table as ``benchmarks/results/NAME.json`` (:mod:`results`).
 
 The deeper network separates the inits clearly: flat (``constant``) links pass no gradient to the layers
 before them at the first step, so the deeper the network, the longer it stalls.
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import torch
 from common import format_table
+from results import record
 from torch import nn
 from torchvision.datasets import MNIST
 
@@ -29,11 +33,11 @@ import hol.layers
 from hol.layers.init import INITS
 
 
-def load_mnist(root: str, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images flattened to ``[N, 784]`` with pixels scaled to ``[-1, 1]``, and labels ``[N]``."""
+def load_mnist(root: str, train: bool, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Images flattened to ``[N, 784]``, pixels scaled to ``[-1, 1]``, and labels ``[N]``, on ``device``."""
     dataset = MNIST(root=root, train=train, download=False)
     images = dataset.data.reshape(len(dataset.data), -1).float() / 127.5 - 1
-    return images, dataset.targets
+    return images.to(device), dataset.targets.to(device)
 
 
 def network(init: str, n: int, segments: int, hidden: int, depth: int) -> nn.Module:
@@ -51,7 +55,7 @@ def train_and_test(model: nn.Module, train, test, *, batch_size: int, lr: float,
     """One pass of Adam over ``train``; returns the accuracy on ``test``."""
     images, labels = train
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed)).to(images.device)
     model.train()
     for start in range(0, len(images), batch_size):
         batch = order[start:start + batch_size]
@@ -76,29 +80,36 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=None, help="default: all 60 000")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     args = parser.parse_args()
 
-    train, test = load_mnist(args.root, train=True), load_mnist(args.root, train=False)
+    train = load_mnist(args.root, train=True, device=args.device)
+    test = load_mnist(args.root, train=False, device=args.device)
     if args.train_samples is not None:
         train = (train[0][:args.train_samples], train[1][:args.train_samples])
-    print(f"MNIST: {len(train[0])} training samples (1 epoch), {len(test[0])} test samples; "
-          f"784 -> {args.depth} x {args.hidden} -> 10 continuous, segments={args.segments}, "
-          f"max_abs between layers, Adam lr={args.lr}, batch {args.batch_size}, {args.seeds} seeds, "
-          f"{torch.get_num_threads()} threads")
+    description = (f"MNIST: {len(train[0])} training samples (1 epoch), {len(test[0])} test samples; "
+                   f"784 -> {args.depth} x {args.hidden} -> 10 continuous, segments={args.segments}, "
+                   f"max_abs between layers, Adam lr={args.lr}, batch {args.batch_size}, {args.seeds} seeds, "
+                   f"{args.device}, {torch.get_num_threads()} threads")
+    print(description)
     rows = []
     for n in args.n:
         for init in INITS:
             accuracies, start = [], time.perf_counter()
             for seed in range(args.seeds):
                 torch.manual_seed(seed)
-                model = network(init, n, args.segments, args.hidden, args.depth)
+                model = network(init, n, args.segments, args.hidden, args.depth).to(args.device)
                 accuracies.append(train_and_test(model, train, test, batch_size=args.batch_size, lr=args.lr,
                                                  seed=seed))
             rows.append((n, init, 100 * statistics.mean(accuracies), 100 * min(accuracies),
                          " ".join(f"{100 * a:.2f}" for a in accuracies),
                          (time.perf_counter() - start) / args.seeds))
             print(f"n={n} init={init}: test accuracy {rows[-1][4]} %", flush=True)
-    print(format_table(("n", "init", "mean %", "min %", "per seed %", "s/run"), rows))
+    columns = ("n", "init", "mean %", "min %", "per seed %", "s/run")
+    print(format_table(columns, rows))
+    if args.record:
+        record(args.record, "Test accuracy by init", columns, rows, description + ".", device=args.device)
 
 
 if __name__ == "__main__":

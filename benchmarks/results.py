@@ -7,7 +7,8 @@ was measured). In the README a table sits between the markers ``<!-- results: NA
 ``<!-- /results -->`` (NAME: the file's stem). ``python benchmarks/results.py`` rewrites every marked block
 from its file; the test suite fails if a block differs from its file, so no table is typed by hand.
 
-Scripts record a table with :func:`record` (usually behind a ``--record NAME`` option).
+Scripts record a table with :func:`record` (usually behind a ``--record NAME`` option). ``HOL_RESULTS_DIR``
+sends the files elsewhere (``benchmarks/gpu_check.sh`` collects a device's results in its output folder).
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 
-def machine() -> str:
-    """This machine's CPU model and the threads torch uses, e.g. ``"AMD EPYC (2 threads)"``."""
+def machine(device: str = "cpu") -> str:
+    """This machine's CPU model and the threads torch uses, e.g. ``"AMD EPYC (2 threads)"``; for a CUDA
+    ``device``, the GPU first: ``"NVIDIA H200 (CUDA 12.8), host AMD EPYC (16 threads)"``."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -40,22 +42,26 @@ def machine() -> str:
         pass
     import torch
 
-    return f"{model} ({torch.get_num_threads()} threads)"
+    host = f"{model} ({torch.get_num_threads()} threads)"
+    if torch.device(device).type == "cuda":
+        return f"{torch.cuda.get_device_name(torch.device(device))} (CUDA {torch.version.cuda}), host {host}"
+    return host
 
 
 def record(name: str, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], notes: str = "",
-           command: str | None = None) -> Path:
-    """Write the result file ``benchmarks/results/NAME.json`` for a table measured now on this machine;
-    ``command`` defaults to this process's command line."""
+           command: str | None = None, device: str = "cpu") -> Path:
+    """Write the result file ``benchmarks/results/NAME.json`` (or under ``$HOL_RESULTS_DIR``) for a table
+    measured now on this machine's ``device``; ``command`` defaults to this process's command line."""
     if not re.fullmatch(r"[\w.-]+", name):
         raise ValueError(f"result name must be letters, digits, '_', '.', '-', got {name!r}")
     command = command or " ".join(["python", *[os.path.relpath(a, ROOT) if a == sys.argv[0] else a
                                                for a in sys.argv]])
-    result = {"title": title, "command": command, "machine": machine(),
+    result = {"title": title, "command": command, "machine": machine(device),
               "date": datetime.date.today().isoformat(), "columns": list(columns),
               "rows": [list(row) for row in rows], "notes": notes}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    folder = Path(os.environ.get("HOL_RESULTS_DIR") or RESULTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     return path
 

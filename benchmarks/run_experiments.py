@@ -7,9 +7,10 @@ repository).
 
 Usage::
 
-    python benchmarks/run_experiments.py [--experiments function xor ...] [--record experiments]
+    python benchmarks/run_experiments.py [--experiments function xor ...] [--device cuda] [--record NAME]
 
 With ``--record NAME`` the table is written to ``benchmarks/results/NAME.json`` (see ``results.py``).
+``--device cuda`` runs every preset with ``trainer=gpu`` (one CUDA GPU, bfloat16 autocast).
 """
 from __future__ import annotations
 
@@ -47,13 +48,13 @@ def describe(net: dict) -> str:
             f"{net['kernel_size']}x{net['kernel_size']} {layer['kind']} {order}, head {net['head']}")
 
 
-def run(experiment: str, data_root: str, folder: Path) -> list:
-    """One preset through the ``hol`` command; its table row."""
+def run(experiment: str, data_root: str, folder: Path, device: str = "cpu") -> list:
+    """One preset through the ``hol`` command (``trainer=gpu`` for a CUDA ``device``); its table row."""
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         data = compose("train", overrides=[f"experiment={experiment}"]).data
     command = [str(Path(sys.executable).with_name("hol")), "train", f"experiment={experiment}",
                *([f"data.root={data_root}"] if "root" in data else []), f"hydra.run.dir={folder}",
-               "callbacks.rich_progress_bar=null"]
+               "callbacks.rich_progress_bar=null", *(["trainer=gpu"] if device.startswith("cuda") else [])]
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
     seconds = time.perf_counter() - start
@@ -69,13 +70,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", nargs="+", default=list(PRESETS), choices=PRESETS)
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: trainer=gpu")
     parser.add_argument("--record", metavar="NAME", help="write benchmarks/results/NAME.json")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="hol-experiments-"))
     rows = []
     try:
         for experiment in args.experiments:
-            rows.append(run(experiment, args.data_root, folder / experiment))
+            rows.append(run(experiment, args.data_root, folder / experiment, args.device))
             print(" | ".join(map(str, rows[-1])), flush=True)
     finally:
         shutil.rmtree(folder)
@@ -83,7 +85,7 @@ def main() -> None:
     if args.record:
         notes = ("Each preset run once with its default seed (42) by the `hol` command, one process at a "
                  "time; wall time of the whole command.")
-        results.record(args.record, "The experiment presets", columns, rows, notes)
+        results.record(args.record, "The experiment presets", columns, rows, notes, device=args.device)
 
 
 if __name__ == "__main__":

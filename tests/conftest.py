@@ -6,12 +6,25 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.helpers.data_files import make_cifar100, make_mnist
 
 # backend="auto" decides from a per-machine timing calibration (hol.layers.sparse_cost): fixed costs here keep
 # the suite independent of timings and of the machine (tests of the calibration itself unset this)
 os.environ.setdefault("HOL_SPARSE_COST", "3.6,0.9,4.0")
+os.environ.setdefault("HOL_SPARSE_COST_CUDA", "3.6,0.9,4.0")  # the same on a CUDA GPU
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked ``cuda`` skip cleanly on machines without a CUDA GPU."""
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if not HAS_CUDA and item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
 
 SWEEP_APP = Path(__file__).parent / "helpers" / "sweep_app"
 

@@ -1,18 +1,47 @@
-"""The benchmark scripts stay runnable as the code moves: each one imports and parses its options."""
+"""The benchmark scripts stay runnable as the code moves: each one imports and parses its options, and those
+that need no data set run end to end at toy sizes, recording their tables (``--record``) into a temporary
+folder in the format the README's tables are rendered from."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPTS = sorted(path for path in (Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py")
-                 if path.name not in ("__init__.py", "common.py"))
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(path for path in BENCHMARKS.glob("*.py") if path.name not in ("__init__.py", "common.py"))
+
+TOY = {
+    "bench_layers": ["--batch", "16", "--features", "4", "--segments", "1,2",
+                     "--backends", "auto,dense,sparse", "--skip-reference"],
+    "bench_products": ["--batch", "16", "--features", "4", "--segments", "1,2"],
+    "bench_sparse": ["--batch", "32", "--features", "4", "--segments", "1,2,4", "--dense-max-segments", "2"],
+    "bench_conv": ["--batch", "1"],
+    "bench_vae": ["--batch", "2"],
+}
+"""Toy-size arguments of the scripts that run without a data set (every kind, every path they time)."""
+
+
+def run(script: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300,
+                          check=False, cwd=script.parent, env=env)
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[path.stem for path in SCRIPTS])
 def test_script_imports_and_parses_its_options(script):
-    done = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=script.parent)
+    done = run(script, "--help")
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", sorted(TOY))
+def test_script_runs_at_toy_sizes_and_records_its_table(name, tmp_path):
+    env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path), "HOL_SPARSE_COST": "3.6,0.9,4.0"}
+    done = run(BENCHMARKS / f"{name}.py", *TOY[name], "--rounds", "1", "--threads", "1", "--record", "toy",
+               env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "toy.json").read_text())
+    assert result["rows"] and all(len(row) == len(result["columns"]) for row in result["rows"])
+    assert name in result["command"] and result["machine"]

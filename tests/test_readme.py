@@ -173,3 +173,20 @@ def test_tables_are_the_renderings_of_their_result_files():
     assert results.rendered_readme(README) == README, "run `python benchmarks/results.py` after measuring"
     for block in blocks:
         assert (results.RESULTS / f"{block[1]}.json").is_file()
+
+
+def test_every_config_group_and_option_is_named():
+    """The README's list of config groups names every group of ``conf/`` and every option of the groups it
+    lists options for, and every experiment preset appears in a command."""
+    paragraph = re.search(r"Config groups \(`conf/`\):(.*?)\n\n", README, re.S)
+    assert paragraph, "the README's 'Config groups (`conf/`):' paragraph"
+    listed = paragraph.group(1)
+    conf = ROOT / "conf"
+    for group in sorted(p for p in conf.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment")):
+        assert f"`{group.name}`" in listed, f"config group {group.name} missing from the README's list"
+        if group.name in ("layer", "callbacks", "hparams_search", "paths"):  # described, not enumerated
+            continue
+        for option in sorted(group.glob("*.yaml")):
+            assert f"`{option.stem}`" in listed, f"{group.name}={option.stem} missing from the README's list"
+    for preset in sorted((ROOT / "experiments").glob("*.yaml")):
+        assert f"`{preset.stem}`" in README, f"the README does not name experiment {preset.stem}"

@@ -15,7 +15,7 @@ Two parts:
   geometry and extrapolation as the dense expansion; derivatives of ``phi`` in ``x`` of every order come from
   autograd;
 * the product, a torch operator with its two derivative products (:mod:`hol.layers.sparse_ops`: C++ kernels on
-  the CPU), closed under differentiation.
+  the CPU, Triton kernels on CUDA), closed under differentiation.
 
 So the sparse path has the dense path's derivatives of every order (``create_graph=True``, double backward,
 ``torch.autograd.functional.hessian``), ``torch.func`` transforms (``grad``, ``vjp``, ``jacrev``, ``jacfwd``,
@@ -64,9 +64,16 @@ def segment_basis(x: Tensor, transform: Tensor, segments: int, length: float, co
 def _autocast_dtype(device_type: str) -> torch.dtype | None:
     """The dtype ``nn.Linear`` computes in under ``torch.autocast`` when it is enabled for ``device_type``,
     else ``None``."""
-    if not (torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
+    if not (_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
         return None
     return torch.get_autocast_dtype(device_type)
+
+
+@torch.compiler.assume_constant_result
+def _autocast_available(device_type: str) -> bool:
+    """Whether torch has autocast for ``device_type`` (a constant for ``torch.compile``: torch 2.11's dynamo
+    cannot trace ``torch.amp.is_autocast_available``)."""
+    return torch.amp.is_autocast_available(device_type)
 
 
 def _autocast(tensor: Tensor, dtype: torch.dtype | None) -> Tensor:

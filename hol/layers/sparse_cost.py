@@ -16,15 +16,22 @@ The sparse path is chosen when ``B (a + b n) + c K < B K``; for a batch that is 
 with a dynamic batch, ``torch.compile`` with dynamic shapes) the large-batch limit ``a + b n < K`` decides, so
 the choice never guards on the batch size. Nothing depends on data values.
 
-``(a, b, c)`` are measured once per machine (:func:`calibrate`, about a second) on first use, for each step,
-dtype, implementation of the sparse product (C++ kernels or torch ops), CPU, torch version and thread count,
-and cached in ``$HOL_CACHE_DIR/sparse_cost.json`` (default ``~/.cache/hol``). ``HOL_SPARSE_COST="a,b,c"``
-overrides the measurement. While a graph is traced before any calibration exists, :data:`DEFAULT_COST` stands
-in (measuring then would time fake tensors). Devices without a sparse kernel of their own (everything but the
-CPU so far) get the dense path: the torch sparse ops there are slower than the GEMM at the sizes layers use.
+``(a, b, c)`` are measured once per machine and device (:func:`calibrate`, about a second) on first use, for
+each step, dtype, device (the CPU: model, instruction sets and thread count; a CUDA GPU: its name),
+implementation of the sparse product (C++ kernels or torch ops on the CPU, the Triton kernels on CUDA) and
+torch version, and cached in ``$HOL_CACHE_DIR/sparse_cost.json`` (default ``~/.cache/hol``): a CUDA machine
+measures its own GPU. ``HOL_SPARSE_COST="a,b,c"`` overrides the CPU's measurement, ``HOL_SPARSE_COST_CUDA``
+the CUDA GPUs'.
+
+Where nothing can be measured the dense path is chosen, so the default is never slower than dense: on devices
+without a sparse kernel of their own (all but the CPU, and CUDA with Triton; torch's sparse ops there are
+slower than the GEMM at the sizes layers use), and on CUDA while a graph is traced before any calibration
+exists (measuring then would time fake tensors). On the CPU, :data:`DEFAULT_COST`, a measured fit, stands in
+while tracing before calibration.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -36,6 +43,7 @@ from typing import NamedTuple
 import torch
 
 from . import sparse_cpp
+from .sparse_ops import HOST_KERNELS, triton_kernels
 
 
 class SparseCost(NamedTuple):
@@ -51,6 +59,7 @@ DEFAULT_COST = SparseCost(3.6, 0.9, 4.0)
 S = 2 to 8, B x I x O from 64 x 100 x 10 to 1024 x 256 x 256. Only used while tracing before calibration."""
 
 ENVIRONMENT = "HOL_SPARSE_COST"
+"""The override of the CPU's cost; other device types append their name: ``HOL_SPARSE_COST_CUDA``."""
 STEPS = ("inputs", "weights", "none")
 _measured: dict[str, SparseCost] = {}
 
@@ -66,38 +75,65 @@ def step_of(x: torch.Tensor, weight: torch.Tensor) -> str:
 def choose_backend(*, n: int, segments: int, batch, in_features: int, out_features: int,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                    continuous: bool = True, step: str = "inputs") -> str:
-    """``"dense"`` or ``"sparse"``, whichever the cost model expects to be faster for ``step``
-    (:data:`STEPS`).
+    """``"dense"`` or ``"sparse"``, whichever the cost model of ``device`` expects to be faster for ``step``
+    (:data:`STEPS`); ``"dense"`` where the device cannot be measured (module docstring).
 
     ``batch`` (samples per call) may be a ``torch.SymInt``: then the large-batch limit decides (module
     docstring). ``dtype``: the compute dtype (under ``torch.autocast`` the autocast dtype is used instead, as
-    for ``nn.Linear``). Calibrates on the first call for a (step, dtype) with ``K > n``. Raises ``ValueError``
-    for an unknown ``step``.
+    for ``nn.Linear``). Calibrates on the first call for a (device, step, dtype) with ``K > n``. Raises
+    ``ValueError`` for an unknown ``step``.
     """
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; allowed: {', '.join(STEPS)}")
     device = torch.device(device)
     width = (n - 1) * segments + 1 if continuous else n * segments
-    if width <= n or device.type != "cpu":  # one segment: the GEMM does the same multiply-adds, faster
+    if width <= n or not measurable(device):  # one segment: the GEMM does the same multiply-adds, faster
         return "dense"
-    if torch.is_autocast_enabled(device.type) and dtype != torch.float64:
+    if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type) \
+            and dtype != torch.float64:
         dtype = torch.get_autocast_dtype(device.type)
-    fixed, per_node, weight_passes = sparse_cost(dtype, step)
+    cost = sparse_cost(dtype, step, device_name(device))
+    if cost is None:
+        return "dense"
+    fixed, per_node, weight_passes = cost
     per_sample = fixed + per_node * n
     if isinstance(batch, torch.SymInt):
         return "sparse" if per_sample < width else "dense"
     return "sparse" if batch * per_sample + weight_passes * width < batch * width else "dense"
 
 
+def measurable(device: torch.device) -> bool:
+    """Whether ``device`` has a sparse kernel of its own that :func:`calibrate` can time: the CPU, a CUDA
+    GPU with the Triton kernels."""
+    if device.type == "cpu":
+        return True
+    return device.type == "cuda" and _cuda_kernels_measurable()
+
+
 @torch.compiler.assume_constant_result
-def sparse_cost(dtype: torch.dtype, step: str = "inputs") -> SparseCost:
-    """The CPU cost of the sparse path for ``dtype`` and ``step``: ``HOL_SPARSE_COST``, else this process's or
-    the disk's calibration, else a new calibration (:data:`DEFAULT_COST` while tracing). A constant for
-    ``torch.compile``."""
-    override = os.environ.get(ENVIRONMENT)
+def _cuda_kernels_measurable() -> bool:
+    """A CUDA GPU is there and the Triton kernels serve it (a constant for ``torch.compile``)."""
+    return torch.cuda.is_available() and triton_kernels() is not HOST_KERNELS
+
+
+def device_name(device: torch.device) -> str:
+    """``"cpu"`` or ``"cuda:INDEX"`` (the current device for a bare ``"cuda"``)."""
+    if device.type == "cuda":
+        return f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}"
+    return device.type
+
+
+@torch.compiler.assume_constant_result
+def sparse_cost(dtype: torch.dtype, step: str = "inputs", device: str = "cpu") -> SparseCost | None:
+    """The cost of the sparse path for ``dtype`` and ``step`` on ``device`` (:func:`device_name`): the
+    override (``HOL_SPARSE_COST``, ``HOL_SPARSE_COST_CUDA``), else this process's or the disk's calibration,
+    else a new calibration; while tracing before any calibration, :data:`DEFAULT_COST` on the CPU and ``None``
+    (no measurement: dense) elsewhere. A constant for ``torch.compile``."""
+    device_type = torch.device(device).type
+    override = os.environ.get(environment_variable(device_type))
     if override:
-        return parse_cost(override)
-    key = cache_key(dtype, step)
+        return parse_cost(override, environment_variable(device_type))
+    key = cache_key(dtype, step, device)
     if key in _measured:
         return _measured[key]
     cached = _read_cache().get(key)
@@ -105,30 +141,47 @@ def sparse_cost(dtype: torch.dtype, step: str = "inputs") -> SparseCost:
         _measured[key] = SparseCost(*cached)
         return _measured[key]
     if torch.compiler.is_compiling():
-        return DEFAULT_COST
-    _measured[key] = calibrate(dtype, step)
+        return DEFAULT_COST if device_type == "cpu" else None
+    _measured[key] = calibrate(dtype, step, device=device)
     _write_cache(key, _measured[key])
     return _measured[key]
 
 
-def parse_cost(text: str) -> SparseCost:
-    """``"a,b,c"`` as a :class:`SparseCost`; ``ValueError`` naming ``HOL_SPARSE_COST`` otherwise."""
+def environment_variable(device_type: str) -> str:
+    """The variable overriding the cost on ``device_type``: :data:`ENVIRONMENT`, suffixed for other than the
+    CPU (``HOL_SPARSE_COST_CUDA``)."""
+    return ENVIRONMENT if device_type == "cpu" else f"{ENVIRONMENT}_{device_type.upper()}"
+
+
+def parse_cost(text: str, variable: str = ENVIRONMENT) -> SparseCost:
+    """``"a,b,c"`` as a :class:`SparseCost`; ``ValueError`` naming ``variable`` otherwise."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
     if len(values) != 3 or min(values) < 0:
-        raise ValueError(f"{ENVIRONMENT} must be three numbers >= 0 'a,b,c' (fixed, per node, weight "
+        raise ValueError(f"{variable} must be three numbers >= 0 'a,b,c' (fixed, per node, weight "
                          f"passes), got {text!r}")
     return SparseCost(*values)
 
 
-def cache_key(dtype: torch.dtype, step: str) -> str:
-    """What a calibration depends on: CPU (model and instruction sets), torch, kernels, dtype, step,
-    threads."""
+def cache_key(dtype: torch.dtype, step: str, device: str = "cpu") -> str:
+    """What a calibration depends on: the device (CPU model, instruction sets and threads; GPU name), the
+    kernels, torch, dtype, step."""
+    if torch.device(device).type == "cuda":
+        return (f"{torch.cuda.get_device_name(torch.device(device))} | triton-{_triton_key()} | "
+                f"torch {torch.__version__} | {dtype} | step {step}")
     implementation = f"cpp-{sparse_cpp.build_key()}" if sparse_cpp.extension_available() else "torch"
     return (f"{sparse_cpp.cpu_model()} | {implementation} | torch {torch.__version__} | {dtype} | "
             f"step {step} | {torch.get_num_threads()} threads")
+
+
+def _triton_key() -> str:
+    """Triton's version and 12 hex digits of the kernels' source."""
+    import triton
+
+    source = (Path(__file__).parent / "sparse_triton.py").read_bytes()
+    return f"{triton.__version__}-{hashlib.sha256(source).hexdigest()[:12]}"
 
 
 def cache_path() -> Path:
@@ -156,11 +209,19 @@ def _write_cache(key: str, cost: SparseCost) -> None:
         pass  # a read-only home: calibrate again in the next process
 
 
-def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, batch: int = 512,
-              features: int = 256, small_batch: int = 16, rounds: int = 7) -> SparseCost:
-    """Measure ``(a, b, c)`` of :class:`SparseCost` on this CPU for ``step`` (:data:`STEPS`),
-    ``I = O = features``, the current thread count; every case timed against the dense path in the same round,
-    the median of ``rounds`` such ratios (slow spells of a shared machine hit both sides of a ratio alike).
+CALIBRATION_BATCHES = {"cpu": (512, 16), "cuda": (4096, 256)}
+"""``(batch, small_batch)`` of :func:`calibrate` per device type: on a GPU, batches large enough that kernel
+launches do not dominate the times."""
+
+
+def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, device: str = "cpu",
+              batch: int | None = None, features: int = 256, small_batch: int | None = None,
+              rounds: int = 7) -> SparseCost:
+    """Measure ``(a, b, c)`` of :class:`SparseCost` on ``device`` (the CPU with its current thread count, or a
+    CUDA GPU) for ``step`` (:data:`STEPS`), ``I = O = features``; every case timed against the dense path in
+    the same round (GPU work synchronized), the median of ``rounds`` such ratios (slow spells of a shared
+    machine hit both sides of a ratio alike). ``batch`` and ``small_batch`` default to
+    :data:`CALIBRATION_BATCHES`.
 
     The dense path at ``n=5, S=2`` (``K=9``) gives the time ``g`` of one of its multiply-adds. The sparse path
     at ``K=9`` with ``n = 2, 5, 9`` (``S = 8, 2, 1``) and ``batch`` samples gives ``B (a + b n) + 9 c`` in
@@ -172,13 +233,16 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, batch
 
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; allowed: {', '.join(STEPS)}")
+    target = torch.device(device)
+    default_batch, default_small_batch = CALIBRATION_BATCHES.get(target.type, CALIBRATION_BATCHES["cpu"])
+    batch, small_batch = batch or default_batch, small_batch or default_small_batch
     generator = torch.Generator().manual_seed(0)
 
     def case(n: int, segments: int, rows: int, dense: bool = False) -> Callable[[], None]:
         width = (n - 1) * segments + 1
-        transform = lagrange_transform(n).to(dtype)
-        weight = (torch.rand(features, features, width, generator=generator) - 0.5).to(dtype)
-        x = (torch.rand(rows, features, generator=generator) * 2 - 1).to(dtype)
+        transform = lagrange_transform(n).to(device=target, dtype=dtype)
+        weight = (torch.rand(features, features, width, generator=generator) - 0.5).to(target, dtype)
+        x = (torch.rand(rows, features, generator=generator) * 2 - 1).to(target, dtype)
         wanted = {"inputs": (x, weight), "weights": (weight,), "none": ()}[step]
         for tensor in wanted:
             tensor.requires_grad_()
@@ -195,12 +259,12 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, batch
 
         return run
 
-    with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False):
-        return _measure(case, batch, small_batch, rounds)
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(target.type, enabled=False):
+        return _measure(case, batch, small_batch, rounds, target)
 
 
-def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: int,
-             rounds: int) -> SparseCost:
+def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: int, rounds: int,
+             device: torch.device) -> SparseCost:
     """The measurements and the fit of :func:`calibrate` (``case(n, S, rows, dense)`` makes a timed case)."""
     nodes = {2: 8, 5: 2, 9: 1}  # n -> S with K = 9
     cases: dict[str | int, Callable[[], None]] = {"small": case(5, 16, small_batch)}
@@ -209,10 +273,10 @@ def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: i
     # time / the dense time of the same round: drifts of the machine cancel
     ratios: dict[str | int, list[float]] = {name: [] for name in cases}
     for round_ in range(rounds + 1):  # round 0 warms up
-        reference = _seconds(dense)
+        reference = _seconds(dense, device)
         for name, run in cases.items():
             if round_:
-                ratios[name].append(_seconds(run) / reference)
+                ratios[name].append(_seconds(run, device) / reference)
             else:
                 run()
     ratio = {name: statistics.median(values) for name, values in ratios.items()}
@@ -229,7 +293,12 @@ def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: i
     return SparseCost(round(fixed, 3), round(per_node, 3), round(weight_passes, 3))
 
 
-def _seconds(run: Callable[[], None]) -> float:
+def _seconds(run: Callable[[], None], device: torch.device) -> float:
+    """Wall time of ``run()``, including the device work it queued."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start

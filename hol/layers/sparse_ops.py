@@ -29,18 +29,19 @@ behind the eager entry points (:func:`segment_sparse_product` and friends), beca
 registration works neither under ``torch.func`` transforms (pytorch/pytorch#168393, #179652) nor with
 forward-mode AD, and ``torch.compile`` does not trace a Function with a custom ``jvp``.
 
-Implementations (one kernel for every device, choosing inside):
+Implementations (:data:`HOST_KERNELS` unless a device registers its own with :func:`register_kernels`):
 
 * CPU with the C++ kernels (:mod:`hol.layers.sparse_cpp`): float32 and float64; float16 and bfloat16 operands
   are computed in float32 and the result rounded once (float32 accumulation, as torch's CPU GEMMs do);
-* everywhere else (other devices, kernels unavailable or ``HOL_SPARSE_CPP=0``): torch's sparse ops (CSR
-  ``torch.sparse.mm``, ``torch.sparse.sampled_addmm``, COO transpose), in float32 for the half types.
-
-A device kernel (e.g. Triton on CUDA) plugs in with ``torch.library.register_kernel(name, "cuda", fn)`` for
-each of the three names with the semantics above; the fake, vmap and autograd registrations stay as they are.
+* CUDA with the Triton kernels (:mod:`hol.layers.sparse_triton`, imported at the first CUDA call): every
+  floating dtype, float32 accumulation for the half types, deterministic (no atomics);
+* everywhere else (other devices, kernels unavailable, Triton missing or ``HOL_SPARSE_CPP=0`` on the CPU):
+  torch's sparse ops (CSR ``torch.sparse.mm``, ``torch.sparse.sampled_addmm``, COO transpose), in float32 for
+  the half types.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import NamedTuple
@@ -160,6 +161,17 @@ def phi_grad_torch(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor
 # -------------------------------------------------------------------------------------------- operators
 
 
+class Products(NamedTuple):
+    """The three products as callables ``product(phi, base, weight)``,
+    ``weight_grad(phi, base, grad, width)``, ``phi_grad(grad, weight, base, n)``: the operators themselves,
+    their eager autograd Functions, or the kernels of a device (called with checked, non-empty operands; each
+    returns its result in the operands' dtype)."""
+
+    product: Callable[[Tensor, Tensor, Tensor], Tensor]
+    weight_grad: Callable[[Tensor, Tensor, Tensor, int], Tensor]
+    phi_grad: Callable[[Tensor, Tensor, Tensor, int], Tensor]
+
+
 def _uses_cpp(device: torch.device) -> bool:
     return device.type == "cpu" and extension_available()
 
@@ -169,48 +181,101 @@ def _compute(*tensors: Tensor) -> list[Tensor]:
     return [t.float().contiguous() if t.dtype in HALF_TYPES else t.contiguous() for t in tensors]
 
 
-@torch.library.custom_op(PRODUCT, mutates_args=())
-def _product_op(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
-    _check_product(phi, base, weight)
-    batch, out = phi.shape[0], weight.shape[0]
-    if batch * out == 0 or phi.numel() == 0:
-        return phi.new_zeros(batch, out)
+def _host_product(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
     phi_c, weight_c = _compute(phi, weight)
-    base = base.contiguous()
     y = (extension().product(phi_c, base, weight_c) if _uses_cpp(phi.device)
          else product_torch(phi_c, base, weight_c))
     return y.to(phi.dtype)
 
 
-@torch.library.custom_op(WEIGHT_GRAD, mutates_args=())
-def _weight_grad_op(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
-    _check_weight_grad(phi, base, grad, width)
-    batch, inputs, _ = phi.shape
-    out = grad.shape[1]
-    if batch == 0 or out * inputs == 0:
-        return phi.new_zeros(out, inputs, width)
+def _host_weight_grad(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
     phi_c, grad_c = _compute(phi, grad)
-    base = base.contiguous()
-    if _uses_cpp(phi.device):
-        weight_grad = extension().weight_grad(phi_c, base, grad_c, width)
-    else:
-        weight_grad = weight_grad_torch(phi_c, base, grad_c, width)
+    weight_grad = (extension().weight_grad(phi_c, base, grad_c, width) if _uses_cpp(phi.device)
+                   else weight_grad_torch(phi_c, base, grad_c, width))
     return weight_grad.to(phi.dtype)
 
 
-@torch.library.custom_op(PHI_GRAD, mutates_args=())
-def _phi_grad_op(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
+def _host_phi_grad(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
+    grad_c, weight_c = _compute(grad, weight)
+    phi_grad = (extension().phi_grad(grad_c, weight_c, base, n) if _uses_cpp(grad.device)
+                else phi_grad_torch(grad_c, weight_c, base, n))
+    return phi_grad.to(grad.dtype)
+
+
+HOST_KERNELS = Products(_host_product, _host_weight_grad, _host_phi_grad)
+"""The C++ kernels on the CPU (float32 compute for the half types), torch's sparse ops elsewhere."""
+
+
+def _product(kernels: Products, phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
+    _check_product(phi, base, weight)
+    batch, out = phi.shape[0], weight.shape[0]
+    if batch * out == 0 or phi.numel() == 0:
+        return phi.new_zeros(batch, out)
+    return kernels.product(phi, base.contiguous(), weight)
+
+
+def _weight_grad(kernels: Products, phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
+    _check_weight_grad(phi, base, grad, width)
+    batch, inputs, _ = phi.shape
+    if batch == 0 or grad.shape[1] * inputs == 0:
+        return phi.new_zeros(grad.shape[1], inputs, width)
+    return kernels.weight_grad(phi, base.contiguous(), grad, width)
+
+
+def _phi_grad(kernels: Products, grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
     _check_phi_grad(grad, weight, base, n)
     batch, inputs = base.shape
     if batch * inputs == 0 or grad.shape[1] == 0:
         return grad.new_zeros(batch, inputs, n)
-    grad_c, weight_c = _compute(grad, weight)
-    base = base.contiguous()
-    if _uses_cpp(grad.device):
-        phi_grad = extension().phi_grad(grad_c, weight_c, base, n)
-    else:
-        phi_grad = phi_grad_torch(grad_c, weight_c, base, n)
-    return phi_grad.to(grad.dtype)
+    return kernels.phi_grad(grad, weight, base.contiguous(), n)
+
+
+@torch.library.custom_op(PRODUCT, mutates_args=())
+def _product_op(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
+    return _product(HOST_KERNELS, phi, base, weight)
+
+
+@torch.library.custom_op(WEIGHT_GRAD, mutates_args=())
+def _weight_grad_op(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
+    return _weight_grad(HOST_KERNELS, phi, base, grad, width)
+
+
+@torch.library.custom_op(PHI_GRAD, mutates_args=())
+def _phi_grad_op(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
+    return _phi_grad(HOST_KERNELS, grad, weight, base, n)
+
+
+def register_kernels(device_type: str, kernels: Callable[[], Products]) -> None:
+    """Serve the three operators on ``device_type`` (e.g. ``"cuda"``) with ``kernels()``, looked up at every
+    call (so it may import lazily). The operators check the operands and handle empty shapes before calling a
+    kernel; fake, vmap and autograd registrations are shared by every device."""
+
+    def product(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
+        return _product(kernels(), phi, base, weight)
+
+    def weight_grad(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
+        return _weight_grad(kernels(), phi, base, grad, width)
+
+    def phi_grad(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
+        return _phi_grad(kernels(), grad, weight, base, n)
+
+    _product_op.register_kernel(device_type)(product)
+    _weight_grad_op.register_kernel(device_type)(weight_grad)
+    _phi_grad_op.register_kernel(device_type)(phi_grad)
+
+
+@functools.cache
+def triton_kernels() -> Products:
+    """The Triton kernels (:mod:`hol.layers.sparse_triton`), or :data:`HOST_KERNELS` (torch's sparse ops)
+    where Triton cannot be imported."""
+    try:
+        from . import sparse_triton
+    except ImportError:
+        return HOST_KERNELS
+    return Products(sparse_triton.product, sparse_triton.weight_grad, sparse_triton.phi_grad)
+
+
+register_kernels("cuda", triton_kernels)
 
 
 @_product_op.register_fake
@@ -291,16 +356,6 @@ def _(info, in_dims, grad, weight, base, n):
 
 
 # ---------------------------------------------------------------------------------------------- autograd
-
-
-class Products(NamedTuple):
-    """The three products as callables ``product(phi, base, weight)``,
-    ``weight_grad(phi, base, grad, width)``, ``phi_grad(grad, weight, base, n)``: the operators themselves or
-    their eager autograd Functions."""
-
-    product: Callable[[Tensor, Tensor, Tensor], Tensor]
-    weight_grad: Callable[[Tensor, Tensor, Tensor, int], Tensor]
-    phi_grad: Callable[[Tensor, Tensor, Tensor, int], Tensor]
 
 
 def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:

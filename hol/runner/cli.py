@@ -10,6 +10,7 @@ without a traceback; ``HYDRA_FULL_ERROR=1`` shows the full one. A sweep with fai
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -43,9 +44,12 @@ _show_full_error = False  # the user set HYDRA_FULL_ERROR=1: show tracebacks
 
 
 def config_dir() -> str:
-    """Absolute path of the shipped configs (``conf/``, installed as the package ``hol.conf``); the configs
+    """Absolute path of the shipped configs (``conf/``, installed as the package ``hol.conf``; the checkout's
+    ``conf/`` where hol runs from a source tree that is not installed, e.g. on ``PYTHONPATH``); the configs
     generated from the code (:mod:`hol.runner.config`) are registered in Hydra's ConfigStore beside them."""
     register_configs()
+    if importlib.util.find_spec("hol.conf") is None:
+        return str(Path(__file__).resolve().parents[2] / "conf")
     return str(files("hol.conf"))
 
 

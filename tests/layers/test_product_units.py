@@ -357,7 +357,7 @@ def test_triton_kernels_under_the_interpreter():
     assert run.stdout.count(": ok") == 4
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.cuda
 @pytest.mark.parametrize("kind", PRODUCT_KINDS)
 def test_cuda_matches_einsum_formula(kind):
     layer = layer_for(kind, alpha=0.5, device="cuda")

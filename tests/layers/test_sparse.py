@@ -222,13 +222,52 @@ def test_bad_backend(kind, options):
     (16, 1024, "cpu", "sparse"),
     (64, 1024, "cpu", "sparse"),
     (64, 1, "cpu", "dense"),       # one sample: c K = 4 K weight passes exceed the dense path's K
-    (128, 1024, "cuda", "dense"),  # no sparse kernel of its own there: never slower than dense by default
 ])
 def test_cost_model_decisions(segments, batch, device, expected, monkeypatch):
     monkeypatch.setenv("HOL_SPARSE_COST", "3.6,0.9,4.0")
     choice = sparse.choose_backend(n=5, segments=segments, batch=batch, in_features=256, out_features=256,
                                    device=device)
     assert choice == expected
+
+
+def test_devices_that_cannot_be_measured_take_the_dense_path(monkeypatch):
+    """No measurement, no sparse path: devices without a sparse kernel (meta), CUDA without a GPU, whatever
+    the CPU's cost says."""
+    monkeypatch.setenv("HOL_SPARSE_COST", "0,0,0")  # the CPU: sparse wherever K > n
+    options = {"n": 5, "segments": 64, "batch": 1024, "in_features": 256, "out_features": 256}
+    assert sparse.choose_backend(device="cpu", **options) == "sparse"
+    assert sparse.choose_backend(device="meta", **options) == "dense"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert sparse.choose_backend(device="cuda", **options) == "dense"
+
+
+def test_cuda_cost_has_its_own_override(monkeypatch):
+    """HOL_SPARSE_COST_CUDA decides on CUDA (where the Triton kernels can be measured), not the CPU's."""
+    from hol.layers import sparse_cost
+
+    monkeypatch.setattr(sparse_cost, "measurable", lambda device: True)
+    monkeypatch.setenv("HOL_SPARSE_COST", "0,0,0")
+    options = {"n": 5, "batch": 1024, "in_features": 256, "out_features": 256, "device": "cuda:0"}
+    monkeypatch.setenv("HOL_SPARSE_COST_CUDA", "3.6,0.9,4.0")
+    assert sparse.choose_backend(segments=2, **options) == "sparse"  # K = 9 > 3.6 + 4.5 + 4 K / B
+    monkeypatch.setenv("HOL_SPARSE_COST_CUDA", "20,0,0")
+    assert sparse.choose_backend(segments=2, **options) == "dense"
+    assert sparse.choose_backend(segments=8, **options) == "sparse"  # K = 33 > 20
+    monkeypatch.setenv("HOL_SPARSE_COST_CUDA", "1,2")
+    with pytest.raises(ValueError, match="HOL_SPARSE_COST_CUDA"):
+        sparse.choose_backend(segments=2, **options)
+
+
+def test_tracing_before_a_calibration_uses_the_cpu_default(monkeypatch, tmp_path):
+    """While a graph is traced nothing is measured: the CPU falls back on its measured default fit."""
+    from hol.layers import sparse_cost
+
+    monkeypatch.delenv("HOL_SPARSE_COST", raising=False)
+    monkeypatch.setenv("HOL_SPARSE_CPP", "0")  # the cache key then needs no kernel build
+    monkeypatch.setenv("HOL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(sparse_cost, "_measured", {})
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert sparse_cost.sparse_cost(torch.float32, "inputs", "cpu") == sparse_cost.DEFAULT_COST
 
 
 def test_auto_layer_follows_cost_model():

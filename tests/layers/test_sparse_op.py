@@ -224,9 +224,9 @@ def test_calibration_runs_caches_and_the_environment_overrides(tmp_path, monkeyp
     monkeypatch.setattr(sparse_cost, "_measured", {})
     calls, calibrate = [], sparse_cost.calibrate
 
-    def small_calibration(dtype, step):
+    def small_calibration(dtype, step, device):
         calls.append(dtype)
-        return calibrate(dtype, step, batch=32, features=16, small_batch=4, rounds=1)
+        return calibrate(dtype, step, device=device, batch=32, features=16, small_batch=4, rounds=1)
 
     monkeypatch.setattr(sparse_cost, "calibrate", small_calibration)
     with torch.inference_mode():  # a first use in inference still measures fwd+bwd

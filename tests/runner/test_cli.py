@@ -1,11 +1,13 @@
 """The ``hol`` command line: bad input gives one line on stderr and a non-zero exit, never a traceback."""
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
-from hol.runner.cli import main
+from hol.runner.cli import config_dir, main
 from hol.runner.records import FAILED_FILE, METRICS_FILE
 from tests.helpers.runs import QUIET, TINY_DATA, run_hol
 
@@ -145,3 +147,14 @@ def test_console_process_bad_input_has_no_traceback_unless_asked(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
     full = run_hol(tmp_path, "train", "data.batch_size=0", env={"HYDRA_FULL_ERROR": "1"})
     assert full.returncode != 0 and "Traceback" in full.stderr and "data.batch_size must be" in full.stderr
+
+
+def test_config_dir_of_a_source_tree_that_is_not_installed(monkeypatch):
+    """Run from a checkout on PYTHONPATH (no package ``hol.conf``): the checkout's ``conf/`` is the config
+    folder, and a preset composes from it."""
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "hol.conf" else find_spec(name, *args))
+    folder = Path(config_dir())
+    assert folder == Path(__file__).resolve().parents[2] / "conf"
+    assert (folder / "train.yaml").is_file() and (folder / "experiment" / "vae.yaml").is_file()

@@ -54,6 +54,19 @@ def test_every_experiment_composes_and_builds_its_model(name, tmp_path):
     assert isinstance(optimizer, torch.optim.Optimizer)
 
 
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_composes_with_the_gpu_trainer(name, tmp_path):
+    """trainer=gpu changes the device and the precision, nothing an experiment sets (its epochs stay)."""
+    cpu = compose_train(f"experiment={name}", tmp_path=tmp_path)
+    gpu = compose_train(f"experiment={name}", "trainer=gpu", tmp_path=tmp_path)
+    assert (gpu.trainer.accelerator, gpu.trainer.devices, gpu.trainer.precision) == ("gpu", 1, "bf16-mixed")
+    changed = {key for key in cpu.trainer.keys() | gpu.trainer.keys()
+               if cpu.trainer.get(key) != gpu.trainer.get(key)}
+    assert changed == {"accelerator", "precision", "deterministic"}
+    assert OmegaConf.to_container(cpu, resolve=True, throw_on_missing=True).keys() == \
+        OmegaConf.to_container(gpu, resolve=True, throw_on_missing=True).keys()
+
+
 def test_layer_group_has_every_registered_kind():
     assert options("layer") == hol.layers.kinds()
     for kind in options("layer"):
