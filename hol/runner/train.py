@@ -18,7 +18,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..checks import check_int, check_number
 from ..layers import kind_info
@@ -237,12 +237,16 @@ def record(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], stat
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test the checkpoint ``cfg.ckpt_path`` on its data (or ``cfg.data`` when given); write
-    ``metrics.json``."""
+    """Test the checkpoint ``cfg.ckpt_path`` on its data (or ``cfg.data`` when given), a float64 checkpoint in
+    float64 (``trainer.precision=64-true``, whatever the config says: its accuracy may be below float32's);
+    write ``metrics.json``."""
     path = cfg.get("ckpt_path")
     if not path or not Path(path).is_file():
         raise ValueError(f"ckpt_path must name a checkpoint file, got {path!r}")
     module = HolModule.from_checkpoint(path)
+    if next(module.net.parameters()).dtype == torch.float64:
+        with open_dict(cfg):
+            cfg.trainer.precision = "64-true"
     data_cfg = cfg.get("data") or OmegaConf.create(module.hparams.data_config)
     if not data_cfg:
         raise ValueError(f"{path} stores no data config; choose the data with data=NAME")

@@ -240,6 +240,6 @@ def test_a_ladder_through_the_command_line_adapts_refines_and_tests_every_stage(
     width = state["net.layers.0.domain_width"]
     assert torch.all((width > 1.5) & (width < 2.0))  # the input range of 64 uniform points in [-1, 1]
     checkpoint = in_tmp / "run" / "checkpoints" / "last.ckpt"
-    evaluated = evaluate(make_cfg(in_tmp / "eval", f"ckpt_path={checkpoint}", "trainer.precision=64-true",
+    evaluated = evaluate(make_cfg(in_tmp / "eval", f"ckpt_path={checkpoint}",  # in float64: the checkpoint's
                                   "+trainer.enable_progress_bar=false", config_name="eval"))
     assert evaluated["test/rmse"] == pytest.approx(metrics["stage2/test/rmse"], rel=1e-6)
