@@ -101,11 +101,15 @@ def adapt_domains(module: nn.Module, samples: Tensor | Iterable[Tensor], margin:
     Examples::
 
         >>> import torch, hol
+        >>> _ = torch.manual_seed(0)
         >>> net = hol.networks.MLP("continuous", 2, 1, 0, 1, normalization="none", n=4, segments=2).double()
         >>> x = torch.rand(100, 2, dtype=torch.float64) * 2 - 1
-        >>> adapted = hol.adapt_domains(net, x)
-        >>> adapted.layers[1].domain_width.item() < 2  # the hidden value's range, not [-1, 1]
+        >>> plain = hol.adapt_domains(net, x, rescale=False)
+        >>> plain.layers[1].domain_width.item() != 2  # the hidden value's range, not [-1, 1]
         True
+        >>> adapted = hol.adapt_domains(net, x)  # the hidden layer rescaled instead: its outputs span [-1, 1]
+        >>> adapted.layers[1].domain_width.item()
+        2.0
         >>> bool((adapted(x) - net(x)).abs().max() <= adapted.adapt_max_change + 1e-12)
         True
     """
