@@ -22,19 +22,18 @@ SOURCES = Path(__file__).parent / "csrc"
 
 
 @functools.cache
-def load(name: str, disable_variable: str, *, python_module: bool = True) -> ModuleType | bool | None:
+def load(name: str, disable_variable: str | None = None, *,
+         python_module: bool = True) -> ModuleType | bool | None:
     """Build and load ``csrc/<name>.cpp``: the Python module it defines, or, with ``python_module=False`` (a
     library that registers torch operators, ``TORCH_LIBRARY``), ``True`` once its operators are in
     ``torch.ops``. ``None`` when the environment variable ``disable_variable`` is ``0`` or the build fails
     (then with a ``RuntimeWarning`` naming the error)."""
-    if os.environ.get(disable_variable, "1") == "0":
+    if disable_variable and os.environ.get(disable_variable, "1") == "0":
         return None
     source = SOURCES / f"{name}.cpp"
     cpp_extension = _import_cpp_extension()
-    code = b"".join(path.read_bytes() for path in [source, *sorted(SOURCES.glob("*.h"))])  # with the headers
-    key = hashlib.sha256(code + torch.__version__.encode() + _cpu_flags().encode()).hexdigest()[:12]
     try:
-        module = cpp_extension.load(name=f"hol_{name}_{key}", sources=[str(source)],
+        module = cpp_extension.load(name=f"hol_{name}_{build_key(name)}", sources=[str(source)],
                                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
                                     extra_ldflags=["-fopenmp"], extra_include_paths=[str(SOURCES)],
                                     is_python_module=python_module, verbose=False)
@@ -43,6 +42,34 @@ def load(name: str, disable_variable: str, *, python_module: bool = True) -> Mod
         warnings.warn(f"hol: C++ kernels {name} unavailable ({type(error).__name__}: {error}); "
                       "using torch ops instead", RuntimeWarning, stacklevel=2)
         return None
+
+
+def build_key(name: str) -> str:
+    """12 hex digits identifying ``csrc/<name>.cpp`` with the headers of ``csrc``, the torch version and this
+    CPU's instruction sets."""
+    code = b"".join(path.read_bytes() for path in [SOURCES / f"{name}.cpp", *sorted(SOURCES.glob("*.h"))])
+    return hashlib.sha256(code + torch.__version__.encode() + cpu_flags().encode()).hexdigest()[:12]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else the platform's processor name)."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> str:
+    """The ``flags`` line of ``/proc/cpuinfo`` (else the platform's processor name)."""
+    return _cpuinfo_field("flags") or platform.processor() or platform.machine()
+
+
+def _cpuinfo_field(name: str) -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == name:
+                return value.strip()
+    except OSError:
+        pass
+    return ""
 
 
 def _import_cpp_extension():
@@ -57,13 +84,3 @@ def _import_cpp_extension():
     finally:
         logger.setLevel(level)
     return cpp_extension
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

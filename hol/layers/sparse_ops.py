@@ -49,7 +49,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .sparse_cpp import extension, extension_available
+from .sparse_cpp import extension_available, kernels
 
 PRODUCT = "hol::segment_sparse_product"
 WEIGHT_GRAD = "hol::segment_sparse_weight_grad"
@@ -183,21 +183,21 @@ def _compute(*tensors: Tensor) -> list[Tensor]:
 
 def _host_product(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
     phi_c, weight_c = _compute(phi, weight)
-    y = (extension().product(phi_c, base, weight_c) if _uses_cpp(phi.device)
+    y = (kernels().product(phi_c, base, weight_c) if _uses_cpp(phi.device)
          else product_torch(phi_c, base, weight_c))
     return y.to(phi.dtype)
 
 
 def _host_weight_grad(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
     phi_c, grad_c = _compute(phi, grad)
-    weight_grad = (extension().weight_grad(phi_c, base, grad_c, width) if _uses_cpp(phi.device)
+    weight_grad = (kernels().weight_grad(phi_c, base, grad_c, width) if _uses_cpp(phi.device)
                    else weight_grad_torch(phi_c, base, grad_c, width))
     return weight_grad.to(phi.dtype)
 
 
 def _host_phi_grad(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
     grad_c, weight_c = _compute(grad, weight)
-    phi_grad = (extension().phi_grad(grad_c, weight_c, base, n) if _uses_cpp(grad.device)
+    phi_grad = (kernels().phi_grad(grad_c, weight_c, base, n) if _uses_cpp(grad.device)
                 else phi_grad_torch(grad_c, weight_c, base, n))
     return phi_grad.to(grad.dtype)
 

@@ -10,7 +10,8 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty_like.h>
+#include <c10/util/accumulate.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 
 #include <cstdint>
@@ -82,17 +83,19 @@ class GradientCache {
   size_t idle_bytes_ = 0;
 };
 
-// An uninitialized tensor shaped like ``w`` for its gradient (cached memory when large, see GradientCache).
-inline at::Tensor empty_gradient(const at::Tensor& w) {
-  const size_t bytes = w.nbytes();
+// An uninitialized gradient of ``shape`` (cached memory when large, see GradientCache).
+inline at::Tensor empty_gradient(at::IntArrayRef shape, const at::TensorOptions& options) {
+  const size_t bytes = size_t(c10::multiply_integers(shape)) * options.dtype().itemsize();
   if (bytes < GradientCache::CACHED_FROM) {
-    auto gradient = at::empty_like(w);
+    auto gradient = at::empty(shape, options);
     advise_huge_pages(gradient.data_ptr(), int64_t(bytes));
     return gradient;
   }
   void* data = GradientCache::instance().take(bytes);
-  return at::from_blob(data, w.sizes(), [bytes](void* p) { GradientCache::instance().give_back(p, bytes); },
-                       w.options());
+  return at::from_blob(data, shape, [bytes](void* p) { GradientCache::instance().give_back(p, bytes); }, options);
 }
+
+// An uninitialized tensor shaped like ``w`` for its gradient.
+inline at::Tensor empty_gradient(const at::Tensor& w) { return empty_gradient(w.sizes(), w.options()); }
 
 }  // namespace hol

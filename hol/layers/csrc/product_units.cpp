@@ -33,6 +33,7 @@
 #include <torch/library.h>
 
 #include "gradient_memory.h"
+#include "panels.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -97,95 +98,7 @@ template <>
 inline float Tile<float>::sum(const vec& v) { return _mm512_reduce_add_ps(v); }
 template <>
 inline double Tile<double>::sum(const vec& v) { return _mm512_reduce_add_pd(v); }
-
-// A full 16 x 16 float block in registers: 16 loads, 64 shuffles, 16 stores instead of 256 scalar moves.
-void transpose_16x16(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
-  __m512 a[16], b[16];
-  for (int i = 0; i < 16; ++i) a[i] = _mm512_loadu_ps(src + i * src_stride);
-  for (int i = 0; i < 16; i += 2) {  // interleave pairs of rows
-    b[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
-    b[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {  // then pairs of pairs
-    a[i] = _mm512_shuffle_ps(b[i], b[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    a[i + 1] = _mm512_shuffle_ps(b[i], b[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    a[i + 2] = _mm512_shuffle_ps(b[i + 1], b[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    a[i + 3] = _mm512_shuffle_ps(b[i + 1], b[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int i = 0; i < 16; i += 8) {  // then 128-bit lanes
-    for (int k = 0; k < 4; ++k) {
-      b[i + k] = _mm512_shuffle_f32x4(a[i + k], a[i + k + 4], 0x88);
-      b[i + k + 4] = _mm512_shuffle_f32x4(a[i + k], a[i + k + 4], 0xdd);
-    }
-  }
-  for (int k = 0; k < 8; ++k) {
-    a[k] = _mm512_shuffle_f32x4(b[k], b[k + 8], 0x88);
-    a[k + 8] = _mm512_shuffle_f32x4(b[k], b[k + 8], 0xdd);
-  }
-  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * dst_stride, a[i]);
-}
-
-// A full 8 x 8 double block: pairs of rows interleaved, then 128-bit lanes gathered twice.
-void transpose_8x8(const double* src, int64_t src_stride, double* dst, int64_t dst_stride) {
-  __m512d a[8], b[8];
-  for (int i = 0; i < 8; ++i) a[i] = _mm512_loadu_pd(src + i * src_stride);
-  for (int i = 0; i < 8; i += 2) {  // b[i]: even columns of rows i, i+1 interleaved; b[i+1]: odd columns
-    b[i] = _mm512_unpacklo_pd(a[i], a[i + 1]);
-    b[i + 1] = _mm512_unpackhi_pd(a[i], a[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {  // columns {0, 4}, {2, 6}, {1, 5}, {3, 7} of four rows
-    a[i] = _mm512_shuffle_f64x2(b[i], b[i + 2], 0x88);
-    a[i + 1] = _mm512_shuffle_f64x2(b[i], b[i + 2], 0xdd);
-    a[i + 2] = _mm512_shuffle_f64x2(b[i + 1], b[i + 3], 0x88);
-    a[i + 3] = _mm512_shuffle_f64x2(b[i + 1], b[i + 3], 0xdd);
-  }
-  constexpr int column[8] = {0, 4, 2, 6, 1, 5, 3, 7};  // column held by a[k] (rows 0-3) and a[k + 4] (rows 4-7)
-  for (int k = 0; k < 4; ++k) {
-    b[column[2 * k]] = _mm512_shuffle_f64x2(a[k], a[k + 4], 0x88);
-    b[column[2 * k + 1]] = _mm512_shuffle_f64x2(a[k], a[k + 4], 0xdd);
-  }
-  for (int i = 0; i < 8; ++i) _mm512_storeu_pd(dst + i * dst_stride, b[i]);
-}
 #endif
-
-// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols, in blocks of one cache line of values
-// that stay in L1 (full blocks in registers with AVX-512).
-template <typename T>
-void transpose(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
-  constexpr int64_t BLOCK = 64 / int64_t(sizeof(T));
-  for (int64_t r0 = 0; r0 < rows; r0 += BLOCK)
-    for (int64_t c0 = 0; c0 < cols; c0 += BLOCK) {
-      const int64_t r1 = std::min(rows, r0 + BLOCK), c1 = std::min(cols, c0 + BLOCK);
-#ifdef __AVX512F__
-      if (r1 - r0 == BLOCK && c1 - c0 == BLOCK) {
-        if constexpr (std::is_same_v<T, float>) {
-          transpose_16x16(src + r0 * src_stride + c0, src_stride, dst + c0 * dst_stride + r0, dst_stride);
-          continue;
-        } else {
-          transpose_8x8(src + r0 * src_stride + c0, src_stride, dst + c0 * dst_stride + r0, dst_stride);
-          continue;
-        }
-      }
-#endif
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
-    }
-}
-
-// panel[i][m][j] = w[o0 + j, i0 + i, m] for i < ni, j < width; zero for width <= j < TILE. The rows
-// w[o0 + j, i0 : i0 + ni, :] are contiguous, so this is one transpose of a [width, ni K] matrix.
-template <typename T>
-void pack_panel(const T* w, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* panel) {
-  constexpr int64_t TILE = Tile<T>::SIZE;
-  if (width < TILE) std::fill(panel, panel + ni * K * TILE, T(0));
-  transpose(w + (o0 * I + i0) * K, I * K, panel, TILE, width, ni * K);
-}
-
-// w[o0 + j, i0 + i, m] = panel[i][m][j] for i < ni, j < width.
-template <typename T>
-void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* w) {
-  transpose(panel, Tile<T>::SIZE, w + (o0 * I + i0) * K, I * K, ni * K, width);
-}
 
 // f[v] = sum_k ph[k] * rows[k * TILE + v * LANES ...]: the TILE link values of one (sample, input). The forward
 // and the backward both call this, so the backward's recomputed values equal the forward's bit for bit.
@@ -285,7 +198,7 @@ void forward_kernel(const Problem<T>& p, T alpha, T* y, T* prod_out, int32_t* ze
       std::fill(zero.begin(), zero.end(), T(-1));
       for (int64_t i0 = 0; i0 < p.I; i0 += ib) {
         const int64_t ni = std::min(ib, p.I - i0);
-        pack_panel(p.w, p.I, p.K, o0, width, i0, ni, panel.data());
+        hol::pack_panel<Tile<T>::SIZE>(p.w, p.I, p.K, o0, width, i0, ni, panel.data());
         for (int64_t b = b0; b < b1; ++b) {
           const int64_t s = (b - b0) * TILE;
           T* sum_state = WITH_SUM ? sum.data() + s : nullptr;
@@ -492,7 +405,7 @@ void backward_kernel(const Problem<T>& p, const BackwardState<T>& state, T* gphi
       const int64_t i0 = q * ib, ni = std::min(ib, p.I - i0);
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t o0 = t * TILE, width = std::min(TILE, p.O - o0);
-        pack_panel(p.w, p.I, p.K, o0, width, i0, ni, panel.data());
+        hol::pack_panel<Tile<T>::SIZE>(p.w, p.I, p.K, o0, width, i0, ni, panel.data());
         if constexpr (WEIGHT_GRAD) std::fill(grad.begin(), grad.end(), T(0));
         for (int64_t b = 0; b < p.B;) {
           const int64_t at = (t * p.B + b) * TILE;
@@ -508,7 +421,7 @@ void backward_kernel(const Problem<T>& p, const BackwardState<T>& state, T* gphi
             b += 1;
           }
         }
-        if constexpr (WEIGHT_GRAD) unpack_panel(grad.data(), p.I, p.K, o0, width, i0, ni, gw);
+        if constexpr (WEIGHT_GRAD) hol::unpack_panel<Tile<T>::SIZE>(grad.data(), p.I, p.K, o0, width, i0, ni, gw);
       }
     }
   });

@@ -19,17 +19,13 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include "gradient_memory.h"
+#include "panels.h"
+
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <map>
 #include <string>
-#include <mutex>
-#include <type_traits>
 #include <vector>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
@@ -46,86 +42,6 @@ constexpr int64_t SERIAL_WORK = int64_t(1) << 18;
 
 // The grain of at::parallel_for over ``tasks`` tasks: all of them (one thread) for a small problem, else 1.
 int64_t grain(int64_t tasks, int64_t work) { return work < SERIAL_WORK ? std::max<int64_t>(tasks, 1) : 1; }
-
-// A fresh weight-sized buffer (the weight gradient) is first touched by the kernel: with 4 KiB pages that costs
-// one page fault per 4 KiB, as much time as the writes themselves. Asking for transparent huge pages on the
-// 2 MiB-aligned part of the buffer (before it is touched) cuts the faults 512-fold; a no-op where unsupported.
-constexpr uintptr_t HUGE_PAGE = uintptr_t(1) << 21;
-
-void advise_huge_pages(void* data, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + uintptr_t(bytes)) & ~(HUGE_PAGE - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#else
-  (void)data;
-  (void)bytes;
-#endif
-}
-
-// Even on huge pages the kernel zeroes every fresh page, and the weight gradient is fresh at every step (training
-// loops set it to None), which for large K costs about as much as the backward's own writes. Large gradient
-// buffers therefore come from a small cache: a gradient tensor's memory, once freed, waits here for the next
-// backward of the same size. At most CACHE_BYTES stay idle (beyond that, buffers are freed); buffers under
-// CACHED_FROM bytes come from torch as usual.
-class GradientCache {
- public:
-  static constexpr size_t CACHED_FROM = size_t(8) << 20;
-  static constexpr size_t CACHE_BYTES = size_t(512) << 20;
-
-  static GradientCache& instance() {
-    static GradientCache* cache = new GradientCache();  // never destroyed: tensors may outlive static teardown
-    return *cache;
-  }
-
-  void* take(size_t bytes) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      auto found = idle_.find(bytes);
-      if (found != idle_.end()) {
-        void* data = found->second;
-        idle_.erase(found);
-        idle_bytes_ -= bytes;
-        return data;
-      }
-    }
-    void* data = std::aligned_alloc(HUGE_PAGE, (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
-    TORCH_CHECK(data != nullptr, "out of memory for a weight gradient of ", bytes, " bytes");
-    advise_huge_pages(data, int64_t(bytes));
-    return data;
-  }
-
-  void give_back(void* data, size_t bytes) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (idle_bytes_ + bytes <= CACHE_BYTES) {
-        idle_.emplace(bytes, data);
-        idle_bytes_ += bytes;
-        return;
-      }
-    }
-    std::free(data);
-  }
-
- private:
-  std::mutex mutex_;
-  std::multimap<size_t, void*> idle_;
-  size_t idle_bytes_ = 0;
-};
-
-// An uninitialized weight gradient (cached memory when large, see GradientCache).
-torch::Tensor empty_gradient(const std::vector<int64_t>& shape, const torch::TensorOptions& options) {
-  int64_t count = 1;
-  for (int64_t size : shape) count *= size;
-  const size_t bytes = size_t(count) * options.dtype().itemsize();
-  if (bytes < GradientCache::CACHED_FROM) {
-    auto gradient = torch::empty(shape, options);
-    advise_huge_pages(gradient.data_ptr(), int64_t(bytes));
-    return gradient;
-  }
-  void* data = GradientCache::instance().take(bytes);
-  return torch::from_blob(data, shape, [bytes](void* p) { GradientCache::instance().give_back(p, bytes); }, options);
-}
 
 // A tile of TILE values as NV native vectors of 64 bytes, so accumulators live in registers.
 template <typename T>
@@ -167,81 +83,6 @@ struct RowLayout {
 };
 
 constexpr int64_t INPUT_MAJOR_BELOW = 4;  // inputs per panel under which the kernels use input-major rows
-
-// Transposes go through square blocks of one cache line of values (MB) so that reads and writes both stay in L1.
-template <typename T>
-constexpr int64_t line_values() { return 64 / int64_t(sizeof(T)); }
-
-#ifdef __AVX512F__
-// A full 16 x 16 float block in registers: 16 loads, 64 shuffles, 16 stores instead of 256 scalar moves.
-void transpose_16x16(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
-  __m512 a[16], b[16];
-  for (int i = 0; i < 16; ++i) a[i] = _mm512_loadu_ps(src + i * src_stride);
-  for (int i = 0; i < 16; i += 2) {  // interleave pairs of rows
-    b[i] = _mm512_unpacklo_ps(a[i], a[i + 1]);
-    b[i + 1] = _mm512_unpackhi_ps(a[i], a[i + 1]);
-  }
-  for (int i = 0; i < 16; i += 4) {  // then pairs of pairs
-    a[i] = _mm512_shuffle_ps(b[i], b[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    a[i + 1] = _mm512_shuffle_ps(b[i], b[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    a[i + 2] = _mm512_shuffle_ps(b[i + 1], b[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    a[i + 3] = _mm512_shuffle_ps(b[i + 1], b[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int i = 0; i < 16; i += 8) {  // then 128-bit lanes
-    for (int k = 0; k < 4; ++k) {
-      b[i + k] = _mm512_shuffle_f32x4(a[i + k], a[i + k + 4], 0x88);
-      b[i + k + 4] = _mm512_shuffle_f32x4(a[i + k], a[i + k + 4], 0xdd);
-    }
-  }
-  for (int k = 0; k < 8; ++k) {
-    a[k] = _mm512_shuffle_f32x4(b[k], b[k + 8], 0x88);
-    a[k + 8] = _mm512_shuffle_f32x4(b[k], b[k + 8], 0xdd);
-  }
-  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * dst_stride, a[i]);
-}
-#endif
-
-// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols (rows, cols <= line_values<T>()).
-template <typename T>
-void transpose_block(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
-#ifdef __AVX512F__
-  if constexpr (std::is_same_v<T, float>) {
-    if (rows == 16 && cols == 16) return transpose_16x16(src, src_stride, dst, dst_stride);
-  }
-#endif
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) dst[c * dst_stride + r] = src[r * src_stride + c];
-}
-
-// panel[i][m][j] = w[o0 + j, i0 + i, m] for j < width, zero for width <= j < TILE. Blocks of MB outputs are
-// read along m, so MB rows of w stream at a time.
-template <typename T>
-void pack_panel(const T* w, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* panel) {
-  constexpr int64_t MB = line_values<T>();
-  if (width < TILE) std::fill(panel, panel + ni * K * TILE, T(0));
-  for (int64_t i = 0; i < ni; ++i) {
-    T* p = panel + i * K * TILE;
-    for (int64_t j0 = 0; j0 < width; j0 += MB) {
-      const T* src = w + ((o0 + j0) * I + i0 + i) * K;
-      for (int64_t m0 = 0; m0 < K; m0 += MB)
-        transpose_block(src + m0, I * K, p + m0 * TILE + j0, TILE, std::min(MB, width - j0), std::min(MB, K - m0));
-    }
-  }
-}
-
-// w[o0 + j, i0 + i, m] = panel[i][m][j] for j < width.
-template <typename T>
-void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* w) {
-  constexpr int64_t MB = line_values<T>();
-  for (int64_t i = 0; i < ni; ++i) {
-    const T* p = panel + i * K * TILE;
-    for (int64_t j0 = 0; j0 < width; j0 += MB) {
-      T* dst = w + ((o0 + j0) * I + i0 + i) * K;
-      for (int64_t m0 = 0; m0 < K; m0 += MB)
-        transpose_block(p + m0 * TILE + j0, TILE, dst + m0, I * K, std::min(MB, K - m0), std::min(MB, width - j0));
-    }
-  }
-}
 
 // Samples b0 <= b < b1 of each input of a block grouped by segment offset (a stable counting sort): for input i
 // of the block and offset m, samples(i, m) lists them, count(i, m) says how many.
@@ -357,7 +198,7 @@ void forward_kernel(const T* phi, const int64_t* base, RowLayout rows_at, const 
       }
       for (int64_t i0 = 0; i0 < I; i0 += ib) {
         const int64_t ni = std::min(ib, I - i0);
-        pack_panel(w, I, K, o0, width, i0, ni, panel.data());
+        hol::pack_panel<TILE>(w, I, K, o0, width, i0, ni, panel.data());
         groups.build(base, rows_at, i0, ni, b0, b1, K - n + 1);
         for (int64_t i = 0; i < ni; ++i)
           for (int64_t m = 0; m <= K - n; ++m)
@@ -396,7 +237,7 @@ void phi_grad_kernel(const T* gy, const int64_t* base, RowLayout rows_at, const 
       const int64_t i0 = q * ib, ni = std::min(ib, I - i0);
       for (int64_t t = 0; t < tiles; ++t) {
         const int64_t o0 = t * TILE, width = std::min(TILE, O - o0);
-        pack_panel(w, I, K, o0, width, i0, ni, panel.data());
+        hol::pack_panel<TILE>(w, I, K, o0, width, i0, ni, panel.data());
         int64_t stride;
         const T* g = gradient_rows(gy, B, O, o0, width, padded, stride);
         for (int64_t b = 0; b < B; ++b) {
@@ -487,7 +328,7 @@ void weight_grad_kernel(const T* gy, const T* phi, const int64_t* base, RowLayou
             if (groups.count(i, m))
               accumulate_nodes(g, g_stride, groups.samples(i, m), groups.count(i, m), phi, rows_at, i0 + i, n,
                                grad.data() + (i * K + m) * TILE);
-        unpack_panel(grad.data(), I, K, o0, width, i0, ni, gw);
+        hol::unpack_panel<TILE>(grad.data(), I, K, o0, width, i0, ni, gw);
       }
     }
   });
@@ -548,7 +389,7 @@ torch::Tensor weight_grad(torch::Tensor phi, torch::Tensor base, torch::Tensor g
   check_base(base, B, I, n, K);
   const auto shape = std::vector<int64_t>{O, I, K};
   if (B == 0 || O * I * K == 0) return torch::zeros(shape, phi.options());
-  torch::Tensor gw = empty_gradient(shape, phi.options());  // every entry is written exactly once by unpack_panel
+  torch::Tensor gw = hol::empty_gradient(shape, phi.options());  // every entry is written exactly once by unpack_panel
   const Rows rows = arrange_rows(base, inputs_per_block(I, K, phi.element_size()), phi);
   AT_DISPATCH_FLOATING_TYPES(phi.scalar_type(), "segment_sparse_weight_grad", [&] {
     weight_grad_kernel<scalar_t>(gy.data_ptr<scalar_t>(), rows.phi.data_ptr<scalar_t>(), rows.base.data_ptr<int64_t>(),
