@@ -45,3 +45,13 @@ def test_script_runs_at_toy_sizes_and_records_its_table(name, tmp_path):
     result = json.loads((tmp_path / "toy.json").read_text())
     assert result["rows"] and all(len(row) == len(result["columns"]) for row in result["rows"])
     assert name in result["command"] and result["machine"]
+
+
+def test_convergence_1d_runs_at_toy_sizes_and_records_its_table(tmp_path):
+    env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
+    done = run(BENCHMARKS / "convergence_1d.py", "--segments", "2", "4", "--orders", "2", "3",
+               "--train", "200", "--test", "100", "--record", "toy", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "toy.json").read_text())
+    assert len(result["rows"]) == 2 * 2 * 2  # functions x kinds x orders
+    assert all(len(row) == len(result["columns"]) for row in result["rows"])

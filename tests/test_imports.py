@@ -1,4 +1,4 @@
-"""The library (hol.layers, hol.networks, hol.refine) imports none of the runner's dependencies."""
+"""The library (hol.layers, hol.networks, hol.refine, hol.adapt) imports none of the runner's dependencies."""
 from __future__ import annotations
 
 import subprocess
@@ -9,8 +9,9 @@ RUNNER_ONLY = ("lightning", "pytorch_lightning", "hydra", "omegaconf", "torchmet
 
 
 def test_the_library_loads_no_runner_dependency():
-    code = ("import sys; import hol.layers, hol.networks, hol.refine; "
+    code = ("import sys, torch; import hol.layers, hol.networks, hol.refine, hol.adapt; "
             "hol.refine(hol.networks.MLP('continuous', 2, 1, 0, 3), n=4); "
+            "hol.adapt_domains(hol.networks.MLP('continuous', 2, 1, 0, 3), torch.rand(4, 2)); "
             "print(' '.join(sorted(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.split()

@@ -3,8 +3,12 @@
 Every hol layer represents each link ``f_oi`` as ``f_oi(x) = sum_m w[o, i, m] phi_m(x)`` for a fixed basis
 ``phi``; this module computes ``phi`` for all kinds. The shared contract:
 
-* Domain ``[-L/2, L/2]`` with ``L = length``. Chebyshev-Lobatto nodes ``X_k = -cos(pi k / (n-1))``,
-  ``k = 0..n-1`` (``n = 1`` gives ``{0}``).
+* Per-input domain. Input ``i`` of a layer has its own domain ``[c_i - w_i/2, c_i + w_i/2]`` (centre ``c_i``,
+  width ``w_i``; the layer's buffers ``domain_centre`` and ``domain_width``, :mod:`hol.layers.domain`), mapped
+  affinely onto the reference domain ``[-L/2, L/2]``, ``L = length``, before the basis is evaluated:
+  ``z = (x - c_i) L / w_i`` (:func:`reference_coordinates`). Everything below is in ``z``. By default
+  ``c_i = 0``, ``w_i = L``, where the map is the identity exactly. ``hol.adapt_domains`` moves the domains.
+* Chebyshev-Lobatto nodes ``X_k = -cos(pi k / (n-1))``, ``k = 0..n-1`` (``n = 1`` gives ``{0}``).
 * Piecewise geometry with ``S`` segments: ``u = (x + L/2) / L * S``, ``s = clamp(floor(u), 0, S-1)``
   (a breakpoint belongs to the segment on its right), local coordinate ``t = 2 (u - s) - 1`` in ``[-1, 1]``.
 * ``continuous``: ``K = (n-1) S + 1`` values per link, ``m = s (n-1) + k`` is the value at node ``k`` of
@@ -135,7 +139,8 @@ def lagrange_basis_extrapolated(t: Tensor, transform: Tensor, extrapolation: str
 
 
 def fold_into_domain(x: Tensor, length: float, extrapolation: str) -> Tensor:
-    """Apply the ``clamp`` and ``mirror`` extrapolations to global ``x`` (identity for the others)."""
+    """Apply the ``clamp`` and ``mirror`` extrapolations to ``x`` in reference coordinates (identity for the
+    others)."""
     half = 0.5 * length
     if extrapolation == "clamp":
         return x.clamp(-half, half)
@@ -145,7 +150,7 @@ def fold_into_domain(x: Tensor, length: float, extrapolation: str) -> Tensor:
 
 
 def segment_coordinates(x: Tensor, segments: int, length: float) -> tuple[Tensor, Tensor]:
-    """Segment index ``s`` (long) and local coordinate ``t`` of global ``x``.
+    """Segment index ``s`` (long) and local coordinate ``t`` of ``x`` in reference coordinates.
 
     ``u = (x + L/2) / L * S``, ``s = clamp(floor(u), 0, S-1)``, ``t = 2 (u - s) - 1``. Inside the domain
     ``t`` lies in ``[-1, 1]``; outside it continues linearly (the end segments extend). A NaN ``x`` gets
@@ -154,6 +159,18 @@ def segment_coordinates(x: Tensor, segments: int, length: float) -> tuple[Tensor
     u = (x + 0.5 * length) * (segments / length)
     s = u.detach().floor().nan_to_num(nan=0.0).clamp(0, segments - 1)
     return s.long(), 2 * (u - s) - 1
+
+
+def reference_coordinates(x: Tensor, centre: Tensor, width: Tensor, length: float) -> Tensor:
+    """``z = (x - c) L / w``: inputs in their domains ``[c - w/2, c + w/2]`` mapped onto the reference
+    domain ``[-L/2, L/2]``, computed as ``x s - c s`` with ``s = L / w`` (one fused op on ``x``), so the
+    default domain ``c = 0``, ``w = L`` gives ``z = x`` exactly. Differentiable in ``x`` to every order.
+
+    Shapes: ``x [..., *D]``, ``centre`` and ``width`` ``D`` (broadcast over the leading dimensions) ->
+    ``[..., *D]``.
+    """
+    scale = length / width
+    return torch.addcmul(-centre * scale, x, scale)
 
 
 def fourier_basis(x: Tensor, n: int, length: float) -> Tensor:
@@ -201,7 +218,8 @@ def piecewise_expand(
 
 
 def piecewise_node_positions(n: int, segments: int, length: float, continuous: bool) -> Tensor:
-    """Global positions (float64) of the ``K`` values of a link, ``-L/2 + L (2s + 1 + X_k) / (2S)``.
+    """Positions (float64, reference coordinates ``z``) of the ``K`` values of a link,
+    ``-L/2 + L (2s + 1 + X_k) / (2S)``.
 
     For discontinuous links the shared break points appear twice (left and right limit).
     """
@@ -269,7 +287,7 @@ class LagrangeBasis(Basis):
                                 self.extrapolation)
 
     def node_positions(self) -> Tensor:
-        """Global positions (float64) of the ``K`` nodal values. Shape: ``(K,)``."""
+        """Positions (float64, reference coordinates ``z``) of the ``K`` nodal values. Shape: ``(K,)``."""
         return piecewise_node_positions(self.n, self.segments, self.length, self.continuous)
 
     def extra_repr(self) -> str:
@@ -332,7 +350,9 @@ class TensorLagrangeBasis(Basis):
         return out
 
     def node_positions(self) -> Tensor:
-        """Grid positions (float64) of the ``n^d`` nodal values. Shape: ``(n^d, d)``."""
+        """Grid positions (float64, reference coordinates) of the ``n^d`` nodal values.
+
+        Shape: ``(n^d, d)``."""
         nodes = 0.5 * self.length * chebyshev_lobatto_nodes(self.n)
         grids = torch.meshgrid(*([nodes] * self.dims), indexing="ij")
         return torch.stack(grids, dim=-1).reshape(-1, self.dims)

@@ -6,10 +6,11 @@ connected layers (:mod:`hol.layers.fully_connected`):
     y[b, o, p] = sum_{c in group(o)} sum_delta f_{o,c,delta}(x[b, c, p*stride + delta*dilation - padding])
                  (+ bias[o])
 
-with ``f_{o,c,delta}(x) = sum_m weight[o, c, delta, m] phi_m(x)``. Transposed layers scatter instead of
-gather: each input tap ``x[b, c, q]`` adds ``f_{c,o,delta}(x[b, c, q])`` to output position
-``q*stride + delta*dilation - padding`` (positions outside the output are dropped), exactly the geometry of
-``nn.ConvTranspose``; output sizes are torch's in both cases.
+with ``f_{o,c,delta}(x) = sum_m weight[o, c, delta, m] phi_m(z_c(x))``, ``z_c`` the map of input channel
+``c``'s domain onto the reference domain (:mod:`hol.layers.domain`; one domain per input channel). Transposed
+layers scatter instead of gather: each input tap ``x[b, c, q]`` adds ``f_{c,o,delta}(x[b, c, q])`` to output
+position ``q*stride + delta*dilation - padding`` (positions outside the output are dropped), exactly the
+geometry of ``nn.ConvTranspose``; output sizes are torch's in both cases.
 
 Computation: one basis expansion ``E[b, c*K + m, *p] = phi_m(x[b, c, *p])`` (``[B, C, *sp] -> [B, C*K, *sp]``)
 followed by ONE ``F.convNd`` / ``F.conv_transposeNd`` with the weight viewed as ``[O, C/groups * K, *kernel]``
@@ -23,7 +24,7 @@ Padding (``padding_mode``):
   the padding contributes **0** -- the links only ever see real pixels, like a linear convolution's zero
   padding.
 * ``"input_zeros"``: the *input* is zero-padded before the expansion, so a padded tap contributes **f(0)**
-  (the link's value at the centre of the domain).
+  (the link's value at 0, the centre of the default domain).
 * ``"reflect"``, ``"replicate"``, ``"circular"``: the input is padded as torch's modes of the same name, so a
   padded tap contributes ``f`` of the reflected / replicated / wrapped pixel.
 
@@ -44,6 +45,7 @@ from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_ints
 from .bases import Basis, make_basis
+from .domain import fill_missing_domain, register_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .inputs import check_input
 from .registry import BUILTIN_KINDS, KINDS, kind_info, register_conv
@@ -85,6 +87,8 @@ class HighOrderConv(nn.Module):
         weight: ``[out, in/groups, *kernel, K]`` (conv) or ``[in, out/groups, *kernel, K]`` (transposed):
             torch's layout with the basis axis last; for Lagrange kinds the values of each link at its nodes.
         bias: ``[out]`` or ``None`` (default; the links' constants already act as one).
+        domain_centre, domain_width: buffers ``[in_channels]``, the domain ``[c - w/2, c + w/2]`` of each
+            input channel, mapped onto ``[-length/2, length/2]`` (:mod:`hol.layers.domain`).
 
     Raises:
         ValueError: naming the bad argument, its value and what is allowed.
@@ -147,6 +151,7 @@ class HighOrderConv(nn.Module):
         else:
             shape = (out_channels, in_channels // groups, *self.kernel_size, self.basis.width)
         self.weight = nn.Parameter(torch.empty(shape, **factory_kwargs))
+        register_domain(self, (in_channels,), length, **factory_kwargs)
         if bias:
             self.bias = nn.Parameter(torch.empty(out_channels, **factory_kwargs))
         else:
@@ -170,11 +175,12 @@ class HighOrderConv(nn.Module):
                 "bias": self.bias is not None}
 
     def expand(self, x: Tensor) -> Tensor:
-        """Basis expansion ``E[b, c*K + m, *p] = phi_m(x[b, c, *p])``: ``[B, C, *sp] -> [B, C*K, *sp]``.
+        """Basis expansion ``E[b, c*K + m, *p] = phi_m(z[b, c, *p])``, ``z`` the input in reference
+        coordinates: ``[B, C, *sp] -> [B, C*K, *sp]``.
 
         The result has channels-last strides (no copy of the ``K`` times larger tensor).
         """
-        channels_last = x.movedim(1, -1)  # [B, *sp, C]
+        channels_last = to_reference(self, x.movedim(1, -1))  # [B, *sp, C]
         expansion = self.basis(channels_last).flatten(-2)  # [B, *sp, C*K]
         return expansion.movedim(-1, 1)
 
@@ -204,6 +210,10 @@ class HighOrderConv(nn.Module):
             x, padding = F.pad(x, pad, mode=_INPUT_PAD_MODES[self.padding_mode]), 0
         return _CONV[self.dim](self.expand(x), weight, self.bias, self.stride, padding, self.dilation,
                                self.groups)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        fill_missing_domain(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         defaults = _option_defaults()

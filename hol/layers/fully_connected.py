@@ -4,9 +4,10 @@ A layer maps ``[..., I] -> [..., O]`` with a learnable function on every link:
 
     y[..., o] = sum_i f_oi(x[..., i])  (+ bias[o])         with  f_oi(x) = sum_m weight[o, i, m] phi_m(x)
 
-for a fixed basis ``phi`` (``hol.layers.bases``). It is computed as one basis expansion per (sample, input),
-``E[..., i, m] = phi_m(x[..., i])``, followed by one GEMM of ``E`` viewed as ``[..., I*K]`` with the weight
-viewed as ``[O, I*K]``: memory ``O(B I K)``, never ``O(B I O K)``.
+for a fixed basis ``phi`` (``hol.layers.bases``), evaluated in reference coordinates: each input is first
+mapped from its own domain onto the basis' reference domain (:mod:`hol.layers.domain`). It is computed as one
+basis expansion per (sample, input), ``E[..., i, m] = phi_m(x[..., i])``, followed by one GEMM of ``E`` viewed
+as ``[..., I*K]`` with the weight viewed as ``[O, I*K]``: memory ``O(B I K)``, never ``O(B I O K)``.
 
 Product units (``*_prod`` kinds, ``product``) use the same links in
 
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_number
 from .bases import Basis, LagrangeBasis, make_basis
+from .domain import fill_missing_domain, has_domain, register_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .inputs import check_input
 from .product_units import product_unit_linear
@@ -41,7 +43,8 @@ class HighOrderLinear(nn.Module):
         n: nodes per segment, polynomial degree ``n - 1`` (at least 2 for piecewise kinds); harmonics for
             ``fourier``.
         segments: segments ``S`` of the domain (piecewise kinds; 1 for the others).
-        length: the domain is ``[-length/2, length/2]``.
+        length: the reference domain is ``[-length/2, length/2]``; every input's domain starts there
+            (buffers ``domain_centre``, ``domain_width``; :func:`hol.adapt_domains` moves them).
         extrapolation: outside the domain, ``polynomial``, ``clamp``, ``linear`` or ``mirror``
             (:mod:`hol.layers.bases`).
         init: ``constant``, ``linear`` (default) or ``uniform`` (:mod:`hol.layers.init`).
@@ -61,6 +64,9 @@ class HighOrderLinear(nn.Module):
         weight: ``[O, I, K]`` coefficients; for Lagrange kinds the values of each link at its nodes.
         bias: ``[O]`` or ``None``.
         basis: the basis module (``K = basis.width``).
+        domain_centre, domain_width: buffers ``[I]`` (``[I, d]`` for tensor-product links), the domain
+            ``[c - w/2, c + w/2]`` of each input, mapped onto ``[-length/2, length/2]``
+            (:mod:`hol.layers.domain`); absent for linear links (``product``).
 
     Raises:
         ValueError: naming the bad argument, its value and what is allowed.
@@ -97,6 +103,9 @@ class HighOrderLinear(nn.Module):
         self.product = spec.product
         factory_kwargs = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, self.basis.width, **factory_kwargs))
+        if has_domain(self.basis):
+            domain_shape = (in_features,) if dims is None else (in_features, dims)
+            register_domain(self, domain_shape, length, **factory_kwargs)
         if bias:
             self.bias = nn.Parameter(torch.empty(out_features, **factory_kwargs))
         else:
@@ -117,8 +126,9 @@ class HighOrderLinear(nn.Module):
                 **options, "bias": self.bias is not None}
 
     def expand(self, x: Tensor) -> Tensor:
-        """Basis expansion ``E[..., i, m] = phi_m(x[..., i])``. Shape: ``[..., I] -> [..., I, K]``."""
-        return self.basis(x)
+        """Basis expansion ``E[..., i, m] = phi_m(z[..., i])`` with ``z`` the inputs in reference coordinates.
+        Shape: ``[..., I] -> [..., I, K]``."""
+        return self.basis(to_reference(self, x))
 
     def links(self, x: Tensor) -> Tensor:
         """Every link's value ``f_oi(x_i)``. Shape: ``[..., I] -> [..., O, I]`` (``O(B I O)`` memory)."""
@@ -144,19 +154,21 @@ class HighOrderLinear(nn.Module):
         features = (self.in_features,) if self.dims is None else (self.in_features, self.dims)
         check_input(self, x, x.dim() >= len(features) and tuple(x.shape[-len(features):]) == features,
                     f"[..., {', '.join(map(str, features))}]", self.weight)
+        z = to_reference(self, x)  # every compute path below works in reference coordinates
         if self.product:
-            return product_unit_linear(x, self.weight, self.basis, alpha=self.alpha, bias=self.bias)
+            return product_unit_linear(z, self.weight, self.basis, alpha=self.alpha, bias=self.bias)
         if self.compute_backend(x) == "sparse" and isinstance(self.basis, LagrangeBasis):
-            return segment_sparse_linear(x, self.weight, self.basis.transform, segments=self.segments,
+            return segment_sparse_linear(z, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,
                                          extrapolation=self.extrapolation, bias=self.bias)
-        expansion = self.expand(x)  # [..., I, K]
+        expansion = self.basis(z)  # [..., I, K]
         return nn.functional.linear(expansion.flatten(-2), self.weight.flatten(1), self.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # high-order-layers-torch names the same [O, I, K] tensor ``w``: accept its checkpoints unchanged.
         if prefix + "w" in state_dict and prefix + "weight" not in state_dict:
             state_dict[prefix + "weight"] = state_dict.pop(prefix + "w")
+        fill_missing_domain(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:

@@ -9,9 +9,15 @@ classes for classification).
 Inputs are scaled into the layers' domain ``[-L/2, L/2]`` (``[-1, 1]`` for the default ``length = 2``):
 
 * ``function`` and ``xor`` sample points uniformly in ``domain`` (default ``[-1, 1]`` per variable) and feed
-  them unchanged, so ``domain`` should lie inside ``[-L/2, L/2]`` (outside it the layers extrapolate);
+  them unchanged, so ``domain`` should lie inside ``[-L/2, L/2]`` (outside it the layers extrapolate, unless
+  their domains are adapted: ``refine`` stages with ``adapt: true``); they hold points and targets in
+  ``dtype`` (``float32``, or ``float64`` for accuracies below float32's, the default under
+  ``trainer.precision=64-true``: :func:`hol.runner.train.build_datamodule`), each target computed in float64
+  at its point as stored;
 * ``mnist`` and ``cifar100`` map pixel intensities ``p`` in ``[0, 1]`` linearly onto ``input_range``
   (default ``[-1, 1]``): ``low + (high - low) p``.
+
+``batch_size: null`` puts each split in one batch (full-batch training such as L-BFGS, whatever the size).
 
 Shuffling is reproducible and resumable: the training order of epoch ``k`` depends only on ``(seed, k)``
 (:class:`EpochShuffleSampler`), so a run resumed from a checkpoint sees the same batches as an uninterrupted
@@ -30,10 +36,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
-from ..checks import check_int, check_interval, check_number
+from ..checks import check_choice, check_int, check_interval, check_number
 from .expr import parse
 
 DEFAULT_EXPR = "0.5*cos(1.5*pi/(abs(x)+0.25))"
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class DataError(Exception):
@@ -69,9 +76,10 @@ class _DataModule(pl.LightningDataModule):
     input_shape: tuple[int, ...]
     out_features: int
 
-    def __init__(self, batch_size: int, num_workers: int, seed: int | None):
+    def __init__(self, batch_size: int | None, num_workers: int, seed: int | None):
         super().__init__()
-        self.batch_size = check_int("data.batch_size", batch_size, 1)
+        # None: every split in one batch (full-batch training, e.g. L-BFGS, whatever the split's size)
+        self.batch_size = None if batch_size is None else check_int("data.batch_size", batch_size, 1)
         self.num_workers = check_int("data.num_workers", num_workers, 0)
         self.seed = 0 if seed is None else int(seed)
         self.train_set = self.val_set = self.test_set = None
@@ -85,7 +93,8 @@ class _DataModule(pl.LightningDataModule):
         sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None
         # Its own generator: creating an iterator draws the workers' base seed from it, not from torch's
         # global generator, whose draws (dropout) must not depend on when Lightning creates iterators.
-        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+        batch_size = self.batch_size or max(len(dataset), 1)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0,
                           generator=torch.Generator().manual_seed(self.seed))
 
@@ -100,7 +109,9 @@ class _DataModule(pl.LightningDataModule):
 
 
 class SyntheticDataModule(_DataModule):
-    """Regression on ``target(points)`` with points uniform in ``domain^dims`` (a seeded, fixed sample).
+    """Regression on ``target(points)`` with points uniform in ``domain^dims`` (a seeded, fixed sample), held
+    in ``dtype`` (``"float32"`` or ``"float64"``; ``None``: float32); each target is computed in float64 at
+    its point as stored (rounded to ``dtype``), so data and targets agree to the rounding of the targets.
 
     Subclasses set ``dims`` and implement :meth:`target` (``[N, dims] -> [N]``); plots use the same method.
     """
@@ -110,8 +121,10 @@ class SyntheticDataModule(_DataModule):
     dims: int
 
     def __init__(self, domain: Sequence[float] = (-1.0, 1.0), train_size: int = 1000, val_size: int = 200,
-                 test_size: int = 1000, batch_size: int = 32, num_workers: int = 0, seed: int | None = 0):
+                 test_size: int = 1000, batch_size: int | None = 32, num_workers: int = 0,
+                 seed: int | None = 0, dtype: str | None = None):
         super().__init__(batch_size, num_workers, seed)
+        self.dtype = DTYPES[check_choice("data.dtype", dtype or "float32", DTYPES)]
         self.domain = check_interval("data.domain", domain)
         self.sizes = {split: check_int(f"data.{split}_size", size, 1)
                       for split, size in (("train", train_size), ("val", val_size), ("test", test_size))}
@@ -126,13 +139,14 @@ class SyntheticDataModule(_DataModule):
         generator = torch.Generator().manual_seed(self.seed * 1000 + stream)
         low, high = self.domain
         points = low + (high - low) * torch.rand(size, self.dims, generator=generator, dtype=torch.float64)
+        points = points.to(self.dtype).double()  # the points as stored: the targets are computed there
         values = self.target(points)
         bad = ~torch.isfinite(values)
         if bad.any():
             where = ", ".join(f"{v:.3g}" for v in points[bad.nonzero()[0, 0]].tolist())
             raise ValueError(f"data target is not finite at ({where}) in the domain {list(self.domain)}; "
                              "change data.expr or data.domain")
-        return TensorDataset(points.float(), values.float().unsqueeze(-1))
+        return TensorDataset(points.to(self.dtype), values.to(self.dtype).unsqueeze(-1))
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:

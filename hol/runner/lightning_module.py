@@ -145,10 +145,15 @@ class HolModule(pl.LightningModule):
 
     @classmethod
     def from_checkpoint(cls, path: str, map_location="cpu") -> HolModule:
-        """Rebuild a module from a checkpoint written by the runner (network from its ``net_hparams``)."""
+        """Rebuild a module from a checkpoint written by the runner (network from its ``net_hparams``), in
+        float64 when its weights are (a run with ``trainer.precision=64-true``), else in float32."""
         checkpoint = torch.load(path, map_location=map_location, weights_only=False)
         if "net_hparams" not in checkpoint or "hyper_parameters" not in checkpoint:
             raise ValueError(f"{path} is no hol checkpoint (it lacks net_hparams/hyper_parameters)")
         module = cls(build(checkpoint["net_hparams"]), **checkpoint["hyper_parameters"])
+        weights = [tensor for key, tensor in checkpoint["state_dict"].items()
+                   if key.startswith("net.") and key.endswith(".weight") and tensor.is_floating_point()]
+        if weights and all(tensor.dtype == torch.float64 for tensor in weights):
+            module.net.double()
         module.load_state_dict(checkpoint["state_dict"])
         return module

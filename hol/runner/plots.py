@@ -2,8 +2,8 @@
 
 * :func:`function_figure`: for 1-D data a line plot of target and network; for 2-D data the target, the
   network and their difference as images over the domain.
-* :func:`links_figure`: every link ``f_oi`` of one fully connected hol layer over its domain
-  ``[-L/2, L/2]``, one panel per output ``o`` with one curve per input ``i``.
+* :func:`links_figure`: every link ``f_oi`` of one fully connected hol layer over the domain of its input
+  (``[-L/2, L/2]`` unless adapted), one panel per output ``o`` with one curve per input ``i``.
 
 :class:`PlotCallback` logs both to TensorBoard every few validation epochs and at the end of fitting.
 """
@@ -51,16 +51,19 @@ def function_figure(net: nn.Module, target, domain: tuple[float, float], dims: i
 
 @torch.no_grad()
 def links_figure(layer: HighOrderLinear, points: int = 200) -> Figure:
-    """Every link ``f_oi(x)`` of ``layer`` for ``x`` in ``[-L/2, L/2]``: panel ``o``, curve ``i``."""
-    half = 0.5 * getattr(layer, "length", 2.0)
-    x = torch.linspace(-half, half, points, device=layer.weight.device, dtype=layer.weight.dtype)
-    values = layer.links(x.unsqueeze(-1).expand(-1, layer.in_features)).float().cpu()  # [P, O, I]
+    """Every link ``f_oi(x)`` of ``layer`` for ``x`` in the domain of input ``i`` (``[-L/2, L/2]`` for layers
+    without per-input domains): panel ``o``, curve ``i``."""
+    t = torch.linspace(-0.5, 0.5, points, device=layer.weight.device, dtype=layer.weight.dtype)[:, None]
+    centre, width = getattr(layer, "domain_centre", None), getattr(layer, "domain_width", None)
+    x = t * layer.length if centre is None else centre + t * width  # [P, I] (or [P, 1])
+    x = x.expand(-1, layer.in_features)
+    values = layer.links(x).float().cpu()  # [P, O, I]
     columns = min(layer.out_features, 4)
     rows = -(-layer.out_features // columns)
     figure = Figure(figsize=(3 * columns, 2.4 * rows), layout="constrained")
     for o in range(layer.out_features):
         axes = figure.add_subplot(rows, columns, o + 1)
-        axes.plot(x.float().cpu(), values[:, o, :])  # matplotlib reads float32, not bfloat16
+        axes.plot(x.float().cpu(), values[:, o, :])  # column i against column i; float32, not bfloat16
         axes.set_title(f"output {o}", fontsize=9)
     return figure
 

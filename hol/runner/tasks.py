@@ -186,8 +186,9 @@ class ImageRegression(Regression):
         if not writers or data is None:
             return
         low, high = self.value_range
+        coordinates = data.coordinates()
         values = torch.cat([module(chunk.to(module.device)).cpu()
-                            for chunk in data.coordinates().split(data.batch_size)])
+                            for chunk in coordinates.split(data.batch_size or len(coordinates))])
         image = ((data.to_image(values) - low) / (high - low)).clamp(0, 1)
         for writer in writers:
             writer.add_image(IMAGE_TAGS["reconstruction"], image, global_step=module.global_step)

@@ -18,7 +18,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..checks import check_int, check_number
 from ..layers import kind_info
@@ -43,9 +43,23 @@ def validate(cfg: DictConfig) -> None:
             check(key, value)
 
 
+DOUBLE_PRECISIONS = ("64-true", "64", 64)
+"""The ``trainer.precision`` values that train in float64 (Lightning's names)."""
+
+
+def data_overrides(cfg: DictConfig, data_cfg: DictConfig) -> dict:
+    """Arguments the data config leaves to the run: ``dtype: null`` becomes ``float64`` when the trainer
+    trains in float64 (``trainer.precision=64-true``), else ``float32``."""
+    if "dtype" not in data_cfg or data_cfg.dtype is not None:
+        return {}
+    precision = OmegaConf.select(cfg, "trainer.precision", default=None)
+    return {"dtype": "float64" if precision in DOUBLE_PRECISIONS else "float32"}
+
+
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
-    """Instantiate ``cfg.data`` and read (or download) its files now, so data problems stop the run early."""
-    datamodule = hydra.utils.instantiate(cfg.data)
+    """Instantiate ``cfg.data`` (:func:`data_overrides`) and read (or download) its files now, so data
+    problems stop the run early."""
+    datamodule = hydra.utils.instantiate(cfg.data, **data_overrides(cfg, cfg.data))
     datamodule.prepare_data()
     datamodule.setup("fit")
     return datamodule
@@ -223,16 +237,20 @@ def record(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], stat
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test the checkpoint ``cfg.ckpt_path`` on its data (or ``cfg.data`` when given); write
-    ``metrics.json``."""
+    """Test the checkpoint ``cfg.ckpt_path`` on its data (or ``cfg.data`` when given), a float64 checkpoint in
+    float64 (``trainer.precision=64-true``, whatever the config says: its accuracy may be below float32's);
+    write ``metrics.json``."""
     path = cfg.get("ckpt_path")
     if not path or not Path(path).is_file():
         raise ValueError(f"ckpt_path must name a checkpoint file, got {path!r}")
     module = HolModule.from_checkpoint(path)
+    if next(module.net.parameters()).dtype == torch.float64:
+        with open_dict(cfg):
+            cfg.trainer.precision = "64-true"
     data_cfg = cfg.get("data") or OmegaConf.create(module.hparams.data_config)
     if not data_cfg:
         raise ValueError(f"{path} stores no data config; choose the data with data=NAME")
-    datamodule = hydra.utils.instantiate(data_cfg)
+    datamodule = hydra.utils.instantiate(data_cfg, **data_overrides(cfg, data_cfg))
     datamodule.prepare_data()
     trainer = build_trainer(cfg)
     trainer.test(module, datamodule=datamodule, verbose=False)

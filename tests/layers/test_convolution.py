@@ -342,7 +342,8 @@ def test_hparams_rebuild_and_state_dict_round_trip(kind):
     buffer.seek(0)
     rebuilt = conv(**hparams, dtype=DOUBLE)
     assert rebuilt.hparams() == hparams
-    assert set(rebuilt.state_dict()) == {"weight", "bias"}  # basis constants are not checkpointed
+    # basis constants are not checkpointed, the per-input-channel domains are
+    assert set(rebuilt.state_dict()) == {"weight", "bias", "domain_centre", "domain_width"}
     rebuilt.load_state_dict(torch.load(buffer))
     x = random_input(2, 4, 5, 6)
     torch.testing.assert_close(rebuilt(x), layer(x), rtol=0, atol=0)

@@ -31,8 +31,8 @@ def compose_train(*overrides: str, tmp_path: Path | None = None):
 
 def test_experiments_are_the_presets_of_the_issue():
     assert (CONF / "experiment").is_symlink()
-    assert set(EXPERIMENTS) >= {"function", "xor", "invariant_mnist", "mnist", "cifar100", "vae",
-                                "implicit_image", "implicit_image_relu", "implicit_image_fourier",
+    assert set(EXPERIMENTS) >= {"function", "function_2d", "xor", "invariant_mnist", "mnist", "cifar100",
+                                "vae", "implicit_image", "implicit_image_relu", "implicit_image_fourier",
                                 "implicit_image_siren"}
 
 
@@ -56,13 +56,17 @@ def test_every_experiment_composes_and_builds_its_model(name, tmp_path):
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_with_the_gpu_trainer(name, tmp_path):
-    """trainer=gpu changes the device and the precision, nothing an experiment sets (its epochs stay)."""
+    """trainer=gpu changes the device and the precision, nothing an experiment sets (its epochs stay, and its
+    own precision, e.g. function_2d's float64)."""
+    preset = OmegaConf.load(CONF / "experiment" / f"{name}.yaml")
+    own_precision = OmegaConf.select(preset, "trainer.precision")
     cpu = compose_train(f"experiment={name}", tmp_path=tmp_path)
     gpu = compose_train(f"experiment={name}", "trainer=gpu", tmp_path=tmp_path)
-    assert (gpu.trainer.accelerator, gpu.trainer.devices, gpu.trainer.precision) == ("gpu", 1, "bf16-mixed")
+    assert (gpu.trainer.accelerator, gpu.trainer.devices, gpu.trainer.precision) == (
+        "gpu", 1, own_precision or "bf16-mixed")
     changed = {key for key in cpu.trainer.keys() | gpu.trainer.keys()
                if cpu.trainer.get(key) != gpu.trainer.get(key)}
-    assert changed == {"accelerator", "precision", "deterministic"}
+    assert changed == {"accelerator", "deterministic"} | ({"precision"} if own_precision is None else set())
     assert OmegaConf.to_container(cpu, resolve=True, throw_on_missing=True).keys() == \
         OmegaConf.to_container(gpu, resolve=True, throw_on_missing=True).keys()
 

@@ -43,6 +43,31 @@ def test_function_data_two_dimensional_and_seeded():
     assert not torch.equal(a.train_set.tensors[0][:10], a.test_set.tensors[0][:10])  # splits differ
 
 
+def test_function_data_in_float64_is_the_expression_to_double_rounding():
+    dm = FunctionDataModule(expr="exp(sin(pi*x)+y**2)", train_size=50, seed=3, dtype="float64")
+    dm.setup()
+    x, y = dm.train_set.tensors
+    assert x.dtype == y.dtype == torch.float64
+    torch.testing.assert_close(y[:, 0], torch.exp(torch.sin(math.pi * x[:, 0]) + x[:, 1] ** 2),
+                               rtol=1e-15, atol=0)
+    single = FunctionDataModule(expr="exp(sin(pi*x)+y**2)", train_size=50, seed=3)
+    single.setup()
+    assert torch.equal(single.train_set.tensors[0], x.float())  # the same points, rounded
+
+
+def test_float64_is_the_data_default_under_64_true_precision():
+    from omegaconf import OmegaConf
+
+    from hol.runner.train import data_overrides
+
+    cfg = OmegaConf.create({"trainer": {"precision": "64-true"}, "data": {"dtype": None}})
+    assert data_overrides(cfg, cfg.data) == {"dtype": "float64"}
+    cfg.trainer.precision = "32-true"
+    assert data_overrides(cfg, cfg.data) == {"dtype": "float32"}
+    cfg.data.dtype = "float64"
+    assert data_overrides(cfg, cfg.data) == {}
+
+
 def test_function_data_rejects_non_finite_targets():
     dm = FunctionDataModule(expr="log(x)", train_size=50)
     with pytest.raises(ValueError, match=r"data target is not finite at \(-"):
@@ -76,6 +101,7 @@ def test_epoch_shuffle_depends_only_on_seed_and_epoch():
     ({"domain": "ab"}, "data.domain must be a pair"),
     ({"num_workers": -2}, "data.num_workers must be an integer >= 0"),
     ({"expr": "x > 1"}, "bad expression"),
+    ({"dtype": "float16"}, "unknown data.dtype 'float16'; allowed: float32, float64"),
 ])
 def test_function_data_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -157,3 +183,10 @@ def test_cifar100_missing_files_message(tmp_path):
 def test_image_data_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         MNISTDataModule(**kwargs)
+
+
+def test_a_null_batch_size_puts_each_split_in_one_batch():
+    dm = FunctionDataModule(train_size=50, val_size=10, test_size=20, batch_size=None)
+    dm.setup()
+    assert [len(batch[0]) for batch in dm.train_dataloader()] == [50]
+    assert [len(batch[0]) for batch in dm.test_dataloader()] == [20]

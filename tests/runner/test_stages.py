@@ -30,6 +30,13 @@ def make_cfg(run_dir: Path, *overrides: str, config_name: str = "train"):
 
 # --- stage specs ----------------------------------------------------------------------------------------
 
+def test_stages_may_keep_the_order_to_adapt_or_change_the_optimizer():
+    stages = parse_stages([{"epochs": 1, "n": 2}, {"epochs": 1, "adapt": True},
+                           {"epochs": 2, "optimizer": {"lr": 0.1}}, {"epochs": 1, "optimizer": "lbfgs"}])
+    assert [(stage.n, stage.adapt, stage.optimizer) for stage in stages] == [
+        (2, False, None), (None, True, None), (None, False, {"lr": 0.1}), (None, False, "lbfgs")]
+
+
 def test_parse_stages_defaults_and_order():
     stages = parse_stages([{"epochs": 2, "n": 2}, {"epochs": 1, "segments": 4}, {"epochs": 3, "n": 5}], n=3,
                           segments=2)
@@ -51,6 +58,11 @@ def test_parse_stages_defaults_and_order():
     ([{"epochs": 1, "n": 2}, {"epochs": 1}], "refine[1] must set n and/or segments"),
     ([{"epochs": 1, "n": 3}, {"epochs": 1, "n": 3, "segments": 2}],
      "refine[1] changes neither n nor segments"),
+    ([{"epochs": 1, "n": 2}, {"epochs": 1, "adapt": "yes"}],
+     "refine[1].adapt must be True or False, got 'yes'"),
+    ([{"epochs": 1, "optimizer": "sgdd"}], "unknown refine[0].optimizer 'sgdd'; allowed: adam"),
+    ([{"epochs": 1, "optimizer": {"name": "sgdd"}}], "unknown refine[0].optimizer.name 'sgdd'"),
+    ([{"epochs": 1, "optimizer": 3}], "refine[0].optimizer must be an optimizer config name"),
 ])
 def test_bad_stage_specs_name_the_stage(spec, fragment):
     with pytest.raises(ValueError, match="^" + re.escape(fragment)):
@@ -104,8 +116,8 @@ def test_refined_network_is_trained_by_a_new_optimizer(tmp_path):
                    "test=false", "callbacks.model_checkpoint.save_top_k=-1",
                    "callbacks.model_checkpoint.monitor=null"))
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
-    assert len(last["optimizer_states"][0]["state"]) == len(last["state_dict"]) - sum(
-        1 for key in last["state_dict"] if "metric" in key or "loss" in key or "best" in key)
+    parameters = [key for key in last["state_dict"] if key.endswith((".weight", ".bias"))]
+    assert len(last["optimizer_states"][0]["state"]) == len(parameters)
     exp_avg = [state["exp_avg"] for state in last["optimizer_states"][0]["state"].values()]
     assert all(moment.shape[-1] == 5 for moment in exp_avg)  # n=3 with 2 segments: 5 coefficients per link
     assert all(moment.abs().sum() > 0 for moment in exp_avg)
@@ -206,3 +218,28 @@ def test_prefine_preset_trains_from_n2_to_n5(tmp_path, mnist_root):
     assert metrics["refine/max_change"] < 1e-12 and 0 <= metrics["test/acc"] <= 1
     module = HolModule.from_checkpoint(str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
     assert module.net.hparams()["layer"]["n"] == 5
+
+
+def test_a_ladder_through_the_command_line_adapts_refines_and_tests_every_stage(in_tmp):
+    """experiment=function_2d's kind of ladder on tiny data: each stage's test metrics in metrics.json, the
+    adapted domains in the checkpoint (hol eval reproduces the last stage's test RMSE), a stage's own
+    optimizer, float64 throughout."""
+    ladder = ("refine=[{epochs: 1, n: 3, segments: 2}, {epochs: 1, n: 4, segments: 4, adapt: true}, "
+              "{epochs: 1, adapt: true, optimizer: {name: adam, lr: 0.003}}]")
+    main(["train", "experiment=function_2d", *TINY_DATA, *QUIET, "data.batch_size=64", "optimizer.max_iter=5",
+          ladder, "callbacks.model_checkpoint.monitor=null", "hydra.run.dir=run"])
+    metrics = json.loads((in_tmp / "run" / METRICS_FILE).read_text())
+    assert [metrics[f"stage{k}/parameters"] for k in range(3)] == [15, 39, 39]  # 3 links x ((n-1) S + 1)
+    assert all(0 < metrics[f"stage{k}/test/rmse"] < 10 for k in range(3))
+    assert metrics["refine/max_change"] < 1e-12 and math.isfinite(metrics["refine/adapt_max_change"])
+    last = torch.load(in_tmp / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    group = last["optimizer_states"][0]["param_groups"][0]
+    assert group["lr"] == 0.003 and "betas" in group  # the last stage's own optimizer
+    state = last["state_dict"]
+    assert state["net.layers.0.weight"].dtype == torch.float64  # trainer.precision=64-true
+    width = state["net.layers.0.domain_width"]
+    assert torch.all((width > 1.5) & (width < 2.0))  # the input range of 64 uniform points in [-1, 1]
+    checkpoint = in_tmp / "run" / "checkpoints" / "last.ckpt"
+    evaluated = evaluate(make_cfg(in_tmp / "eval", f"ckpt_path={checkpoint}",  # in float64: the checkpoint's
+                                  "+trainer.enable_progress_bar=false", config_name="eval"))
+    assert evaluated["test/rmse"] == pytest.approx(metrics["stage2/test/rmse"], rel=1e-6)

@@ -1,0 +1,85 @@
+"""hol.runner.optimizers.ScaledLBFGS: torch's L-BFGS on the loss relative to its first value."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hol.runner.optimizers import ScaledLBFGS
+
+OPTIONS = {"lr": 1.0, "max_iter": 5, "history_size": 10, "line_search_fn": "strong_wolfe"}
+GENERATOR_SEED = 0
+
+
+def loss_of(weight: torch.Tensor, scale: float = 1e-6) -> torch.Tensor:
+    """A small nonlinear least-squares loss, ``scale`` times an O(1) loss."""
+    generator = torch.Generator().manual_seed(GENERATOR_SEED)
+    x = torch.rand(40, 3, generator=generator, dtype=torch.float64)
+    y = torch.sin(x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+    return scale * (torch.tanh(x @ weight) - y).pow(2).mean()
+
+
+def closure_of(optimizer: torch.optim.Optimizer, weight: torch.Tensor, divide_by: float = 1.0):
+    def closure():
+        optimizer.zero_grad()
+        value = loss_of(weight) / divide_by
+        value.backward()
+        return value
+    return closure
+
+
+def parameter() -> torch.nn.Parameter:
+    return torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+
+
+def test_the_iterates_are_lbfgs_on_the_loss_over_its_first_value():
+    ours, reference = parameter(), parameter()
+    scaled, plain = ScaledLBFGS([ours], **OPTIONS), torch.optim.LBFGS([reference], **OPTIONS)
+    first = float(loss_of(ours).detach())
+    for _ in range(3):
+        returned = scaled.step(closure_of(scaled, ours))
+        reference_loss = plain.step(closure_of(plain, reference, divide_by=first))
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-15)
+        assert float(returned.detach()) == pytest.approx(float(reference_loss.detach()) * first, rel=1e-12)
+    assert float(loss_of(ours).detach()) < 1e-2 * first
+
+
+def test_torch_lbfgs_stalls_on_a_tiny_loss_where_the_scaled_one_converges():
+    """The reason for the class: torch's absolute thresholds (curvature pairs need y.s > 1e-10)."""
+    ours, reference = parameter(), parameter()
+    scaled, plain = ScaledLBFGS([ours], **OPTIONS), torch.optim.LBFGS([reference], **OPTIONS)
+    for _ in range(4):
+        scaled.step(closure_of(scaled, ours))
+        plain.step(closure_of(plain, reference))
+    assert float(loss_of(ours).detach()) < 0.1 * float(loss_of(reference).detach())
+
+
+def test_a_resumed_optimizer_continues_with_the_first_scale():
+    uninterrupted = parameter()
+    optimizer = ScaledLBFGS([uninterrupted], **OPTIONS)
+    for _ in range(3):
+        optimizer.step(closure_of(optimizer, uninterrupted))
+
+    resumed = parameter()
+    first = ScaledLBFGS([resumed], **OPTIONS)
+    for _ in range(2):
+        first.step(closure_of(first, resumed))
+    state = first.state_dict()
+    first_loss = float(loss_of(parameter()).detach())  # at the start, zero weights
+    assert next(iter(state["state"].values()))["loss_scale"] == pytest.approx(1 / first_loss)
+    second = ScaledLBFGS([resumed], **OPTIONS)
+    second.load_state_dict(state)
+    second.step(closure_of(second, resumed))
+    torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
+
+
+def test_a_zero_first_loss_leaves_the_scale_at_one():
+    weight = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+    optimizer = ScaledLBFGS([weight], **OPTIONS)
+
+    def closure():
+        optimizer.zero_grad()
+        value = (weight - 0.0).pow(2).sum()
+        value.backward()
+        return value
+    assert float(optimizer.step(closure)) == 0.0
+    assert optimizer.state[weight]["loss_scale"] == 1.0
