@@ -20,8 +20,7 @@ import argparse
 import importlib.util
 
 import torch
-from common import format_table, forward_backward, interleaved_medians
-from results import record
+from common import format_table, forward_backward, interleaved_medians, report
 from torch import nn
 
 import hol.layers
@@ -70,13 +69,8 @@ def bench_kinds(args) -> None:
     description = (f"fwd+bwd, B={args.batch}, I=O={args.features}, n={args.n}, float32, {args.device}, "
                    f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds; ratio = "
                    f"time / time of nn.Linear(I*n, O) ({1e3 * base:.3f} ms)")
-    columns = ("kind", "S", "backend", "ms", "ratio")
-    print(description)
-    print(format_table(columns, rows))
-    if args.record:
-        record(args.record, "Fully connected kinds over nn.Linear(I*n, O)", columns,
-               [[None if cell == "-" else cell for cell in row] for row in rows], description + ".",
-               device=args.device)
+    report(args.record, "Fully connected kinds over nn.Linear(I*n, O)",
+           ("kind", "S", "backend", "ms", "ratio"), rows, description, device=args.device)
 
 
 def reference_pairs(features: int, n: int, segments: int):
@@ -125,12 +119,9 @@ def bench_reference(args) -> None:
     description = (f"fwd+bwd vs high-order-layers-torch 2.6.0 (the same weights), B={batch}, I=O={features}, "
                    f"n={n}, S={segments}, float32, cpu, {torch.get_num_threads()} threads, median of "
                    f"{args.rounds} interleaved rounds")
-    columns = ("kind", "reference ms", "hol ms", "speed-up")
-    print(f"\n{description}")
-    print(format_table(columns, rows))
-    if args.record:
-        record(f"{args.record}_reference", "hol over high-order-layers-torch", columns, rows,
-               description + ".")
+    print()
+    report(args.record and f"{args.record}_reference", "hol over high-order-layers-torch",
+           ("kind", "reference ms", "hol ms", "speed-up"), rows, description)
 
 
 def parse_args():

@@ -18,8 +18,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import format_table, interleaved_medians
-from results import record
+from common import interleaved_medians, report
 from torch import nn
 
 import hol.layers
@@ -119,13 +118,9 @@ def main() -> None:
                    f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds; ratio = "
                    f"time / time of {BASELINE} with the same backward; saved = activations kept for the "
                    f"backward (bound B O + B I n = {bound:.2f} MB)")
-    columns = ("kind", "S", "path", "backward", "ms", "ratio", "saved MB")
-    print(description)
-    print(format_table(columns, table))
-    if args.record:
-        record(args.record, "Product units over nn.Linear(I*n, O)", columns,
-               [[None if cell == "-" else cell for cell in row] for row in table], description + ".",
-               device=args.device)
+    report(args.record, "Product units over nn.Linear(I*n, O)",
+           ("kind", "S", "path", "backward", "ms", "ratio", "saved MB"), table, description,
+           device=args.device)
 
 
 if __name__ == "__main__":

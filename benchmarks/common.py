@@ -65,3 +65,16 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
+
+
+def report(name: str | None, title: str, columns: Sequence[str], rows: Sequence[Sequence[object]],
+           description: str, device: torch.device | str = "cpu") -> None:
+    """Print ``description`` and the table; with a result ``name`` (``--record NAME``) also write it as
+    ``benchmarks/results/NAME.json`` (:func:`results.record`), ``"-"`` cells as empty."""
+    from results import record
+
+    print(description)
+    print(format_table(columns, rows))
+    if name:
+        record(name, title, columns, [[None if cell == "-" else cell for cell in row] for row in rows],
+               description + ".", device=str(device))
