@@ -16,11 +16,10 @@ writes part 1's table as ``benchmarks/results/NAME.json`` and part 2's as ``NAME
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 
 import torch
-from common import format_table, forward_backward, interleaved_medians, report
+from common import format_table, forward_backward, interleaved_medians, layer_arguments, report
 from torch import nn
 
 import hol.layers
@@ -125,21 +124,12 @@ def bench_reference(args) -> None:
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="timed interleaved rounds (median is reported)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--features", type=int, default=256, help="I = O")
-    parser.add_argument("--n", type=int, default=5)
-    parser.add_argument("--segments", type=lambda s: [int(v) for v in s.split(",")],
-                        default=[1, 2, 4, 16, 64])
+    parser = layer_arguments(__doc__.split("\n")[0], segments=[1, 2, 4, 16, 64], rounds=5)
     parser.add_argument("--kinds", type=lambda s: s.split(","), default=None, help="default: every kind")
     parser.add_argument("--backends", type=lambda s: s.split(","), default=["auto"],
                         help="compute paths of continuous/discontinuous to time, e.g. dense,sparse "
                              "(default auto)")
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     return parser.parse_args()
 
 

@@ -15,10 +15,8 @@ synchronized. ``--record NAME`` writes the table as ``benchmarks/results/NAME.js
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
-from common import interleaved_medians, report
+from common import interleaved_medians, layer_arguments, report
 from torch import nn
 
 import hol.layers
@@ -96,17 +94,9 @@ def cases(args) -> tuple[dict, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="timed interleaved rounds (median is reported)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--features", type=int, default=256, help="I = O")
-    parser.add_argument("--n", type=int, default=5)
-    parser.add_argument("--segments", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 16, 64])
+    parser = layer_arguments(__doc__.split("\n")[0], segments=[1, 2, 16, 64], rounds=5)
     parser.add_argument("--einsum", action="store_true",
                         help="also time the einsum formula (slow: ~0.5-1.5 s a step)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     steps, rows = cases(args)

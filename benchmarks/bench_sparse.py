@@ -22,10 +22,8 @@ sparse product is the Triton kernels'. ``--record NAME`` writes the table as ``b
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
-from common import format_table, forward_backward, interleaved_medians
+from common import format_table, forward_backward, interleaved_medians, layer_arguments
 from results import record
 from torch import nn
 
@@ -66,16 +64,8 @@ def machine(device: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--segments", default="1,2,4,8,16,32,64,128")
+    parser = layer_arguments(__doc__.split("\n")[0], segments=[1, 2, 4, 8, 16, 32, 64, 128], rounds=9)
     parser.add_argument("--dense-max-segments", type=int, default=16)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--features", type=int, default=256)
-    parser.add_argument("--n", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     batch, features, n, device = args.batch, args.features, args.n, args.device
@@ -90,12 +80,11 @@ def main() -> None:
           f"threads, {device}; median of {args.rounds} rounds, all cases interleaved; "
           f"ratio = time / nn.Linear(I*n, O) time; saved MB = activations autograd keeps "
           f"(nn.Linear: {linear_mb:.1f} MB)", flush=True)
-    segment_counts = [int(s) for s in args.segments.split(",")]
     # every S in one interleaved set of rounds: the curve over S compares cases measured side by side, so a
     # slow spell of the machine (memory-bound large S suffer most) cannot bend it
     cases = {"linear": forward_backward(linear, x_linear)}
     layers = {}
-    for segments in segment_counts:
+    for segments in args.segments:
         layers[segments, "sparse"] = hol.layers.fc("continuous", features, features, n=n, segments=segments,
                                                    backend="sparse", device=device)
         if segments <= args.dense_max_segments:
@@ -107,7 +96,7 @@ def main() -> None:
     base = medians["linear"]
     print(f"nn.Linear(I*n, O): {1e3 * base:.3f} ms")
     rows = []
-    for segments in segment_counts:
+    for segments in args.segments:
         dense_s = medians.get(f"dense {segments}")
         with_dense = dense_s is not None
         sparse_s = medians[f"sparse {segments}"]
@@ -123,7 +112,7 @@ def main() -> None:
     columns = ("S", "K", "dense ms", "sparse ms", "dense ratio", "sparse ratio", "dense saved MB",
                "sparse saved MB", "auto", "auto/best")
     print(format_table(columns, rows))
-    sparse_ms = [medians[f"sparse {segments}"] for segments in segment_counts]
+    sparse_ms = [medians[f"sparse {segments}"] for segments in args.segments]
     flatness = f"sparse time max/min over S: {max(sparse_ms) / min(sparse_ms):.2f}"
     print(flatness)
     if args.record:

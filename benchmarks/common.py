@@ -6,6 +6,7 @@ ratios between cases measured in one process are meaningful even on a busy machi
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -78,3 +79,21 @@ def report(name: str | None, title: str, columns: Sequence[str], rows: Sequence[
     if name:
         record(name, title, columns, [[None if cell == "-" else cell for cell in row] for row in rows],
                description + ".", device=str(device))
+
+
+def layer_arguments(description: str, *, segments: Sequence[int], rounds: int) -> argparse.ArgumentParser:
+    """A parser with the options every fully connected benchmark takes: the layer's shape (``--batch``,
+    ``--features`` I = O, ``--n``, ``--segments`` S as a comma-separated list), ``--rounds``, ``--threads``,
+    ``--device`` and ``--record NAME``; ``segments`` and ``rounds`` are the script's defaults."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=rounds,
+                        help="timed interleaved rounds (median is reported)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--features", type=int, default=256, help="I = O")
+    parser.add_argument("--n", type=int, default=5)
+    parser.add_argument("--segments", type=lambda text: [int(value) for value in text.split(",")],
+                        default=list(segments))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
+    return parser
