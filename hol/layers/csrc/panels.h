@@ -1,4 +1,4 @@
-// Transposes and weight panels shared by hol's CPU kernels (header-only).
+// The 64-byte vectors, transposes and weight panels shared by hol's CPU kernels (header-only).
 //
 // The kernels pack blocks of a weight [O, I, K] into panels panel[i][m][j] = w[o0 + j, i0 + i, m] of TILE
 // output columns (as a GEMM packs its operands), so the rows one (sample, input) touches are contiguous
@@ -14,7 +14,31 @@
 
 namespace hol {
 
+// One native vector of 64 bytes (an AVX-512 register; the compiler splits it elsewhere): the kernels' output
+// tiles are arrays of these, so their accumulators live in registers.
+template <typename T>
+struct Vec64 {
+  typedef T vec __attribute__((vector_size(64)));
+  static constexpr int64_t LANES = 64 / int64_t(sizeof(T));
+  static vec load(const T* p) {
+    vec v;
+    __builtin_memcpy(&v, p, 64);
+    return v;
+  }
+  static void store(T* p, const vec& v) { __builtin_memcpy(p, &v, 64); }
+  static T sum(const vec& v) {
+    T total = T(0);
+    for (int64_t l = 0; l < LANES; ++l) total += v[l];
+    return total;
+  }
+};
+
 #ifdef __AVX512F__
+template <>
+inline float Vec64<float>::sum(const vec& v) { return _mm512_reduce_add_ps(v); }
+template <>
+inline double Vec64<double>::sum(const vec& v) { return _mm512_reduce_add_pd(v); }
+
 // A full 16 x 16 float block in registers: 16 loads, 64 shuffles, 16 stores instead of 256 scalar moves.
 inline void transpose_16x16(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
   __m512 a[16], b[16];

@@ -55,22 +55,11 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // TILE = NV * LANES outputs as NV native vectors of 64 bytes (128 float, 64 double), kept in registers.
 template <typename T>
-struct Tile {
-  typedef T vec __attribute__((vector_size(64)));
-  static constexpr int64_t LANES = 64 / int64_t(sizeof(T));
+struct Tile : hol::Vec64<T> {
+  using typename hol::Vec64<T>::vec;
+  using hol::Vec64<T>::LANES;
   static constexpr int64_t SIZE = NV * LANES;
-  static vec load(const T* p) {
-    vec v;
-    __builtin_memcpy(&v, p, 64);
-    return v;
-  }
-  static void store(T* p, const vec& v) { __builtin_memcpy(p, &v, 64); }
   static vec splat(T value) { return vec{} + value; }
-  static T sum(const vec& v) {
-    T total = T(0);
-    for (int64_t l = 0; l < LANES; ++l) total += v[l];
-    return total;
-  }
   // Whether any lane of the comparison result ``mask`` (lanes 0 or -1, 64 bytes) is set.
   template <typename M>
   static bool any(const M& mask) {
@@ -93,12 +82,6 @@ int64_t inputs_per_panel(int64_t I, int64_t K, int64_t bytes) {
   return std::max<int64_t>(1, std::min<int64_t>(I, bytes / (K * Tile<T>::SIZE * int64_t(sizeof(T)))));
 }
 
-#ifdef __AVX512F__
-template <>
-inline float Tile<float>::sum(const vec& v) { return _mm512_reduce_add_ps(v); }
-template <>
-inline double Tile<double>::sum(const vec& v) { return _mm512_reduce_add_pd(v); }
-#endif
 
 // f[v] = sum_k ph[k] * rows[k * TILE + v * LANES ...]: the TILE link values of one (sample, input). The forward
 // and the backward both call this, so the backward's recomputed values equal the forward's bit for bit.

@@ -45,29 +45,9 @@ int64_t grain(int64_t tasks, int64_t work) { return work < SERIAL_WORK ? std::ma
 
 // A tile of TILE values as NV native vectors of 64 bytes, so accumulators live in registers.
 template <typename T>
-struct Tile {
-  typedef T vec __attribute__((vector_size(64)));
+struct Tile : hol::Vec64<T> {
   static constexpr int64_t NV = TILE * int64_t(sizeof(T)) / 64;
-  static constexpr int64_t LANES = 64 / int64_t(sizeof(T));
-  static vec load(const T* p) {
-    vec v;
-    __builtin_memcpy(&v, p, 64);
-    return v;
-  }
-  static void store(T* p, const vec& v) { __builtin_memcpy(p, &v, 64); }
-  static T sum(const vec& v) {
-    T total = T(0);
-    for (int64_t l = 0; l < LANES; ++l) total += v[l];
-    return total;
-  }
 };
-
-#ifdef __AVX512F__
-template <>
-inline float Tile<float>::sum(const vec& v) { return _mm512_reduce_add_ps(v); }
-template <>
-inline double Tile<double>::sum(const vec& v) { return _mm512_reduce_add_pd(v); }
-#endif
 
 // Inputs per panel so that a panel of ``K x TILE`` values per input fits the budget.
 int64_t inputs_per_panel(int64_t I, int64_t K, int64_t elem_size) {
