@@ -10,13 +10,11 @@ without a traceback; ``HYDRA_FULL_ERROR=1`` shows the full one. A sweep with fai
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import re
 import sys
 import warnings
-from importlib.resources import files
 from pathlib import Path
 
 import hydra
@@ -31,7 +29,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from .config import register_configs
+from .config import config_folder, register_configs
 from .records import unwrap_error
 
 COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]",
@@ -44,13 +42,10 @@ _show_full_error = False  # the user set HYDRA_FULL_ERROR=1: show tracebacks
 
 
 def config_dir() -> str:
-    """Absolute path of the shipped configs (``conf/``, installed as the package ``hol.conf``; the checkout's
-    ``conf/`` where hol runs from a source tree that is not installed, e.g. on ``PYTHONPATH``); the configs
-    generated from the code (:mod:`hol.runner.config`) are registered in Hydra's ConfigStore beside them."""
+    """Absolute path of the shipped configs (:func:`~hol.runner.config.config_folder`); the configs generated
+    from the code (:mod:`hol.runner.config`) are registered in Hydra's ConfigStore beside them."""
     register_configs()
-    if importlib.util.find_spec("hol.conf") is None:
-        return str(Path(__file__).resolve().parents[2] / "conf")
-    return str(files("hol.conf"))
+    return str(config_folder())
 
 
 OPTIONAL_PLUGINS = {"hydra_plugins.hydra_joblib_launcher": "joblib",

@@ -6,13 +6,17 @@ code.
 it under ``layer`` before the chosen ``conf/layer/<kind>.yaml``, which then only names its kind and what it
 changes. Being typed, it rejects ``layer.n=abc`` and unknown keys such as ``+layer.colour=red``.
 
-:func:`register_configs` stores these in Hydra's ConfigStore (:func:`hol.runner.cli.config_dir` calls it).
+:func:`register_configs` stores these in Hydra's ConfigStore (:func:`hol.runner.cli.config_dir` calls it);
+:func:`config_folder` is where the shipped configs are.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 import typing
+from importlib.resources import files
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
@@ -37,3 +41,11 @@ def layer_options_schema() -> type:
 def register_configs() -> None:
     """Store the generated configs (``layer_options``) in Hydra's ConfigStore."""
     ConfigStore.instance().store(name="layer_options", node=layer_options_schema(), provider="hol")
+
+
+def config_folder() -> Path:
+    """The shipped configs (``conf/``, installed as the package ``hol.conf``; the checkout's ``conf/`` where
+    hol runs from a source tree that is not installed, e.g. on ``PYTHONPATH``)."""
+    if importlib.util.find_spec("hol.conf") is None:
+        return Path(__file__).resolve().parents[2] / "conf"
+    return Path(str(files("hol.conf")))

@@ -55,7 +55,6 @@ import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from importlib.resources import files
 from typing import Any
 
 import hydra
@@ -69,6 +68,7 @@ from torch import Tensor, nn
 from ..adapt import adapt_domains
 from ..checks import check_bool, check_choice, check_int
 from ..refine import refine
+from .config import config_folder
 
 STAGE_KEYS = ("epochs", "n", "segments", "adapt", "optimizer")
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class Stage:
 
 def optimizer_names() -> list[str]:
     """The configs of the ``optimizer`` group (``conf/optimizer/*.yaml``), sorted."""
-    folder = files("hol.conf") / "optimizer"
+    folder = config_folder() / "optimizer"
     return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir()
                   if entry.name.endswith(".yaml"))
 
@@ -112,7 +112,7 @@ def resolve_optimizer(value: Any, run_optimizer: Mapping | None) -> dict:
     it."""
     options = dict(value) if isinstance(value, Mapping) else {"name": value}
     name = options.pop("name", None)
-    base = (OmegaConf.load(str(files("hol.conf") / "optimizer" / f"{name}.yaml")) if name is not None
+    base = (OmegaConf.load(config_folder() / "optimizer" / f"{name}.yaml") if name is not None
             else OmegaConf.create(dict(run_optimizer or {})))
     merged = OmegaConf.merge(base, options)
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]  # a mapping

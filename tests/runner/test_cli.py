@@ -9,6 +9,7 @@ import pytest
 
 from hol.runner.cli import config_dir, main
 from hol.runner.records import FAILED_FILE, METRICS_FILE
+from hol.runner.stages import optimizer_names, resolve_optimizer
 from tests.helpers.runs import QUIET, TINY_DATA, run_hol
 
 FAST = [*QUIET, *TINY_DATA, "trainer.max_epochs=1"]
@@ -151,10 +152,11 @@ def test_console_process_bad_input_has_no_traceback_unless_asked(tmp_path):
 
 def test_config_dir_of_a_source_tree_that_is_not_installed(monkeypatch):
     """Run from a checkout on PYTHONPATH (no package ``hol.conf``): the checkout's ``conf/`` is the config
-    folder, and a preset composes from it."""
+    folder, for composing and for the optimizers a refinement stage may name."""
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *args: None if name == "hol.conf" else find_spec(name, *args))
     folder = Path(config_dir())
     assert folder == Path(__file__).resolve().parents[2] / "conf"
     assert (folder / "train.yaml").is_file() and (folder / "experiment" / "vae.yaml").is_file()
+    assert "lbfgs" in optimizer_names() and resolve_optimizer("lbfgs", None)["_target_"]
