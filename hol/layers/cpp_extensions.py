@@ -44,18 +44,22 @@ def load(name: str, disable_variable: str | None = None, *,
         return None
 
 
+@functools.cache
 def build_key(name: str) -> str:
     """12 hex digits identifying ``csrc/<name>.cpp`` with the headers of ``csrc``, the torch version and this
-    CPU's instruction sets."""
+    CPU's instruction sets. Read once per process (the cost model asks for it at every forward of a layer with
+    ``backend="auto"``)."""
     code = b"".join(path.read_bytes() for path in [SOURCES / f"{name}.cpp", *sorted(SOURCES.glob("*.h"))])
     return hashlib.sha256(code + torch.__version__.encode() + cpu_flags().encode()).hexdigest()[:12]
 
 
+@functools.cache
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; else the platform's processor name)."""
     return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
+@functools.cache
 def cpu_flags() -> str:
     """The ``flags`` line of ``/proc/cpuinfo`` (else the platform's processor name)."""
     return _cpuinfo_field("flags") or platform.processor() or platform.machine()

@@ -31,6 +31,7 @@ while tracing before calibration.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -169,13 +170,20 @@ def cache_key(dtype: torch.dtype, step: str, device: str = "cpu") -> str:
     """What a calibration depends on: the device (CPU model, instruction sets and threads; GPU name), the
     kernels, torch, dtype, step."""
     if torch.device(device).type == "cuda":
-        return (f"{torch.cuda.get_device_name(torch.device(device))} | triton-{_triton_key()} | "
+        return (f"{_gpu_name(device)} | triton-{_triton_key()} | "
                 f"torch {torch.__version__} | {dtype} | step {step}")
     implementation = f"cpp-{sparse_cpp.build_key()}" if sparse_cpp.extension_available() else "torch"
     return (f"{sparse_cpp.cpu_model()} | {implementation} | torch {torch.__version__} | {dtype} | "
             f"step {step} | {torch.get_num_threads()} threads")
 
 
+@functools.cache
+def _gpu_name(device: str) -> str:
+    """The name of the CUDA GPU ``device`` (``"cuda:INDEX"``), asked once per process."""
+    return torch.cuda.get_device_name(torch.device(device))
+
+
+@functools.cache
 def _triton_key() -> str:
     """Triton's version and 12 hex digits of the kernels' source."""
     import triton

@@ -275,3 +275,35 @@ def test_auto_layer_follows_cost_model():
     assert small.compute_backend(torch.zeros(512, 8)) == "dense"
     expected = sparse.choose_backend(n=5, segments=64, batch=512, in_features=8, out_features=4)
     assert large.compute_backend(torch.zeros(512, 8)) == expected == "sparse"
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda:0"])
+def test_decisions_after_the_first_read_no_files(device, monkeypatch, tmp_path):
+    """``backend="auto"`` asks the cost model at every forward: after the first decision on a device, deciding
+    reads nothing from disk (no /proc/cpuinfo, kernel sources or cost cache: it used to cost more than the
+    layer's own forward at small sizes)."""
+    from pathlib import Path
+
+    from hol.layers import sparse_cost
+
+    monkeypatch.delenv("HOL_SPARSE_COST", raising=False)
+    monkeypatch.delenv("HOL_SPARSE_COST_CUDA", raising=False)
+    monkeypatch.setenv("HOL_SPARSE_CPP", "0")  # the cache key then needs no kernel build
+    monkeypatch.setenv("HOL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(sparse_cost, "_measured", {})
+    monkeypatch.setattr(sparse_cost, "measurable", lambda device: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a GPU")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    sparse_cost._gpu_name.cache_clear()
+    monkeypatch.setattr(sparse_cost, "calibrate", lambda dtype, step, device: sparse_cost.SparseCost(0, 0, 0))
+    options = {"n": 5, "segments": 8, "batch": 64, "in_features": 16, "out_features": 16, "device": device}
+    assert sparse.choose_backend(**options) == "sparse"  # calibrated (here: a stand-in) and cached
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the cost model read a file after its first decision")
+
+    monkeypatch.setattr(Path, "read_text", no_reading)
+    monkeypatch.setattr(Path, "read_bytes", no_reading)
+    monkeypatch.setattr("builtins.open", no_reading)
+    assert sparse.choose_backend(**options) == "sparse"
+    assert sparse.choose_backend(**{**options, "segments": 1}) == "dense"
