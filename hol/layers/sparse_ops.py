@@ -424,7 +424,7 @@ class _Product(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return product_vjp(FUNCTIONS, ctx.saved_tensors, ctx.needs_input_grad, grad)
+        return product_vjp(_backward_entry(), ctx.saved_tensors, ctx.needs_input_grad, grad)
 
     @staticmethod
     def jvp(ctx, phi_tangent, _, weight_tangent):
@@ -450,7 +450,7 @@ class _WeightGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, cotangent):
-        return weight_grad_vjp(FUNCTIONS, ctx.saved_tensors, ctx.needs_input_grad, cotangent)
+        return weight_grad_vjp(_backward_entry(), ctx.saved_tensors, ctx.needs_input_grad, cotangent)
 
     @staticmethod
     def jvp(ctx, phi_tangent, _, grad_tangent, __):
@@ -476,7 +476,7 @@ class _PhiGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, cotangent):
-        return phi_grad_vjp(FUNCTIONS, ctx.saved_tensors, ctx.needs_input_grad, cotangent, ctx.width)
+        return phi_grad_vjp(_backward_entry(), ctx.saved_tensors, ctx.needs_input_grad, cotangent, ctx.width)
 
     @staticmethod
     def jvp(ctx, grad_tangent, weight_tangent, _, __):
@@ -486,6 +486,17 @@ class _PhiGrad(torch.autograd.Function):
 
 
 FUNCTIONS = Products(_Product.apply, _WeightGrad.apply, _PhiGrad.apply)
+
+
+def _backward_entry() -> Products:
+    """The products a Function's backward computes with: the Functions when that backward is differentiated
+    itself (grad mode on: ``create_graph=True``, ``torch.func`` transforms; or a forward-mode level open,
+    whose tangents flow through the backward), else the operators (no autograd node per product: an
+    ``autograd.Function`` call costs tens of microseconds of Python, as much as a small product; measured: 100
+    of the 790 us of a B=16, I=O=32 step)."""
+    if torch.is_grad_enabled() or torch.autograd.forward_ad._current_level >= 0:
+        return FUNCTIONS
+    return OPERATORS
 
 
 def _entry() -> Products:

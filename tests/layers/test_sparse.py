@@ -307,3 +307,24 @@ def test_decisions_after_the_first_read_no_files(device, monkeypatch, tmp_path):
     monkeypatch.setattr("builtins.open", no_reading)
     assert sparse.choose_backend(**options) == "sparse"
     assert sparse.choose_backend(**{**options, "segments": 1}) == "dense"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_forward_mode_through_a_backward_without_create_graph(kind, impl):
+    """Tangents of a forward-mode level flow through a plain ``autograd.grad`` (no ``create_graph``): the
+    sparse path's backward keeps its differentiable products there, as the dense path's GEMMs are, instead of
+    silently dropping the tangent of the gradient."""
+    import torch.autograd.forward_ad as fwAD
+
+    dense, sparse_layer = pair(kind, bias=False)
+    x, tangent = wide_input(6, 5), torch.randn(6, 5, dtype=f64)
+    results = []
+    for layer in (dense, sparse_layer):
+        with fwAD.dual_level():
+            loss = layer(fwAD.make_dual(x, tangent)).pow(2).sum()
+            (gradient,) = torch.autograd.grad(loss, layer.weight)
+            results.append(fwAD.unpack_dual(gradient))
+    (expected, expected_tangent), (got, got_tangent) = results
+    assert expected_tangent is not None and got_tangent is not None
+    assert torch.allclose(got, expected, atol=TOL, rtol=0)
+    assert torch.allclose(got_tangent, expected_tangent, atol=1e-11, rtol=0)
