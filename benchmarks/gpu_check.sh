@@ -80,6 +80,8 @@ if [ "$SMOKE" -eq 1 ]; then
     PRODUCTS=(--batch 32 --features 8 --segments 1,2 --rounds 1)
     CONV=(--batch 2 --rounds 1)
     EPOCH=(--batches 2 --repeats 1)
+    PROFILE=(--batch 16 --features 8 --n 3 --rounds 1)
+    PROFILE_LARGE=(--batch 32 --features 16 --n 3 --rounds 1)
 else
     if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         say "no CUDA GPU visible to torch: nothing to check (benchmarks/gpu_check.sh --smoke checks the script)"
@@ -91,10 +93,13 @@ else
     PRODUCTS=(--segments 1,2,16,64,128 --rounds 7)
     CONV=(--rounds 7)
     EPOCH=(--batches 100 --repeats 3)
+    PROFILE=(--rounds 9)
+    PROFILE_LARGE=(--batch 8192 --features 512 --rounds 5
+                   --cases linear,continuous:8:dense,continuous:8:sparse,continuous:64:sparse,continuous_prod:2)
 fi
 
-step "CUDA tests: kernels and layers" 150 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/layers
-step "CUDA tests: every experiment with trainer=gpu" 120 \
+step "CUDA tests: kernels and layers" 135 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/layers
+step "CUDA tests: every experiment with trainer=gpu" 105 \
     "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/runner
 step "segment-sparse vs dense over S" 30 \
     "$PYTHON" benchmarks/bench_sparse.py --device "$DEVICE" "${SPARSE[@]}" --record "sparse_$DEVICE"
@@ -102,8 +107,12 @@ step "every fc kind over nn.Linear(I*n, O)" 40 \
     "$PYTHON" benchmarks/bench_layers.py --device "$DEVICE" --skip-reference "${LAYERS[@]}" --record "layers_$DEVICE"
 step "product units" 30 \
     "$PYTHON" benchmarks/bench_products.py --device "$DEVICE" "${PRODUCTS[@]}" --record "products_$DEVICE"
-step "convolution" 25 "$PYTHON" benchmarks/bench_conv.py --device "$DEVICE" "${CONV[@]}" --record "conv_$DEVICE"
-step "invariant_mnist epoch vs layer=relu" 75 \
+step "convolution" 23 "$PYTHON" benchmarks/bench_conv.py --device "$DEVICE" "${CONV[@]}" --record "conv_$DEVICE"
+step "host and device time of one step" 20 \
+    "$PYTHON" benchmarks/profile_step.py --device "$DEVICE" "${PROFILE[@]}" --record "profile_$DEVICE"
+step "host and device time of one step, large shapes" 20 \
+    "$PYTHON" benchmarks/profile_step.py --device "$DEVICE" "${PROFILE_LARGE[@]}" --record "profile_${DEVICE}_large"
+step "invariant_mnist epoch vs layer=relu" 65 \
     "$PYTHON" benchmarks/bench_epoch.py --device "$DEVICE" --precision bf16-mixed "${EPOCH[@]}" \
     --record "epoch_$DEVICE"
 

@@ -21,6 +21,7 @@ TOY = {
     "bench_sparse": ["--batch", "32", "--features", "4", "--segments", "1,2,4", "--dense-max-segments", "2"],
     "bench_conv": ["--batch", "1"],
     "bench_vae": ["--batch", "2"],
+    "profile_step": ["--batch", "8", "--features", "4", "--n", "3"],
 }
 """Toy-size arguments of the scripts that run without a data set (every kind, every path they time)."""
 
