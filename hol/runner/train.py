@@ -17,6 +17,7 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -217,7 +218,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                                           "run/diverged_metric": divergence.metric})
         raise RunDiverged(divergence, OmegaConf.select(cfg, "optimizer.lr", default=None))
     if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        # the first ModelCheckpoint's best (other checkpoint callbacks, e.g. OnExceptionCheckpoint, keep none)
+        best = next((callback.best_model_path for callback in trainer.checkpoint_callbacks
+                     if isinstance(callback, ModelCheckpoint)), "")
         ckpt_path = best or (None if cfg.get("train", True) else cfg.get("ckpt_path"))
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics.update({key: value for key, value in trainer.callback_metrics.items()
