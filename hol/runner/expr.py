@@ -35,7 +35,8 @@ FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 BINARY: dict[type[ast.operator], Callable[[Tensor, Tensor], Tensor]] = {
     ast.Add: torch.add, ast.Sub: torch.sub, ast.Mult: torch.mul, ast.Div: torch.div, ast.Pow: torch.pow}
-UNARY: dict[type[ast.unaryop], Callable[[Tensor], Tensor]] = {ast.USub: torch.neg, ast.UAdd: lambda value: value}
+UNARY: dict[type[ast.unaryop], Callable[[Tensor], Tensor]] = {
+    ast.USub: torch.neg, ast.UAdd: lambda value: value}
 ALLOWED = ("numbers, x, y, pi, e, + - * / **, unary -, parentheses, and the functions "
            + " ".join(FUNCTIONS))
 MAX_LENGTH = 1000
