@@ -16,6 +16,7 @@ import re
 import sys
 import warnings
 from pathlib import Path
+from typing import cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -155,7 +156,8 @@ def _task(command: str, cfg: DictConfig):
         _fail(command, error, 1)
     finally:
         _end_distributed(environment)
-    if rank_zero_only.rank == 0:  # DDP: the other processes finish the same job silently
+    # DDP: the other processes finish the same job silently (Lightning sets rank on the function, undeclared)
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         _report(cfg, metrics)
     optimized = cfg.get("optimized_metric")
     return metrics.get(optimized) if optimized else None
@@ -172,7 +174,7 @@ def _set_worker_command(command: str) -> None:
     hydra_cfg = HydraConfig.get()
     sys.argv = [str(Path(__file__).with_name("__main__.py")), command, *hydra_cfg.overrides.task]
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        with read_write(hydra_cfg.run):
+        with read_write(cast(DictConfig, hydra_cfg.run)):  # typed as its dataclass, a DictConfig at run time
             hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
 
 

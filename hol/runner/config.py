@@ -7,7 +7,7 @@ it under ``layer`` before the chosen ``conf/layer/<kind>.yaml``, which then only
 changes. Being typed, it rejects ``layer.n=abc`` and unknown keys such as ``+layer.colour=red``.
 
 :func:`register_configs` stores these in Hydra's ConfigStore (:func:`hol.runner.cli.config_dir` calls it);
-:func:`config_folder` is where the shipped configs are.
+:func:`config_folder` is where the shipped configs are; :func:`plain_dict` a config node as plain Python.
 """
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ import inspect
 import typing
 from importlib.resources import files
 from pathlib import Path
+from typing import Any, cast
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from ..layers import HighOrderLinear
 
@@ -49,3 +51,9 @@ def config_folder() -> Path:
     if importlib.util.find_spec("hol.conf") is None:
         return Path(__file__).resolve().parents[2] / "conf"
     return Path(str(files("hol.conf")))
+
+
+def plain_dict(node: DictConfig) -> dict[str, Any]:
+    """A mapping config node, resolved, as plain Python dicts and lists (``OmegaConf.to_container``, whose
+    return type covers every kind of node)."""
+    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))

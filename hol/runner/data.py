@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from pathlib import Path
+from typing import cast
 
 import lightning.pytorch as pl
 import numpy as np
@@ -68,13 +69,22 @@ class EpochShuffleSampler(Sampler[int]):
         return self.size
 
 
+def trainer_datamodule(trainer: pl.Trainer) -> pl.LightningDataModule | None:
+    """The datamodule ``trainer`` runs on (``None``: plain dataloaders or none)."""
+    return trainer.datamodule  # type: ignore[attr-defined]  # Lightning sets it at run time, undeclared
+
+
 class _DataModule(pl.LightningDataModule):
     """Shared loaders: ``self.train_set``, ``self.val_set``, ``self.test_set`` are filled by ``setup``."""
 
     task: str
     in_features: int
     input_shape: tuple[int, ...]
-    out_features: int
+
+    @property
+    def out_features(self) -> int:
+        """Outputs of the net (module docstring); subclasses set it, as a class attribute or a property."""
+        raise NotImplementedError
 
     def __init__(self, batch_size: int | None, num_workers: int, seed: int | None):
         super().__init__()
@@ -82,18 +92,23 @@ class _DataModule(pl.LightningDataModule):
         self.batch_size = None if batch_size is None else check_int("data.batch_size", batch_size, 1)
         self.num_workers = check_int("data.num_workers", num_workers, 0)
         self.seed = 0 if seed is None else int(seed)
-        self.train_set = self.val_set = self.test_set = None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
 
     @property
     def task_options(self) -> dict:
         """Options of the data's task (:mod:`hol.runner.tasks`): the number of classes of a classification."""
         return {"num_classes": self.out_features} if self.task == "classification" else {}
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        sampler = EpochShuffleSampler(len(dataset), self.seed) if shuffle else None
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(f"{type(self).__name__} has no data yet: call setup() before a dataloader")
+        size = len(cast(Sized, dataset))  # the splits are map-style datasets, which have a length
+        sampler = EpochShuffleSampler(size, self.seed) if shuffle else None
         # Its own generator: creating an iterator draws the workers' base seed from it, not from torch's
         # global generator, whose draws (dropout) must not depend on when Lightning creates iterators.
-        batch_size = self.batch_size or max(len(dataset), 1)
+        batch_size = self.batch_size or max(size, 1)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0,
                           generator=torch.Generator().manual_seed(self.seed))

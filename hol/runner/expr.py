@@ -33,8 +33,10 @@ FUNCTIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "exp": torch.exp, "log": torch.log,
     "sqrt": torch.sqrt, "abs": torch.abs, "tanh": torch.tanh,
 }
-BINARY = {ast.Add: torch.add, ast.Sub: torch.sub, ast.Mult: torch.mul, ast.Div: torch.div, ast.Pow: torch.pow}
-UNARY = {ast.USub: torch.neg, ast.UAdd: lambda value: value}
+BINARY: dict[type[ast.operator], Callable[[Tensor, Tensor], Tensor]] = {
+    ast.Add: torch.add, ast.Sub: torch.sub, ast.Mult: torch.mul, ast.Div: torch.div, ast.Pow: torch.pow}
+UNARY: dict[type[ast.unaryop], Callable[[Tensor], Tensor]] = {
+    ast.USub: torch.neg, ast.UAdd: lambda value: value}
 ALLOWED = ("numbers, x, y, pi, e, + - * / **, unary -, parentheses, and the functions "
            + " ".join(FUNCTIONS))
 MAX_LENGTH = 1000
@@ -76,7 +78,8 @@ def _compile(node: ast.AST, text: str, used: set) -> Node:
     if isinstance(node, ast.Name):
         if node.id in VARIABLES:
             used.add(node.id)
-            return lambda values, name=node.id: values[name]
+            variable = node.id
+            return lambda values: values[variable]
         if node.id in CONSTANTS:
             value = CONSTANTS[node.id]
             return lambda values: torch.tensor(value, dtype=values["x"].dtype, device=values["x"].device)
@@ -90,8 +93,8 @@ def _compile(node: ast.AST, text: str, used: set) -> Node:
     if isinstance(node, ast.UnaryOp):
         if type(node.op) not in UNARY:
             raise _reject(text, f"the operator {type(node.op).__name__}")
-        op, operand = UNARY[type(node.op)], _compile(node.operand, text, used)
-        return lambda values: op(operand(values))
+        unary, operand = UNARY[type(node.op)], _compile(node.operand, text, used)
+        return lambda values: unary(operand(values))
     if isinstance(node, ast.Call):
         name = node.func.id if isinstance(node.func, ast.Name) else None
         if name not in FUNCTIONS:

@@ -48,16 +48,16 @@ def read_image(path: Path, size: int | None = None) -> Tensor:
     if not path.is_file():
         raise DataError(f"image file not found: {path} (set data.path to a PNG or JPEG file)")
     try:
-        with Image.open(path) as image:
-            if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit grey: keep its precision
-                image = Image.fromarray(np.asarray(image, dtype=np.float32) / 65535)  # mode F
+        with Image.open(path) as file:
+            if file.mode == "I" or file.mode.startswith("I;16"):  # 16-bit grey: keep its precision
+                image = Image.fromarray(np.asarray(file, dtype=np.float32) / 65535)  # mode F
             else:
-                image = image.convert("L" if image.mode in GREY_MODES else "RGB")
+                image = file.convert("L" if file.mode in GREY_MODES else "RGB")
             if size is not None and max(image.size) != size:
                 scale = size / max(image.size)
                 shape = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
                 image = image.resize(shape, Image.Resampling.LANCZOS)
-            array = np.asarray(image, dtype=np.float32)
+            array: np.ndarray = np.asarray(image, dtype=np.float32)
     except (UnidentifiedImageError, OSError, ValueError) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         raise DataError(f"cannot read the image {path} ({reason}); data.path must name a PNG or JPEG "

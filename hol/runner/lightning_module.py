@@ -15,12 +15,12 @@ with ``deterministic=True``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MinMetric
+from torchmetrics import MaxMetric, Metric, MinMetric
 
 from ..networks import build
 from .tasks import make_task
@@ -29,6 +29,13 @@ from .tasks import make_task
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     """The torch seed of training epoch ``epoch`` on process ``rank`` of a run seeded with ``seed``."""
     return ((seed * 1_000_003 + epoch) * 1_009 + rank) % 2**63
+
+
+def net_hparams(net: nn.Module) -> dict[str, Any] | None:
+    """``net.hparams()``, the arguments that rebuild ``net`` (:func:`hol.networks.build`), or ``None`` for a
+    network without that method."""
+    hparams = getattr(net, "hparams", None)
+    return hparams() if callable(hparams) else None
 
 
 class HolModule(pl.LightningModule):
@@ -57,14 +64,15 @@ class HolModule(pl.LightningModule):
         self.save_hyperparameters(logger=False, ignore=["net", "optimizer", "scheduler"])
         self.net, self.optimizer_factory, self.scheduler_factory = net, optimizer, scheduler
         self.task = make_task(task, **(task_options or {}))
-        self.best = nn.ModuleDict({  # a NaN epoch is no best value
+        best: dict[str, Metric] = {  # a NaN epoch is no best value
             name: (MaxMetric if mode == "max" else MinMetric)(nan_strategy="ignore")
-            for name, mode in self.task.best.items()})
-        for metric in self.best.values():
+            for name, mode in self.task.best.items()}
+        for metric in best.values():
             metric.persistent(True)  # the best values so far survive a resume
+        self.best = nn.ModuleDict(best)
 
     def forward(self, x: Tensor):
-        return self.net(x.flatten(1) if self.hparams.flatten_input else x)
+        return self.net(x.flatten(1) if self.hparams["flatten_input"] else x)
 
     def loss(self, output, target: Tensor) -> Tensor:
         """The training loss, a batch mean: the task's objective (:meth:`hol.runner.tasks.Task.loss`)."""
@@ -108,7 +116,8 @@ class HolModule(pl.LightningModule):
         values = self._log_epoch("val")
         if self.trainer.sanity_checking:
             return  # the sanity check's numbers are no validation result
-        for name, best in self.best.items():
+        for name, module in self.best.items():
+            best = cast(Metric, module)  # an nn.ModuleDict hands out its entries as plain modules
             best.update(values[name])
             value = best.compute()
             if torch.isfinite(value):  # until a finite epoch value exists, there is no best value to log
@@ -128,20 +137,21 @@ class HolModule(pl.LightningModule):
                 "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if callable(getattr(self.net, "hparams", None)):
-            checkpoint["net_hparams"] = self.net.hparams()
+        hparams = net_hparams(self.net)
+        if hparams is not None:
+            checkpoint["net_hparams"] = hparams
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # A checkpoint of another refinement stage holds another network shape: rebuild the network to it.
-        hparams = checkpoint.get("net_hparams")
-        rebuildable = callable(getattr(self.net, "hparams", None))
-        if hparams is not None and rebuildable and hparams != self.net.hparams():
+        hparams, own = checkpoint.get("net_hparams"), net_hparams(self.net)
+        if hparams is not None and own is not None and hparams != own:
             self.net = build(hparams)
 
     def on_train_epoch_start(self) -> None:
         # Random draws in training (dropout) depend only on (seed, epoch, rank): a resumed run repeats them.
-        if self.hparams.seed is not None:
-            torch.manual_seed(epoch_seed(self.hparams.seed, self.current_epoch, self.global_rank))
+        seed = self.hparams["seed"]
+        if seed is not None:
+            torch.manual_seed(epoch_seed(seed, self.current_epoch, self.global_rank))
 
     @classmethod
     def from_checkpoint(cls, path: str, map_location="cpu") -> HolModule:

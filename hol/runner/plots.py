@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from typing import Any, cast
+
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -17,6 +19,7 @@ from torch import nn
 
 from ..checks import check_int
 from ..layers import HighOrderLinear
+from .data import trainer_datamodule
 
 
 @torch.no_grad()
@@ -55,7 +58,7 @@ def links_figure(layer: HighOrderLinear, points: int = 200) -> Figure:
     without per-input domains): panel ``o``, curve ``i``."""
     t = torch.linspace(-0.5, 0.5, points, device=layer.weight.device, dtype=layer.weight.dtype)[:, None]
     centre, width = getattr(layer, "domain_centre", None), getattr(layer, "domain_width", None)
-    x = t * layer.length if centre is None else centre + t * width  # [P, I] (or [P, 1])
+    x = t * layer.length if centre is None or width is None else centre + t * width  # [P, I] (or [P, 1])
     x = x.expand(-1, layer.in_features)
     values = layer.links(x).float().cpu()  # [P, O, I]
     columns = min(layer.out_features, 4)
@@ -95,8 +98,8 @@ class PlotCallback(pl.Callback):
         if not writers or not trainer.is_global_zero:
             return
         figures = {}
-        data = trainer.datamodule
-        net = module.net
+        data: Any = trainer_datamodule(trainer)  # any datamodule: what it offers is checked below
+        net = cast(nn.Module, module.net)  # the runner's HolModule's network
         was_training = net.training
         net.eval()
         if hasattr(data, "target") and getattr(data, "dims", None) in (1, 2):

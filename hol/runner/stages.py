@@ -55,7 +55,7 @@ import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import lightning.pytorch as pl
@@ -68,7 +68,9 @@ from torch import Tensor, nn
 from ..adapt import adapt_domains
 from ..checks import check_bool, check_choice, check_int
 from ..refine import refine
-from .config import config_folder
+from .config import config_folder, plain_dict
+from .data import trainer_datamodule
+from .lightning_module import HolModule, net_hparams
 
 STAGE_KEYS = ("epochs", "n", "segments", "adapt", "optimizer")
 log = logging.getLogger(__name__)
@@ -189,7 +191,7 @@ def configure(cfg: DictConfig) -> list[Stage]:
     if not stages:
         return stages
     if any(stage.optimizer is not None for stage in stages):
-        run_optimizer = OmegaConf.to_container(cfg.optimizer, resolve=True) if cfg.get("optimizer") else None
+        run_optimizer = plain_dict(cfg.optimizer) if cfg.get("optimizer") else None
         stages = [Stage(stage.epochs, stage.n, stage.segments, stage.adapt,
                         resolve_optimizer(stage.optimizer, run_optimizer) if stage.optimizer is not None
                         else run_optimizer) for stage in stages]
@@ -206,7 +208,7 @@ def configure(cfg: DictConfig) -> list[Stage]:
     return stages
 
 
-def _batches(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> Iterator[tuple[Tensor, Tensor]]:
+def _batches(trainer: pl.Trainer, module: HolModule, dataloader) -> Iterator[tuple[Tensor, Tensor]]:
     """The ``(inputs, target)`` of every batch of ``dataloader`` as the module sees them in a step: on its
     device, converted by the precision plugin (e.g. to float64 under ``64-true``), split by its task."""
     for batch in dataloader:
@@ -215,7 +217,7 @@ def _batches(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> Ite
 
 
 @torch.no_grad()
-def validation_loss(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> float:
+def validation_loss(trainer: pl.Trainer, module: HolModule, dataloader) -> float:
     """The module's loss (:meth:`~hol.runner.lightning_module.HolModule.loss`, on the batches as its task
     splits them) over all of ``dataloader`` in eval mode, batches weighted by their size (``nan`` without a
     dataloader); torch's random state is left as it was."""
@@ -233,7 +235,7 @@ def validation_loss(trainer: pl.Trainer, module: pl.LightningModule, dataloader)
 
 
 @torch.no_grad()
-def evaluate(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> dict[str, float]:
+def evaluate(trainer: pl.Trainer, module: HolModule, dataloader) -> dict[str, float]:
     """The module's task's test metrics (:meth:`hol.runner.tasks.Task.compute`: ``loss`` and e.g. ``rmse``
     or ``acc``, as ``test/*`` would log them) over all of ``dataloader`` in eval mode, computed on a copy of
     the task (the module's own metrics are left alone); ``{}`` without a dataloader. torch's random state
@@ -241,8 +243,8 @@ def evaluate(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> dic
     if dataloader is None:
         return {}
     task = copy.deepcopy(module.task)
-    for metric in task.stage_metrics("test").values():
-        metric.reset()
+    for name in task.stage_metrics("test"):
+        task.metric("test", name).reset()
     was_training = module.training
     module.eval()
     with torch.random.fork_rng(devices=[]), trainer.precision_plugin.val_step_context():
@@ -256,8 +258,8 @@ def evaluate(trainer: pl.Trainer, module: pl.LightningModule, dataloader) -> dic
 
 def _net_order(net: nn.Module) -> dict[str, int]:
     """``n`` and ``segments`` of the network's layers (its ``hparams()["layer"]``), where it has them."""
-    hparams = net.hparams() if callable(getattr(net, "hparams", None)) else {}
-    layer = hparams.get("layer") if isinstance(hparams.get("layer"), dict) else hparams
+    hparams = net_hparams(net) or {}
+    layer = hparams["layer"] if isinstance(hparams.get("layer"), dict) else hparams
     return {key: layer[key] for key in ("n", "segments") if isinstance(layer.get(key), int)}
 
 
@@ -295,12 +297,13 @@ class RefinementStages(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.current_epoch not in self.starts:
             return
+        module = cast(HolModule, pl_module)  # the runner's module, which this callback refines
         index = self.starts.index(trainer.current_epoch)
         if index > 0 and index - 1 not in self.tests:
-            self.test(trainer, pl_module, index - 1)
+            self.test(trainer, module, index - 1)
         first_adapts = index == 0 and self.stages[0].adapt
         if (index > 0 or first_adapts) and index not in self.records:  # not yet done (a resumed run has it)
-            self.records[index] = self.refine(trainer, pl_module, self.stages[index], index)
+            self.records[index] = self.refine(trainer, module, self.stages[index], index)
             record = self.records[index]
             adapted = (f", domains adapted (max change {record['adapt_max_change']:.3g})"
                        if "adapt_max_change" in record else "")
@@ -311,7 +314,7 @@ class RefinementStages(pl.Callback):
                     f"{record['val_loss_after']:.8g}, max change of a link {record['max_change']:.3g}"
                     f"{adapted}")
         metrics = {"refine/stage": float(index), **{f"refine/{key}": float(value)
-                                                   for key, value in _net_order(pl_module.net).items()}}
+                                                   for key, value in _net_order(module.net).items()}}
         if index in self.records:
             metrics.update({f"refine/{key}": value for key, value in self.records[index].items()})
         for logger in trainer.loggers:
@@ -320,21 +323,22 @@ class RefinementStages(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         last = len(self.stages) - 1
         if trainer.current_epoch >= self.starts[last] and last not in self.tests:
-            self.test(trainer, pl_module, last)
+            self.test(trainer, cast(HolModule, pl_module), last)  # the runner's module
 
-    def refine(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: Stage,
+    def refine(self, trainer: pl.Trainer, pl_module: HolModule, stage: Stage,
                index: int) -> dict[str, float]:
         """Bring the module's network to ``stage`` (refine, adapt its domains), rebuild the optimizers; what
         was measured."""
-        dataloader = trainer.datamodule.val_dataloader() if trainer.datamodule else trainer.val_dataloaders
+        datamodule = trainer_datamodule(trainer)
+        dataloader = datamodule.val_dataloader() if datamodule else trainer.val_dataloaders
         before = validation_loss(trainer, pl_module, dataloader)
         record = {"val_loss_before": before, "max_change": 0.0}
         if stage.n is not None or stage.segments is not None:
             pl_module.net = refine(pl_module.net, n=stage.n, segments=stage.segments)
-            record["max_change"] = pl_module.net.refine_max_change
+            record["max_change"] = cast(float, pl_module.net.refine_max_change)  # set by hol.refine
         if stage.adapt:
             pl_module.net = adapt_domains(pl_module.net, self._training_inputs(trainer, pl_module))
-            record["adapt_max_change"] = pl_module.net.adapt_max_change
+            record["adapt_max_change"] = cast(float, pl_module.net.adapt_max_change)  # set by adapt_domains
         new_optimizer = index > 0 and stage.optimizer != self.stages[index - 1].optimizer
         if new_optimizer:
             pl_module.optimizer_factory = hydra.utils.instantiate(stage.optimizer)
@@ -343,18 +347,20 @@ class RefinementStages(pl.Callback):
         return record
 
     @staticmethod
-    def _training_inputs(trainer: pl.Trainer, pl_module: pl.LightningModule) -> Iterator[torch.Tensor]:
+    def _training_inputs(trainer: pl.Trainer, pl_module: HolModule) -> Iterator[torch.Tensor]:
         """The network inputs of the whole training set (the datamodule's loader, the same on every process),
         as the network sees them."""
-        dataloader = trainer.datamodule.train_dataloader() if trainer.datamodule else trainer.train_dataloader
+        datamodule = trainer_datamodule(trainer)
+        dataloader = datamodule.train_dataloader() if datamodule else trainer.train_dataloader
         flatten = bool(getattr(pl_module.hparams, "flatten_input", False))
         for x, _ in _batches(trainer, pl_module, dataloader):
             yield x.flatten(1) if flatten else x
 
-    def test(self, trainer: pl.Trainer, pl_module: pl.LightningModule, index: int) -> None:
+    def test(self, trainer: pl.Trainer, pl_module: HolModule, index: int) -> None:
         """Test the network at the end of stage ``index``; log and keep ``stage<index>/...`` (module
         docstring)."""
-        dataloader = trainer.datamodule.test_dataloader() if trainer.datamodule else None
+        datamodule = trainer_datamodule(trainer)
+        dataloader = datamodule.test_dataloader() if datamodule else None
         if dataloader is None:
             return
         result = {f"test/{key}": value for key, value in evaluate(trainer, pl_module, dataloader).items()}
@@ -416,9 +422,9 @@ def _rebuild_optimizers(trainer: pl.Trainer, carry_hyperparameters: bool = True)
             for old_group, new_group in zip(old.param_groups, new.param_groups, strict=True):
                 new_group.update({key: value for key, value in old_group.items() if key != "params"})
     if len(old_schedulers) == len(strategy.lr_scheduler_configs):
-        for old, new in zip(old_schedulers, strategy.lr_scheduler_configs, strict=True):
-            state = old.scheduler.state_dict()
+        for old_config, new_config in zip(old_schedulers, strategy.lr_scheduler_configs, strict=True):
+            state = old_config.scheduler.state_dict()
             if not carry_hyperparameters:  # the new optimizer's learning rates are the schedule's base
                 for key in ("base_lrs", "_last_lr"):
                     state.pop(key, None)
-            new.scheduler.load_state_dict(state)
+            new_config.scheduler.load_state_dict(state)

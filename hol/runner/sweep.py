@@ -139,7 +139,8 @@ def summary_table(records: Sequence[JobRecord],
     for record in records:
         metric_keys += [k for k in record.metrics if k not in metric_keys]
     numbers = [r for r in records if is_number(r.result)]
-    with_result = bool(numbers) and not all(r.metrics.get(metric) == r.result for r in numbers)
+    with_result = bool(numbers) and (metric is None or not all(r.metrics.get(metric) == r.result
+                                                                for r in numbers))
     columns = ["job", "status", "overrides"] + (["result"] if with_result else []) + metric_keys
     columns += ["wall_time_s", "error"]
     rows = []

@@ -27,7 +27,7 @@ The tasks (:data:`TASKS`):
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -63,6 +63,10 @@ class Task(nn.Module):
         """The metrics of ``stage`` (one of :data:`STAGES`), by name."""
         return getattr(self, f"{stage}_metrics")
 
+    def metric(self, stage: str, name: str) -> Metric:
+        """``stage``'s metric ``name`` (typed: an ``nn.ModuleDict`` hands out plain modules)."""
+        return cast(Metric, self.stage_metrics(stage)[name])
+
     def metrics(self) -> dict[str, Metric]:
         """Fresh metrics of one stage, by name (``loss`` first)."""
         raise NotImplementedError
@@ -84,7 +88,8 @@ class Task(nn.Module):
         """The epoch's values of ``stage``'s metrics (which are then reset); ``net`` is the trained network,
         for values of the model itself (its size)."""
         values = {}
-        for name, metric in self.stage_metrics(stage).items():
+        for name in self.stage_metrics(stage):
+            metric = self.metric(stage, name)
             values[name] = metric.compute()
             metric.reset()
         return values
@@ -121,9 +126,8 @@ class Classification(Task):
         return nn.functional.cross_entropy(output, target)
 
     def update(self, stage: str, output: Tensor, target: Tensor, loss: Tensor) -> None:
-        metrics = self.stage_metrics(stage)
-        metrics["loss"].update(loss, weight=len(target))
-        metrics["acc"].update(output.argmax(dim=-1), target)
+        self.metric(stage, "loss").update(loss, weight=len(target))
+        self.metric(stage, "acc").update(output.argmax(dim=-1), target)
 
 
 class Regression(Task):
@@ -139,9 +143,8 @@ class Regression(Task):
         return nn.functional.mse_loss(output, target)
 
     def update(self, stage: str, output: Tensor, target: Tensor, loss: Tensor) -> None:
-        metrics = self.stage_metrics(stage)
-        metrics["loss"].update(loss, weight=len(target))
-        metrics["rmse"].update(output.detach(), target)
+        self.metric(stage, "loss").update(loss, weight=len(target))
+        self.metric(stage, "rmse").update(output.detach(), target)
 
 
 def psnr(rmse: Tensor | float, peak: float) -> Tensor:
@@ -232,11 +235,10 @@ class Generative(Task):
         return (output.reconstruction(target) + self.kl_weight * output.kl()).mean()
 
     def update(self, stage: str, output, target: Tensor, loss: Tensor) -> None:
-        metrics = self.stage_metrics(stage)
         reconstruction, kl = output.reconstruction(target).detach(), output.kl().detach()
-        metrics["loss"].update(reconstruction + kl)
-        metrics["recon"].update(reconstruction)
-        metrics["kl"].update(kl)
+        self.metric(stage, "loss").update(reconstruction + kl)
+        self.metric(stage, "recon").update(reconstruction)
+        self.metric(stage, "kl").update(kl)
 
     @torch.no_grad()
     def log_images(self, stage: str, module) -> None:

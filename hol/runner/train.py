@@ -17,14 +17,17 @@ import hydra
 import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import Tensor
 
 from ..checks import check_int, check_number
 from ..layers import kind_info
 from ..networks import MLP, build
+from .config import plain_dict
 from .divergence import DivergenceMonitor, RunDiverged
-from .lightning_module import HolModule
+from .lightning_module import HolModule, net_hparams
 from .records import DIVERGED, FAILED_FILE, FINISHED, METRICS_FILE, flatten, write_json
 from .stages import RefinementStages
 from .stages import configure as configure_stages
@@ -101,7 +104,7 @@ def build_module(cfg: DictConfig, datamodule) -> HolModule:
         optimizer=hydra.utils.instantiate(cfg.optimizer),
         scheduler=hydra.utils.instantiate(scheduler) if scheduler else None,
         flatten_input=isinstance(net, MLP) and len(datamodule.input_shape) > 1,
-        data_config=OmegaConf.to_container(cfg.data, resolve=True),
+        data_config=plain_dict(cfg.data),
         seed=cfg.get("seed"),
     )
 
@@ -116,10 +119,11 @@ def check_resumed_network(configured: torch.nn.Module, checkpoint_hparams: dict,
     else the overrides that differ would silently have no effect. ``refinable`` (refinement stages): the order
     (``layer.n``, ``layer.segments``, and those of an MLP's ``input_layer``/``output_layer`` mapping) may
     differ, the stages changed it. Raises ``ValueError`` naming the keys."""
-    if not callable(getattr(configured, "hparams", None)):
+    hparams = net_hparams(configured)
+    if hparams is None:
         return
     differences = []
-    ours, theirs = flatten(configured.hparams(), "."), flatten(checkpoint_hparams, ".")
+    ours, theirs = flatten(hparams, "."), flatten(checkpoint_hparams, ".")
     for key in sorted(set(ours) | set(theirs)):
         if refinable and key in ORDER_KEYS:
             continue
@@ -208,7 +212,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("train", True):
         fit(cfg, trainer, module, datamodule)
-    metrics = {key: value for key, value in trainer.callback_metrics.items() if key.endswith("_best")}
+    metrics: dict[str, Tensor | float] = {key: value for key, value in trainer.callback_metrics.items()
+                                          if key.endswith("_best")}
     if refinement:
         metrics.update(refinement.metrics())
     if monitor.divergence is not None:
@@ -217,14 +222,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
                                                           "run/diverged_metric": divergence.metric})
         raise RunDiverged(divergence, OmegaConf.select(cfg, "optimizer.lr", default=None))
     if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        # the first ModelCheckpoint's best (other checkpoint callbacks, e.g. OnExceptionCheckpoint, keep none)
+        best = next((callback.best_model_path for callback in trainer.checkpoint_callbacks
+                     if isinstance(callback, ModelCheckpoint)), "")
         ckpt_path = best or (None if cfg.get("train", True) else cfg.get("ckpt_path"))
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics.update({key: value for key, value in trainer.callback_metrics.items()
                         if key.startswith("test/")})
-    metrics = _floats(metrics)
-    record(cfg, trainer, metrics, FINISHED)
-    return metrics
+    final = _floats(metrics)
+    record(cfg, trainer, final, FINISHED)
+    return final
 
 
 def record(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], status: str,
@@ -247,7 +254,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if next(module.net.parameters()).dtype == torch.float64:
         with open_dict(cfg):
             cfg.trainer.precision = "64-true"
-    data_cfg = cfg.get("data") or OmegaConf.create(module.hparams.data_config)
+    data_cfg = cfg.get("data") or OmegaConf.create(module.hparams["data_config"])
     if not data_cfg:
         raise ValueError(f"{path} stores no data config; choose the data with data=NAME")
     datamodule = hydra.utils.instantiate(data_cfg, **data_overrides(cfg, data_cfg))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import nevergrad as ng
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -52,8 +52,10 @@ class Dimension:
     option_texts: list[str] | None = None
 
     def override(self, value: Any, index: int | None = None) -> str:
-        text = self.option_texts[index] if self.option_texts is not None else Transformer.str(value)
-        return f"{self.key}={text}"
+        if self.option_texts is None:
+            return f"{self.key}={Transformer.str(value)}"
+        assert index is not None, "a choice's override needs the index of its option"
+        return f"{self.key}={self.option_texts[index]}"
 
 
 def dimension_from_override(override: Override) -> Dimension | None:
@@ -61,7 +63,8 @@ def dimension_from_override(override: Override) -> Dimension | None:
     key = override.get_key_element()
     value = override.value()
     if isinstance(value, IntervalSweep):
-        lower, upper = value.start, value.end
+        # interval(a, b) always has both bounds (IntervalSweep declares them optional)
+        lower, upper = cast(float, value.start), cast(float, value.end)
         if not lower < upper:
             raise SweepConfigError(f"parametrization of {key!r}: interval({lower}, {upper}) "
                                    "needs lower < upper")

@@ -113,7 +113,7 @@ class NevergradSweeper(Sweeper):
                 trials.append((record, space.values(candidate), value))
 
         sweep_dir, records = run_sweep(self, TITLE, ask, tell)
-        done = [t for t in trials if t[2] is not None]
+        done = [(record, params, value) for record, params, value in trials if value is not None]
         if not done:
             raise SweepFailed("no trial succeeded: " + failure_message(records, sweep_dir))
         best_record, best_params, best_value = min(done, key=lambda t: sign * t[2])

@@ -198,3 +198,13 @@ def test_optimizers_and_schedulers_train(tmp_path, overrides):
                    "callbacks.plots=null")
     metrics = train(cfg)
     assert torch.isfinite(torch.tensor(list(metrics.values()))).all()
+
+
+def test_run_whose_only_checkpoint_callback_is_no_model_checkpoint_tests_the_last_model(tmp_path):
+    # OnExceptionCheckpoint is the Trainer's checkpoint_callback here but has no best checkpoint
+    metrics = train(make_cfg(tmp_path / "run", "experiment=xor", *TINY_DATA, "trainer.max_epochs=1",
+                             "trainer.num_sanity_val_steps=0", "logger=[]", "callbacks.plots=null",
+                             "callbacks.model_checkpoint=null",
+                             "+callbacks.on_exception._target_=lightning.pytorch.callbacks.OnExceptionCheckpoint",
+                             f"+callbacks.on_exception.dirpath={tmp_path / 'run'}"))
+    assert {"test/loss", "test/rmse"} <= set(metrics)
