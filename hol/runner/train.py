@@ -44,6 +44,15 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None:
             check(key, value)
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default=None)
+    if accelerator in ("gpu", "cuda") and not _gpu_visible(accelerator):
+        raise ValueError(f"trainer.accelerator={accelerator!r} needs a GPU, and torch sees none here "
+                         "(torch.cuda.is_available() is False); train on the CPU with trainer=cpu")
+
+
+def _gpu_visible(accelerator: str) -> bool:
+    """Whether Lightning's ``accelerator`` finds a device: a CUDA GPU, or for ``gpu`` also Apple's MPS."""
+    return torch.cuda.is_available() or (accelerator == "gpu" and torch.backends.mps.is_available())
 
 
 DOUBLE_PRECISIONS = ("64-true", "64", 64)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from hol.runner.cli import config_dir, main
 from hol.runner.records import FAILED_FILE, METRICS_FILE
@@ -74,6 +75,16 @@ def test_bad_values_fail_early_with_one_line(in_tmp, capsys, overrides, fragment
     assert code == 1
     assert len(error_lines(err)) == 1 and err.startswith("hol train: error: ")
     assert fragment in err and "Traceback" not in err + out
+    assert (in_tmp / "run" / FAILED_FILE).is_file() and not (in_tmp / "run" / METRICS_FILE).exists()
+
+
+def test_a_gpu_trainer_without_a_gpu_names_the_cpu_trainer(in_tmp, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    code, out, err = run_main(["train", "experiment=xor", "trainer=gpu", "hydra.run.dir=run"], capsys)
+    assert code == 1 and len(error_lines(err)) == 1 and "Traceback" not in err + out
+    assert "trainer.accelerator='gpu' needs a GPU, and torch sees none here" in err
+    assert err.rstrip().endswith("train on the CPU with trainer=cpu")
     assert (in_tmp / "run" / FAILED_FILE).is_file() and not (in_tmp / "run" / METRICS_FILE).exists()
 
 
