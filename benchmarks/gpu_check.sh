@@ -10,7 +10,7 @@
 #                               during the run
 #
 # Usage:
-#   benchmarks/gpu_check.sh [OUT]          on the GPU (default OUT: gpu_check)
+#   benchmarks/gpu_check.sh [OUT]          on the GPU (default OUT: gpu_check, in the current directory)
 #   benchmarks/gpu_check.sh --smoke [OUT]  the same steps on the CPU at toy sizes, to check the script itself
 #                                          (fixed CPU costs instead of a calibration, three times the limits)
 # The Python used: $PYTHON, else .venv/bin/python, else python3; hol is taken from this checkout (PYTHONPATH).
@@ -20,15 +20,15 @@
 # only computes references here, and building the kernels would take a minute. Exit status: the number of
 # failed steps.
 set -u -o pipefail
-cd "$(dirname "$0")/.."
 
 SMOKE=0
 if [ "${1:-}" = "--smoke" ]; then SMOKE=1; shift; fi
 OUT=${1:-gpu_check}
+mkdir -p "$OUT/results" "$OUT/cache"
+OUT=$(cd "$OUT" && pwd)  # a relative OUT is relative to where the script is started, not to the checkout
+cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 [ -x "$PYTHON" ] || PYTHON=python3
-mkdir -p "$OUT/results" "$OUT/cache"
-OUT=$(cd "$OUT" && pwd)
 LOG="$OUT/gpu_check.txt"
 : > "$LOG"
 export HOL_RESULTS_DIR="$OUT/results" HOL_CACHE_DIR="$OUT/cache" HOL_SPARSE_CPP=0 HOL_PRODUCT_UNITS_CPP=0

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import statistics
 import time
@@ -160,8 +161,8 @@ def parse_cost(text: str, variable: str = ENVIRONMENT) -> SparseCost:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != 3 or min(values) < 0:
-        raise ValueError(f"{variable} must be three numbers >= 0 'a,b,c' (fixed, per node, weight "
+    if len(values) != 3 or not all(0 <= value < math.inf for value in values):  # NaN fails both
+        raise ValueError(f"{variable} must be three finite numbers >= 0 'a,b,c' (fixed, per node, weight "
                          f"passes), got {text!r}")
     return SparseCost(*values)
 

@@ -258,6 +258,14 @@ def test_cuda_cost_has_its_own_override(monkeypatch):
         sparse.choose_backend(segments=2, **options)
 
 
+@pytest.mark.parametrize("text", ["nan,nan,nan", "inf,0,0", "1,2,-3", "1;2;3", "1,2,3,4", "fast"])
+def test_cost_override_must_be_three_finite_numbers(text):
+    from hol.layers import sparse_cost
+
+    with pytest.raises(ValueError, match=r"HOL_SPARSE_COST must be three finite numbers >= 0 'a,b,c'.*got "):
+        sparse_cost.parse_cost(text, "HOL_SPARSE_COST")
+
+
 def test_tracing_before_a_calibration_uses_the_cpu_default(monkeypatch, tmp_path):
     """While a graph is traced nothing is measured: the CPU falls back on its measured default fit."""
     from hol.layers import sparse_cost
