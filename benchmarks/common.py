@@ -81,10 +81,12 @@ def report(name: str | None, title: str, columns: Sequence[str], rows: Sequence[
                description + ".", device=str(device))
 
 
-def layer_arguments(description: str, *, segments: Sequence[int], rounds: int) -> argparse.ArgumentParser:
+def layer_arguments(description: str, *, segments: Sequence[int] | None,
+                    rounds: int) -> argparse.ArgumentParser:
     """A parser with the options every fully connected benchmark takes: the layer's shape (``--batch``,
     ``--features`` I = O, ``--n``, ``--segments`` S as a comma-separated list), ``--rounds``, ``--threads``,
-    ``--device`` and ``--record NAME``; ``segments`` and ``rounds`` are the script's defaults."""
+    ``--device`` and ``--record NAME``; ``segments`` and ``rounds`` are the script's defaults
+    (``segments=None``: no ``--segments`` option, for a script whose cases name their own S)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rounds", type=int, default=rounds,
                         help="timed interleaved rounds (median is reported)")
@@ -92,8 +94,9 @@ def layer_arguments(description: str, *, segments: Sequence[int], rounds: int) -
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--features", type=int, default=256, help="I = O")
     parser.add_argument("--n", type=int, default=5)
-    parser.add_argument("--segments", type=lambda text: [int(value) for value in text.split(",")],
-                        default=list(segments))
+    if segments is not None:
+        parser.add_argument("--segments", type=lambda text: [int(value) for value in text.split(",")],
+                            default=list(segments))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--record", metavar="NAME", help="write the table to benchmarks/results/NAME.json")
     return parser

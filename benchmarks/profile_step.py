@@ -1,5 +1,5 @@
-"""Where one training step of a layer spends its time: on the host (Python, dispatch, kernel launches) or in
-the device's kernels.
+"""Where a layer's training step spends its time: host (operators, launches) or device (kernels).
+
 
 A GPU runs a small layer's kernels in microseconds, but every torch operator costs the host time to dispatch
 and launch; when the host issues kernels more slowly than the device runs them, the device idles and the step
@@ -15,7 +15,8 @@ per fwd+bwd step (inputs requiring grad: a hidden layer):
   operators (not faster kernels) would shorten it. The heaviest kernels of each case follow the table.
 
 Cases (``--cases``, comma-separated): ``linear`` (``nn.Linear(I*n, O)``, the anchor of the ratios) and
-``KIND[:S[:BACKEND]]`` for the fc kinds (``S`` and ``BACKEND`` where the kind takes them).
+``KIND[:S[:BACKEND]]`` for the fc kinds: ``S`` (segments) and ``BACKEND`` only for kinds that take them, which
+otherwise use their defaults (``S = 1``, ``backend="auto"``).
 
 Usage: ``python benchmarks/profile_step.py [--device cuda] [--cases linear,continuous:1:dense]
 [--batch 1024 --features 256 --n 5] [--rounds 9] [--steps 10] [--record NAME]``.
@@ -30,6 +31,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import hol.layers
+from hol.layers.sparse import BACKENDS
 
 DEFAULT_CASES = ("linear,continuous:1:dense,continuous:1:sparse,continuous:8:dense,continuous:8:sparse,"
                  "continuous:64:sparse,polynomial,fourier,continuous_prod:2,product")
@@ -48,17 +50,31 @@ class OperatorCount(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def case_options(label: str, n: int) -> tuple[str, dict]:
+    """``(kind, options of hol.layers.fc)`` of a case label ``KIND[:S[:BACKEND]]``; ``ValueError`` for a
+    label that is not one (an unknown kind or backend, more than three parts, an S that is not an integer,
+    an S or a backend for a kind that does not take it)."""
+    kind, *rest = label.split(":")
+    info = hol.layers.kind_info(kind)  # ValueError naming the kinds
+    if len(rest) > 2 or (rest and not rest[0].isdigit()):
+        raise ValueError(f"a case is linear or KIND[:S[:BACKEND]] with S an integer, got {label!r}")
+    for option, given in (("segments", len(rest) > 0), ("backend", len(rest) > 1)):
+        if given and option not in info.options:
+            raise ValueError(f"case {label!r}: kind {kind!r} takes no {option}")
+    backend = rest[1] if len(rest) > 1 else None
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"case {label!r}: unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    options = {"n": n, "segments": int(rest[0]) if rest else None, "backend": backend}
+    return kind, {key: value for key, value in options.items() if key in info.options and value is not None}
+
+
 def build_case(label: str, batch: int, features: int, n: int, device: str):
-    """``(module, input)`` of a case label (module docstring)."""
+    """``(module, input)`` of a case label (:func:`case_options`)."""
     generator = torch.Generator().manual_seed(0)
     if label == "linear":
         module, width = nn.Linear(features * n, features, device=device), features * n
     else:
-        kind, *rest = label.split(":")
-        info = hol.layers.kind_info(kind)
-        wanted = {"n": n, "segments": int(rest[0]) if rest else None,
-                  "backend": rest[1] if len(rest) > 1 else None}
-        options = {key: value for key, value in wanted.items() if key in info.options and value is not None}
+        kind, options = case_options(label, n)
         module, width = hol.layers.fc(kind, features, features, device=device, **options), features
     x = (torch.rand(batch, width, generator=generator) * 2 - 1).to(device).requires_grad_()
     return module, x
@@ -89,12 +105,18 @@ def device_profile(step, steps: int) -> tuple[float, float, collections.Counter]
 
 
 def main() -> None:
-    parser = layer_arguments(__doc__.split("\n")[0], segments=[], rounds=9)
+    parser = layer_arguments(__doc__.split("\n")[0], segments=None, rounds=9)
     parser.add_argument("--cases", default=DEFAULT_CASES, help=f"default: {DEFAULT_CASES}")
     parser.add_argument("--steps", type=int, default=10, help="profiled steps per case (CUDA)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     labels = args.cases.split(",")
+    for label in labels:
+        if label != "linear":
+            try:
+                case_options(label, args.n)
+            except ValueError as error:
+                parser.error(str(error))
     steps = {label: forward_backward(*build_case(label, args.batch, args.features, args.n, args.device))
              for label in labels}
     operators = {label: operators_per_step(step) for label, step in steps.items()}
