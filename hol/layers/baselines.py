@@ -2,7 +2,8 @@
 without (``linear``) or with a ReLU after them (``relu``).
 
 They take torch's own options (``bias`` defaults to True, as in torch); the link options of the high-order
-kinds (``n``, ``segments``, ...) do not apply to them and are ignored. Both kinds are registered here.
+kinds (``n``, ``segments``, ...) do not apply to them: they must keep their defaults, and an unknown keyword
+is refused (:func:`hol.layers.registry.check_unused_options`). Both kinds are registered here.
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_choice
+from . import convolution, fully_connected
 from .convolution import DIMS, PADDING_MODES
-from .registry import BUILTIN_KINDS, kind_info, register_conv, register_fc
+from .registry import BUILTIN_KINDS, check_unused_options, kind_info, register_conv, register_fc
 
 
 class ReLULinear(nn.Linear):
@@ -62,8 +64,10 @@ _CONV_CLASSES: dict[tuple[bool, bool], dict[int, type[nn.Module]]] = {
 
 
 def linear_baseline(kind: str, in_features: int, out_features: int, *, bias: bool = True, device=None,
-                    dtype=None, **ignored) -> nn.Linear:
-    """``nn.Linear`` (``linear``) or ``nn.Linear`` followed by ReLU (``relu``); link options are ignored."""
+                    dtype=None, **link_options) -> nn.Linear:
+    """``nn.Linear`` (``linear``) or ``nn.Linear`` followed by ReLU (``relu``); the link options must keep
+    their defaults (``ValueError`` otherwise, or for an unknown keyword)."""
+    check_unused_options(kind, link_options, fully_connected.option_defaults())
     cls = ReLULinear if kind_info(kind).activation == "relu" else nn.Linear
     layer = cls(in_features, out_features, bias=bias, device=device, dtype=dtype)
     layer.kind = kind  # type: ignore[assignment]  # a str attribute (nn.Module types its attributes as tensors)
@@ -73,9 +77,11 @@ def linear_baseline(kind: str, in_features: int, out_features: int, *, bias: boo
 def conv_baseline(kind: str, in_channels: int, out_channels: int, kernel_size, *, dim: int = 2,
                   transpose: bool = False, stride=1, padding=0, dilation=1, groups: int = 1,
                   bias: bool = True, output_padding=0, padding_mode: str = "zeros", device=None, dtype=None,
-                  **ignored) -> nn.Module:
-    """``nn.ConvNd`` / ``nn.ConvTransposeNd`` (``linear``), with ReLU after it (``relu``); link options are
-    ignored. ``padding_mode="input_zeros"`` is torch's ``"zeros"`` (a linear link has ``f(0) = 0``)."""
+                  **link_options) -> nn.Module:
+    """``nn.ConvNd`` / ``nn.ConvTransposeNd`` (``linear``), with ReLU after it (``relu``); the link options
+    must keep their defaults (``ValueError`` otherwise, or for an unknown keyword).
+    ``padding_mode="input_zeros"`` is torch's ``"zeros"`` (a linear link has ``f(0) = 0``)."""
+    check_unused_options(kind, link_options, convolution.option_defaults())
     check_choice("dim", dim, DIMS)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
     cls = _CONV_CLASSES[(bool(transpose), kind_info(kind).activation == "relu")][dim]

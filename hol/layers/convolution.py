@@ -216,7 +216,7 @@ class HighOrderConv(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        defaults = _option_defaults()
+        defaults = option_defaults()
         parts = [f"kind={self.kind!r}", f"in_channels={self.in_channels}",
                  f"out_channels={self.out_channels}", f"kernel_size={self.kernel_size}"]
         for name in _OPTIONS:
@@ -244,8 +244,9 @@ _OPTIONS = ("dim", "transpose", "n", "segments", "length", "extrapolation", "ini
             "padding", "dilation", "groups", "output_padding", "padding_mode", "rescale_output")
 
 
-def _option_defaults() -> dict:
-    """The defaults of :class:`HighOrderConv`'s options (written once, in its signature)."""
+def option_defaults() -> dict:
+    """The defaults of :class:`HighOrderConv`'s options (written once, in its signature): also those of the
+    link options other conv kinds ignore (:func:`hol.layers.registry.check_unused_options`)."""
     parameters = inspect.signature(HighOrderConv).parameters
     return {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
 

@@ -14,8 +14,8 @@ and ``sine_first``, registered here with their records.
 
 A ReLU MLP on Fourier features is ``MLP("relu", ..., input_layer="fourier_features", output_layer="linear")``,
 a SIREN ``MLP("sine", ..., input_layer="sine_first", output_layer="linear")``. Like the ``linear``/``relu``
-baselines these kinds have no link functions: they take none of the link options (those are ignored), have
-no convolutional form, and :func:`hol.refine` leaves them as they are.
+baselines these kinds have no link functions: they take none of the link options (those must keep their
+defaults), have no convolutional form, and :func:`hol.refine` leaves them as they are.
 """
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_int, check_number
-from .registry import LayerKind, register_fc
+from .fully_connected import option_defaults
+from .registry import LayerKind, check_unused_options, register_fc
 
 FOURIER_FEATURES_SCALE = 5.0
 """Standard deviation of the frequencies ``B`` of ``fourier_features`` (module docstring)."""
@@ -105,22 +106,25 @@ class SineLinear(nn.Linear):
 
 @register_fc(LayerKind("fourier_features", baseline=True))
 def fourier_features(kind: str, in_features: int, out_features: int, *, device=None, dtype=None,
-                     **ignored) -> FourierFeatures:
-    """The ``fourier_features`` kind: :class:`FourierFeatures` (link options are ignored)."""
+                     **link_options) -> FourierFeatures:
+    """The ``fourier_features`` kind: :class:`FourierFeatures` (the link options must keep their defaults)."""
+    check_unused_options(kind, link_options, option_defaults())
     return FourierFeatures(in_features, out_features, device=device, dtype=dtype)
 
 
 @register_fc(LayerKind("sine", baseline=True, activation="sine"))
 def sine(kind: str, in_features: int, out_features: int, *, bias: bool = True, device=None, dtype=None,
-         **ignored) -> SineLinear:
-    """The ``sine`` kind: :class:`SineLinear` with the hidden-layer initialization (link options are
-    ignored)."""
+         **link_options) -> SineLinear:
+    """The ``sine`` kind: :class:`SineLinear` with the hidden-layer initialization (the link options must
+    keep their defaults)."""
+    check_unused_options(kind, link_options, option_defaults())
     return SineLinear(in_features, out_features, bias=bias, device=device, dtype=dtype)
 
 
 @register_fc(LayerKind("sine_first", baseline=True, activation="sine"))
 def sine_first(kind: str, in_features: int, out_features: int, *, bias: bool = True, device=None, dtype=None,
-               **ignored) -> SineLinear:
-    """The ``sine_first`` kind: :class:`SineLinear` with the first-layer initialization (link options are
-    ignored)."""
+               **link_options) -> SineLinear:
+    """The ``sine_first`` kind: :class:`SineLinear` with the first-layer initialization (the link options
+    must keep their defaults)."""
+    check_unused_options(kind, link_options, option_defaults())
     return SineLinear(in_features, out_features, bias=bias, first=True, device=device, dtype=dtype)

@@ -30,7 +30,7 @@ from .domain import fill_missing_domain, has_domain, register_domain, to_referen
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .inputs import check_input
 from .product_units import product_unit_linear
-from .registry import BUILTIN_KINDS, KINDS, LINK_OPTIONS, LayerKind, kind_info, register_fc
+from .registry import BUILTIN_KINDS, KINDS, LINK_OPTIONS, check_unused_options, kind_info, register_fc
 from .sparse import BACKENDS, choose_backend, segment_sparse_linear, step_of
 
 
@@ -85,8 +85,9 @@ class HighOrderLinear(nn.Module):
         if spec.basis is None:
             raise ValueError(f"HighOrderLinear needs a kind with link functions; allowed: "
                              f"{', '.join(_high_order_kinds())}, got {kind!r}")
-        _check_unused_options(spec, n=n, segments=segments, length=length, extrapolation=extrapolation,
-                              alpha=alpha, dims=dims)
+        check_unused_options(kind, {"n": n, "segments": segments, "length": length,
+                                    "extrapolation": extrapolation, "alpha": alpha, "dims": dims},
+                             option_defaults())
         self.kind = kind
         self.in_features = check_int("in_features", in_features, 1)
         self.out_features = check_int("out_features", out_features, 1)
@@ -172,7 +173,7 @@ class HighOrderLinear(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        defaults = _option_defaults()
+        defaults = option_defaults()
         hparams = self.hparams()
         parts = [f"kind={self.kind!r}", f"in_features={self.in_features}",
                  f"out_features={self.out_features}"]
@@ -181,20 +182,11 @@ class HighOrderLinear(nn.Module):
         return ", ".join(parts)
 
 
-def _option_defaults() -> dict:
-    """The defaults of :class:`HighOrderLinear`'s options (written once, in its signature)."""
+def option_defaults() -> dict:
+    """The defaults of :class:`HighOrderLinear`'s options (written once, in its signature): also those of the
+    link options other fc kinds ignore (:func:`hol.layers.registry.check_unused_options`)."""
     parameters = inspect.signature(HighOrderLinear).parameters
     return {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
-
-
-def _check_unused_options(spec: LayerKind, **options) -> None:
-    """Options the kind does not take must keep their defaults (else the user expects an effect there is
-    not)."""
-    defaults = _option_defaults()
-    for name, value in options.items():
-        if name not in spec.options and value != defaults[name]:
-            raise ValueError(f"{name} is not an option of kind {spec.name!r} (it takes "
-                             f"{', '.join(sorted(spec.options))}), got {name}={value!r}")
 
 
 def _high_order_kinds() -> list[str]:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -130,6 +131,25 @@ def register_fc(kind: LayerKind | str) -> Callable[[Builder], Builder]:
 def register_conv(kind: LayerKind | str) -> Callable[[Builder], Builder]:
     """Decorator registering a convolutional builder for ``kind`` (as :func:`register_fc`)."""
     return _register(kind, "conv")
+
+
+def check_unused_options(kind: str, options: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
+    """Refuse the options a layer of ``kind`` would not use: a name that is no option of its builder (not in
+    ``defaults``, e.g. a misspelt keyword), and an option the kind does not take (:attr:`LayerKind.options`)
+    set to other than its default (the user would expect an effect there is not).
+
+    Raises:
+        ValueError: naming the option, its value and the options the kind takes.
+    """
+    taken = kind_info(kind).options
+    for name, value in options.items():
+        if name not in defaults:
+            raise ValueError(f"unknown option {name}={value!r} for a layer of kind {kind!r}; options: "
+                             f"{', '.join(sorted(defaults))}")
+        if name not in taken and value != defaults[name]:
+            takes = ", ".join(sorted(taken)) or "none of the link options"
+            raise ValueError(f"{name} is not an option of kind {kind!r} (it takes {takes}), "
+                             f"got {name}={value!r}")
 
 
 def kind_info(name: str) -> LayerKind:

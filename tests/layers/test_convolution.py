@@ -390,8 +390,8 @@ def test_registered_kinds_and_factory():
 @pytest.mark.parametrize("dim", [1, 2, 3])
 @pytest.mark.parametrize("transpose", [False, True])
 def test_baselines_are_torch_convolutions(dim, transpose):
-    linear = conv("linear", 2, 3, 3, dim=dim, transpose=transpose, stride=2, n=5, segments=3, init="uniform")
-    relu = conv("relu", 2, 3, 3, dim=dim, transpose=transpose, stride=2, n=5, segments=3)
+    linear = conv("linear", 2, 3, 3, dim=dim, transpose=transpose, stride=2)
+    relu = conv("relu", 2, 3, 3, dim=dim, transpose=transpose, stride=2)
     expected = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d) if transpose else \
         (nn.Conv1d, nn.Conv2d, nn.Conv3d)
     assert isinstance(linear, expected[dim - 1]) and isinstance(relu, expected[dim - 1])

@@ -77,3 +77,23 @@ def test_layer_classes_refuse_kinds_without_links():
         HighOrderLinear("relu", 2, 2)
     with pytest.raises(ValueError, match="unknown high-order conv kind 'product'"):
         HighOrderConv("product", 2, 2, 3)
+
+
+BASELINE_KINDS = sorted(name for name, kind in KINDS.items() if kind.baseline)
+
+
+@pytest.mark.parametrize("name", BASELINE_KINDS)
+def test_kinds_without_links_refuse_link_options_and_unknown_keywords(name):
+    """A link option has no effect on a kind without link functions: at its default it is accepted (networks
+    pass network-wide options), otherwise refused, as for the high-order kinds; a misspelt keyword is refused
+    instead of vanishing."""
+    assert isinstance(hol.layers.fc(name, 3, 2, n=3, segments=1, backend="auto"), nn.Module)
+    for option, value in (("n", 5), ("segments", 4), ("backend", "sparse"), ("extrapolation", "clamp")):
+        message = rf"{option} is not an option of kind '{name}' \(it takes none of the link options\), got"
+        with pytest.raises(ValueError, match=message):
+            hol.layers.fc(name, 3, 2, **{option: value})
+    with pytest.raises(ValueError, match=rf"unknown option segmets=4 for a layer of kind '{name}'; options:"):
+        hol.layers.fc(name, 3, 2, segmets=4)
+    if name in hol.layers.conv_kinds():
+        with pytest.raises(ValueError, match=rf"n is not an option of kind '{name}'"):
+            hol.layers.conv(name, 2, 2, 3, n=5)
