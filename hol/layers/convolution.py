@@ -195,7 +195,9 @@ class HighOrderConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         spatial = ", ".join("DHW"[3 - self.dim:])
-        shape_ok = x.dim() in (self.dim + 1, self.dim + 2) and x.shape[-self.dim - 1] == self.in_channels
+        def shape_ok(x: Tensor) -> bool:
+            return x.dim() in (self.dim + 1, self.dim + 2) and x.shape[-self.dim - 1] == self.in_channels
+
         check_input(self, x, shape_ok, f"[B, {self.in_channels}, {spatial}] (or unbatched "
                     f"[{self.in_channels}, {spatial}])", self.weight)
         if x.dim() == self.dim + 1:

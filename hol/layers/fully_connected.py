@@ -153,8 +153,10 @@ class HighOrderLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         features = (self.in_features,) if self.dims is None else (self.in_features, self.dims)
-        check_input(self, x, x.dim() >= len(features) and tuple(x.shape[-len(features):]) == features,
-                    f"[..., {', '.join(map(str, features))}]", self.weight)
+        def shape_ok(x: Tensor) -> bool:
+            return x.dim() >= len(features) and tuple(x.shape[-len(features):]) == features
+
+        check_input(self, x, shape_ok, f"[..., {', '.join(map(str, features))}]", self.weight)
         z = to_reference(self, x)  # every compute path below works in reference coordinates
         if self.product:
             return product_unit_linear(z, self.weight, self.basis, alpha=self.alpha, bias=self.bias)

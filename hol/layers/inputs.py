@@ -3,18 +3,22 @@ and what it got, instead of an error from deep inside a matrix product. Shapes a
 time."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 
-def check_input(layer: nn.Module, x: Tensor, shape_ok: bool, expected: str, weight: Tensor) -> None:
-    """Raise ``ValueError`` unless ``x`` is a tensor of the right shape (``shape_ok``; ``expected`` describes
-    it, e.g. ``"[..., 6]"``) and a floating dtype that matches ``weight``'s (any floating dtype under
+def check_input(layer: nn.Module, x: Tensor, shape_ok: Callable[[Tensor], bool], expected: str,
+                weight: Tensor) -> None:
+    """Raise ``ValueError`` unless ``x`` is a tensor of the right shape (``shape_ok(x)``, asked once ``x`` is
+    known to be a tensor; ``expected`` describes it, e.g. ``"[..., 6]"``) and a floating dtype that matches
+    ``weight``'s (any floating dtype under
     ``torch.autocast``, which casts the operands itself, as for ``nn.Linear``). The message names ``layer``
     (its class and ``extra_repr``), formatted only when there is an error."""
     if not isinstance(x, Tensor):
         raise ValueError(f"{_name(layer)}: expected a tensor {expected}, got {type(x).__name__}")
-    if not shape_ok:
+    if not shape_ok(x):
         raise ValueError(f"{_name(layer)}: expected input {expected}, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{_name(layer)}: expected a floating-point input, got dtype {x.dtype}")

@@ -76,6 +76,8 @@ def test_fc_layers_check_their_input(kind, backend):
         layer(good.double())
     with pytest.raises(ValueError, match=r"expected a floating-point input, got dtype torch.int64"):
         layer(good.long())
+    with pytest.raises(ValueError, match=rf"expected a tensor \[\.\.\., {width}\], got list$"):
+        layer(good.tolist())
     if dims:
         with pytest.raises(ValueError, match=r"expected input \[\.\.\., 6, 2\], got shape \(3, 6, 3\)"):
             layer(torch.rand(3, 6, 3))  # polynomial_nd with the wrong dims
@@ -100,6 +102,8 @@ def test_conv_layers_check_their_input(kind, dim, transpose):
             layer(torch.rand(2, 4, *spatial))
         with pytest.raises(ValueError, match="differs from the weights'"):
             layer(torch.rand(2, 3, *spatial, dtype=torch.float64))
+        with pytest.raises(ValueError, match=r"expected a tensor \[B, 3, .*got list$"):
+            layer(torch.rand(2, 3, *spatial).tolist())
 
 
 def test_networks_report_the_layer_that_refused_the_input():
