@@ -3,25 +3,28 @@
 In units of one multiply-add of the dense path (expansion + GEMM), a step of a piecewise layer costs
 
 * dense: ``B I O K`` (``K = (n-1) S + 1`` continuous, ``n S`` discontinuous);
-* sparse: ``B I O (a + b n) + c I K O``: ``a + b n`` per (sample, input, output) -- the product and its
+* sparse: ``B I O (a + b n) + c I K O + d``: ``a + b n`` per (sample, input, output) -- the product and its
   derivative products do ``n`` multiply-adds each where the GEMMs do ``K``, plus per-input work that does not
-  scale with ``n`` (segment lookup, basis, output tiles) -- and ``c`` passes over the ``I K O`` weights
-  (packing them into panels, writing their gradient).
+  scale with ``n`` (segment lookup, basis, output tiles) -- ``c`` passes over the ``I K O`` weights
+  (packing them into panels, writing their gradient), and ``d`` per call: the sparse path's fixed cost beyond
+  the dense path's (its operators' Python: autograd Functions, ``torch.library`` dispatch, kernel launches),
+  which decides for small layers.
 
 A step is one of :data:`STEPS`, which do different work on both paths: ``inputs`` (forward and a backward that
 includes the input gradient: a hidden layer), ``weights`` (a backward for the weights only: an input layer),
 ``none`` (forward only: inference).
 
-The sparse path is chosen when ``B (a + b n) + c K < B K``; for a batch that is symbolic (``torch.export``
-with a dynamic batch, ``torch.compile`` with dynamic shapes) the large-batch limit ``a + b n < K`` decides, so
-the choice never guards on the batch size. Nothing depends on data values.
+The sparse path is chosen when ``B (a + b n) + c K + d / (I O) < B K``; for a batch that is symbolic
+(``torch.export`` with a dynamic batch, ``torch.compile`` with dynamic shapes) the large-batch limit
+``a + b n < K`` decides, so the choice never guards on the batch size. Nothing depends on data values.
 
-``(a, b, c)`` are measured once per machine and device (:func:`calibrate`, about a second) on first use, for
+``(a, b, c, d)`` are measured once per machine and device (:func:`calibrate`: about a second on idle cores,
+several under load) on first use, for
 each step, dtype, device (the CPU: model, instruction sets and thread count; a CUDA GPU: its name),
 implementation of the sparse product (C++ kernels or torch ops on the CPU, the Triton kernels on CUDA) and
 torch version, and cached in ``$HOL_CACHE_DIR/sparse_cost.json`` (default ``~/.cache/hol``): a CUDA machine
-measures its own GPU. ``HOL_SPARSE_COST="a,b,c"`` overrides the CPU's measurement, ``HOL_SPARSE_COST_CUDA``
-the CUDA GPUs'.
+measures its own GPU. ``HOL_SPARSE_COST="a,b,c[,d]"`` (``d = 0`` when left out) overrides the CPU's
+measurement, ``HOL_SPARSE_COST_CUDA`` the CUDA GPUs'.
 
 Where nothing can be measured the dense path is chosen, so the default is never slower than dense: on devices
 without a sparse kernel of their own (all but the CPU, and CUDA with Triton; torch's sparse ops there are
@@ -54,11 +57,16 @@ class SparseCost(NamedTuple):
     fixed: float  # a: per (sample, input, output)
     per_node: float  # b: per (sample, input, output, node)
     weight_passes: float  # c: per weight entry
+    overhead: float = 0.0  # d: per call
 
 
 DEFAULT_COST = SparseCost(3.6, 0.9, 4.0)
 """Fitted (before calibration existed) to fwd+bwd times of both paths on a 2-core AMD EPYC at n = 2, 3, 5,
-S = 2 to 8, B x I x O from 64 x 100 x 10 to 1024 x 256 x 256. Only used while tracing before calibration."""
+S = 2 to 8, B x I x O from 64 x 100 x 10 to 1024 x 256 x 256 (no per-call term). Only used while tracing
+before calibration."""
+MODEL = "cost model 2"
+"""Names the form of :class:`SparseCost` in the calibration cache's keys (2: with the per-call term ``d``), so
+a cache written by an older form is measured again rather than read."""
 
 ENVIRONMENT = "HOL_SPARSE_COST"
 """The override of the CPU's cost; other device types append their name: ``HOL_SPARSE_COST_CUDA``."""
@@ -97,11 +105,12 @@ def choose_backend(*, n: int, segments: int, batch, in_features: int, out_featur
     cost = sparse_cost(dtype, step, device_name(device))
     if cost is None:
         return "dense"
-    fixed, per_node, weight_passes = cost
+    fixed, per_node, weight_passes, overhead = cost
     per_sample = fixed + per_node * n
     if isinstance(batch, torch.SymInt):
         return "sparse" if per_sample < width else "dense"
-    return "sparse" if batch * per_sample + weight_passes * width < batch * width else "dense"
+    per_call = overhead / (in_features * out_features)
+    return "sparse" if batch * per_sample + weight_passes * width + per_call < batch * width else "dense"
 
 
 def measurable(device: torch.device) -> bool:
@@ -156,14 +165,14 @@ def environment_variable(device_type: str) -> str:
 
 
 def parse_cost(text: str, variable: str = ENVIRONMENT) -> SparseCost:
-    """``"a,b,c"`` as a :class:`SparseCost`; ``ValueError`` naming ``variable`` otherwise."""
+    """``"a,b,c"`` or ``"a,b,c,d"`` as a :class:`SparseCost`; ``ValueError`` naming ``variable`` otherwise."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) != 3 or not all(0 <= value < math.inf for value in values):  # NaN fails both
-        raise ValueError(f"{variable} must be three finite numbers >= 0 'a,b,c' (fixed, per node, weight "
-                         f"passes), got {text!r}")
+    if len(values) not in (3, 4) or not all(0 <= value < math.inf for value in values):  # NaN fails both
+        raise ValueError(f"{variable} must be three or four finite numbers >= 0 'a,b,c[,d]' (fixed, per "
+                         f"node, weight passes, per call), got {text!r}")
     return SparseCost(*values)
 
 
@@ -172,10 +181,10 @@ def cache_key(dtype: torch.dtype, step: str, device: str = "cpu") -> str:
     kernels, torch, dtype, step."""
     if torch.device(device).type == "cuda":
         return (f"{_gpu_name(device)} | triton-{_triton_key()} | "
-                f"torch {torch.__version__} | {dtype} | step {step}")
+                f"torch {torch.__version__} | {dtype} | step {step} | {MODEL}")
     implementation = f"cpp-{sparse_cpp.build_key()}" if sparse_cpp.extension_available() else "torch"
     return (f"{sparse_cpp.cpu_model()} | {implementation} | torch {torch.__version__} | {dtype} | "
-            f"step {step} | {torch.get_num_threads()} threads")
+            f"step {step} | {torch.get_num_threads()} threads | {MODEL}")
 
 
 @functools.cache
@@ -221,6 +230,9 @@ def _write_cache(key: str, cost: SparseCost) -> None:
 CALIBRATION_BATCHES = {"cpu": (512, 16), "cuda": (4096, 256)}
 """``(batch, small_batch)`` of :func:`calibrate` per device type: on a GPU, batches large enough that kernel
 launches do not dominate the times."""
+TINY = 16
+"""Samples and features (``B = I = O``) of the layer whose times give the per-call term ``d``: small enough
+that the fixed costs dominate both paths."""
 
 
 def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, device: str = "cpu",
@@ -235,7 +247,9 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
     The dense path at ``n=5, S=2`` (``K=9``) gives the time ``g`` of one of its multiply-adds. The sparse path
     at ``K=9`` with ``n = 2, 5, 9`` (``S = 8, 2, 1``) and ``batch`` samples gives ``B (a + b n) + 9 c`` in
     units of ``g I O``, hence ``a`` and ``b`` (least squares); at ``n=5, S=16`` (``K=65``) with
-    ``small_batch`` samples, where the weights dominate, it gives ``c``.
+    ``small_batch`` samples, where the weights dominate, it gives ``c``; both paths at ``n=5, S=2`` with
+    ``B = I = O =`` :data:`TINY`, where the fixed costs dominate, give ``d`` (their difference in units of
+    ``g``, less the work difference ``a``, ``b``, ``c`` account for).
     """
     from .bases import lagrange_transform, piecewise_expand  # deferred: this module sits below the layers
     from .sparse import segment_sparse_linear
@@ -247,11 +261,12 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
     batch, small_batch = batch or default_batch, small_batch or default_small_batch
     generator = torch.Generator().manual_seed(0)
 
-    def case(n: int, segments: int, rows: int, dense: bool = False) -> Callable[[], None]:
+    def case(n: int, segments: int, rows: int, dense: bool = False,
+             size: int = features) -> Callable[[], None]:
         width = (n - 1) * segments + 1
         transform = lagrange_transform(n).to(device=target, dtype=dtype)
-        weight = (torch.rand(features, features, width, generator=generator) - 0.5).to(target, dtype)
-        x = (torch.rand(rows, features, generator=generator) * 2 - 1).to(target, dtype)
+        weight = (torch.rand(size, size, width, generator=generator) - 0.5).to(target, dtype)
+        x = (torch.rand(rows, size, generator=generator) * 2 - 1).to(target, dtype)
         wanted = {"inputs": (x, weight), "weights": (weight,), "none": ()}[step]
         for tensor in wanted:
             tensor.requires_grad_()
@@ -269,15 +284,21 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
         return run
 
     with torch.inference_mode(False), torch.enable_grad(), torch.autocast(target.type, enabled=False):
-        return _measure(case, batch, small_batch, rounds, target)
+        return _measure(case, batch, small_batch, features, rounds, target)
 
 
-def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: int, rounds: int,
-             device: torch.device) -> SparseCost:
-    """The measurements and the fit of :func:`calibrate` (``case(n, S, rows, dense)`` makes a timed case)."""
-    nodes = {2: 8, 5: 2, 9: 1}  # n -> S with K = 9
+CALIBRATION_NODES = {2: 8, 5: 2, 9: 1}
+"""``n -> S`` of the sparse cases of :func:`calibrate` at ``batch`` samples, all with ``K = 9``."""
+
+
+def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: int, features: int,
+             rounds: int, device: torch.device) -> SparseCost:
+    """The measurements of :func:`calibrate` (``case(n, S, rows, dense, size)`` makes a timed case,
+    ``I = O = size``, default ``features``) and their fit (:func:`fit`)."""
     cases: dict[str | int, Callable[[], None]] = {"small": case(5, 16, small_batch)}
-    cases.update({n: case(n, segments, batch) for n, segments in nodes.items()})
+    cases.update({n: case(n, segments, batch) for n, segments in CALIBRATION_NODES.items()})
+    cases["tiny sparse"] = case(5, 2, TINY, size=TINY)
+    cases["tiny dense"] = case(5, 2, TINY, dense=True, size=TINY)
     dense = case(5, 2, batch, dense=True)
     # time / the dense time of the same round: drifts of the machine cancel
     ratios: dict[str | int, list[float]] = {name: [] for name in cases}
@@ -288,7 +309,32 @@ def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: i
                 ratios[name].append(_seconds(run, device) / reference)
             else:
                 run()
-    ratio = {name: statistics.median(values) for name, values in ratios.items()}
+    return fit({name: statistics.median(values) for name, values in ratios.items()}, batch, small_batch,
+               features)
+
+
+def fit(ratio: dict, batch: int, small_batch: int, features: int) -> SparseCost:
+    """:class:`SparseCost` from the times of :func:`calibrate`'s cases over the dense reference's (``n=5,
+    S=2``, ``batch`` samples, ``I = O = features``): ``ratio[n]`` for :data:`CALIBRATION_NODES`,
+    ``ratio["small"]``, ``ratio["tiny sparse"]``, ``ratio["tiny dense"]`` (:func:`calibrate`'s docstring).
+
+    ``a, b, c`` come from the large cases less ``d``, ``d`` from the tiny ones less the work ``a, b, c``
+    count there; each depends on the other only a little, so a few alternations settle both (exact for times
+    the model itself generates). Negative estimates (noise) become 0."""
+    reference = batch * features**2 * 9  # the dense reference's multiply-adds, the unit of the ratios
+    overhead = 0.0
+    for _ in range(8):
+        fixed, per_node, weight_passes = _fit_work({name: value - overhead / reference
+                                                    for name, value in ratio.items()}, batch, small_batch)
+        difference = (ratio["tiny sparse"] - ratio["tiny dense"]) * reference
+        work = TINY**2 * (TINY * (fixed + 5 * per_node) + 9 * weight_passes) - 9 * TINY**3
+        overhead = max(0.0, difference - work)
+    return SparseCost(round(fixed, 3), round(per_node, 3), round(weight_passes, 3), round(overhead))
+
+
+def _fit_work(ratio: dict, batch: int, small_batch: int) -> tuple[float, float, float]:
+    """``(a, b, c)`` from the large cases' ratios, per-call costs removed (:func:`fit`)."""
+    nodes = CALIBRATION_NODES
     per_sample = {n: 9 * ratio[n] for n in nodes}  # a + b n + 9 c / B, in units of g I O per sample
     mean_n = sum(nodes) / len(nodes)
     mean_cost = sum(per_sample.values()) / len(nodes)
@@ -299,7 +345,7 @@ def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: i
     small = 9 * batch * ratio["small"]  # small_batch (a + 5 b) + 65 c
     weight_passes = max(0.0, (small - small_batch * at_five) / (65 - 9 * small_batch / batch))
     fixed = max(0.0, at_five - 9 * weight_passes / batch - 5 * per_node)
-    return SparseCost(round(fixed, 3), round(per_node, 3), round(weight_passes, 3))
+    return fixed, per_node, weight_passes
 
 
 def _seconds(run: Callable[[], None], device: torch.device) -> float:
