@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# the default experiment: learn the seed's 1-D function (about 15 s on 2 CPU cores); prints the test metrics
+# the default experiment: learn the seed's 1-D function (about 20 s on 2 idle CPU cores); prints the test metrics
 # and the TensorBoard command
 train: install
 	$(VENV)/bin/hol train experiment=function
