@@ -118,7 +118,8 @@ step "invariant_mnist epoch vs layer=relu" 65 \
 
 say ""
 say "=== cost model calibration (HOL_CACHE_DIR=$OUT/cache):"
-cat "$OUT/cache/sparse_cost.json" 2>/dev/null | tee -a "$LOG" || say "(none: no backend=auto decision was measured)"
+cat "$OUT/cache/sparse_cost.json" 2>/dev/null | tee -a "$LOG" \
+    || say "(none: nothing was calibrated; HOL_SPARSE_COST or HOL_SPARSE_COST_CUDA fixes the costs when set)"
 say ""
 say "=== result files: $(cd "$OUT/results" && ls | tr '\n' ' ')"
 say "=== $FAILED failed step(s), $SECONDS s in all"

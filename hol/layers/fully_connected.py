@@ -140,6 +140,7 @@ class HighOrderLinear(nn.Module):
         (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
         reads shapes, device, dtype and which gradients the step computes, never values. Exporting to ONNX
         takes the dense path (ONNX has no segment-sparse operator)."""
+        check_choice("backend", self.backend, BACKENDS)  # also when set after construction
         if self.backend == "dense" or torch.onnx.is_in_onnx_export():
             return "dense"
         if self.backend == "sparse":

@@ -205,6 +205,9 @@ def test_backend_is_a_hyperparameter():
     assert "backend" not in repr(fc("continuous", 4, 2, n=3, segments=5))  # the default, auto, is not shown
     with pytest.raises(ValueError, match="backend 'sparse' needs kind continuous or discontinuous"):
         fc("continuous_prod", 4, 2, n=3, segments=5, backend="sparse")  # product units: dense only
+    layer.backend = "fast"  # set after construction: refused at the next forward, not taken for auto
+    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: auto, dense, sparse"):
+        layer(torch.zeros(3, 4))
 
 
 @pytest.mark.parametrize("kind, options", [("continuous", {"backend": "fast"}),
