@@ -489,14 +489,26 @@ FUNCTIONS = Products(_Product.apply, _WeightGrad.apply, _PhiGrad.apply)
 
 
 def _backward_entry() -> Products:
-    """The products a Function's backward computes with: the Functions when that backward is differentiated
-    itself (grad mode on: ``create_graph=True``, ``torch.func`` transforms; or a forward-mode level open,
-    whose tangents flow through the backward), else the operators (no autograd node per product: an
-    ``autograd.Function`` call costs tens of microseconds of Python, as much as a small product; measured: 100
-    of the 790 us of a B=16, I=O=32 step)."""
-    if torch.is_grad_enabled() or torch.autograd.forward_ad._current_level >= 0:
+    """The products a Function's backward computes with: the Functions under a differentiating ``torch.func``
+    transform (``grad``, ``vjp``, ``jacrev``, ``jvp``, ...) or with a forward-mode level open (the operators'
+    dispatcher autograd works under neither); else the operators. Plain autograd differentiates the
+    operators to every order (``create_graph=True``), also under the ``vmap`` of a batched backward
+    (``is_grads_batched=True``, ``torch.autograd.functional.hessian(vectorize=True)``), where the Functions'
+    generated vmap rule loses the graph of their results; and an ``autograd.Function`` call costs tens of
+    microseconds of Python, as much as a small product (100 of the 790 us of a B=16, I=O=32 step)."""
+    if torch.autograd.forward_ad._current_level >= 0 or _differentiating_transform():
         return FUNCTIONS
     return OPERATORS
+
+
+def _differentiating_transform() -> bool:
+    """Whether a ``torch.func`` transform that differentiates (``grad`` and ``vjp``: Grad; ``jvp``: Jvp) is
+    active."""
+    stack = torch._C._functorch.get_interpreter_stack() or []
+    return any(interpreter.key() in _DIFFERENTIATING for interpreter in stack)
+
+
+_DIFFERENTIATING = (torch._C._functorch.TransformType.Grad, torch._C._functorch.TransformType.Jvp)
 
 
 def _entry() -> Products:

@@ -373,3 +373,21 @@ def test_forward_mode_through_a_backward_without_create_graph(kind, impl):
     assert expected_tangent is not None and got_tangent is not None
     assert torch.allclose(got, expected, atol=TOL, rtol=0)
     assert torch.allclose(got_tangent, expected_tangent, atol=1e-11, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_batched_backward_stays_differentiable(kind, impl):
+    """``is_grads_batched`` runs a backward under vmap; with ``create_graph`` its result must still depend on
+    the weights, as the dense path's does: a vectorized Hessian's weight gradient (the Functions' generated
+    vmap rule used to lose that graph, giving a wrong third derivative)."""
+    dense, sparse_layer = pair(kind, bias=False)
+    x = wide_input(5)
+    results = []
+    for layer in (dense, sparse_layer):
+        hessian = torch.autograd.functional.hessian(lambda z, layer=layer: layer(z).pow(3).sum(), x,
+                                                    vectorize=True, create_graph=True)
+        (weight_gradient,) = torch.autograd.grad(hessian.pow(2).sum(), layer.weight)
+        results.append((hessian, weight_gradient))
+    (expected, expected_gradient), (got, got_gradient) = results
+    assert torch.allclose(got, expected, atol=1e-11, rtol=0)
+    assert torch.allclose(got_gradient, expected_gradient, atol=1e-9, rtol=1e-12)
