@@ -22,6 +22,7 @@ TOY = {
     "bench_conv": ["--batch", "1"],
     "bench_vae": ["--batch", "2"],
     "profile_step": ["--batch", "8", "--features", "4", "--n", "3"],
+    "bench_auto": ["--shapes", "4x4x1,8x4x4", "--n", "3"],
 }
 """Toy-size arguments of the scripts that run without a data set (every kind, every path they time)."""
 

@@ -2,13 +2,14 @@
 
 In units of one multiply-add of the dense path (expansion + GEMM), a step of a piecewise layer costs
 
-* dense: ``B I O K`` (``K = (n-1) S + 1`` continuous, ``n S`` discontinuous);
-* sparse: ``B I O (a + b n) + c I K O + d``: ``a + b n`` per (sample, input, output) -- the product and its
-  derivative products do ``n`` multiply-adds each where the GEMMs do ``K``, plus per-input work that does not
-  scale with ``n`` (segment lookup, basis, output tiles) -- ``c`` passes over the ``I K O`` weights
-  (packing them into panels, writing their gradient), and ``d`` per call: the sparse path's fixed cost beyond
-  the dense path's (its operators' Python: autograd Functions, ``torch.library`` dispatch, kernel launches),
-  which decides for small layers.
+* dense: ``B I O K + c' I K O`` (``K = (n-1) S + 1`` continuous, ``n S`` discontinuous; ``c'`` passes over
+  the weights, which count at small batches);
+* sparse: ``B I O (a + b n) + (c + c') I K O + d``: ``a + b n`` per (sample, input, output) -- the product and
+  its derivative products do ``n`` multiply-adds each where the GEMMs do ``K``, plus per-input work that does
+  not scale with ``n`` (segment lookup, basis, output tiles) -- ``c`` passes over the ``I K O`` weights beyond
+  the dense path's (packing them into panels, writing their gradient), and ``d`` per call: the sparse path's
+  fixed cost beyond the dense path's (its operators' Python: autograd Functions, ``torch.library`` dispatch,
+  kernel launches), which decides for small layers.
 
 A step is one of :data:`STEPS`, which do different work on both paths: ``inputs`` (forward and a backward that
 includes the input gradient: a hidden layer), ``weights`` (a backward for the weights only: an input layer),
@@ -56,7 +57,7 @@ class SparseCost(NamedTuple):
 
     fixed: float  # a: per (sample, input, output)
     per_node: float  # b: per (sample, input, output, node)
-    weight_passes: float  # c: per weight entry
+    weight_passes: float  # c: per weight entry, beyond the dense path's
     overhead: float = 0.0  # d: per call
 
 
@@ -64,9 +65,10 @@ DEFAULT_COST = SparseCost(3.6, 0.9, 4.0)
 """Fitted (before calibration existed) to fwd+bwd times of both paths on a 2-core AMD EPYC at n = 2, 3, 5,
 S = 2 to 8, B x I x O from 64 x 100 x 10 to 1024 x 256 x 256 (no per-call term). Only used while tracing
 before calibration."""
-MODEL = "cost model 2"
-"""Names the form of :class:`SparseCost` in the calibration cache's keys (2: with the per-call term ``d``), so
-a cache written by an older form is measured again rather than read."""
+MODEL = "cost model 3"
+"""Names the form of :class:`SparseCost` in the calibration cache's keys (3: with the per-call term ``d`` and
+``c`` net of the dense path's weight passes), so a cache written by an older form is measured again rather
+than read."""
 
 ENVIRONMENT = "HOL_SPARSE_COST"
 """The override of the CPU's cost; other device types append their name: ``HOL_SPARSE_COST_CUDA``."""
@@ -233,6 +235,9 @@ launches do not dominate the times."""
 TINY = 16
 """Samples and features (``B = I = O``) of the layer whose times give the per-call term ``d``: small enough
 that the fixed costs dominate both paths."""
+TINY_CALLS = 20
+"""Calls in a row per timing of the tiny layer (one call right after a large case runs several times slower,
+on cold caches)."""
 
 
 def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, device: str = "cpu",
@@ -246,10 +251,11 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
 
     The dense path at ``n=5, S=2`` (``K=9``) gives the time ``g`` of one of its multiply-adds. The sparse path
     at ``K=9`` with ``n = 2, 5, 9`` (``S = 8, 2, 1``) and ``batch`` samples gives ``B (a + b n) + 9 c`` in
-    units of ``g I O``, hence ``a`` and ``b`` (least squares); at ``n=5, S=16`` (``K=65``) with
-    ``small_batch`` samples, where the weights dominate, it gives ``c``; both paths at ``n=5, S=2`` with
-    ``B = I = O =`` :data:`TINY`, where the fixed costs dominate, give ``d`` (their difference in units of
-    ``g``, less the work difference ``a``, ``b``, ``c`` account for).
+    units of ``g I O``, hence ``a`` and ``b`` (least squares); both paths at ``n=5, S=16`` (``K=65``) with
+    ``small_batch`` samples, where the weights dominate, give ``c + c'`` and ``c'``, hence ``c``; both paths
+    at ``n=5, S=2`` with ``B = I = O =`` :data:`TINY`, where the fixed costs dominate, give ``d`` (their
+    difference in units of ``g``, less the work difference ``a``, ``b``, ``c`` account for; each timed over
+    :data:`TINY_CALLS` calls in a row, as a layer runs, not once after a large case).
     """
     from .bases import lagrange_transform, piecewise_expand  # deferred: this module sits below the layers
     from .sparse import segment_sparse_linear
@@ -295,10 +301,13 @@ def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: i
              rounds: int, device: torch.device) -> SparseCost:
     """The measurements of :func:`calibrate` (``case(n, S, rows, dense, size)`` makes a timed case,
     ``I = O = size``, default ``features``) and their fit (:func:`fit`)."""
-    cases: dict[str | int, Callable[[], None]] = {"small": case(5, 16, small_batch)}
+    cases: dict[str | int, Callable[[], None]] = {"small": case(5, 16, small_batch),
+                                                  "small dense": case(5, 16, small_batch, dense=True)}
     cases.update({n: case(n, segments, batch) for n, segments in CALIBRATION_NODES.items()})
+    calls: dict[str | int, int] = dict.fromkeys(cases, 1)
     cases["tiny sparse"] = case(5, 2, TINY, size=TINY)
     cases["tiny dense"] = case(5, 2, TINY, dense=True, size=TINY)
+    calls["tiny sparse"] = calls["tiny dense"] = TINY_CALLS
     dense = case(5, 2, batch, dense=True)
     # time / the dense time of the same round: drifts of the machine cancel
     ratios: dict[str | int, list[float]] = {name: [] for name in cases}
@@ -306,7 +315,7 @@ def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: i
         reference = _seconds(dense, device)
         for name, run in cases.items():
             if round_:
-                ratios[name].append(_seconds(run, device) / reference)
+                ratios[name].append(_seconds(run, device, calls[name]) / reference)
             else:
                 run()
     return fit({name: statistics.median(values) for name, values in ratios.items()}, batch, small_batch,
@@ -316,16 +325,19 @@ def _measure(case: Callable[..., Callable[[], None]], batch: int, small_batch: i
 def fit(ratio: dict, batch: int, small_batch: int, features: int) -> SparseCost:
     """:class:`SparseCost` from the times of :func:`calibrate`'s cases over the dense reference's (``n=5,
     S=2``, ``batch`` samples, ``I = O = features``): ``ratio[n]`` for :data:`CALIBRATION_NODES`,
-    ``ratio["small"]``, ``ratio["tiny sparse"]``, ``ratio["tiny dense"]`` (:func:`calibrate`'s docstring).
+    ``ratio["small"]``, ``ratio["small dense"]``, ``ratio["tiny sparse"]``, ``ratio["tiny dense"]`` (per call;
+    :func:`calibrate`'s docstring).
 
-    ``a, b, c`` come from the large cases less ``d``, ``d`` from the tiny ones less the work ``a, b, c``
-    count there; each depends on the other only a little, so a few alternations settle both (exact for times
-    the model itself generates). Negative estimates (noise) become 0."""
+    ``a, b, c`` come from the larger cases, the sparse ones less ``d``; ``d`` from the tiny ones less the work
+    ``a, b, c`` count there. Each depends on the other only a little, so a few alternations settle both (exact
+    for times the model itself generates). Negative estimates (noise) become 0."""
     reference = batch * features**2 * 9  # the dense reference's multiply-adds, the unit of the ratios
+    sparse_cases = [*CALIBRATION_NODES, "small"]
     overhead = 0.0
     for _ in range(8):
-        fixed, per_node, weight_passes = _fit_work({name: value - overhead / reference
-                                                    for name, value in ratio.items()}, batch, small_batch)
+        without_overhead = {name: value - overhead / reference if name in sparse_cases else value
+                            for name, value in ratio.items()}
+        fixed, per_node, weight_passes = _fit_work(without_overhead, batch, small_batch)
         difference = (ratio["tiny sparse"] - ratio["tiny dense"]) * reference
         work = TINY**2 * (TINY * (fixed + 5 * per_node) + 9 * weight_passes) - 9 * TINY**3
         overhead = max(0.0, difference - work)
@@ -333,27 +345,31 @@ def fit(ratio: dict, batch: int, small_batch: int, features: int) -> SparseCost:
 
 
 def _fit_work(ratio: dict, batch: int, small_batch: int) -> tuple[float, float, float]:
-    """``(a, b, c)`` from the large cases' ratios, per-call costs removed (:func:`fit`)."""
+    """``(a, b, c)`` from the larger cases' ratios, the sparse path's per-call cost removed (:func:`fit`)."""
     nodes = CALIBRATION_NODES
-    per_sample = {n: 9 * ratio[n] for n in nodes}  # a + b n + 9 c / B, in units of g I O per sample
+    per_sample = {n: 9 * ratio[n] for n in nodes}  # a + b n + 9 (c + c') / B, in units of g I O per sample
     mean_n = sum(nodes) / len(nodes)
     mean_cost = sum(per_sample.values()) / len(nodes)
     per_node = (sum((n - mean_n) * (per_sample[n] - mean_cost) for n in nodes)
                 / sum((n - mean_n) ** 2 for n in nodes))
     per_node = max(0.0, per_node)
-    at_five = mean_cost + per_node * (5 - mean_n)  # a + 5 b + 9 c / B, fitted
-    small = 9 * batch * ratio["small"]  # small_batch (a + 5 b) + 65 c
-    weight_passes = max(0.0, (small - small_batch * at_five) / (65 - 9 * small_batch / batch))
-    fixed = max(0.0, at_five - 9 * weight_passes / batch - 5 * per_node)
-    return fixed, per_node, weight_passes
+    at_five = mean_cost + per_node * (5 - mean_n)  # a + 5 b + 9 (c + c') / B, fitted
+    # the small cases in units of g I O: sparse small_batch (a + 5 b) + 65 (c + c'), dense
+    # (small_batch + c') 65
+    all_passes = (9 * batch * ratio["small"] - small_batch * at_five) / (65 - 9 * small_batch / batch)
+    dense_passes = max(0.0, 9 * batch * ratio["small dense"] / 65 - small_batch)
+    fixed = max(0.0, at_five - 9 * all_passes / batch - 5 * per_node)
+    return fixed, per_node, max(0.0, all_passes - dense_passes)
 
 
-def _seconds(run: Callable[[], None], device: torch.device) -> float:
-    """Wall time of ``run()``, including the device work it queued."""
+def _seconds(run: Callable[[], None], device: torch.device, calls: int = 1) -> float:
+    """Wall time of one ``run()``, the mean of ``calls`` calls in a row, including the device work they
+    queued."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     start = time.perf_counter()
-    run()
+    for _ in range(calls):
+        run()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return (time.perf_counter() - start) / calls
