@@ -56,8 +56,8 @@ def case_options(label: str, n: int) -> tuple[str, dict]:
     an S or a backend for a kind that does not take it)."""
     kind, *rest = label.split(":")
     info = hol.layers.kind_info(kind)  # ValueError naming the kinds
-    if len(rest) > 2 or (rest and not rest[0].isdigit()):
-        raise ValueError(f"a case is linear or KIND[:S[:BACKEND]] with S an integer, got {label!r}")
+    if len(rest) > 2 or (rest and not (rest[0].isdigit() and int(rest[0]) >= 1)):
+        raise ValueError(f"a case is linear or KIND[:S[:BACKEND]] with S an integer >= 1, got {label!r}")
     for option, given in (("segments", len(rest) > 0), ("backend", len(rest) > 1)):
         if given and option not in info.options:
             raise ValueError(f"case {label!r}: kind {kind!r} takes no {option}")
@@ -111,6 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     labels = args.cases.split(",")
+    if len(set(labels)) < len(labels):
+        parser.error(f"a case is named twice in --cases {args.cases!r}")
     for label in labels:
         if label != "linear":
             try:

@@ -194,7 +194,9 @@ class HighOrderConv(nn.Module):
         return weight / self.links_per_output if self.rescale_output else weight
 
     def forward(self, x: Tensor) -> Tensor:
+        check_choice("backend", self.backend, CONV_BACKENDS)  # also when set after construction
         spatial = ", ".join("DHW"[3 - self.dim:])
+
         def shape_ok(x: Tensor) -> bool:
             return x.dim() in (self.dim + 1, self.dim + 2) and x.shape[-self.dim - 1] == self.in_channels
 

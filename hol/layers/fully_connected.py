@@ -93,9 +93,7 @@ class HighOrderLinear(nn.Module):
         self.out_features = check_int("out_features", out_features, 1)
         self.init = check_choice("init", init, INITS)
         self.alpha = check_number("alpha", alpha)
-        self.backend = check_choice("backend", backend, BACKENDS)
-        if backend == "sparse" and not spec.sparse_capable:
-            raise ValueError(f"backend 'sparse' needs kind continuous or discontinuous, got kind {kind!r}")
+        self.backend = _checked_backend(kind, backend)
         check_bool("bias", bias)
         self.basis = make_basis(spec.basis, n=n, segments=segments, length=length,
                                 extrapolation=extrapolation, dims=dims, device=device, dtype=dtype)
@@ -140,7 +138,7 @@ class HighOrderLinear(nn.Module):
         (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
         reads shapes, device, dtype and which gradients the step computes, never values. Exporting to ONNX
         takes the dense path (ONNX has no segment-sparse operator)."""
-        check_choice("backend", self.backend, BACKENDS)  # also when set after construction
+        _checked_backend(self.kind, self.backend)  # also when set after construction
         if self.backend == "dense" or torch.onnx.is_in_onnx_export():
             return "dense"
         if self.backend == "sparse":
@@ -158,10 +156,11 @@ class HighOrderLinear(nn.Module):
             return x.dim() >= len(features) and tuple(x.shape[-len(features):]) == features
 
         check_input(self, x, shape_ok, f"[..., {', '.join(map(str, features))}]", self.weight)
+        backend = self.compute_backend(x)
         z = to_reference(self, x)  # every compute path below works in reference coordinates
         if self.product:
             return product_unit_linear(z, self.weight, self.basis, alpha=self.alpha, bias=self.bias)
-        if self.compute_backend(x) == "sparse" and isinstance(self.basis, LagrangeBasis):
+        if backend == "sparse" and isinstance(self.basis, LagrangeBasis):
             return segment_sparse_linear(z, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,
                                          extrapolation=self.extrapolation, bias=self.bias)
@@ -190,6 +189,15 @@ def option_defaults() -> dict:
     link options other fc kinds ignore (:func:`hol.layers.registry.check_unused_options`)."""
     parameters = inspect.signature(HighOrderLinear).parameters
     return {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def _checked_backend(kind: str, backend: str) -> str:
+    """``backend`` if it is one of :data:`BACKENDS` that ``kind`` can take (``sparse``: the piecewise
+    non-product kinds); ``ValueError`` otherwise."""
+    check_choice("backend", backend, BACKENDS)
+    if backend == "sparse" and not kind_info(kind).sparse_capable:
+        raise ValueError(f"backend 'sparse' needs kind continuous or discontinuous, got kind {kind!r}")
+    return backend
 
 
 def _high_order_kinds() -> list[str]:

@@ -146,10 +146,19 @@ def check_unused_options(kind: str, options: Mapping[str, Any], defaults: Mappin
         if name not in defaults:
             raise ValueError(f"unknown option {name}={value!r} for a layer of kind {kind!r}; options: "
                              f"{', '.join(sorted(defaults))}")
-        if name not in taken and value != defaults[name]:
+        if name not in taken and not _same(value, defaults[name]):
             takes = ", ".join(sorted(taken)) or "none of the link options"
             raise ValueError(f"{name} is not an option of kind {kind!r} (it takes {takes}), "
                              f"got {name}={value!r}")
+
+
+def _same(value: Any, default: Any) -> bool:
+    """``value == default`` as one truth value (``False`` for a tensor or an array, whose comparison is
+    elementwise)."""
+    try:
+        return bool(value == default)
+    except (RuntimeError, ValueError, TypeError):
+        return False
 
 
 def kind_info(name: str) -> LayerKind:

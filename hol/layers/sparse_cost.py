@@ -17,7 +17,9 @@ includes the input gradient: a hidden layer), ``weights`` (a backward for the we
 
 The sparse path is chosen when ``B (a + b n) + c K + d / (I O) < B K``; for a batch that is symbolic
 (``torch.export`` with a dynamic batch, ``torch.compile`` with dynamic shapes) the large-batch limit
-``a + b n < K`` decides, so the choice never guards on the batch size. Nothing depends on data values.
+``a + b n < K`` decides, so the choice never guards on the batch size. Nothing depends on data values. (A
+compiled graph sheds most of the Python that ``d`` measures, yet with a static batch ``d`` still counts: for a
+small layer ``torch.compile`` may keep the dense path where the sparse one would be as fast.)
 
 ``(a, b, c, d)`` are measured once per machine and device (:func:`calibrate`: about a second on idle cores,
 several under load) on first use, for

@@ -44,10 +44,16 @@ def validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=None)
         if value is not None:
             check(key, value)
+    check_accelerator(cfg)
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    """A GPU accelerator (``trainer=gpu``) needs a GPU torch can see; ``ValueError`` naming ``trainer=cpu``
+    otherwise (Lightning's own message does not say what to do)."""
     accelerator = OmegaConf.select(cfg, "trainer.accelerator", default=None)
     if accelerator in ("gpu", "cuda") and not _gpu_visible(accelerator):
         raise ValueError(f"trainer.accelerator={accelerator!r} needs a GPU, and torch sees none here "
-                         "(torch.cuda.is_available() is False); train on the CPU with trainer=cpu")
+                         "(torch.cuda.is_available() is False); run on the CPU with trainer=cpu")
 
 
 def _gpu_visible(accelerator: str) -> bool:
@@ -259,6 +265,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     path = cfg.get("ckpt_path")
     if not path or not Path(path).is_file():
         raise ValueError(f"ckpt_path must name a checkpoint file, got {path!r}")
+    check_accelerator(cfg)
     module = HolModule.from_checkpoint(path)
     if next(module.net.parameters()).dtype == torch.float64:
         with open_dict(cfg):

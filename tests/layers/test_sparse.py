@@ -8,6 +8,7 @@ import functools
 import pytest
 import torch
 
+import hol.layers
 from hol.layers import fc, sparse
 from hol.layers.bases import piecewise_width
 
@@ -210,6 +211,14 @@ def test_backend_is_a_hyperparameter():
     layer.backend = "fast"  # set after construction: refused at the next forward, not taken for auto
     with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: auto, dense, sparse"):
         layer(torch.zeros(3, 4))
+    product_unit = fc("continuous_prod", 4, 2, n=3, segments=5)
+    product_unit.backend = "sparse"
+    with pytest.raises(ValueError, match="backend 'sparse' needs kind continuous or discontinuous"):
+        product_unit(torch.zeros(3, 4))
+    convolution = hol.layers.conv("continuous", 2, 2, 3, n=3, segments=2)
+    convolution.backend = "sparse"
+    with pytest.raises(ValueError, match="unknown backend 'sparse'; allowed: auto, dense"):
+        convolution(torch.zeros(1, 2, 5, 5))
 
 
 @pytest.mark.parametrize("kind, options", [("continuous", {"backend": "fast"}),

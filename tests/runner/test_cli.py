@@ -84,8 +84,11 @@ def test_a_gpu_trainer_without_a_gpu_names_the_cpu_trainer(in_tmp, capsys, monke
     code, out, err = run_main(["train", "experiment=xor", "trainer=gpu", "hydra.run.dir=run"], capsys)
     assert code == 1 and len(error_lines(err)) == 1 and "Traceback" not in err + out
     assert "trainer.accelerator='gpu' needs a GPU, and torch sees none here" in err
-    assert err.rstrip().endswith("train on the CPU with trainer=cpu")
+    assert err.rstrip().endswith("run on the CPU with trainer=cpu")
     assert (in_tmp / "run" / FAILED_FILE).is_file() and not (in_tmp / "run" / METRICS_FILE).exists()
+    (in_tmp / "model.ckpt").write_bytes(b"")  # checked before the checkpoint is read
+    code, out, err = run_main(["eval", "ckpt_path=model.ckpt", "trainer=gpu", "hydra.run.dir=eval"], capsys)
+    assert code == 1 and len(error_lines(err)) == 1 and "needs a GPU, and torch sees none here" in err
 
 
 def test_corrupt_data_file(in_tmp, capsys, mnist_root):
