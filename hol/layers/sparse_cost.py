@@ -252,8 +252,8 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
     :data:`CALIBRATION_BATCHES`.
 
     The dense path at ``n=5, S=2`` (``K=9``) gives the time ``g`` of one of its multiply-adds. The sparse path
-    at ``K=9`` with ``n = 2, 5, 9`` (``S = 8, 2, 1``) and ``batch`` samples gives ``B (a + b n) + 9 c`` in
-    units of ``g I O``, hence ``a`` and ``b`` (least squares); both paths at ``n=5, S=16`` (``K=65``) with
+    at ``K=9`` with ``n = 2, 5, 9`` (``S = 8, 2, 1``) and ``batch`` samples gives ``B (a + b n) + 9 (c + c')``
+    in units of ``g I O``, hence ``a`` and ``b`` (least squares); both paths at ``n=5, S=16`` (``K=65``) with
     ``small_batch`` samples, where the weights dominate, give ``c + c'`` and ``c'``, hence ``c``; both paths
     at ``n=5, S=2`` with ``B = I = O =`` :data:`TINY`, where the fixed costs dominate, give ``d`` (their
     difference in units of ``g``, less the work difference ``a``, ``b``, ``c`` account for; each timed over

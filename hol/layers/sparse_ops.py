@@ -27,7 +27,8 @@ registered twice with the same formulas: at the dispatcher (``register_autograd`
 ``torch.export`` trace, and what direct ``torch.ops.hol`` calls use), and as ``autograd.Function`` classes
 behind the eager entry points (:func:`segment_sparse_product` and friends), because the dispatcher
 registration works neither under ``torch.func`` transforms (pytorch/pytorch#168393, #179652) nor with
-forward-mode AD, and ``torch.compile`` does not trace a Function with a custom ``jvp``.
+forward-mode AD, and ``torch.compile`` does not trace a Function with a custom ``jvp``. A Function's backward
+computes with the operators unless one of those is active (:func:`_backward_entry`).
 
 Implementations (:data:`HOST_KERNELS` unless a device registers its own with :func:`register_kernels`):
 
