@@ -82,6 +82,7 @@ if [ "$SMOKE" -eq 1 ]; then
     EPOCH=(--batches 2 --repeats 1)
     PROFILE=(--batch 16 --features 8 --n 3 --rounds 1)
     PROFILE_LARGE=(--batch 32 --features 16 --n 3 --rounds 1)
+    AUTO=(--shapes 8x8x1,16x8x4 --n 3 --rounds 1)
 else
     if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         say "no CUDA GPU visible to torch: nothing to check (benchmarks/gpu_check.sh --smoke checks the script)"
@@ -96,9 +97,10 @@ else
     PROFILE=(--rounds 9)
     PROFILE_LARGE=(--batch 8192 --features 512 --rounds 5
                    --cases linear,continuous:8:dense,continuous:8:sparse,continuous:64:sparse,continuous_prod:2)
+    AUTO=(--rounds 7)
 fi
 
-step "CUDA tests: kernels and layers" 135 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/layers
+step "CUDA tests: kernels and layers" 125 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/layers
 step "CUDA tests: every experiment with trainer=gpu" 105 \
     "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/runner
 step "segment-sparse vs dense over S" 30 \
@@ -112,7 +114,9 @@ step "host and device time of one step" 20 \
     "$PYTHON" benchmarks/profile_step.py --device "$DEVICE" "${PROFILE[@]}" --record "profile_$DEVICE"
 step "host and device time of one step, large shapes" 20 \
     "$PYTHON" benchmarks/profile_step.py --device "$DEVICE" "${PROFILE_LARGE[@]}" --record "profile_${DEVICE}_large"
-step "invariant_mnist epoch vs layer=relu" 65 \
+step "backend=auto against the faster path" 20 \
+    "$PYTHON" benchmarks/bench_auto.py --device "$DEVICE" "${AUTO[@]}" --record "auto_$DEVICE"
+step "invariant_mnist epoch vs layer=relu" 55 \
     "$PYTHON" benchmarks/bench_epoch.py --device "$DEVICE" --precision bf16-mixed "${EPOCH[@]}" \
     --record "epoch_$DEVICE"
 
