@@ -142,10 +142,14 @@ class HolModule(pl.LightningModule):
             checkpoint["net_hparams"] = hparams
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # A checkpoint of another refinement stage holds another network shape: rebuild the network to it.
+        # A checkpoint of another refinement stage holds another network shape: rebuild the network to it, in
+        # the running network's dtype and device (float64 under trainer.precision=64-true: a float32 copy
+        # would round the checkpoint's weights).
         hparams, own = checkpoint.get("net_hparams"), net_hparams(self.net)
         if hparams is not None and own is not None and hparams != own:
-            self.net = build(hparams)
+            reference = next(self.net.parameters(), None)
+            net = build(hparams)
+            self.net = net if reference is None else net.to(device=reference.device, dtype=reference.dtype)
 
     def on_train_epoch_start(self) -> None:
         # Random draws in training (dropout) depend only on (seed, epoch, rank): a resumed run repeats them.

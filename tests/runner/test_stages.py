@@ -243,3 +243,23 @@ def test_a_ladder_through_the_command_line_adapts_refines_and_tests_every_stage(
     evaluated = evaluate(make_cfg(in_tmp / "eval", f"ckpt_path={checkpoint}",  # in float64: the checkpoint's
                                   "+trainer.enable_progress_bar=false", config_name="eval"))
     assert evaluated["test/rmse"] == pytest.approx(metrics["stage2/test/rmse"], rel=1e-6)
+
+
+def test_a_checkpoint_of_another_stage_loads_in_the_running_dtype():
+    """Resuming (or testing) a float64 run from a checkpoint of another refinement stage rebuilds the network
+    in float64: a float32 network would round the checkpoint's float64 weights."""
+    from hol.networks import MLP
+
+    running = MLP("continuous", 2, 1, hidden_layers=0, hidden_width=3, n=3, segments=2).double()
+    stage = MLP("continuous", 2, 1, hidden_layers=0, hidden_width=3, n=5, segments=4).double()
+    for layer in stage.layers:
+        torch.nn.init.uniform_(layer.weight, -1, 1)  # values float32 cannot hold
+    module = HolModule(running, task="regression")
+    state = {f"net.{key}": value for key, value in stage.state_dict().items()}
+    checkpoint = {"net_hparams": stage.hparams(), "state_dict": state}
+    module.on_load_checkpoint(checkpoint)
+    assert module.net.hparams() == stage.hparams()
+    assert all(parameter.dtype == torch.float64 for parameter in module.net.parameters())
+    module.load_state_dict(checkpoint["state_dict"], strict=False)  # the task's metric states are not here
+    x = torch.rand(7, 2, dtype=torch.float64) * 2 - 1
+    assert torch.equal(module.net(x), stage(x))  # the float64 weights, unrounded
