@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -140,6 +141,7 @@ def _route_lightning_logs() -> None:
 
 def _task(command: str, cfg: DictConfig):
     from lightning.pytorch.utilities import rank_zero_only
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from .train import evaluate, run_task, train
 
@@ -150,6 +152,10 @@ def _task(command: str, cfg: DictConfig):
     environment = set(os.environ)
     try:
         metrics = run_task(cfg, train if command == "train" else evaluate)
+    except SIGTERMException:  # Lightning stops with a SystemExit of no status: it must not read as 0
+        sys.stderr.write(f"hol {command}: error: stopped by SIGTERM; the run folder {cfg.paths.output_dir} "
+                         f"keeps its checkpoints (resume with ckpt_path=.../checkpoints/last.ckpt)\n")
+        raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as error:
         if not is_user_error(error) or _show_full_error or HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # multirun: Hydra records the failed job and the sweep goes on

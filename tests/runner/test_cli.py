@@ -91,6 +91,23 @@ def test_a_gpu_trainer_without_a_gpu_names_the_cpu_trainer(in_tmp, capsys, monke
     assert code == 1 and len(error_lines(err)) == 1 and "needs a GPU, and torch sees none here" in err
 
 
+def test_a_run_stopped_by_sigterm_exits_with_its_status(in_tmp, capsys, monkeypatch):
+    """Lightning stops a run on SIGTERM with a SystemExit that carries no status (0): hol exits 143
+    (128 + SIGTERM) with one line, so a scheduler does not count the run as finished."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from hol.runner import train
+
+    def stopped(cfg):
+        raise SIGTERMException
+
+    monkeypatch.setattr(train, "train", stopped)
+    code, out, err = run_main(["train", "experiment=xor", "hydra.run.dir=run"], capsys)
+    assert code == 143 and len(error_lines(err)) == 1 and "Traceback" not in err + out
+    assert err.startswith("hol train: error: stopped by SIGTERM; the run folder ")
+    assert (in_tmp / "run" / FAILED_FILE).read_text().startswith("SIGTERMException")
+
+
 def test_corrupt_data_file(in_tmp, capsys, mnist_root):
     (mnist_root / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00")
     code, _, err = run_main(["train", "data=mnist", f"data.root={mnist_root}", "data.download=false",
