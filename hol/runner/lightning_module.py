@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, Metric, MinMetric
 
 from ..networks import build
+from .records import describe_error
 from .tasks import make_task
 
 
@@ -161,7 +162,7 @@ class HolModule(pl.LightningModule):
     def from_checkpoint(cls, path: str, map_location="cpu") -> HolModule:
         """Rebuild a module from a checkpoint written by the runner (network from its ``net_hparams``), in
         float64 when its weights are (a run with ``trainer.precision=64-true``), else in float32."""
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        checkpoint = read_checkpoint(path, map_location)
         if "net_hparams" not in checkpoint or "hyper_parameters" not in checkpoint:
             raise ValueError(f"{path} is no hol checkpoint (it lacks net_hparams/hyper_parameters)")
         module = cls(build(checkpoint["net_hparams"]), **checkpoint["hyper_parameters"])
@@ -171,3 +172,19 @@ class HolModule(pl.LightningModule):
             module.net.double()
         module.load_state_dict(checkpoint["state_dict"])
         return module
+
+
+def read_checkpoint(path: str, map_location="cpu") -> dict:
+    """The Lightning checkpoint at ``path``, as ``torch.load`` reads it.
+
+    Raises:
+        ValueError: naming the file, when it is no readable checkpoint (empty, truncated, corrupt, another
+            kind of file) or no Lightning checkpoint (no ``state_dict``).
+    """
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # unpickling, archive and end-of-file errors of a file that is no checkpoint
+        raise ValueError(f"ckpt_path {path!r} is no readable checkpoint ({describe_error(error)})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"ckpt_path {path!r} is no Lightning checkpoint (it holds no state_dict)")
+    return checkpoint

@@ -27,7 +27,7 @@ from ..layers import kind_info
 from ..networks import MLP, build
 from .config import plain_dict
 from .divergence import DivergenceMonitor, RunDiverged
-from .lightning_module import HolModule, net_hparams
+from .lightning_module import HolModule, net_hparams, read_checkpoint
 from .records import DIVERGED, FAILED_FILE, FINISHED, METRICS_FILE, flatten, write_json
 from .stages import RefinementStages
 from .stages import configure as configure_stages
@@ -99,7 +99,7 @@ def checkpoint_net_hparams(path: str | None) -> dict | None:
         return None
     if not Path(path).is_file():
         raise ValueError(f"ckpt_path {path!r} is not a file")
-    return torch.load(path, map_location="cpu", weights_only=False).get("net_hparams")
+    return read_checkpoint(path).get("net_hparams")
 
 
 def build_module(cfg: DictConfig, datamodule) -> HolModule:

@@ -108,6 +108,21 @@ def test_a_run_stopped_by_sigterm_exits_with_its_status(in_tmp, capsys, monkeypa
     assert (in_tmp / "run" / FAILED_FILE).read_text().startswith("SIGTERMException")
 
 
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_file_that_is_no_checkpoint_is_named_in_one_line(command, in_tmp, capsys):
+    files = {"empty.ckpt": b"", "text.ckpt": b"root:x:0:0:root:/root:/bin/bash\n"}
+    for name, content in files.items():
+        (in_tmp / name).write_bytes(content)
+    torch.save({"a": torch.zeros(2)}, in_tmp / "plain.ckpt")
+    unreadable = "is no readable checkpoint ("
+    no_state = "is no Lightning checkpoint (it holds no state_dict)"
+    for name, fragment in (("empty.ckpt", unreadable), ("text.ckpt", unreadable), ("plain.ckpt", no_state)):
+        arguments = [command, f"ckpt_path={name}", "hydra.run.dir=run"]
+        code, out, err = run_main([*arguments, "experiment=xor"] if command == "train" else arguments, capsys)
+        assert code == 1 and len(error_lines(err)) == 1 and "Traceback" not in err + out, err
+        assert f"ckpt_path '{name}' {fragment}" in err
+
+
 def test_corrupt_data_file(in_tmp, capsys, mnist_root):
     (mnist_root / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00")
     code, _, err = run_main(["train", "data=mnist", f"data.root={mnist_root}", "data.download=false",
