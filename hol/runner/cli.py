@@ -36,7 +36,7 @@ from .records import unwrap_error
 
 COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]",
             "eval": "test a checkpoint: hol eval ckpt_path=PATH [key=value ...]"}
-USAGE = "usage: hol {train,eval} [overrides]   (hol train --help lists the config groups)"
+USAGE = "usage: hol {train,eval} [overrides]   (hol train --help lists the config groups; hol --version)"
 FULL_ERROR = "HYDRA_FULL_ERROR"
 # set by Lightning's DDP launcher for the processes it starts
 DDP_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -166,6 +166,10 @@ def _task(command: str, cfg: DictConfig):
     if rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         _report(cfg, metrics)
     optimized = cfg.get("optimized_metric")
+    if optimized and optimized not in metrics and HydraConfig.get().mode == RunMode.MULTIRUN:
+        # the job fails saying so (a sweeper would otherwise only find no objective after its last trial)
+        raise ValueError(f"optimized_metric {optimized!r} is none of this run's metrics; allowed: "
+                         f"{', '.join(sorted(metrics))}")
     return metrics.get(optimized) if optimized else None
 
 
@@ -198,8 +202,11 @@ def _end_distributed(environment: set[str]) -> None:
 
 def _report(cfg: DictConfig, metrics: dict) -> None:
     out = cfg.paths.output_dir
+    loggers = cfg.get("logger") or {}
+    tensorboard = any("TensorBoardLogger" in str(entry.get("_target_", "")) for entry in loggers.values()
+                      if isinstance(entry, DictConfig))
     print("\n".join([f"Results in {out}"] + [f"  {key:<16} {value:.6g}" for key, value in metrics.items()]
-                    + [f"TensorBoard: tensorboard --logdir {out}"]))
+                    + ([f"TensorBoard: tensorboard --logdir {out}"] if tensorboard else [])))
 
 
 def _app(command: str):
@@ -216,6 +223,11 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE + "\n" + "\n".join(f"  {name:<6} {text}" for name, text in COMMANDS.items()))
         raise SystemExit(0 if argv else 2)
+    if argv[0] == "--version":
+        from .. import __version__
+
+        print(f"hol {__version__}")
+        raise SystemExit(0)
     command = argv[0]
     if command not in COMMANDS:
         sys.stderr.write(f"hol: error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}\n"

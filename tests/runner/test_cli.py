@@ -123,6 +123,24 @@ def test_a_file_that_is_no_checkpoint_is_named_in_one_line(command, in_tmp, caps
         assert f"ckpt_path '{name}' {fragment}" in err
 
 
+def test_a_sweep_names_an_optimized_metric_its_runs_lack(in_tmp, capsys):
+    code, out, err = run_main(["train", "-m", *FAST, "logger=[]", "optimized_metric=foo/bar", "layer.n=2",
+                               "hydra.sweep.dir=sweep"], capsys)
+    assert code == 1 and "Traceback" not in err + out
+    assert "optimized_metric 'foo/bar' is none of this run's metrics; allowed: test/loss, test/rmse" in err
+
+
+def test_version_and_the_report_names_only_the_logs_written(in_tmp, capsys):
+    import hol
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"hol {hol.__version__}\n"
+    main(["train", *FAST, "logger=csv", "hydra.run.dir=run"])
+    out = capsys.readouterr().out
+    assert "Results in" in out and "TensorBoard" not in out  # a CSV logger writes no TensorBoard events
+
+
 def test_corrupt_data_file(in_tmp, capsys, mnist_root):
     (mnist_root / "MNIST" / "raw" / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00")
     code, _, err = run_main(["train", "data=mnist", f"data.root={mnist_root}", "data.download=false",
