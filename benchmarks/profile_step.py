@@ -68,13 +68,14 @@ def case_options(label: str, n: int) -> tuple[str, dict]:
     return kind, {key: value for key, value in options.items() if key in info.options and value is not None}
 
 
-def build_case(label: str, batch: int, features: int, n: int, device: str):
-    """``(module, input)`` of a case label (:func:`case_options`)."""
+def build_case(case: tuple[str, dict] | None, batch: int, features: int, n: int, device: str):
+    """``(module, input)`` of a parsed case: ``(kind, options)`` from :func:`case_options`, ``None`` for
+    ``linear``."""
     generator = torch.Generator().manual_seed(0)
-    if label == "linear":
+    if case is None:
         module, width = nn.Linear(features * n, features, device=device), features * n
     else:
-        kind, options = case_options(label, n)
+        kind, options = case
         module, width = hol.layers.fc(kind, features, features, device=device, **options), features
     x = (torch.rand(batch, width, generator=generator) * 2 - 1).to(device).requires_grad_()
     return module, x
@@ -113,14 +114,14 @@ def main() -> None:
     labels = args.cases.split(",")
     if len(set(labels)) < len(labels):
         parser.error(f"a case is named twice in --cases {args.cases!r}")
+    cases = {}
     for label in labels:
-        if label != "linear":
-            try:
-                case_options(label, args.n)
-            except ValueError as error:
-                parser.error(str(error))
-    steps = {label: forward_backward(*build_case(label, args.batch, args.features, args.n, args.device))
-             for label in labels}
+        try:
+            cases[label] = None if label == "linear" else case_options(label, args.n)
+        except ValueError as error:
+            parser.error(str(error))
+    steps = {label: forward_backward(*build_case(case, args.batch, args.features, args.n, args.device))
+             for label, case in cases.items()}
     operators = {label: operators_per_step(step) for label, step in steps.items()}
     medians = interleaved_medians(steps, rounds=args.rounds, device=args.device)
     anchor = medians.get("linear")

@@ -152,6 +152,7 @@ class HighOrderLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         features = (self.in_features,) if self.dims is None else (self.in_features, self.dims)
+
         def shape_ok(x: Tensor) -> bool:
             return x.dim() >= len(features) and tuple(x.shape[-len(features):]) == features
 
