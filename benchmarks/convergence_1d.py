@@ -28,9 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # a sibling script, run as a file
 
+from hol.expr import parse
 from hol.layers import fc
 from hol.runner.data import DEFAULT_EXPR
-from hol.runner.expr import parse
 
 SMOOTH_EXPR = "sin(4*pi*x)*exp(-x**2)"
 KINDS = ("continuous", "discontinuous")

@@ -6,13 +6,13 @@ builds the normalizations used between layers. The layer classes :class:`HighOrd
 :class:`HighOrderConv` can also be constructed directly, like ``nn.Linear`` and ``nn.Conv2d``.
 
 Modules: ``bases`` (the link functions' bases), ``init`` (initialization), ``fully_connected``,
-``convolution``, ``baselines`` (``linear``, ``relu``), ``coordinates`` (the coordinate networks'
+``convolution``, ``baselines`` (``linear``, ``relu``, ``tanh``), ``coordinates`` (the coordinate networks'
 baselines ``fourier_features``, ``sine``, ``sine_first``), ``normalization``, ``registry``, ``sparse`` (the
 segment-sparse compute path).
 """
 # Importing the layer modules attaches their builders to the kinds of the registry.
 from . import bases, init
-from .baselines import ReLULinear
+from .baselines import ReLULinear, TanhLinear
 from .convolution import HighOrderConv
 from .coordinates import FourierFeatures, SineLinear
 from .fully_connected import HighOrderLinear
@@ -27,6 +27,7 @@ __all__ = [
     "LayerKind",
     "ReLULinear",
     "SineLinear",
+    "TanhLinear",
     "bases",
     "conv",
     "conv_kinds",

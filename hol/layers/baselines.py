@@ -1,9 +1,10 @@
-"""The plain torch baselines ``linear`` and ``relu``: ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd``,
-without (``linear``) or with a ReLU after them (``relu``).
+"""The plain torch baselines ``linear``, ``relu`` and ``tanh``: ``nn.Linear`` / ``nn.ConvNd`` /
+``nn.ConvTransposeNd``, without (``linear``) or with a ReLU after them (``relu``), and ``nn.Linear`` with a
+tanh after it (``tanh``, fully connected only: the standard PINN network is a tanh MLP).
 
 They take torch's own options (``bias`` defaults to True, as in torch); the link options of the high-order
 kinds (``n``, ``segments``, ...) do not apply to them: they must keep their defaults, and an unknown keyword
-is refused (:func:`hol.layers.registry.check_unused_options`). Both kinds are registered here.
+is refused (:func:`hol.layers.registry.check_unused_options`). The kinds are registered here.
 """
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ class ReLULinear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu(super().forward(x))
+
+
+class TanhLinear(nn.Linear):
+    """``tanh(x W^T + b)``: the ``tanh`` baseline."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.tanh(super().forward(x))
+
+
+LINEAR_CLASSES: dict[str | None, type[nn.Linear]] = {None: nn.Linear, "relu": ReLULinear, "tanh": TanhLinear}
+"""The fully connected baseline's class by its kind's activation."""
 
 
 class _ReLU(nn.Module):
@@ -65,10 +77,10 @@ _CONV_CLASSES: dict[tuple[bool, bool], dict[int, type[nn.Module]]] = {
 
 def linear_baseline(kind: str, in_features: int, out_features: int, *, bias: bool = True, device=None,
                     dtype=None, **link_options) -> nn.Linear:
-    """``nn.Linear`` (``linear``) or ``nn.Linear`` followed by ReLU (``relu``); the link options must keep
-    their defaults (``ValueError`` otherwise, or for an unknown keyword)."""
+    """``nn.Linear`` (``linear``) or ``nn.Linear`` followed by its kind's activation (``relu``, ``tanh``); the
+    link options must keep their defaults (``ValueError`` otherwise, or for an unknown keyword)."""
     check_unused_options(kind, link_options, fully_connected.option_defaults())
-    cls = ReLULinear if kind_info(kind).activation == "relu" else nn.Linear
+    cls = LINEAR_CLASSES[kind_info(kind).activation]
     layer = cls(in_features, out_features, bias=bias, device=device, dtype=dtype)
     layer.kind = kind  # type: ignore[assignment]  # a str attribute (nn.Module types its attributes as tensors)
     return layer
@@ -96,4 +108,5 @@ def conv_baseline(kind: str, in_channels: int, out_channels: int, kernel_size, *
 for _kind in BUILTIN_KINDS:
     if _kind.baseline:
         register_fc(_kind.name)(linear_baseline)
-        register_conv(_kind.name)(conv_baseline)
+        if _kind.activation in (None, "relu"):
+            register_conv(_kind.name)(conv_baseline)

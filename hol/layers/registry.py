@@ -43,7 +43,7 @@ class LayerKind:
             baselines and for custom kinds registered by name only.
         product: a product unit, ``y_o = prod_i (1 + f_oi) - 1 - (1 - alpha) sum_i f_oi``.
         baseline: a plain torch layer (``nn.Linear`` / ``nn.ConvNd``), no links.
-        activation: baselines: the activation after the layer (``"relu"``) or ``None``.
+        activation: baselines: the activation after the layer (``"relu"``, ``"tanh"``) or ``None``.
         fc: builder of the fully connected layer, or ``None``.
         conv: builder of the convolutional layer, or ``None``.
     """
@@ -96,6 +96,7 @@ BUILTIN_KINDS = (
     LayerKind("discontinuous_prod", basis="discontinuous", product=True),
     LayerKind("linear", baseline=True),
     LayerKind("relu", baseline=True, activation="relu"),
+    LayerKind("tanh", baseline=True, activation="tanh"),
 )
 """hol's own kinds (their builders are attached by the layer modules)."""
 

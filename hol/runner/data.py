@@ -38,7 +38,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from ..checks import check_choice, check_int, check_interval, check_number
-from .expr import parse
+from ..expr import parse
 
 DEFAULT_EXPR = "0.5*cos(1.5*pi/(abs(x)+0.25))"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -75,16 +75,10 @@ class HolModule(pl.LightningModule):
     def forward(self, x: Tensor):
         return self.net(x.flatten(1) if self.hparams["flatten_input"] else x)
 
-    def loss(self, output, target: Tensor) -> Tensor:
-        """The training loss, a batch mean: the task's objective (:meth:`hol.runner.tasks.Task.loss`)."""
-        return self.task.loss(output, target)
-
     def model_step(self, batch, stage: str) -> Tensor:
-        x, target = self.task.split(batch)
-        output = self(x)
-        loss = self.loss(output, target)
-        self.task.update(stage, output, target, loss.detach())
-        return loss
+        """The batch's loss (the task's objective, :meth:`hol.runner.tasks.Task.step`), added to ``stage``'s
+        metrics."""
+        return self.task.step(self, batch, stage)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         batches = self.trainer.num_training_batches
@@ -118,6 +112,8 @@ class HolModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return  # the sanity check's numbers are no validation result
         for name, module in self.best.items():
+            if name not in values:  # a metric the data does not give (a PDE without a reference)
+                continue
             best = cast(Metric, module)  # an nn.ModuleDict hands out its entries as plain modules
             best.update(values[name])
             value = best.compute()

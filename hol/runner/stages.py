@@ -63,7 +63,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
-from torch import Tensor, nn
+from torch import nn
 
 from ..adapt import adapt_domains
 from ..checks import check_bool, check_choice, check_int
@@ -208,28 +208,28 @@ def configure(cfg: DictConfig) -> list[Stage]:
     return stages
 
 
-def _batches(trainer: pl.Trainer, module: HolModule, dataloader) -> Iterator[tuple[Tensor, Tensor]]:
-    """The ``(inputs, target)`` of every batch of ``dataloader`` as the module sees them in a step: on its
-    device, converted by the precision plugin (e.g. to float64 under ``64-true``), split by its task."""
+def _batches(trainer: pl.Trainer, module: HolModule, dataloader) -> Iterator[Any]:
+    """Every batch of ``dataloader`` as the module sees it in a step: on its device, converted by the
+    precision plugin (e.g. to float64 under ``64-true``)."""
     for batch in dataloader:
-        batch = trainer.precision_plugin.convert_input(move_data_to_device(batch, module.device))
-        yield module.task.split(batch)
+        yield trainer.precision_plugin.convert_input(move_data_to_device(batch, module.device))
 
 
 @torch.no_grad()
 def validation_loss(trainer: pl.Trainer, module: HolModule, dataloader) -> float:
-    """The module's loss (:meth:`~hol.runner.lightning_module.HolModule.loss`, on the batches as its task
-    splits them) over all of ``dataloader`` in eval mode, batches weighted by their size (``nan`` without a
-    dataloader); torch's random state is left as it was."""
+    """The module's loss (its task's :meth:`~hol.runner.tasks.Task.step`) over all of ``dataloader`` in eval
+    mode, batches weighted by their size (``nan`` without a dataloader); torch's random state is left as it
+    was."""
     if dataloader is None:
         return math.nan
     was_training = module.training
     module.eval()
     total, count = 0.0, 0
     with torch.random.fork_rng(devices=[]), trainer.precision_plugin.val_step_context():
-        for x, target in _batches(trainer, module, dataloader):
-            total += float(module.loss(module(x), target)) * len(target)
-            count += len(target)
+        for batch in _batches(trainer, module, dataloader):
+            size = module.task.size(batch)
+            total += float(module.task.step(module, batch)) * size
+            count += size
     module.train(was_training)
     return total / count if count else math.nan
 
@@ -248,9 +248,8 @@ def evaluate(trainer: pl.Trainer, module: HolModule, dataloader) -> dict[str, fl
     was_training = module.training
     module.eval()
     with torch.random.fork_rng(devices=[]), trainer.precision_plugin.val_step_context():
-        for x, target in _batches(trainer, module, dataloader):
-            output = module(x)
-            task.update("test", output, target, module.loss(output, target))
+        for batch in _batches(trainer, module, dataloader):
+            task.step(module, batch, "test")
     module.train(was_training)
     return {name: float(value) for name, value in task.compute("test", module.net).items()
             if value.numel() == 1}
@@ -353,7 +352,8 @@ class RefinementStages(pl.Callback):
         datamodule = trainer_datamodule(trainer)
         dataloader = datamodule.train_dataloader() if datamodule else trainer.train_dataloader
         flatten = bool(getattr(pl_module.hparams, "flatten_input", False))
-        for x, _ in _batches(trainer, pl_module, dataloader):
+        for batch in _batches(trainer, pl_module, dataloader):
+            x = pl_module.task.network_inputs(batch)
             yield x.flatten(1) if flatten else x
 
     def test(self, trainer: pl.Trainer, pl_module: HolModule, index: int) -> None:

@@ -4,8 +4,8 @@
 ``nn.Module`` holding the metrics, so they follow the module's device):
 
 * :meth:`Task.split`: a batch into ``(inputs, target)``;
-* :meth:`Task.loss`: the training objective ``(output, target) -> scalar`` (``HolModule.loss``, also what the
-  refinement stages compare);
+* :meth:`Task.loss`: the training objective ``(output, target) -> scalar``; :meth:`Task.step` computes it for
+  a batch (what the module trains on and the refinement stages compare);
 * :meth:`Task.update` and :meth:`Task.compute`: the metrics of each stage, logged per epoch as
   ``<stage>/<name>`` (``loss`` always); :attr:`Task.best`: the metrics whose best validation value so far is
   logged as ``val/<name>_best``;
@@ -22,11 +22,19 @@ The tasks (:data:`TASKS`):
   linearly from 0 over the first ``kl_warmup_epochs`` epochs; logged: ``loss`` (the negative ELBO per image in
   nats, i.e. with ``beta = 1``, whatever the objective's ``beta``), ``recon`` and ``kl``; images: test images
   over their reconstructions, and samples from the prior.
+* ``pde`` (``data=pde``): physics-informed training on an equation of :mod:`hol.pde` (the batches are its
+  collocation points, :class:`hol.runner.pde_data.PDEDataModule`); logged: ``loss`` and its terms
+  ``residual``, ``boundary``, ``initial``, ``breaks``; against the reference on the validation and test grids
+  ``mse`` and ``rel_l2`` (per field ``mse/<field>``, ``rel_l2/<field>`` where there are several), and for
+  time-dependent equations ``l1/<field>`` at the final time; images of the solution, the reference and the
+  error; ``solution.npz`` in the run folder (:func:`hol.runner.pde_outputs.write_solution`).
 
 :func:`choose_task` picks the task: a generative network makes the generative task, else the data's own task.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import torch
@@ -37,7 +45,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchvision.utils import make_grid
 
 from ..checks import check_choice, check_int, check_interval, check_number
+from ..pde import Solution, make_equation
 from ..vae import VAE
+from .pde_outputs import solution_figures, write_solution
 
 STAGES = ("train", "val", "test")
 IMAGE_TAGS = {"reconstruction": "images/reconstruction", "reconstructions": "images/reconstructions",
@@ -52,7 +62,11 @@ class Task(nn.Module):
 
     name: ClassVar[str]
     best: ClassVar[dict[str, str]] = {"loss": "min"}
-    """Metric name -> ``"min"`` or ``"max"``: the validation values whose best so far is logged."""
+    """Metric name -> ``"min"`` or ``"max"``: the validation values whose best so far is logged (where the
+    epoch has the value)."""
+    differentiates_inputs: ClassVar[bool] = False
+    """The loss differentiates the network in its inputs, also in validation and test (then these run with
+    autograd available, not in inference mode)."""
 
     def __init__(self):
         super().__init__()
@@ -75,6 +89,26 @@ class Task(nn.Module):
         """``(inputs, target)`` of a batch; by default the batch is that pair."""
         inputs, target = batch
         return inputs, target
+
+    def step(self, module: Callable[[Tensor], Any], batch, stage: str | None = None) -> Tensor:
+        """The loss of a batch (:meth:`loss` of ``module``'s output, ``module`` being the LightningModule or
+        anything that calls the network as it does); with a ``stage``, the batch is also added to that
+        stage's metrics (:meth:`update`)."""
+        inputs, target = self.split(batch)
+        output = module(inputs)
+        loss = self.loss(output, target)
+        if stage is not None:
+            self.update(stage, output, target, loss.detach())
+        return loss
+
+    def size(self, batch) -> int:
+        """The number of samples in a batch (the weight of its loss in an average over batches)."""
+        return len(self.split(batch)[1])
+
+    def network_inputs(self, batch) -> Tensor:
+        """The inputs the network gets for a batch (before any flattening): what
+        :func:`hol.adapt_domains` adapts the first layer's domains to."""
+        return self.split(batch)[0]
 
     def loss(self, output, target: Tensor) -> Tensor:
         """The training objective, a batch mean."""
@@ -99,6 +133,10 @@ class Task(nn.Module):
 
     def log_images(self, stage: str, module) -> None:
         """Log images to the module's TensorBoard loggers after a validation epoch or the test."""
+
+    def write_outputs(self, module, datamodule, folder: Path) -> None:
+        """Write the files a finished run leaves beside ``metrics.json`` in its run ``folder`` (none by
+        default)."""
 
 
 def tensorboard_writers(module) -> list:
@@ -257,8 +295,139 @@ class Generative(Task):
                 writer.add_image(IMAGE_TAGS[name], grid.cpu(), global_step=module.global_step)
 
 
+class FieldErrors(Metric):
+    """Errors of fields ``[N, F]`` against a reference: per field the sums of squared errors and of squared
+    reference values, and of absolute errors where ``final`` (the final time)."""
+
+    squared_error: Tensor
+    squared_reference: Tensor
+    final_error: Tensor
+    count: Tensor
+    final_count: Tensor
+
+    def __init__(self, fields: int):
+        super().__init__()
+        for name in ("squared_error", "squared_reference", "final_error"):
+            self.add_state(name, torch.zeros(fields, dtype=torch.float64), dist_reduce_fx="sum")
+        for name in ("count", "final_count"):
+            self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, fields: Tensor, reference: Tensor, final: Tensor) -> None:
+        error = (fields.double() - reference.double())
+        self.squared_error += error.square().sum(0)
+        self.squared_reference += reference.double().square().sum(0)
+        self.final_error += error[final].abs().sum(0)
+        self.count += len(error)
+        self.final_count += final.sum()
+
+    def compute(self) -> dict[str, Tensor]:
+        """Per field ``mse``, ``rel_l2`` (``sqrt(sum error^2 / sum reference^2)``) and ``l1`` (the mean
+        absolute error at the final time); ``rel_l2_all``, the relative L2 error of all fields together."""
+        return {"mse": self.squared_error / self.count,
+                "rel_l2": (self.squared_error / self.squared_reference).sqrt(),
+                "l1": self.final_error / self.final_count,
+                "rel_l2_all": (self.squared_error.sum() / self.squared_reference.sum()).sqrt()}
+
+
+class PhysicsInformed(Task):
+    """Physics-informed training on an equation of :mod:`hol.pde` (module docstring).
+
+    The network maps the domain, as ``[-1, 1]^d`` (:class:`hol.pde.Solution`), to the fields. Training
+    batches hold collocation points and condition data (:meth:`hol.pde.Equation.sample`); validation and
+    test batches also a grid of points and the reference there (``grid``, ``grid_values``, ``grid_final``:
+    which points lie at the final time), when the equation has one.
+
+    Args:
+        equation: the equation's hparams (:meth:`hol.pde.Equation.hparams`), rebuilt by
+            :func:`hol.pde.make_equation`.
+        chunk: grid points evaluated at a time.
+    """
+
+    name = "pde"
+    differentiates_inputs = True
+    best: ClassVar[dict[str, str]] = {"loss": "min", "rel_l2": "min"}  # rel_l2 where a reference exists
+
+    def __init__(self, equation: dict, chunk: int = 65536):
+        self.equation = make_equation(equation)
+        self.chunk = check_int("chunk", chunk, 1)
+        super().__init__()
+
+    def metrics(self) -> dict[str, Metric]:
+        terms: dict[str, Metric] = {term: MeanMetric() for term in ("loss", *self.equation.terms)}
+        return {**terms, "errors": FieldErrors(len(self.equation.fields))}
+
+    def solution(self, module: nn.Module) -> Solution:
+        """The module's network as a function of the equation's coordinates."""
+        net = getattr(module, "net", module)
+        return Solution(cast(nn.Module, net), self.equation)
+
+    def step(self, module, batch, stage: str | None = None) -> Tensor:
+        solution = self.solution(module)
+        terms = self.equation.losses(solution, batch)
+        if stage is not None:
+            for name, value in terms.items():
+                self.metric(stage, name).update(value.detach())
+            if "grid_values" in batch:
+                self.metric(stage, "errors").update(self.evaluate(solution, batch["grid"]),
+                                                    batch["grid_values"], batch["grid_final"])
+        return terms["loss"]
+
+    def size(self, batch) -> int:
+        return len(batch["interior"])
+
+    def network_inputs(self, batch) -> Tensor:
+        return self.equation.to_unit(batch["interior"])
+
+    @torch.no_grad()
+    def evaluate(self, solution: nn.Module, points: Tensor) -> Tensor:
+        """The fields at ``points`` (evaluated :attr:`chunk` points at a time). Shape ``[N, F]``."""
+        return torch.cat([solution(chunk) for chunk in points.split(self.chunk)])
+
+    def compute(self, stage: str, net: nn.Module) -> dict[str, Tensor]:
+        values: dict[str, Tensor] = {}
+        for name in self.stage_metrics(stage):
+            metric = self.metric(stage, name)
+            if metric.update_called:  # training batches have no grid
+                computed = metric.compute()
+                named = self._named_errors(computed) if isinstance(computed, dict) else {name: computed}
+                values.update(named)
+            metric.reset()
+        return values
+
+    def _named_errors(self, errors: dict[str, Tensor]) -> dict[str, Tensor]:
+        fields = self.equation.fields
+        errors = {name: value.reshape(-1) for name, value in errors.items()}  # torchmetrics squeezes size 1
+        values = {"mse": errors["mse"].mean(), "rel_l2": errors["rel_l2_all"][0]}
+        if len(fields) > 1:
+            values.update({f"{name}/{field}": errors[name][index] for name in ("mse", "rel_l2")
+                           for index, field in enumerate(fields)})
+        if self.equation.time_dependent:
+            values.update({f"l1/{field}": errors["l1"][index] for index, field in enumerate(fields)})
+        return values
+
+    @torch.no_grad()
+    def log_images(self, stage: str, module) -> None:
+        writers = tensorboard_writers(module)
+        data = module.trainer.datamodule
+        if not writers or data is None:
+            return
+        points = data.grid_points("test" if stage == "test" else "val")
+        parameter = next(module.parameters())
+        fields = self.evaluate(self.solution(module), points.to(parameter.device, parameter.dtype))
+        figures = solution_figures(self.equation, points, fields.double().cpu(), self.equation.exact(points))
+        for tag, figure in figures.items():
+            for writer in writers:
+                writer.add_figure(tag, figure, global_step=module.global_step, close=True)
+
+    def write_outputs(self, module, datamodule, folder: Path) -> None:
+        points = datamodule.grid_points("test")
+        parameter = next(module.parameters())
+        fields = self.evaluate(self.solution(module), points.to(parameter.device, parameter.dtype))
+        write_solution(folder, self.equation, points, fields.double().cpu())
+
+
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Classification, Regression, ImageRegression,
-                                                             Generative)}
+                                                             Generative, PhysicsInformed)}
 
 
 def make_task(name: str, **options) -> Task:

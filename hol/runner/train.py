@@ -45,6 +45,19 @@ def validate(cfg: DictConfig) -> None:
         if value is not None:
             check(key, value)
     check_accelerator(cfg)
+    check_pde_data(cfg)
+
+
+PDE_DATA = "hol.runner.pde_data.PDEDataModule"
+
+
+def check_pde_data(cfg: DictConfig) -> None:
+    """An equation (``pde=NAME``) is trained on its collocation points (``data=pde``): ``ValueError`` naming
+    both when the data is another."""
+    target = OmegaConf.select(cfg, "data._target_", default=None)
+    if cfg.get("pde") is not None and target != PDE_DATA:
+        raise ValueError(f"pde={cfg.pde.get('_target_', '?').rsplit('.', 1)[-1].lower()} is trained on its "
+                         f"collocation points: add data=pde (the data is {target})")
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -177,11 +190,15 @@ def _instantiate_dict(group: DictConfig | None) -> list:
             if isinstance(entry, DictConfig) and "_target_" in entry]
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
-    """The Trainer of ``cfg.trainer`` with the configured callbacks and loggers, plus ``callbacks``."""
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None,
+                  inference_mode: bool = True) -> pl.Trainer:
+    """The Trainer of ``cfg.trainer`` with the configured callbacks and loggers, plus ``callbacks``;
+    ``inference_mode=False`` for tasks that differentiate in validation and test (a PDE's residual), which
+    then run under ``torch.no_grad`` instead (the task enables gradients where it needs them)."""
     callbacks = _instantiate_dict(cfg.get("callbacks")) + list(callbacks or [])
+    extra = {} if inference_mode else {"inference_mode": False}
     return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
-                                   logger=_instantiate_dict(cfg.get("logger")) or False)
+                                   logger=_instantiate_dict(cfg.get("logger")) or False, **extra)
 
 
 def fit(cfg: DictConfig, trainer: pl.Trainer, module: HolModule, datamodule) -> None:
@@ -223,7 +240,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = build_module(cfg, datamodule)
     check_layer_overrides(module.net, command_line_overrides())
     monitor = DivergenceMonitor()
-    trainer = build_trainer(cfg, [monitor, *([refinement] if refinement else [])])
+    trainer = build_trainer(cfg, [monitor, *([refinement] if refinement else [])],
+                            inference_mode=not module.task.differentiates_inputs)
 
     if cfg.get("train", True):
         fit(cfg, trainer, module, datamodule)
@@ -244,6 +262,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
         metrics.update({key: value for key, value in trainer.callback_metrics.items()
                         if key.startswith("test/")})
+        if trainer.is_global_zero:
+            module.task.write_outputs(module, datamodule, output_dir(cfg))
     final = _floats(metrics)
     record(cfg, trainer, final, FINISHED)
     return final
@@ -275,11 +295,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"{path} stores no data config; choose the data with data=NAME")
     datamodule = hydra.utils.instantiate(data_cfg, **data_overrides(cfg, data_cfg))
     datamodule.prepare_data()
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, inference_mode=not module.task.differentiates_inputs)
     trainer.test(module, datamodule=datamodule, verbose=False)
     metrics = _floats({key: value for key, value in trainer.callback_metrics.items()
                        if key.startswith("test/")})
     if trainer.is_global_zero:
+        module.task.write_outputs(module, datamodule, output_dir(cfg))
         write_json(output_dir(cfg) / METRICS_FILE, {"run/status": FINISHED, **metrics})
     return metrics
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from hol.runner.expr import parse
+from hol.expr import parse
 
 
 def test_default_target_matches_formula():

@@ -1,0 +1,147 @@
+"""``data=pde``: the collocation points of an equation of :mod:`hol.pde` as a LightningDataModule.
+
+Every batch is a mapping of tensors (:data:`hol.pde.equations.Batch`): interior collocation points, boundary
+points with their values and, for time-dependent equations, initial points with the initial state. A training
+epoch is ``steps_per_epoch`` batches of ``interior``, ``boundary`` and ``initial`` points drawn uniformly,
+the same points every epoch or, with ``resample: true``, new ones every epoch (each draw seeded by
+``(seed, epoch, step)``, so a resumed run sees the same points). Validation and test batches are drawn once
+from their own streams and also hold a uniform grid of the domain with the reference solution there
+(``val_grid``, ``test_grid``: points per coordinate, time last), where the equation has one.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import cast
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..checks import check_bool, check_choice, check_int, check_ints
+from ..pde import Equation
+from .data import DTYPES, _DataModule
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(epoch, step)`` for the steps of the epoch Lightning set (:meth:`set_epoch`)."""
+
+    def __init__(self, steps: int):
+        self.steps, self.epoch = steps, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, step) for step in range(self.steps)])
+
+    def __len__(self) -> int:
+        return self.steps
+
+
+class CollocationDraws(Dataset):
+    """The training batches: item ``(epoch, step)`` is the draw of that step (of epoch 0 unless
+    ``resample``), computed once and kept while the epoch lasts."""
+
+    def __init__(self, data: PDEDataModule):
+        self.data = data
+        self.cache: dict[tuple[int, int], dict[str, Tensor]] = {}
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Tensor]:
+        epoch, step = key
+        key = (epoch if self.data.resample else 0, step)
+        if key not in self.cache:
+            if self.data.resample:  # keep only the current epoch's draws
+                self.cache = {old: batch for old, batch in self.cache.items() if old[0] == key[0]}
+            self.cache[key] = self.data.draw(3 + key[0] * self.data.steps_per_epoch + key[1])
+        return self.cache[key]
+
+    def __len__(self) -> int:
+        return self.data.steps_per_epoch
+
+
+class PDEDataModule(_DataModule):
+    """Collocation points of ``equation`` (module docstring).
+
+    Args:
+        equation: the equation (an :class:`hol.pde.Equation`; Hydra builds it from the ``pde`` config).
+        interior, boundary, initial: points per training batch in the domain, on its boundary and at the
+            initial time (``initial`` is ignored by equations without time).
+        resample: draw new training points every epoch.
+        steps_per_epoch: training batches per epoch (an optimizer step each).
+        val_grid, test_grid: grid points per coordinate (time last) for the error metrics and the figures.
+        seed: seed of the draws; dtype: ``float32`` or ``float64`` (``None``: float32).
+
+    Raises:
+        ValueError: no equation (``pde`` unset), or a bad count or grid, naming the option.
+    """
+
+    task = "pde"
+
+    def __init__(self, equation: Equation | None = None, interior: int = 10000, boundary: int = 800,
+                 initial: int = 800, resample: bool = False, steps_per_epoch: int = 1,
+                 val_grid: Sequence[int] | None = None, test_grid: Sequence[int] | None = None,
+                 seed: int | None = 0, dtype: str | None = None):
+        super().__init__(None, 0, seed)
+        if not isinstance(equation, Equation):
+            raise ValueError("data=pde needs an equation: choose pde=poisson, pde=burgers or pde=euler (or "
+                             f"an experiment such as experiment=poisson), got {equation!r}")
+        self.equation = equation
+        self.dtype = DTYPES[check_choice("data.dtype", dtype or "float32", DTYPES)]
+        counts = {"interior": interior, "boundary": boundary, "initial": initial}
+        self.counts = {name: check_int(f"data.{name}", count, 1) for name, count in counts.items()}
+        self.resample = check_bool("data.resample", resample)
+        self.steps_per_epoch = check_int("data.steps_per_epoch", steps_per_epoch, 1)
+        dims = len(equation.coordinates)
+        default_grid = (1001, 101) if equation.time_dependent else (101,) * dims
+        self.grids = {"test": check_ints("data.test_grid", test_grid or default_grid, dims, 2)}
+        quarter = [max(2, size // 4) for size in default_grid]
+        self.grids["val"] = check_ints("data.val_grid", val_grid or quarter, dims, 2)
+        self.in_features, self.input_shape = dims, (dims,)
+
+    @property
+    def out_features(self) -> int:
+        return len(self.equation.fields)
+
+    @property
+    def task_options(self) -> dict:
+        return {"equation": self.equation.hparams()}
+
+    def draw(self, stream: int) -> dict[str, Tensor]:
+        """Collocation points and condition data from the generator seeded by ``(seed, stream)``."""
+        generator = torch.Generator().manual_seed(self.seed * 1000 + stream)
+        return self.equation.sample(self.counts["interior"], self.counts["boundary"], self.counts["initial"],
+                                    generator, self.dtype)
+
+    def grid_points(self, split: str) -> Tensor:
+        """The ``val`` or ``test`` grid (float64). Shape ``[N, d]``."""
+        return self.equation.grid(self.grids[split])
+
+    def evaluation_batch(self, split: str, stream: int) -> dict[str, Tensor]:
+        """A validation or test batch: collocation points and, where the equation has a reference, the grid
+        with the reference values and which grid points lie at the final time."""
+        batch = self.draw(stream)
+        points = self.grid_points(split)
+        exact = self.equation.exact(points)
+        if exact is not None:
+            batch.update(grid=points.to(self.dtype), grid_values=exact.to(self.dtype),
+                         grid_final=points[:, -1] == points[:, -1].max())
+        return batch
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = CollocationDraws(self)
+            self.val_set = cast(Dataset, [self.evaluation_batch("val", 1)])  # one batch, a mapping
+            self.test_set = cast(Dataset, [self.evaluation_batch("test", 2)])
+
+    def _uncollated_loader(self, dataset: Dataset | None, sampler: Sampler | None = None) -> DataLoader:
+        self.setup()
+        return DataLoader(cast(Dataset, dataset), batch_size=None, sampler=sampler)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._uncollated_loader(self.train_set, EpochSampler(self.steps_per_epoch))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._uncollated_loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._uncollated_loader(self.test_set)
