@@ -133,15 +133,16 @@ class PDEDataModule(_DataModule):
             self.val_set = cast(Dataset, [self.evaluation_batch("val", 1)])  # one batch, a mapping
             self.test_set = cast(Dataset, [self.evaluation_batch("test", 2)])
 
-    def _uncollated_loader(self, dataset: Dataset | None, sampler: Sampler | None = None) -> DataLoader:
+    def _uncollated_loader(self, split: str, sampler: Sampler | None = None) -> DataLoader:
+        """The loader of ``split``'s batches as they are (mappings; no collation)."""
         self.setup()
-        return DataLoader(cast(Dataset, dataset), batch_size=None, sampler=sampler)
+        return DataLoader(cast(Dataset, getattr(self, f"{split}_set")), batch_size=None, sampler=sampler)
 
     def train_dataloader(self) -> DataLoader:
-        return self._uncollated_loader(self.train_set, EpochSampler(self.steps_per_epoch))
+        return self._uncollated_loader("train", EpochSampler(self.steps_per_epoch))
 
     def val_dataloader(self) -> DataLoader:
-        return self._uncollated_loader(self.val_set)
+        return self._uncollated_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._uncollated_loader(self.test_set)
+        return self._uncollated_loader("test")
