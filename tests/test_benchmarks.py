@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = sorted(path for path in BENCHMARKS.glob("*.py") if path.name not in ("__init__.py", "common.py"))
+MODULES = ("__init__.py", "common.py", "pde_cases.py")
+"""Modules the scripts import, no scripts themselves."""
+SCRIPTS = sorted(path for path in BENCHMARKS.glob("*.py") if path.name not in MODULES)
 
 TOY = {
     "bench_layers": ["--batch", "16", "--features", "4", "--segments", "1,2",
@@ -23,6 +25,7 @@ TOY = {
     "bench_vae": ["--batch", "2"],
     "profile_step": ["--batch", "8", "--features", "4", "--n", "3"],
     "bench_auto": ["--shapes", "4x4x1,8x4x4", "--n", "3"],
+    "bench_pde": ["--points", "16", "--presets", "poisson", "sod"],
 }
 """Toy-size arguments of the scripts that run without a data set (every kind, every path they time)."""
 
