@@ -78,8 +78,8 @@ def main() -> None:
     if args.record:
         notes = ("Each case run once with the default seed (42) by the `hol` command (the preset plus the "
                  "overrides of `benchmarks/pde_cases.py`), one process at a time; coefficients: the "
-                 "network's trainable parameters; errors on the test grid (Poisson 101 x 101; Burgers and Sod 1001 x "
-                 "101 in (x, t); l1 at the final time); wall time of the whole command.")
+                 "network's trainable parameters; errors on the test grid (Poisson 101 x 101; Burgers and "
+                 "Sod 1001 x 101 in (x, t); l1 at the final time); wall time of the whole command.")
         results.record(args.record, "PDE presets against their anchors", columns, rows, notes)
 
 
