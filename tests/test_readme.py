@@ -43,7 +43,8 @@ composed (every key and option must exist) instead of run."""
 
 SMALL = ["trainer.max_epochs=1", "data.train_size=64", "data.val_size=32", "data.test_size=32",
          "data.batch_size=16", "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2",
-         "+trainer.limit_test_batches=2", "hydra.sweeper.optim.budget=2", "hydra.sweeper.optim.num_workers=2"]
+         "+trainer.limit_test_batches=2", "hydra.sweeper.optim.budget=2", "hydra.sweeper.optim.num_workers=2",
+         "data.interior=64", "data.boundary=16", "data.initial=16", "optimizer.max_iter=5"]
 """Overrides appended to a command to shorten it (the keys a command does not have are dropped)."""
 
 

@@ -6,13 +6,14 @@ makes a network of hol layers a function of the equation's coordinates. A traini
 
     >>> import torch, hol
     >>> from hol.pde import Poisson, Solution
+    >>> _ = torch.manual_seed(1)
     >>> equation = Poisson(forcing="-2*pi**2*sin(pi*x)*sin(pi*y)", exact="sin(pi*x)*sin(pi*y)")
-    >>> net = hol.networks.MLP("continuous_prod", 2, 1, hidden_layers=0, hidden_width=1, n=12, alpha=0.0,
+    >>> net = hol.networks.MLP("continuous_prod", 2, 1, hidden_layers=0, hidden_width=1, n=10, alpha=0.0,
     ...                        normalization="none", output_layer="linear").double()
     >>> model = Solution(net, equation)
-    >>> batch = equation.sample(interior=2000, boundary=400, initial=0,
+    >>> batch = equation.sample(interior=1000, boundary=200, initial=0,
     ...                         generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    >>> optimizer = torch.optim.LBFGS(model.parameters(), max_iter=500, line_search_fn="strong_wolfe")
+    >>> optimizer = torch.optim.LBFGS(model.parameters(), max_iter=200, line_search_fn="strong_wolfe")
     >>> def closure():
     ...     optimizer.zero_grad()
     ...     loss = equation.losses(model, batch)["loss"]
@@ -20,7 +21,7 @@ makes a network of hol layers a function of the equation's coordinates. A traini
     ...     return loss
     >>> _ = optimizer.step(closure)
     >>> grid = equation.grid([41, 41])
-    >>> bool((model(grid) - equation.exact(grid)).square().mean() < 1e-8)
+    >>> bool((model(grid) - equation.exact(grid)).square().mean() < 1e-8)  # u = f(x) g(y), degree 9 links
     True
 
 Modules: :mod:`~hol.pde.equations` (the equations and their losses), :mod:`~hol.pde.solution`,
