@@ -433,27 +433,42 @@ class Euler(Equation):
 
     def residual(self, points: Tensor, fields: Tensor) -> Tensor:
         rho, u, p = fields.unbind(-1)
-        velocity_gradient = derivative(u, points)
+        # three backward passes give every first derivative; the conservative terms follow by the product rule
+        # (the same values as differentiating U and F themselves, at half the passes)
+        (rho_x, rho_t), (u_x, u_t), (p_x, p_t) = (derivative(q, points).unbind(-1) for q in (rho, u, p))
         if self.form == "conservative":
             energy = p / (self.gamma - 1) + 0.5 * rho * u * u
-            conserved = (rho, rho * u, energy)
-            fluxes = (rho * u, rho * u * u + p, u * (energy + p))
-            gradients = [derivative(value, points) for value in conserved]
-            residuals = [gradient[:, 1] + derivative(flux, points)[:, 0]
-                         for gradient, flux in zip(gradients, fluxes, strict=True)]
+            energy_t = p_t / (self.gamma - 1) + 0.5 * rho_t * u * u + rho * u * u_t
+            energy_x = p_x / (self.gamma - 1) + 0.5 * rho_x * u * u + rho * u * u_x
+            # rho_t + (rho u)_x, (rho u)_t + (rho u^2 + p)_x, E_t + (u (E + p))_x
+            residuals = [rho_t + rho_x * u + rho * u_x,
+                         rho_t * u + rho * u_t + rho_x * u * u + 2 * rho * u * u_x + p_x,
+                         energy_t + u_x * (energy + p) + u * (energy_x + p_x)]
         else:
-            gradients = [derivative(rho, points), velocity_gradient, derivative(p, points)]
-            (rho_x, rho_t), (u_x, u_t), (p_x, p_t) = ((g[:, 0], g[:, 1]) for g in gradients)
             residuals = [rho_t + u * rho_x + rho * u_x, u_t + u * u_x + p_x / rho,
                          p_t + u * p_x + self.gamma * p * u_x]
         if self.viscosity:
-            residuals = [residual - self.viscosity * derivative(gradient[:, 0], points)[:, 0]
-                         for residual, gradient in zip(residuals, gradients, strict=True)]
+            second = [derivative(first, points)[:, 0] for first in (rho_x, u_x, p_x)]
+            viscous = self._second_derivatives(rho, u, (rho_x, u_x, p_x), second)
+            residuals = [residual - self.viscosity * value
+                         for residual, value in zip(residuals, viscous, strict=True)]
         residual = torch.stack(residuals, dim=-1)
         if self.compression:
-            u_x = velocity_gradient[:, 0].detach()
-            residual = residual / (self.compression * (u_x.abs() - u_x) + 1).unsqueeze(-1)
+            divergence = u_x.detach()
+            residual = residual / (self.compression * (divergence.abs() - divergence) + 1).unsqueeze(-1)
         return residual
+
+    def _second_derivatives(self, rho: Tensor, u: Tensor, first: Sequence[Tensor],
+                            second: Sequence[Tensor]) -> list[Tensor]:
+        """``d^2/dx^2`` of the viscous term's variables: ``U`` (conservative) or ``(rho, u, p)``, from the
+        fields' first (``rho_x, u_x, p_x``) and second derivatives in ``x``."""
+        if self.form == "primitive":
+            return list(second)
+        (rho_x, u_x, _), (rho_xx, u_xx, p_xx) = first, second
+        momentum_xx = rho_xx * u + 2 * rho_x * u_x + rho * u_xx
+        energy_xx = p_xx / (self.gamma - 1) + 0.5 * (rho_xx * u * u + 4 * rho_x * u * u_x
+                                                      + 2 * rho * u_x * u_x + 2 * rho * u * u_xx)
+        return [rho_xx, momentum_xx, energy_xx]
 
     def exact(self, points: Tensor) -> Tensor:
         x, t = points.double().cpu().numpy().T

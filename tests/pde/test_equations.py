@@ -208,3 +208,24 @@ def test_bad_input_names_the_value(build, fragment):
     with pytest.raises(ValueError) as info:
         build()
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("viscosity", [0.0, 0.01])
+def test_the_conservative_euler_residual_is_u_t_plus_f_x_of_the_conserved_variables(viscosity):
+    """The residual's product-rule terms against autograd's derivatives of U and F themselves."""
+    equation = Euler(viscosity=viscosity, gamma=1.3)
+    points = interior(equation, 200)
+    x, t = points.unbind(-1)
+    rho = 1.2 + 0.3 * torch.sin(3 * x + t)
+    u = 0.5 * torch.cos(2 * x - 3 * t) + x * t
+    p = 1.0 + 0.2 * torch.exp(-x * t) * x
+    energy = p / 0.3 + 0.5 * rho * u * u
+    conserved, fluxes = (rho, rho * u, energy), (rho * u, rho * u * u + p, u * (energy + p))
+    expected = []
+    for value, flux in zip(conserved, fluxes, strict=True):
+        value_x, value_t = hol.pde.derivative(value, points).unbind(-1)
+        value_xx = hol.pde.derivative(value_x, points)[:, 0]
+        expected.append(value_t + hol.pde.derivative(flux, points)[:, 0] - viscosity * value_xx)
+    residual = equation.residual(points, torch.stack([rho, u, p], dim=-1))
+    assert torch.allclose(residual, torch.stack(expected, dim=-1), rtol=1e-12, atol=1e-12)
+    assert residual.abs().max() > 0.1  # a field that solves nothing
