@@ -7,7 +7,8 @@ with its source, and the wall time of the whole command.
 
 Usage::
 
-    python benchmarks/run_pde.py [--cases poisson burgers ...] [--record NAME] [-- OVERRIDE ...]
+    python benchmarks/run_pde.py [--cases poisson burgers ...] [--record NAME] [--figures docs] \\
+        [-- OVERRIDE ...]
 
 Overrides after ``--`` are added to every command (e.g. ``optimizer.max_iter=5`` for a quick check).
 """
@@ -22,7 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from hol.pde import make_equation
+from hol.runner.pde_outputs import final_time_figure
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # a sibling script, run as a file
@@ -38,6 +43,16 @@ ANCHORS = {
     "sod": ("L1(ρ) 1.94e-2 HLL 100 cells; 7.82e-3 MUSCL–Hancock + HLL 100 cells",
             "measured for issue 22 (shared/notes/pde-references.md)"),
 }
+
+
+def save_final_time_figure(folder: Path, path: Path) -> None:
+    """The run's fields at the final time against the exact solution (from its ``solution.npz``), as a PNG."""
+    checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    equation = make_equation(checkpoint["hyper_parameters"]["task_options"]["equation"])
+    solution = np.load(folder / "solution.npz")
+    figure = final_time_figure(equation, *(torch.from_numpy(solution[key]) for key in ("points", "fields")),
+                               torch.from_numpy(solution["exact"]))
+    figure.savefig(path, dpi=100)
 
 
 def run(case: Case, folder: Path, extra: list[str]) -> list:
@@ -63,6 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="+", default=[case.name for case in CASES], choices=list(BY_NAME))
     parser.add_argument("--record", metavar="NAME", help="write benchmarks/results/NAME.json")
+    parser.add_argument("--figures", metavar="DIR", help="save the burgers and sod presets' fields at the "
+                        "final time against the exact solution as DIR/pde_<case>.png")
     parser.add_argument("overrides", nargs="*", help="added to every command (after --)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="hol-pde-"))
@@ -71,6 +88,8 @@ def main() -> None:
         for name in args.cases:
             rows.append(run(BY_NAME[name], folder / name, args.overrides))
             print(" | ".join(map(str, rows[-1])), flush=True)
+            if args.figures and name in ("burgers", "sod"):
+                save_final_time_figure(folder / name, Path(args.figures) / f"pde_{name}.png")
     finally:
         shutil.rmtree(folder)
     columns = ["case", "network", "coefficients", "metric", "value", "test errors", "anchor", "source",

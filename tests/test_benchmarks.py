@@ -60,3 +60,14 @@ def test_convergence_1d_runs_at_toy_sizes_and_records_its_table(tmp_path):
     result = json.loads((tmp_path / "toy.json").read_text())
     assert len(result["rows"]) == 2 * 2 * 2  # functions x kinds x orders
     assert all(len(row) == len(result["columns"]) for row in result["rows"])
+
+
+def test_run_pde_runs_a_short_case_and_records_its_table(tmp_path):
+    env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
+    done = run(BENCHMARKS / "run_pde.py", "--cases", "burgers", "--record", "toy", "--figures", str(tmp_path),
+               "--", "optimizer.max_iter=2", "trainer.max_epochs=1", "data.interior=32",
+               "data.test_grid=[1001,3]", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "toy.json").read_text())
+    assert len(result["rows"]) == 1 and len(result["rows"][0]) == len(result["columns"])
+    assert result["rows"][0][3] == "rel_l2" and (tmp_path / "pde_burgers.png").stat().st_size > 0

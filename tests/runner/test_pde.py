@@ -64,6 +64,25 @@ def test_each_equation_runs_through_the_command_line_and_writes_its_solution(in_
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_another_riemann_problem_in_float32_through_the_preset_options(tmp_path):
+    """Lax's problem by the sod preset's options alone, trained in float32: its reference is the exact
+    Riemann solution of those states."""
+    run = tmp_path / "run"
+    cfg = compose_config(["experiment=sod", *TINY, "data.test_grid=[1001,3]", "trainer.precision=32-true",
+                          "data.dtype=null", "pde.left=[0.445,0.698,3.528]", "pde.right=[0.5,0,0.571]",
+                          "pde.t_end=0.14"], run_dir=run)
+    metrics = train(cfg)
+    assert all(np.isfinite(value) for value in metrics.values())
+    solution = np.load(run / "solution.npz")
+    final = solution["points"][:, 1] == solution["points"][:, 1].max()
+    assert solution["points"][final, 1][0] == pytest.approx(0.14)
+    rho = solution["exact"][final, 0]
+    assert rho.max() == pytest.approx(1.304, abs=2e-3)  # Lax: the shocked state behind the right shock
+    assert rho[0] == pytest.approx(0.445) and rho[-1] == pytest.approx(0.5)
+    checkpoint = torch.load(next((run / "checkpoints").glob("epoch_*.ckpt")), weights_only=False)
+    assert next(iter(checkpoint["state_dict"].values())).dtype == torch.float32
+
+
 def test_physics_informed_training_learns_poisson_and_eval_reproduces_the_test_metrics(tmp_path):
     run = tmp_path / "run"
     cfg = compose_config(["experiment=poisson", *TINY, "data.interior=400", "data.boundary=100",
