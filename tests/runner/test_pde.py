@@ -98,6 +98,11 @@ def test_physics_informed_training_learns_poisson_and_eval_reproduces_the_test_m
     again = evaluate(compose_config([f"ckpt_path={checkpoint}"], "eval", tmp_path / "eval"))
     assert again["test/rel_l2"] == pytest.approx(metrics["test/rel_l2"], rel=1e-9)
     assert (tmp_path / "eval" / "solution.npz").is_file()
+    other = evaluate(compose_config([f"ckpt_path={checkpoint}", "data=pde", "pde=poisson",
+                                     "data.test_grid=[7,7]", "pde.forcing=\"-2*pi**2*sin(pi*x)*sin(pi*y)\"",
+                                     "pde.exact=\"sin(pi*x)*sin(pi*y)\""], "eval", tmp_path / "other"))
+    assert 0 < other["test/rel_l2"] < 1e-4 and other["test/rel_l2"] != again["test/rel_l2"]  # another grid
+    assert np.load(tmp_path / "other" / "solution.npz")["points"].shape == (49, 2)
 
 
 def test_refinement_stages_refine_a_pde_network_exactly(tmp_path):
