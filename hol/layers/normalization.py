@@ -7,6 +7,9 @@ High-order links are defined on ``[-L/2, L/2]``; these layers keep activations t
   sample spans ``[-1, 1]``.
 * ``layer_norm``: ``nn.LayerNorm`` over features (``nn.GroupNorm(1, C)`` for feature maps).
 * ``batch_norm``: ``nn.BatchNorm1d/2d/3d``.
+* ``tanh``: ``tanh(x)`` elementwise into ``(-1, 1)``, smooth and bounded (ChebyKAN maps its inputs so; with
+  linear links, ``n = 2``, an MLP of hol layers with ``tanh`` between them is the standard tanh MLP, which
+  physics-informed training uses: every derivative of the network exists and stays bounded).
 * ``none``: identity.
 
 ``spatial_dims = 0`` means inputs ``[..., F]`` (statistics over the last dimension); ``spatial_dims = d > 0``
@@ -54,7 +57,7 @@ class FeatureBatchNorm(nn.BatchNorm1d):
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
-NORMS = ("max_abs", "max_center", "layer_norm", "batch_norm", "none")
+NORMS = ("max_abs", "max_center", "layer_norm", "batch_norm", "tanh", "none")
 
 
 def norm(name: str, num_features: int | None = None, *, spatial_dims: int = 0,
@@ -67,6 +70,8 @@ def norm(name: str, num_features: int | None = None, *, spatial_dims: int = 0,
         return MaxCenterNorm(spatial_dims, eps)
     if name == "none":
         return nn.Identity()
+    if name == "tanh":
+        return nn.Tanh()
     if num_features is None:
         raise ValueError(f"norm {name!r} needs num_features")
     if name == "layer_norm":

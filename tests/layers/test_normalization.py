@@ -10,7 +10,23 @@ TOL = 1e-12
 
 
 def test_norms_lists_the_contract():
-    assert set(hol.layers.NORMS) == {"max_abs", "max_center", "layer_norm", "batch_norm", "none"}
+    assert set(hol.layers.NORMS) == {"max_abs", "max_center", "layer_norm", "batch_norm", "tanh", "none"}
+
+
+def test_an_mlp_of_linear_links_with_tanh_between_is_the_tanh_mlp():
+    """n = 2 polynomial links are affine: with tanh between the layers the network is the standard tanh MLP
+    (the PINN baseline), so a higher n is a strict superset of it."""
+    torch.manual_seed(0)
+    net = hol.networks.MLP("polynomial", 2, 1, hidden_layers=1, hidden_width=4, n=2,
+                           normalization="tanh").double()
+    x = torch.rand(5, 2, dtype=f64) * 2 - 1
+    h = x
+    for index, layer in enumerate(net.layers):
+        slope = layer.weight[..., 1] - layer.weight[..., 0]  # values at the nodes -1, 1: f(x) = a + b x
+        intercept = 0.5 * (layer.weight[..., 1] + layer.weight[..., 0])
+        h = h @ (0.5 * slope).T + intercept.sum(-1)
+        h = torch.tanh(h) if index < len(net.layers) - 1 else h
+    torch.testing.assert_close(net(x), h, rtol=0, atol=TOL)
 
 
 def test_max_abs_per_sample_on_fc_inputs():
