@@ -22,11 +22,22 @@ class ScaledLBFGS(torch.optim.LBFGS):
     ``loss_0`` is kept in the optimizer's state (``state_dict()``, so a resumed run continues with it);
     ``step`` returns the unscaled loss of its first evaluation, as ``LBFGS.step`` does. A loss that is 0 or
     not finite at the first evaluation leaves the scale at 1.
+
+    ``restart=True`` starts every ``step`` afresh: no curvature pairs, no direction and no ``loss_0`` carried
+    over from the step before. That is right when the loss changes between steps, as with collocation points
+    drawn anew every epoch (``data.resample=true``): torch's L-BFGS would otherwise pair the new loss's
+    gradient with the old one's, a curvature pair of two different functions.
     """
+
+    def __init__(self, params, *args, restart: bool = False, **kwargs):
+        super().__init__(params, *args, **kwargs)
+        self.restart = restart
 
     @torch.no_grad()
     def step(self, closure):  # type: ignore[override]  # LBFGS requires the closure
         state = self.state[self._params[0]]
+        if self.restart:
+            state.clear()
 
         def scaled_closure():
             loss = closure()

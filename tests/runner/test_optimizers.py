@@ -83,3 +83,16 @@ def test_a_zero_first_loss_leaves_the_scale_at_one():
         return value
     assert float(optimizer.step(closure)) == 0.0
     assert optimizer.state[weight]["loss_scale"] == 1.0
+
+
+def test_a_restarting_optimizer_takes_every_step_as_a_new_one_would():
+    ours, fresh_start, continuing = parameter(), parameter(), parameter()
+    restarting = ScaledLBFGS([ours], restart=True, **OPTIONS)
+    carried = ScaledLBFGS([continuing], **OPTIONS)
+    for _ in range(3):
+        restarting.step(closure_of(restarting, ours))
+        fresh = ScaledLBFGS([fresh_start], **OPTIONS)  # no curvature pairs, its own first loss
+        fresh.step(closure_of(fresh, fresh_start))
+        carried.step(closure_of(carried, continuing))
+        torch.testing.assert_close(ours, fresh_start, rtol=1e-12, atol=1e-15)
+    assert not torch.allclose(ours, continuing, rtol=1e-6, atol=0)  # the carried pairs change the steps
