@@ -298,11 +298,29 @@ class Poisson(Equation):
         return _evaluate(self.exact_solution, points).unsqueeze(-1)
 
 
+class SpaceTimeEquation(Equation):
+    """An equation in one space dimension and time, on ``domain`` (the ``x`` interval) for ``t`` in
+    ``[0, t_end]``; its hparams give the ``x`` interval as its constructor takes it.
+
+    Raises:
+        ValueError: ``t_end <= 0`` or a bad interval, naming the option.
+    """
+
+    coordinates = ("x", "t")
+
+    def __init__(self, domain: Sequence[float], t_end: float, weights: Mapping[str, Any] | None):
+        self.t_end = check_number("pde.t_end", t_end, 0, above=True)
+        super().__init__((check_interval("pde.domain", domain), (0.0, self.t_end)), weights)
+
+    def hparams(self) -> dict[str, Any]:
+        return {**super().hparams(), "domain": list(self.domain[0]), "t_end": self.t_end}
+
+
 STANDARD_BURGERS = "-sin(pi*x)"
 """The initial state whose solution on ``[-1, 1]`` :func:`hol.pde.cole_hopf.burgers_sine` gives."""
 
 
-class Burgers(Equation):
+class Burgers(SpaceTimeEquation):
     """Viscous Burgers ``u_t + u u_x = nu u_xx`` for ``x`` in ``domain``, ``t`` in ``[0, t_end]``, with
     ``u(x, 0) = initial(x)`` and ``u = 0`` at both ends of the interval.
 
@@ -322,13 +340,11 @@ class Burgers(Equation):
 
     name = "burgers"
     fields = ("u",)
-    coordinates = ("x", "t")
 
     def __init__(self, viscosity: float = 0.01 / math.pi, initial: str = STANDARD_BURGERS,
                  domain: Sequence[float] = (-1.0, 1.0), t_end: float = 1.0,
                  weights: Mapping[str, Any] | None = None):
-        self.t_end = check_number("pde.t_end", t_end, 0, above=True)
-        super().__init__((check_interval("pde.domain", domain), (0.0, self.t_end)), weights)
+        super().__init__(domain, t_end, weights)
         self.viscosity = check_number("pde.viscosity", viscosity, 0, above=True)
         self.initial = _expression("pde.initial", initial, ("x",))
         self.standard = self.domain[0] == (-1.0, 1.0) and self._matches_standard()
@@ -339,12 +355,7 @@ class Burgers(Equation):
         return bool(torch.allclose(values, -torch.sin(math.pi * x[:, 0]), rtol=0, atol=1e-12))
 
     def _options(self) -> dict[str, Any]:
-        return {"viscosity": self.viscosity, "initial": self.initial.text, "t_end": self.t_end}
-
-    def hparams(self) -> dict[str, Any]:
-        hparams = super().hparams()
-        hparams["domain"] = list(self.domain[0])  # the x interval, as the constructor takes it
-        return hparams
+        return {"viscosity": self.viscosity, "initial": self.initial.text}
 
     def residual(self, points: Tensor, fields: Tensor) -> Tensor:
         u = fields[:, 0]
@@ -369,7 +380,7 @@ class Burgers(Equation):
 EULER_FORMS = ("conservative", "primitive")
 
 
-class Euler(Equation):
+class Euler(SpaceTimeEquation):
     """The 1-D Euler equations of a perfect gas for ``(rho, u, p)`` with Riemann initial data: ``left`` for
     ``x < x0``, ``right`` for ``x > x0``.
 
@@ -403,15 +414,13 @@ class Euler(Equation):
 
     name = "euler"
     fields = ("rho", "u", "p")
-    coordinates = ("x", "t")
 
     def __init__(self, left: Sequence[float] = (1.0, 0.0, 1.0), right: Sequence[float] = (0.125, 0.0, 0.1),
                  gamma: float = 1.4, x0: float = 0.5, domain: Sequence[float] = (0.0, 1.0),
                  t_end: float = 0.2,
                  compression: float = 0.0, viscosity: float = 0.0, form: str = "conservative",
                  weights: Mapping[str, Any] | None = None):
-        self.t_end = check_number("pde.t_end", t_end, 0, above=True)
-        super().__init__((check_interval("pde.domain", domain), (0.0, self.t_end)), weights)
+        super().__init__(domain, t_end, weights)
         self.gamma = check_number("pde.gamma", gamma, 1, above=True)
         self.left, self.right = _check_state("pde.left", left), _check_state("pde.right", right)
         low, high = self.domain[0]
@@ -423,13 +432,7 @@ class Euler(Equation):
 
     def _options(self) -> dict[str, Any]:
         return {"left": list(self.left), "right": list(self.right), "gamma": self.gamma, "x0": self.x0,
-                "t_end": self.t_end, "compression": self.compression, "viscosity": self.viscosity,
-                "form": self.form}
-
-    def hparams(self) -> dict[str, Any]:
-        hparams = super().hparams()
-        hparams["domain"] = list(self.domain[0])
-        return hparams
+                "compression": self.compression, "viscosity": self.viscosity, "form": self.form}
 
     def residual(self, points: Tensor, fields: Tensor) -> Tensor:
         rho, u, p = fields.unbind(-1)

@@ -313,7 +313,7 @@ class FieldErrors(Metric):
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, fields: Tensor, reference: Tensor, final: Tensor) -> None:
-        error = (fields.double() - reference.double())
+        error = fields.double() - reference.double()
         self.squared_error += error.square().sum(0)
         self.squared_reference += reference.double().square().sum(0)
         self.final_error += error[final].abs().sum(0)
@@ -412,18 +412,22 @@ class PhysicsInformed(Task):
         if not writers or data is None:
             return
         points = data.grid_points("test" if stage == "test" else "val")
-        parameter = next(module.parameters())
-        fields = self.evaluate(self.solution(module), points.to(parameter.device, parameter.dtype))
-        figures = solution_figures(self.equation, points, fields.double().cpu(), self.equation.exact(points))
+        figures = solution_figures(self.equation, points, self.grid_fields(module, points),
+                                   self.equation.exact(points))
         for tag, figure in figures.items():
             for writer in writers:
                 writer.add_figure(tag, figure, global_step=module.global_step, close=True)
 
     def write_outputs(self, module, datamodule, folder: Path) -> None:
         points = datamodule.grid_points("test")
+        write_solution(folder, self.equation, points, self.grid_fields(module, points))
+
+    def grid_fields(self, module: nn.Module, points: Tensor) -> Tensor:
+        """The module's fields at float64 grid ``points`` (computed in the module's device and dtype), as
+        float64 on the CPU. Shape ``[N, F]``."""
         parameter = next(module.parameters())
         fields = self.evaluate(self.solution(module), points.to(parameter.device, parameter.dtype))
-        write_solution(folder, self.equation, points, fields.double().cpu())
+        return fields.double().cpu()
 
 
 TASKS: dict[str, type[Task]] = {task.name: task for task in (Classification, Regression, ImageRegression,
