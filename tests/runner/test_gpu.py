@@ -21,6 +21,10 @@ TINY = {"function": TINY_DATA, "xor": TINY_DATA, "invariant_mnist": MNIST, "inva
         "vae": ["data.download=false", "data.batch_size=32", "model.channels=[2,3]", "model.latent_dim=2"]}
 IMAGE = ["data.batch_size=1024", "trainer.check_val_every_n_epoch=1"]  # the packaged 128 x 128 image
 TINY |= {name: IMAGE for name in EXPERIMENTS if name.startswith("implicit_image")}
+PDE = ["data.interior=64", "data.boundary=16", "data.initial=16", "optimizer.max_iter=3",
+       "data.val_grid=[5,4]"]
+TINY |= {"poisson": [*PDE, "data.test_grid=[11,11]"], "burgers": [*PDE, "data.test_grid=[1001,3]"],
+         "sod": [*PDE, "data.test_grid=[1001,3]"]}
 
 
 def test_every_experiment_has_tiny_settings():
@@ -33,7 +37,8 @@ def test_every_experiment_trains_on_the_gpu(name, tmp_path, mnist_root, cifar100
     root = {"mnist": mnist_root, "invariant_mnist": mnist_root, "invariant_mnist_prefine": mnist_root,
             "vae": mnist_root, "cifar100": cifar100_root}.get(name)
     data = [f"data.root={root}"] if root else []
-    epochs = [] if name in ("invariant_mnist_prefine", "function_2d") else ["trainer.max_epochs=1"]  # stages
+    staged = ("invariant_mnist_prefine", "function_2d", "sod")
+    epochs = [] if name in staged else ["trainer.max_epochs=1"]  # their stages set the epochs
     run = tmp_path / "run"
     cfg = compose_config([f"experiment={name}", "trainer=gpu", *TINY[name], *data, *epochs, "logger=csv"],
                          run_dir=run)

@@ -41,7 +41,8 @@ def test_each_equation_runs_through_the_command_line_and_writes_its_solution(in_
         expected |= {"test/initial"} | {f"test/l1/{field}" for field in fields}
     if len(fields) > 1:
         expected |= {f"test/{name}/{field}" for name in ("mse", "rel_l2") for field in fields}
-    assert metrics.pop("run/status") == "finished" and set(metrics) == expected
+    assert metrics.pop("run/status") == "finished"
+    assert {key for key in metrics if not key.startswith(("stage", "refine/"))} == expected  # sod: stages
     assert all(np.isfinite(value) for value in metrics.values())
 
     solution = np.load(run / "solution.npz")
