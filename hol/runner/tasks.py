@@ -139,6 +139,13 @@ class Task(nn.Module):
         default)."""
 
 
+def image_destinations(module) -> tuple[list, Any]:
+    """The TensorBoard writers of a LightningModule (:func:`tensorboard_writers`) and its trainer's
+    datamodule, the two things an image of the data needs; no writers where the datamodule is missing."""
+    data = module.trainer.datamodule
+    return (tensorboard_writers(module) if data is not None else []), data
+
+
 def tensorboard_writers(module) -> list:
     """The ``SummaryWriter`` of every TensorBoard logger of a LightningModule (on the global-zero process)."""
     if not module.trainer.is_global_zero:
@@ -222,9 +229,8 @@ class ImageRegression(Regression):
 
     @torch.no_grad()
     def log_images(self, stage: str, module) -> None:
-        writers = tensorboard_writers(module)
-        data = module.trainer.datamodule
-        if not writers or data is None:
+        writers, data = image_destinations(module)
+        if not writers:
             return
         low, high = self.value_range
         coordinates = data.coordinates()
@@ -407,9 +413,8 @@ class PhysicsInformed(Task):
 
     @torch.no_grad()
     def log_images(self, stage: str, module) -> None:
-        writers = tensorboard_writers(module)
-        data = module.trainer.datamodule
-        if not writers or data is None:
+        writers, data = image_destinations(module)
+        if not writers:
             return
         points = data.grid_points("test" if stage == "test" else "val")
         figures = solution_figures(self.equation, points, self.grid_fields(module, points),
