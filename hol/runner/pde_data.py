@@ -97,6 +97,7 @@ class PDEDataModule(_DataModule):
         quarter = [max(2, size // 4) for size in default_grid]
         self.grids["val"] = check_ints("data.val_grid", val_grid or quarter, dims, 2)
         self.in_features, self.input_shape = dims, (dims,)
+        self.references: dict[str, tuple[Tensor, Tensor | None]] = {}
 
     @property
     def out_features(self) -> int:
@@ -112,16 +113,19 @@ class PDEDataModule(_DataModule):
         return self.equation.sample(self.counts["interior"], self.counts["boundary"], self.counts["initial"],
                                     generator, self.dtype)
 
-    def grid_points(self, split: str) -> Tensor:
-        """The ``val`` or ``test`` grid (float64). Shape ``[N, d]``."""
-        return self.equation.grid(self.grids[split])
+    def grid(self, split: str) -> tuple[Tensor, Tensor | None]:
+        """The ``val`` or ``test`` grid ``[N, d]`` and the reference there ``[N, F]`` (``None`` without one),
+        float64; computed once (a Cole–Hopf or Riemann reference on a large grid takes seconds)."""
+        if split not in self.references:
+            points = self.equation.grid(self.grids[split])
+            self.references[split] = points, self.equation.exact(points)
+        return self.references[split]
 
     def evaluation_batch(self, split: str, stream: int) -> dict[str, Tensor]:
         """A validation or test batch: collocation points and, where the equation has a reference, the grid
         with the reference values and which grid points lie at the final time."""
         batch = self.draw(stream)
-        points = self.grid_points(split)
-        exact = self.equation.exact(points)
+        points, exact = self.grid(split)
         if exact is not None:
             batch.update(grid=points.to(self.dtype), grid_values=exact.to(self.dtype),
                          grid_final=points[:, -1] == points[:, -1].max())

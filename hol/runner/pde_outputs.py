@@ -19,11 +19,11 @@ from ..pde import Equation
 SOLUTION_FILE = "solution.npz"
 
 
-def write_solution(folder: Path, equation: Equation, points: Tensor, fields: Tensor) -> Path:
-    """Write ``solution.npz`` (module docstring) into ``folder``; returns its path. ``points [N, d]`` and
-    ``fields [N, F]`` are float64 on the CPU."""
+def write_solution(folder: Path, equation: Equation, points: Tensor, fields: Tensor,
+                   exact: Tensor | None) -> Path:
+    """Write ``solution.npz`` (module docstring) into ``folder``; returns its path. ``points [N, d]``,
+    ``fields [N, F]`` and the reference ``exact [N, F]`` (``None``: none) are float64 on the CPU."""
     arrays = {"points": points.numpy(), "fields": fields.numpy(), "names": np.array(equation.fields)}
-    exact = equation.exact(points)
     if exact is not None:
         arrays["exact"] = exact.numpy()
     path = Path(folder) / SOLUTION_FILE

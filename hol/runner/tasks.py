@@ -416,16 +416,15 @@ class PhysicsInformed(Task):
         writers, data = image_destinations(module)
         if not writers:
             return
-        points = data.grid_points("test" if stage == "test" else "val")
-        figures = solution_figures(self.equation, points, self.grid_fields(module, points),
-                                   self.equation.exact(points))
+        points, exact = data.grid("test" if stage == "test" else "val")
+        figures = solution_figures(self.equation, points, self.grid_fields(module, points), exact)
         for tag, figure in figures.items():
             for writer in writers:
                 writer.add_figure(tag, figure, global_step=module.global_step, close=True)
 
     def write_outputs(self, module, datamodule, folder: Path) -> None:
-        points = datamodule.grid_points("test")
-        write_solution(folder, self.equation, points, self.grid_fields(module, points))
+        points, exact = datamodule.grid("test")
+        write_solution(folder, self.equation, points, self.grid_fields(module, points), exact)
 
     def grid_fields(self, module: nn.Module, points: Tensor) -> Tensor:
         """The module's fields at float64 grid ``points`` (computed in the module's device and dtype), as
