@@ -3,8 +3,9 @@
 
 High-order links are their own nonlinearity, so the networks put only a normalization (``hol.layers.norm``,
 default ``max_abs``) between layers, which keeps activations in the links' domain ``[-L/2, L/2]``
-(``max_abs``/``max_center`` map into ``[-1, 1]``, the default domain). The network input is not normalized:
-it is expected in the domain already (e.g. pixels scaled to ``[-1, 1]``).
+(``max_abs``/``max_center`` map into ``[-1, 1]``, the default domain). The network input is expected in the
+domain already (e.g. pixels scaled to ``[-1, 1]``), or an :class:`MLP` maps it there from known intervals
+(``input_domains``, :class:`InputScaling`: a formula's variables on their own intervals).
 
 Layer options. A network takes its layers as one spec, as timm's ``Mlp`` takes ``act_layer``: ``layer`` is a
 kind name plus keyword options (``MLP("continuous", ..., n=5, segments=2)``) or a mapping
@@ -23,9 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any, cast
 
+import torch
 from torch import Tensor, nn
 
-from .checks import check_choice, check_int, check_number
+from .checks import check_choice, check_int, check_interval, check_number
 from .layers import registry
 from .layers.normalization import NORMS, norm
 from .layers.registry import LINK_OPTIONS, kind_info
@@ -83,16 +85,59 @@ def _refined_spec(spec: dict[str, Any], layers: Iterable[nn.Module]) -> dict[str
     return spec
 
 
+class InputScaling(nn.Module):
+    """The fixed affine map of each input from its interval ``[low_i, high_i]`` onto ``[-1, 1]``,
+    ``(x_i - c_i) / h_i`` with centre ``c_i`` and half-width ``h_i`` (buffers ``centre``, ``half_width``;
+    exact for ``[-1, 1]`` itself).
+
+    Args:
+        domains: one pair ``[low, high]`` (``low < high``) per input.
+
+    Shape:
+        ``[..., len(domains)] -> [..., len(domains)]``.
+
+    Raises:
+        ValueError: naming the bad pair.
+    """
+
+    centre: Tensor
+    half_width: Tensor
+
+    def __init__(self, domains: Sequence[Sequence[float]]):
+        super().__init__()
+        pairs = [check_interval(f"input_domains[{i}]", pair) for i, pair in enumerate(domains)]
+        if not pairs:
+            raise ValueError("input_domains must give one [low, high] per input, got []")
+        bounds = torch.tensor(pairs, dtype=torch.float64)
+        self.register_buffer("centre", (bounds[:, 0] + bounds[:, 1]) / 2)
+        self.register_buffer("half_width", (bounds[:, 1] - bounds[:, 0]) / 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.centre.to(x.dtype)) / self.half_width.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        low, high = self.centre - self.half_width, self.centre + self.half_width
+        return "domains=" + str([[round(a, 6), round(b, 6)] for a, b in zip(low.tolist(), high.tolist(),
+                                                                             strict=True)])
+
+
 class MLP(nn.Module):
     """Fully connected network of hol layers with a normalization between layers.
 
     Layers, as in high-order-layers-torch: an input layer ``in_features -> hidden_width``, ``hidden_layers``
     layers ``hidden_width -> hidden_width`` and an output layer ``hidden_width -> out_features``
-    (``hidden_layers + 2`` layers in all). After every layer but the last: ``normalization``, then dropout.
+    (``hidden_layers + 2`` layers in all); or, with ``widths``, layers ``in_features -> widths[0] -> ... ->
+    widths[-1] -> out_features`` (``len(widths) + 1`` layers: ``widths = [w] * (h + 1)`` is ``hidden_layers=h,
+    hidden_width=w``). After every layer but the last: ``normalization``, then dropout.
 
     Args:
         layer: fc kind of every layer (``hol.layers.kinds()``), or a mapping ``{"kind": ..., **options}``.
         in_features, out_features, hidden_layers, hidden_width: sizes (see above).
+        widths: the width of every hidden value, in order (at least one); given, it replaces
+            ``hidden_layers`` and ``hidden_width``.
+        input_domains: one interval ``[low, high]`` per input, which :class:`InputScaling` maps onto
+            ``[-1, 1]`` before the first layer (the network is then a function of the inputs on their own
+            intervals); ``None``: the inputs go to the first layer as they are.
         normalization: one of ``hol.layers.NORMS``.
         input_layer, output_layer: kind of the first/last layer if not ``layer``'s (e.g. ``"linear"``, or
             ``"polynomial_nd"`` as input layer for inputs ``[..., in_features, dims]``), or a mapping
@@ -119,9 +164,10 @@ class MLP(nn.Module):
     """
 
     def __init__(self, layer: str | Mapping[str, Any], in_features: int, out_features: int,
-                 hidden_layers: int, hidden_width: int, *, normalization: str = "max_abs",
-                 input_layer: str | Mapping[str, Any] | None = None,
-                 output_layer: str | Mapping[str, Any] | None = None, dropout: float = 0.0, **options):
+                 hidden_layers: int = 1, hidden_width: int = 20, *, widths: Sequence[int] | None = None,
+                 normalization: str = "max_abs", input_layer: str | Mapping[str, Any] | None = None,
+                 output_layer: str | Mapping[str, Any] | None = None, dropout: float = 0.0,
+                 input_domains: Sequence[Sequence[float]] | None = None, **options):
         super().__init__()
         spec = layer_spec(layer, options)
         first, last = _end_spec(spec, input_layer), _end_spec(spec, output_layer)
@@ -133,15 +179,31 @@ class MLP(nn.Module):
         check_int("out_features", out_features, 1)
         check_int("hidden_layers", hidden_layers, 0)
         check_int("hidden_width", hidden_width, 1)
+        if widths is not None:
+            if isinstance(widths, (str, Mapping)) or not isinstance(widths, Sequence) or not widths:
+                raise ValueError(f"widths must list the width of every hidden value (at least one), "
+                                 f"got {widths!r}")
+            widths = [check_int(f"widths[{i}]", width, 1) for i, width in enumerate(widths)]
         check_choice("normalization", normalization, NORMS)
         check_number("dropout", dropout, 0, 1, below=True)
         self._config: dict[str, Any] = {"layer": spec, "in_features": in_features,
                         "out_features": out_features, "hidden_layers": hidden_layers,
-                        "hidden_width": hidden_width, "normalization": normalization,
-                        "input_layer": input_layer, "output_layer": output_layer, "dropout": dropout}
+                        "hidden_width": hidden_width, "widths": widths, "normalization": normalization,
+                        "input_layer": input_layer, "output_layer": output_layer, "dropout": dropout,
+                        "input_domains": None if input_domains is None else [list(map(float, pair))
+                                                                             for pair in input_domains]}
+        self.widths = list(widths) if widths is not None else [hidden_width] * (hidden_layers + 1)
+        """The width of every hidden value."""
 
-        specs = [first] + [spec] * hidden_layers + [last]
-        widths = [in_features] + [hidden_width] * (hidden_layers + 1) + [out_features]
+        self.input_scaling = None if input_domains is None else InputScaling(input_domains)
+        if input_domains is not None and len(input_domains) != in_features:
+            raise ValueError(f"input_domains must give one [low, high] per input ({in_features}), got "
+                             f"{len(input_domains)}")
+        if input_domains is not None and kind_info(first["kind"]).basis == "tensor":
+            raise ValueError(f"input_domains cannot scale the d-vector inputs of input_layer "
+                             f"{first['kind']!r}")
+        specs = [first] + [spec] * (len(self.widths) - 1) + [last]
+        widths = [in_features, *self.widths, out_features]
         self.layers = nn.ModuleList(
             registry.fc(spec_i["kind"], width_in, width_out, **layer_options(spec_i["kind"], spec_i))
             for spec_i, width_in, width_out in zip(specs, widths[:-1], widths[1:], strict=True)
@@ -150,6 +212,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.input_scaling is not None:
+            x = self.input_scaling(x)
         for layer, normalize in zip(self.layers, self.norms, strict=False):  # the last layer: no norm
             x = self.dropout(normalize(layer(x)))
         return self.layers[-1](x)

@@ -147,12 +147,51 @@ def test_mlp_hparams_rebuild_it():
     ({"dropout": -0.1}, "dropout must be"),
     ({"n": 1}, "n must be an integer >= 2"),
     ({"segments": 0}, "segments must be"),
+    ({"widths": []}, "widths must list the width of every hidden value"),
+    ({"widths": 4}, "widths must list"),
+    ({"widths": [4, 0]}, r"widths\[1\] must be"),
+    ({"input_domains": [[0, 1]]}, r"input_domains must give one \[low, high\] per input \(3\), got 1"),
+    ({"input_domains": [[0, 1], [2, 2], [0, 1]]}, r"input_domains\[1\] must be a pair"),
+    ({"input_layer": "polynomial_nd", "dims": 2, "input_domains": [[0, 1]] * 3}, "cannot scale the d-vector"),
 ])
 def test_mlp_bad_arguments(options, message):
     arguments = {"layer": "continuous", "in_features": 3, "out_features": 2, "hidden_layers": 1,
                  "hidden_width": 4, **options}
     with pytest.raises(ValueError, match=message):
         MLP(**arguments)
+
+
+def test_mlp_widths_per_layer():
+    torch.manual_seed(0)
+    uniform = MLP("continuous", 3, 2, hidden_layers=2, hidden_width=4, n=3)
+    torch.manual_seed(0)
+    listed = MLP("continuous", 3, 2, widths=[4, 4, 4], n=3)
+    x = inputs(6, 3)
+    assert torch.equal(listed(x), uniform(x)) and listed.widths == uniform.widths == [4, 4, 4]
+    tapered = MLP("continuous", 4, 1, widths=[9, 5, 2], n=3, normalization="none")
+    assert [(layer.in_features, layer.out_features) for layer in tapered.layers] == [(4, 9), (9, 5), (5, 2),
+                                                                                       (2, 1)]
+    assert len(tapered.norms) == 3
+    twin = build(tapered.hparams())
+    twin.load_state_dict(tapered.state_dict())
+    assert torch.equal(twin(inputs(5, 4)), tapered(inputs(5, 4))) and twin.hparams() == tapered.hparams()
+
+
+def test_mlp_input_domains_map_each_interval_onto_the_reference_domain():
+    domains = [[0.0, 1.0], [0.5, 2.0], [-1.0, 1.0]]
+    scaled = MLP("continuous", 3, 1, hidden_width=4, n=4, segments=2, input_domains=domains).double()
+    plain = MLP("continuous", 3, 1, hidden_width=4, n=4, segments=2).double()
+    plain.load_state_dict({key: value for key, value in scaled.state_dict().items()
+                           if not key.startswith("input_scaling.")})
+    low, high = torch.tensor(domains, dtype=torch.float64).T
+    unit = torch.rand(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(scaled(low + (high - low) * unit), plain(2 * unit - 1), rtol=1e-13, atol=1e-13)
+    x = inputs(7, 3).double()
+    identity = MLP("continuous", 3, 1, hidden_width=4, n=4, input_domains=[[-1, 1]] * 3).double()
+    assert torch.equal(identity.input_scaling(x), x)  # [-1, 1] itself: exactly the identity
+    twin = build(scaled.hparams()).double()
+    twin.load_state_dict(scaled.state_dict())
+    assert torch.equal(twin(x), scaled(x))
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -81,19 +81,14 @@ def _expression(name: str, text: Any, variables: Sequence[str]) -> Expression:
     if is_number(text):
         text = repr(float(text))
     try:
-        expression = parse(text)
+        return parse(text, variables)
     except ValueError as error:
         raise ValueError(f"{name}: {error}") from None
-    extra = sorted(set(expression.variables) - set(variables))
-    if extra:
-        raise ValueError(f"{name} {text!r} uses {', '.join(extra)}; it may use {', '.join(variables)}")
-    return expression
 
 
 def _evaluate(expression: Expression, points: Tensor) -> Tensor:
-    """An expression of ``x`` (and ``y``) at ``points [N, >=1]``, in float64. Shape ``[N]``."""
-    columns = points.double().unbind(-1)
-    return expression(*columns[:2]) if len(columns) > 1 else expression(columns[0])
+    """An expression of the leading coordinates at ``points [N, >=1]``, in float64. Shape ``[N]``."""
+    return expression(*points.double().unbind(-1)[:len(expression.names)])
 
 
 class Equation:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Iterator, Sequence, Sized
+from collections.abc import Iterator, Mapping, Sequence, Sized
 from pathlib import Path
 from typing import cast
 
@@ -38,7 +38,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, TensorDataset
 
 from ..checks import check_choice, check_int, check_interval, check_number
-from ..expr import parse
+from ..expr import VARIABLES, Expression, check_variable_names, parse
 
 DEFAULT_EXPR = "0.5*cos(1.5*pi/(abs(x)+0.25))"
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -124,16 +124,22 @@ class _DataModule(pl.LightningDataModule):
 
 
 class SyntheticDataModule(_DataModule):
-    """Regression on ``target(points)`` with points uniform in ``domain^dims`` (a seeded, fixed sample), held
-    in ``dtype`` (``"float32"`` or ``"float64"``; ``None``: float32); each target is computed in float64 at
-    its point as stored (rounded to ``dtype``), so data and targets agree to the rounding of the targets.
+    """Regression on ``target(points)`` with points uniform in a box (a seeded, fixed sample), held in
+    ``dtype`` (``"float32"`` or ``"float64"``; ``None``: float32); each target is computed in float64 at its
+    point as stored (rounded to ``dtype``), so data and targets agree to the rounding of the targets.
 
-    Subclasses set ``dims`` and implement :meth:`target` (``[N, dims] -> [N]``); plots use the same method.
+    The box is ``domain^dims`` unless a subclass sets :attr:`intervals` (one ``(low, high)`` per input) before
+    calling ``__init__``; :attr:`names` names the inputs (``x``, ``y``, ... by default). Subclasses set
+    ``dims`` and implement :meth:`target` (``[N, dims] -> [N]``); plots use the same method.
     """
 
     task = "regression"
     out_features = 1
     dims: int
+    names: tuple[str, ...] = ("x", "y")
+    intervals: tuple[tuple[float, float], ...] = ()
+    what = "data target"
+    """How errors name the target (``data.expr '...'`` for formulas)."""
 
     def __init__(self, domain: Sequence[float] = (-1.0, 1.0), train_size: int = 1000, val_size: int = 200,
                  test_size: int = 1000, batch_size: int | None = 32, num_workers: int = 0,
@@ -141,26 +147,35 @@ class SyntheticDataModule(_DataModule):
         super().__init__(batch_size, num_workers, seed)
         self.dtype = DTYPES[check_choice("data.dtype", dtype or "float32", DTYPES)]
         self.domain = check_interval("data.domain", domain)
+        self.intervals = self.intervals or (self.domain,) * self.dims
         self.sizes = {split: check_int(f"data.{split}_size", size, 1)
                       for split, size in (("train", train_size), ("val", val_size), ("test", test_size))}
         self.in_features, self.input_shape = self.dims, (self.dims,)
+
+    @property
+    def input_domains(self) -> list[list[float]]:
+        """The interval of every input, for the network's :class:`hol.networks.InputScaling`."""
+        return [list(interval) for interval in self.intervals]
 
     def target(self, points: Tensor) -> Tensor:
         raise NotImplementedError
 
     def sample(self, size: int, stream: int) -> TensorDataset:
         """``size`` points and their targets ``[size, 1]``, from a generator seeded with
-        ``(seed, stream)``."""
+        ``(seed, stream)``; ``ValueError`` naming the target and a point where it is not finite."""
         generator = torch.Generator().manual_seed(self.seed * 1000 + stream)
-        low, high = self.domain
+        low, high = torch.tensor(self.intervals, dtype=torch.float64).T
         points = low + (high - low) * torch.rand(size, self.dims, generator=generator, dtype=torch.float64)
         points = points.to(self.dtype).double()  # the points as stored: the targets are computed there
         values = self.target(points)
         bad = ~torch.isfinite(values)
         if bad.any():
-            where = ", ".join(f"{v:.3g}" for v in points[bad.nonzero()[0, 0]].tolist())
-            raise ValueError(f"data target is not finite at ({where}) in the domain {list(self.domain)}; "
-                             "change data.expr or data.domain")
+            point = points[bad.nonzero()[0, 0]].tolist()
+            where = ", ".join(f"{name}={value:.6g}" for name, value in zip(self.names, point, strict=False))
+            box = ", ".join(f"{name} in {list(interval)}"
+                            for name, interval in zip(self.names, self.intervals, strict=False))
+            raise ValueError(f"{self.what} is not finite at {where} (sampled from {box}); change the formula "
+                             "or the intervals")
         return TensorDataset(points.to(self.dtype), values.to(self.dtype).unsqueeze(-1))
 
     def setup(self, stage: str | None = None) -> None:
@@ -170,12 +185,48 @@ class SyntheticDataModule(_DataModule):
                 for stream, split in enumerate(("train", "val", "test")))
 
 
-class FunctionDataModule(SyntheticDataModule):
-    """Regression on ``expr`` (see :mod:`hol.expr`): 1-D in ``x``, or 2-D when it uses ``y``."""
+def _parse_expr(text: str, names: Sequence[str]) -> Expression:
+    try:
+        return parse(text, names)
+    except ValueError as error:
+        raise ValueError(f"data.expr: {error}") from None
 
-    def __init__(self, expr: str = DEFAULT_EXPR, **kwargs):
-        self.expression = parse(expr)
-        self.dims = self.expression.dims
+
+class FunctionDataModule(SyntheticDataModule):
+    """Regression on the formula ``expr`` (see :mod:`hol.expr`) of named variables.
+
+    Args:
+        expr: the formula.
+        variables: a mapping of variable names to intervals ``[low, high]`` (in the order the network takes
+            them as inputs), every one used by ``expr``; ``None``: ``x`` (and ``y`` when ``expr`` uses it) on
+            ``domain``.
+        **kwargs: :class:`SyntheticDataModule`'s.
+
+    Raises:
+        ValueError: a formula outside :mod:`hol.expr`'s language or in other names, a bad variable name or
+            interval, a variable the formula does not use, or a target that is not finite (naming the point).
+    """
+
+    def __init__(self, expr: str = DEFAULT_EXPR, variables: Mapping[str, Sequence[float]] | None = None,
+                 **kwargs):
+        if variables is None:
+            self.expression = _parse_expr(expr, VARIABLES)
+            self.dims = self.expression.dims
+        else:
+            if not isinstance(variables, Mapping):
+                raise ValueError(f"data.variables must be a mapping of names to intervals [low, high], e.g. "
+                                 f"{{x: [0, 1], y: [0.1, 1]}}, got {variables!r}")
+            names = check_variable_names(list(variables), "data.variables")
+            self.intervals = tuple(check_interval(f"data.variables.{name}", variables[name])
+                                   for name in names)
+            self.expression = _parse_expr(expr, names)
+            unused = [name for name in names if name not in self.expression.variables]
+            if unused:
+                raise ValueError(f"data.variables: {', '.join(unused)} not used by data.expr {expr!r}; use "
+                                 "every variable in the formula or remove the unused ones")
+            self.dims = len(names)
+        self.names = self.expression.names[:self.dims]
+        self.what = f"data.expr {expr!r}"
         super().__init__(**kwargs)
 
     def target(self, points: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """TensorBoard figures: target vs learned function, and learned link functions (matplotlib, no display).
 
-* :func:`function_figure`: for 1-D data a line plot of target and network; for 2-D data the target, the
-  network and their difference as images over the domain.
+* :func:`function_figure`: for 1-D data a line plot of target and network; for more inputs the target, the
+  network and their difference as images over the first two (the others at their midpoints).
 * :func:`links_figure`: every link ``f_oi`` of one fully connected hol layer over the domain of its input
   (``[-L/2, L/2]`` unless adapted), one panel per output ``o`` with one curve per input ``i``.
 
@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import lightning.pytorch as pl
@@ -23,31 +24,45 @@ from .data import trainer_datamodule
 
 
 @torch.no_grad()
-def function_figure(net: nn.Module, target, domain: tuple[float, float], dims: int,
-                    points: int = 200) -> Figure:
-    """Target ``target(points [N, dims]) -> [N]`` against ``net`` on ``domain^dims``."""
-    low, high = domain
-    grid = torch.linspace(low, high, points if dims == 1 else min(points, 100), dtype=torch.float64)
-    figure = Figure(figsize=(5, 3.5) if dims == 1 else (11, 3.5), layout="constrained")
+def function_figure(net: nn.Module, target, intervals: Sequence[tuple[float, float]],
+                    names: Sequence[str] = ("x", "y"), points: int = 200) -> Figure:
+    """Target ``target(points [N, d]) -> [N]`` against ``net`` on the box ``intervals`` (one ``(low, high)``
+    per input, named ``names``): a line plot for one input; for more, images of target, network and their
+    difference over the first two inputs, the others fixed at their intervals' midpoints (named in the
+    title)."""
+    dims = len(intervals)
     parameter = next(net.parameters())  # the network's device and dtype (bfloat16 under precision=bf16-true)
     if dims == 1:
+        grid = torch.linspace(*intervals[0], points, dtype=torch.float64)
         inputs = grid.unsqueeze(-1)
         learned = net(inputs.to(parameter)).squeeze(-1).double().cpu()
+        figure = Figure(figsize=(5, 3.5), layout="constrained")
         axes = figure.add_subplot()
         axes.plot(grid, target(inputs), "k-", label="target")
         axes.plot(grid, learned, "r--", label="learned")
-        axes.set_xlabel("x")
+        axes.set_xlabel(names[0])
         axes.legend()
         return figure
-    x, y = torch.meshgrid(grid, grid, indexing="xy")
-    inputs = torch.stack((x.flatten(), y.flatten()), dim=-1)
+    side = min(points, 100)
+    axes_values = [torch.linspace(*interval, side, dtype=torch.float64) for interval in intervals[:2]]
+    x, y = torch.meshgrid(*axes_values, indexing="xy")
+    fixed = [sum(interval) / 2 for interval in intervals[2:]]
+    inputs = torch.stack((x.flatten(), y.flatten(), *(torch.full((x.numel(),), value) for value in fixed)),
+                         dim=-1)
     images = {"target": target(inputs).reshape(x.shape)}
     images["learned"] = net(inputs.to(parameter)).squeeze(-1).double().cpu().reshape(x.shape)
     images["learned - target"] = images["learned"] - images["target"]
+    figure = Figure(figsize=(11, 3.5), layout="constrained")
+    if fixed:
+        figure.suptitle(", ".join(f"{name} = {value:.4g}"
+                                  for name, value in zip(names[2:], fixed, strict=True)))
     for index, (title, image) in enumerate(images.items()):
         axes = figure.add_subplot(1, 3, index + 1)
-        shown = axes.imshow(image, origin="lower", extent=(low, high, low, high), cmap="viridis")
+        shown = axes.imshow(image, origin="lower", extent=(*intervals[0], *intervals[1]), cmap="viridis",
+                            aspect="auto")
         axes.set_title(title)
+        axes.set_xlabel(names[0])
+        axes.set_ylabel(names[1])
         figure.colorbar(shown, ax=axes)
     return figure
 
@@ -79,7 +94,7 @@ def plottable_layers(net: nn.Module, max_links: int) -> list[tuple[str, HighOrde
 
 
 class PlotCallback(pl.Callback):
-    """Log :func:`function_figure` (data with a ``target`` and 1 or 2 inputs) and :func:`links_figure`
+    """Log :func:`function_figure` (data with a ``target`` and ``intervals``) and :func:`links_figure`
     (small layers) to TensorBoard every ``every_n_epochs`` validation epochs and when fitting ends."""
 
     def __init__(self, every_n_epochs: int = 5, max_links: int = 64, points: int = 200):
@@ -102,8 +117,9 @@ class PlotCallback(pl.Callback):
         net = cast(nn.Module, module.net)  # the runner's HolModule's network
         was_training = net.training
         net.eval()
-        if hasattr(data, "target") and getattr(data, "dims", None) in (1, 2):
-            figures["plots/function"] = function_figure(net, data.target, data.domain, data.dims, self.points)
+        if hasattr(data, "target") and getattr(data, "intervals", None):
+            figures["plots/function"] = function_figure(net, data.target, data.intervals, data.names,
+                                                        self.points)
         for name, layer in plottable_layers(net, self.max_links):
             figures[f"plots/links/{name}"] = links_figure(layer, self.points)
         net.train(was_training)

@@ -98,9 +98,11 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 
 def build_net(model_cfg: DictConfig, datamodule) -> torch.nn.Module:
     """Instantiate the network; sizes left ``null`` in the config (``in_features``, ``in_channels``,
-    ``image_size``, ``out_features``) come from the data."""
+    ``image_size``, ``out_features``) come from the data, and so do ``input_domains`` where the data has
+    intervals (a formula's variables)."""
     sizes = {"in_features": datamodule.in_features, "in_channels": datamodule.input_shape[0],
-             "image_size": list(datamodule.input_shape[1:]), "out_features": datamodule.out_features}
+             "image_size": list(datamodule.input_shape[1:]), "out_features": datamodule.out_features,
+             "input_domains": getattr(datamodule, "input_domains", None)}
     filled = {key: value for key, value in sizes.items() if key in model_cfg and model_cfg[key] is None}
     return hydra.utils.instantiate(model_cfg, **filled)
 

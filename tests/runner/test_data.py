@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.special
 import torch
 
 from hol.runner.data import (
@@ -70,8 +71,37 @@ def test_float64_is_the_data_default_under_64_true_precision():
 
 def test_function_data_rejects_non_finite_targets():
     dm = FunctionDataModule(expr="log(x)", train_size=50)
-    with pytest.raises(ValueError, match=r"data target is not finite at \(-"):
+    with pytest.raises(ValueError, match=r"data.expr 'log\(x\)' is not finite at x=-"):
         dm.setup()
+    dm = FunctionDataModule(expr="arcsin(a) + b", variables={"a": [0, 2], "b": [0, 1]}, train_size=50)
+    with pytest.raises(ValueError, match=r"not finite at a=1\.\d+, b=0\.\d+ \(sampled from a in \[0.0, 2"):
+        dm.setup()
+
+
+def test_function_data_of_named_variables_on_their_intervals():
+    variables = {"nu": [0.0, 1.0], "r": [0.5, 2.0], "theta": [-3.0, -1.0]}
+    dm = FunctionDataModule(expr="jv(nu, r) * cos(theta)", variables=variables, train_size=400,
+                            dtype="float64")
+    dm.setup()
+    points, values = dm.train_set.tensors
+    assert dm.dims == dm.in_features == 3 and dm.names == ("nu", "r", "theta")
+    assert dm.input_domains == [[0.0, 1.0], [0.5, 2.0], [-3.0, -1.0]]
+    for column, (low, high) in zip(points.T, variables.values(), strict=True):
+        assert low <= column.min() < low + 0.05 and high - 0.05 < column.max() <= high  # fills its interval
+    nu, r, theta = points.T.numpy()
+    np.testing.assert_allclose(values[:, 0].numpy(), scipy.special.jv(nu, r) * np.cos(theta), rtol=1e-14)
+
+
+@pytest.mark.parametrize("expr, variables, fragment", [
+    ("x", {"x": [0, 1], "z": [0, 1]}, "data.variables: z not used by data.expr 'x'"),
+    ("x", {"x": [1, 0]}, r"data.variables.x must be a pair \[low, high\] .* with low < high, got \[1, 0\]"),
+    ("x + w", {"x": [0, 1]}, "data.expr: bad expression 'x \\+ w': the name 'w' \\(variables: x\\)"),
+    ("x", [0, 1], "data.variables must be a mapping of names to intervals"),
+    ("pi", {"pi": [0, 1]}, "data.variables: bad variable name 'pi'"),
+])
+def test_function_data_rejects_bad_variables(expr, variables, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        FunctionDataModule(expr=expr, variables=variables)
 
 
 def test_xor_targets():
