@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-MODULES = ("__init__.py", "common.py", "pde_cases.py")
+MODULES = ("__init__.py", "common.py", "pde_cases.py", "kan_rows.py")
 """Modules the scripts import, no scripts themselves."""
 SCRIPTS = sorted(path for path in BENCHMARKS.glob("*.py") if path.name not in MODULES)
 
@@ -71,3 +71,18 @@ def test_run_pde_runs_a_short_case_and_records_its_table(tmp_path):
     result = json.loads((tmp_path / "toy.json").read_text())
     assert len(result["rows"]) == 1 and len(result["rows"][0]) == len(result["columns"])
     assert result["rows"][0][3] == "rel_l2" and (tmp_path / "pde_burgers.png").stat().st_size > 0
+
+
+def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
+    env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
+    done = run(BENCHMARKS / "kan_tables.py", "--rows", "jv", "--seeds", "0", "--methods", "hol", "mlp",
+               "--record", "--", "optimizer.max_iter=2", "data.train_size=32", "data.val_size=16",
+               "data.test_size=16", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads((tmp_path / "kan_runs.json").read_text())["runs"]
+    assert sorted(runs) == ["special/jv/hol/0", "special/jv/mlp/0"]
+    assert len(runs["special/jv/hol/0"]["stages"]) == 5 and len(runs["special/jv/mlp/0"]["stages"]) == 1
+    assert runs["special/jv/mlp/0"]["stages"][0][1] <= 1000  # the tanh MLP within the budget
+    for name, rows in (("kan_special", 15), ("kan_feynman", 27)):
+        table = json.loads((tmp_path / f"{name}.json").read_text())
+        assert len(table["rows"]) == rows and all(len(row) == len(table["columns"]) for row in table["rows"])

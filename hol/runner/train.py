@@ -99,10 +99,13 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 def build_net(model_cfg: DictConfig, datamodule) -> torch.nn.Module:
     """Instantiate the network; sizes left ``null`` in the config (``in_features``, ``in_channels``,
     ``image_size``, ``out_features``) come from the data, and so do ``input_domains`` where the data has
-    intervals (a formula's variables)."""
+    intervals (a formula's variables) and an MLP's ``hidden_width``: ``2 d + 1`` for ``d`` inputs, the
+    inner width of the Kolmogorov-Arnold representation (Kolmogorov 1957), so that the network grows with
+    the number of variables."""
     sizes = {"in_features": datamodule.in_features, "in_channels": datamodule.input_shape[0],
              "image_size": list(datamodule.input_shape[1:]), "out_features": datamodule.out_features,
-             "input_domains": getattr(datamodule, "input_domains", None)}
+             "input_domains": getattr(datamodule, "input_domains", None),
+             "hidden_width": 2 * datamodule.in_features + 1}
     filled = {key: value for key, value in sizes.items() if key in model_cfg and model_cfg[key] is None}
     return hydra.utils.instantiate(model_cfg, **filled)
 

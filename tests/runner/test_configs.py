@@ -31,9 +31,9 @@ def compose_train(*overrides: str, tmp_path: Path | None = None):
 
 def test_experiments_are_the_presets_of_the_issue():
     assert (CONF / "experiment").is_symlink()
-    assert set(EXPERIMENTS) >= {"function", "function_2d", "xor", "invariant_mnist", "mnist", "cifar100",
-                                "vae", "implicit_image", "implicit_image_relu", "implicit_image_fourier",
-                                "implicit_image_siren", "poisson", "burgers", "sod"}
+    assert set(EXPERIMENTS) >= {"function", "function_2d", "formula", "xor", "invariant_mnist", "mnist",
+                                "cifar100", "vae", "implicit_image", "implicit_image_relu",
+                                "implicit_image_fourier", "implicit_image_siren", "poisson", "burgers", "sod"}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

@@ -16,6 +16,7 @@ from tests.runner.test_configs import EXPERIMENTS
 MNIST = ["data.download=false", "data.batch_size=16", "model.hidden_width=8"]
 TINY = {"function": TINY_DATA, "xor": TINY_DATA, "invariant_mnist": MNIST, "invariant_mnist_prefine": MNIST,
         "function_2d": ["data.train_size=64", "data.val_size=32", "data.test_size=32"],  # full batch, float64
+        "formula": ["data.train_size=64", "data.val_size=32", "data.test_size=32"],
         "mnist": ["data.download=false", "data.batch_size=16", "model.channels=[2,4]"],
         "cifar100": ["data.download=false", "data.batch_size=16", "model.channels=[2,3,4]"],
         "vae": ["data.download=false", "data.batch_size=32", "model.channels=[2,3]", "model.latent_dim=2"]}
@@ -37,7 +38,7 @@ def test_every_experiment_trains_on_the_gpu(name, tmp_path, mnist_root, cifar100
     root = {"mnist": mnist_root, "invariant_mnist": mnist_root, "invariant_mnist_prefine": mnist_root,
             "vae": mnist_root, "cifar100": cifar100_root}.get(name)
     data = [f"data.root={root}"] if root else []
-    staged = ("invariant_mnist_prefine", "function_2d", "sod")
+    staged = ("invariant_mnist_prefine", "function_2d", "formula", "sod")
     epochs = [] if name in staged else ["trainer.max_epochs=1"]  # their stages set the epochs
     run = tmp_path / "run"
     cfg = compose_config([f"experiment={name}", "trainer=gpu", *TINY[name], *data, *epochs, "logger=csv"],

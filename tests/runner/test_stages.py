@@ -245,6 +245,21 @@ def test_a_ladder_through_the_command_line_adapts_refines_and_tests_every_stage(
     assert evaluated["test/rmse"] == pytest.approx(metrics["stage2/test/rmse"], rel=1e-6)
 
 
+def test_the_formula_preset_fits_three_named_variables_through_every_stage(in_tmp):
+    """experiment=formula on a formula of three named variables: the network [3, 7, 1] (2d + 1 hidden units),
+    each variable mapped from its interval, every stage of the ladder tested."""
+    main(["train", "experiment=formula", 'data.expr="r*sin(theta) + exp(-nu)"',
+          "data.variables={r:[0.5,2],theta:[0,3],nu:[-1,1]}", "data.train_size=64", "data.val_size=32",
+          "data.test_size=32", *QUIET, "optimizer.max_iter=3", "hydra.run.dir=run"])
+    metrics = json.loads((in_tmp / "run" / METRICS_FILE).read_text())
+    links = 3 * 7 + 7
+    assert [metrics[f"stage{k}/parameters"] for k in range(5)] == [links * ((n - 1) * s + 1) for n, s in
+                                                                    ((4, 2), (4, 4), (5, 8), (7, 8), (8, 8))]
+    assert all(0 < metrics[f"stage{k}/test/rmse"] < math.inf for k in range(5))  # tiny data: may overfit
+    net = torch.load(in_tmp / "run" / "checkpoints" / "last.ckpt", weights_only=False)["net_hparams"]
+    assert net["hidden_width"] == 7 and net["input_domains"] == [[0.5, 2.0], [0.0, 3.0], [-1.0, 1.0]]
+
+
 def test_a_checkpoint_of_another_stage_loads_in_the_running_dtype():
     """Resuming (or testing) a float64 run from a checkpoint of another refinement stage rebuilds the network
     in float64: a float32 network would round the checkpoint's float64 weights."""

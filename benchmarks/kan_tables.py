@@ -1,0 +1,273 @@
+"""The KAN paper's two tables (Liu et al. 2024, arXiv:2404.19756: 15 special functions, 27 Feynman
+equations; ``kan_rows.py``) through ``hol train experiment=formula``, side by side with the paper's best-KAN
+and MLP test RMSE, pykan itself and a tanh MLP trained on the same data.
+
+Methods, each on one thread, per row and seed (the seed draws the initialization and the 1000 training and
+1000 test points, uniform on the row's intervals, the same for every method):
+
+* ``hol``: ``hol train experiment=formula 'data.expr=...' 'data.variables=...' seed=SEED``; its result is the
+  best stage (``stage<k>/test/rmse``) within the row's coefficient budget (1000 special, 2000 Feynman);
+* ``mlp``: the same command with a tanh MLP ``[d, W, W, 1]`` (``layer=tanh``), ``W`` the largest width within
+  the budget, trained as long as the preset's ladder (9 epochs of up to 200 L-BFGS iterations, no
+  refinement);
+* ``pykan``: pykan (pinned, installed with ``pip install --no-deps --target`` into a folder of its own the
+  first time) in this process on the same points, mapped onto [-1, 1] as hol's network maps them, with the
+  paper's protocol: the paper's best-KAN shape of the row, cubic B-splines, grid 3 -> 5 -> 10 -> 20 -> 50 ->
+  100 with 200 L-BFGS steps per grid, float64; its result is the best grid within the budget (coefficients:
+  ``G + 3`` per link, as the paper counts them).
+
+Every run is stored as it finishes in ``benchmarks/results/kan_runs.json`` (with its machine), so the tables
+fill over several invocations; ``--record`` renders ``kan_special.json`` and ``kan_feynman.json`` from all
+stored runs (median and worst over the seeds each method has).
+
+Usage::
+
+    python benchmarks/kan_tables.py [--table special feynman] [--rows jv I.6.2 ...] [--seeds 0 1 2]
+        [--methods hol mlp pykan] [--again] [--record] [-- OVERRIDE ...]
+
+Overrides after ``--`` go to every ``hol`` run (e.g. ``optimizer.max_iter=5`` for a quick check).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import results  # sibling scripts, run as files
+from kan_rows import FEYNMAN, ROWS, SPECIAL, Row
+
+from hol.networks import build
+from hol.runner.data import FunctionDataModule
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("hol", "mlp", "pykan")
+PYKAN = "pykan==0.2.8"
+PYKAN_GRIDS = (3, 5, 10, 20, 50, 100)
+PYKAN_STEPS = 200
+MLP_EPOCHS = 9
+"""The tanh MLP's epochs: as many as the preset's ladder has."""
+
+
+def runs_path() -> Path:
+    return Path(os.environ.get("HOL_RESULTS_DIR") or results.RESULTS) / "kan_runs.json"
+
+
+def load_runs() -> dict[str, dict]:
+    path = runs_path()
+    return json.loads(path.read_text())["runs"] if path.is_file() else {}
+
+
+def save_runs(runs: dict[str, dict]) -> None:
+    """Write the runs atomically (a run interrupted mid-write loses nothing stored before)."""
+    path = runs_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"title": "Runs of benchmarks/kan_tables.py", "runs": runs}, indent=1,
+                                    allow_nan=False) + "\n")
+    temporary.replace(path)
+
+
+def run_key(row: Row, method: str, seed: int) -> str:
+    return f"{row.table}/{row.name}/{method}/{seed}"
+
+
+def variables_override(row: Row) -> str:
+    pairs = ",".join(f"{name}:[{low!r},{high!r}]" for name, (low, high) in row.variables.items())
+    return f"data.variables={{{pairs}}}"
+
+
+def mlp_width(inputs: int, budget: int) -> int:
+    """The largest ``W`` whose tanh MLP ``[inputs, W, W, 1]`` has at most ``budget`` parameters
+    (``W² + (inputs + 3) W + 1``)."""
+    return max(w for w in range(1, budget) if w * w + (inputs + 3) * w + 1 <= budget)
+
+
+def hol_arguments(row: Row, seed: int, method: str) -> list[str]:
+    arguments = ["experiment=formula", f'data.expr="{row.expr}"', variables_override(row), f"seed={seed}"]
+    if method == "mlp":
+        arguments += ["layer=tanh", "model.input_layer=null", "model.output_layer=linear",
+                      "model.normalization=none", "model.hidden_layers=1",
+                      f"model.hidden_width={mlp_width(len(row.variables), row.budget)}", "refine=[]",
+                      f"trainer.max_epochs={MLP_EPOCHS}"]
+    return arguments
+
+
+def run_hol(row: Row, seed: int, method: str, overrides: list[str], folder: Path) -> dict[str, Any]:
+    """One ``hol train`` run: test RMSE and coefficients per stage (one stage without refinement)."""
+    command = [str(Path(sys.executable).with_name("hol")), "train", *hol_arguments(row, seed, method),
+               *overrides, f"hydra.run.dir={folder}", "callbacks.rich_progress_bar=null",
+               "+trainer.enable_progress_bar=false", "logger=csv"]
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    stages = [[metrics[f"stage{k}/test/rmse"], int(metrics[f"stage{k}/parameters"])]
+              for k in range(len(metrics)) if f"stage{k}/test/rmse" in metrics]
+    if not stages:
+        checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        parameters = sum(p.numel() for p in build(checkpoint["net_hparams"]).parameters() if p.requires_grad)
+        stages = [[metrics["test/rmse"], parameters]]
+    return {"stages": stages, "seconds": seconds}
+
+
+def pykan_folder() -> Path:
+    """pykan installed into a folder of its own (once), without its pinned dependencies."""
+    folder = Path(os.environ.get("HOL_PYKAN_DIR", Path(tempfile.gettempdir()) / "hol-pykan-0.2.8"))
+    if not (folder / "kan").is_dir():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+                        str(folder), PYKAN], check=True)
+    return folder
+
+
+def run_pykan(row: Row, seed: int, folder: Path) -> dict[str, Any]:
+    """pykan with the paper's protocol on the row's data (module docstring): test RMSE and coefficients per
+    grid."""
+    sys.path.append(str(pykan_folder()))  # after the environment's packages: they win over pykan's folder
+    os.environ["TQDM_DISABLE"] = "1"
+    from kan import KAN
+
+    data = FunctionDataModule(row.expr, {name: list(interval) for name, interval in row.variables.items()},
+                              train_size=1000, val_size=200, test_size=1000, seed=seed, dtype="float64")
+    data.setup()
+    low, high = torch.tensor(data.input_domains, dtype=torch.float64).T
+    scaled = {split: (2 * (dataset.tensors[0] - low) / (high - low) - 1, dataset.tensors[1])
+              for split, dataset in (("train", data.train_set), ("test", data.test_set))}
+    dataset = {"train_input": scaled["train"][0], "train_label": scaled["train"][1],
+               "test_input": scaled["test"][0], "test_label": scaled["test"][1]}
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    links = sum(a * b for a, b in zip(row.kan_shape[:-1], row.kan_shape[1:], strict=True))
+    stages, start = [], time.perf_counter()
+    try:
+        model = KAN(width=list(row.kan_shape), grid=PYKAN_GRIDS[0], k=3, seed=seed, auto_save=False,
+                    ckpt_path=str(folder))
+        for index, grid in enumerate(PYKAN_GRIDS):
+            if index:
+                model = model.refine(grid)
+            model.fit(dataset, opt="LBFGS", steps=PYKAN_STEPS, lamb=0.0, log=PYKAN_STEPS + 1)
+            with torch.no_grad():
+                error = model(dataset["test_input"]) - dataset["test_label"]
+            stages.append([math.sqrt(float(error.square().mean())), links * (grid + 3)])
+    finally:
+        torch.set_default_dtype(default)
+    return {"stages": stages, "seconds": time.perf_counter() - start}
+
+
+def best(run: dict[str, Any], budget: int) -> tuple[float, int] | None:
+    """The run's lowest test RMSE among its stages within ``budget`` coefficients, with their count."""
+    within = [(rmse, coefficients) for rmse, coefficients in run["stages"]
+              if coefficients <= budget and math.isfinite(rmse)]
+    return min(within) if within else None
+
+
+def summary(runs: dict[str, dict], row: Row, method: str) -> dict[str, Any] | None:
+    """Median and worst best-within-budget RMSE over the stored seeds of ``method`` on ``row`` (runs with
+    overrides, e.g. quick checks, left out)."""
+    found = [run for key, run in runs.items()
+             if key.startswith(f"{row.table}/{row.name}/{method}/") and not run["overrides"]]
+    bests = [result for run in found if (result := best(run, row.budget)) is not None]
+    if not bests:
+        return None
+    errors = [rmse for rmse, _ in bests]
+    return {"median": statistics.median(errors), "worst": max(errors), "seeds": len(bests),
+            "coefficients": "/".join(str(c) for c in sorted({c for _, c in bests})),
+            "seconds": statistics.median(run["seconds"] for run in found)}
+
+
+def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
+    table = []
+    for row in rows:
+        hol, mlp, kan = (summary(runs, row, method) for method in METHODS)
+        intervals = ", ".join(f"{name} ∈ [{low:.3g}, {high:.3g}]"
+                              for name, (low, high) in row.variables.items())
+        table.append([
+            row.name, row.expr, f"{intervals} ({row.source})",
+            hol and hol["median"], hol and hol["worst"], hol and hol["coefficients"], row.kan_rmse,
+            row.mlp_rmse, hol and hol["median"] / row.anchor, kan and kan["median"],
+            kan and kan["coefficients"], mlp and mlp["median"], hol and hol["seconds"],
+            kan and kan["seconds"], "/".join(str(s["seeds"]) if s else "0" for s in (hol, kan, mlp))])
+    if rows[0].table == "special":
+        for entry in table:
+            del entry[1:3]
+    return table
+
+
+def record_tables(runs: dict[str, dict]) -> None:
+    machines = sorted({run["machine"] for run in runs.values()})
+    columns = ["hol test RMSE (median)", "hol (worst)", "hol coefficients", "paper: best KAN", "paper: MLP",
+               "hol / anchor", "pykan, same data", "pykan coefficients", "tanh MLP, same data",
+               "hol s (median)", "pykan s (median)", "seeds hol/pykan/MLP"]
+    notes = ("Test RMSE on 1000 uniform test points after training on 1000 (a seed draws both and the "
+             "initialization; median and worst over the seeds). hol: `experiment=formula`, the best stage "
+             "of its ladder within {budget} link coefficients. Paper: Liu et al. 2024 (arXiv:2404.19756), "
+             "{paper}. anchor: {anchor}. pykan 0.2.8 on the same points with the paper's protocol (its best "
+             "KAN shape, grid 3 -> 100, 200 L-BFGS steps per grid; G + 3 coefficients per link). tanh MLP: "
+             "[d, W, W, 1] within the budget, same L-BFGS epochs. Wall times per run, one thread. "
+             f"Machines: {'; '.join(machines)}.")
+    results.record("kan_special", "KAN paper Table 1: special functions", ["function", *columns],
+                   table_rows(runs, SPECIAL),
+                   notes.format(budget=1000, paper="Table 1 (best KAN and MLP test RMSE)",
+                                anchor="the paper's best KAN"),
+                   command="python benchmarks/kan_tables.py --record")
+    results.record("kan_feynman", "KAN paper Table 2: Feynman equations (dimensionless)",
+                   ["equation", "formula", "intervals", *columns], table_rows(runs, FEYNMAN),
+                   notes.format(budget=2000, paper="Table 2 (lowest test RMSE of the human-constructed, "
+                                "pruned and unpruned KANs; MLP)", anchor="min(best KAN, MLP)"),
+                   command="python benchmarks/kan_tables.py --record")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", nargs="+", choices=("special", "feynman"), default=["special", "feynman"])
+    parser.add_argument("--rows", nargs="+", metavar="NAME", help="only these rows (kan_rows.py names)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--again", action="store_true", help="run again what is stored")
+    parser.add_argument("--record", action="store_true", help="render the tables from every stored run")
+    parser.add_argument("overrides", nargs="*", help="overrides of every hol run (after --)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = [row for row in ROWS if row.table in args.table and (not args.rows or row.name in args.rows)]
+    unknown = sorted(set(args.rows or ()) - {row.name for row in ROWS})
+    if unknown:
+        parser.error(f"unknown rows {', '.join(unknown)}; see kan_rows.py")
+    runs = load_runs()
+    folder = Path(tempfile.mkdtemp(prefix="hol-kan-tables-"))
+    try:
+        for row in rows:
+            for seed in args.seeds:
+                for method in args.methods:
+                    key = run_key(row, method, seed)
+                    if key in runs and not args.again:
+                        continue
+                    where = folder / key.replace("/", "_").replace(" ", "_")
+                    run = (run_pykan(row, seed, where) if method == "pykan"
+                           else run_hol(row, seed, method, args.overrides, where))
+                    runs[key] = {**run, "machine": results.machine(), "overrides": args.overrides}
+                    save_runs(runs)
+                    found = best(run, row.budget)
+                    shown = f"{found[0]:.3g} @ {found[1]}" if found else "none within budget"
+                    print(f"{key}: {shown} (anchor {row.anchor:.3g}, {run['seconds']:.0f} s)", flush=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if args.record:
+        record_tables(runs)
+
+
+if __name__ == "__main__":
+    main()
