@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -255,7 +256,7 @@ def main() -> None:
                     key = run_key(row, method, seed)
                     if key in runs and not args.again:
                         continue
-                    where = folder / key.replace("/", "_").replace(" ", "_")
+                    where = folder / re.sub(r"\W", "_", key)  # a Hydra override value: no '=', ' ', ...
                     run = (run_pykan(row, seed, where) if method == "pykan"
                            else run_hol(row, seed, method, args.overrides, where))
                     runs[key] = {**run, "machine": results.machine(), "overrides": args.overrides}

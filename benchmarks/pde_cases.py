@@ -37,17 +37,19 @@ CASES = (
          "test/mse", "KAN paper's Poisson problem, tanh MLP 2-5-5-1"),
     Case("poisson_nonseparable", "poisson",
          (f'pde.forcing="{NONSEPARABLE_FORCING}"', f'pde.exact="{NONSEPARABLE_EXACT}"',
-          "model.hidden_width=4", "layer.n=14"),
-         "test/mse", "u = (1-x²)(1-y²)e^(xy), hol preset with 4 product units"),
+          "model.hidden_width=6", "layer.n=12"),
+         "test/mse", "u = (1-x²)(1-y²)e^(xy), hol preset with 6 product units"),
     Case("poisson_piecewise", "poisson", ("layer.n=8", "layer.segments=4"), "test/mse",
          "KAN paper's Poisson problem, piecewise links (S = 4), strong form only"),
     Case("poisson_piecewise_breaks", "poisson", ("layer.n=8", "layer.segments=4", "pde.weights.breaks=0.001"),
          "test/mse", "KAN paper's Poisson problem, piecewise links (S = 4), with the break-jump term"),
     Case("burgers", "burgers", (), "test/rel_l2", "Burgers ν = 0.01/π, hol preset"),
-    Case("burgers_tanh", "burgers", ("layer=tanh", "model.hidden_layers=7", "model.hidden_width=20"),
+    Case("burgers_tanh", "burgers", ("layer=tanh", "model.normalization=none", "model.hidden_layers=7",
+                                     "model.hidden_width=20"),
          "test/rel_l2", "Burgers ν = 0.01/π, tanh MLP 9 x 20 (Raissi et al.)"),
     Case("sod", "sod", (), "test/l1/rho", "Sod's shock tube, hol preset"),
-    Case("sod_tanh", "sod", ("layer=tanh", "model.hidden_layers=4", "model.hidden_width=24", "refine=[]",
+    Case("sod_tanh", "sod", ("layer=tanh", "model.normalization=none", "model.hidden_layers=4",
+                             "model.hidden_width=24", "refine=[]",
                              "trainer.max_epochs=9"),
          "test/l1/rho", "Sod's shock tube, tanh MLP 2-24-24-24-24-24-3"),
 )
@@ -58,7 +60,8 @@ def describe(net: dict[str, Any]) -> str:
     """An MLP's shape from its ``hparams()``, e.g. ``MLP 2-16-16-1: continuous n=5 S=2, output linear``
     (orders only for kinds with links)."""
     layer = net["layer"]
-    widths = [net["in_features"], *[net["hidden_width"]] * (net["hidden_layers"] + 1), net["out_features"]]
+    hidden = net.get("widths") or [net["hidden_width"]] * (net["hidden_layers"] + 1)
+    widths = [net["in_features"], *hidden, net["out_features"]]
     order = "" if kind_info(layer["kind"]).baseline else f" n={layer['n']} S={layer['segments']}"
     ends = [f"{end.split('_')[0]} {spec if isinstance(spec, str) else spec.get('kind')}"
             for end in ("input_layer", "output_layer") if (spec := net.get(end))]

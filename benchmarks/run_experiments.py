@@ -41,7 +41,7 @@ def describe(net: dict) -> str:
     layer = net["layer"]
     order = ", ".join(f"{key}={layer[key]}" for key in ("n", "segments") if key in layer)
     if net["name"] == "mlp":
-        hidden = [net["hidden_width"]] * (net["hidden_layers"] + 1)
+        hidden = net.get("widths") or [net["hidden_width"]] * (net["hidden_layers"] + 1)
         widths = [net["in_features"], *hidden, net["out_features"]]
         return f"MLP {'-'.join(map(str, widths))}, {layer['kind']} {order}"
     return (f"ConvNet {net['in_channels']}-{'-'.join(map(str, net['channels']))} -> {net['out_features']}, "

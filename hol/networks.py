@@ -185,6 +185,9 @@ class MLP(nn.Module):
                                  f"got {widths!r}")
             widths = [check_int(f"widths[{i}]", width, 1) for i, width in enumerate(widths)]
         check_choice("normalization", normalization, NORMS)
+        if normalization == "tanh" and "tanh" in (first["kind"], spec["kind"]):
+            raise ValueError("normalization 'tanh' after layer 'tanh' (nn.Linear then tanh) would apply tanh "
+                             "twice; use normalization 'none' with the tanh layer")
         check_number("dropout", dropout, 0, 1, below=True)
         self._config: dict[str, Any] = {"layer": spec, "in_features": in_features,
                         "out_features": out_features, "hidden_layers": hidden_layers,

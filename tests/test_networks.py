@@ -148,6 +148,7 @@ def test_mlp_hparams_rebuild_it():
     ({"n": 1}, "n must be an integer >= 2"),
     ({"segments": 0}, "segments must be"),
     ({"widths": []}, "widths must list the width of every hidden value"),
+    ({"layer": "tanh", "normalization": "tanh"}, "would apply tanh twice"),
     ({"widths": 4}, "widths must list"),
     ({"widths": [4, 0]}, r"widths\[1\] must be"),
     ({"input_domains": [[0, 1]]}, r"input_domains must give one \[low, high\] per input \(3\), got 1"),
