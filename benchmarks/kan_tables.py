@@ -30,6 +30,7 @@ Overrides after ``--`` go to every ``hol`` run (e.g. ``optimizer.max_iter=5`` fo
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -47,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import results  # sibling scripts, run as files
-from kan_rows import FEYNMAN, ROWS, SPECIAL, Row
+from kan_rows import FEYNMAN, ROWS, SMOOTH, SPECIAL, Row
 
 from hol.networks import build
 from hol.runner.data import FunctionDataModule
@@ -70,14 +71,21 @@ def load_runs() -> dict[str, dict]:
     return json.loads(path.read_text())["runs"] if path.is_file() else {}
 
 
-def save_runs(runs: dict[str, dict]) -> None:
-    """Write the runs atomically (a run interrupted mid-write loses nothing stored before)."""
+def store_run(key: str, run: dict) -> dict[str, dict]:
+    """Add ``run`` to the stored runs under ``key`` and return them all: read, update and replace the file
+    under a lock, so that several processes (one per table, say) may store runs side by side, and a process
+    interrupted mid-write loses nothing stored before."""
     path = runs_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({"title": "Runs of benchmarks/kan_tables.py", "runs": runs}, indent=1,
-                                    allow_nan=False) + "\n")
-    temporary.replace(path)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = load_runs()
+        runs[key] = run
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"title": "Runs of benchmarks/kan_tables.py", "runs": runs},
+                                        indent=1, allow_nan=False) + "\n")
+        temporary.replace(path)
+    return runs
 
 
 def run_key(row: Row, method: str, seed: int) -> str:
@@ -190,51 +198,65 @@ def summary(runs: dict[str, dict], row: Row, method: str) -> dict[str, Any] | No
             "seconds": statistics.median(run["seconds"] for run in found)}
 
 
+COLUMNS = ["hol test RMSE (median)", "hol (worst)", "hol coefficients", "paper: best KAN", "paper: MLP",
+           "hol / anchor", "pykan, same data", "pykan coefficients", "tanh MLP, same data", "hol s (median)",
+           "pykan s (median)", "seeds hol/pykan/MLP"]
+LEADING = {"special": ["function"], "feynman": ["equation", "formula", "intervals"],
+           "smooth": ["formula", "intervals"]}
+PAPER = ("paper: best KAN", "paper: MLP")
+
+
 def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
+    """One table row per row of ``rows`` (columns: :data:`LEADING` of its table, then :data:`COLUMNS`, less
+    the paper's for the smooth formulas)."""
     table = []
     for row in rows:
         hol, mlp, kan = (summary(runs, row, method) for method in METHODS)
         intervals = ", ".join(f"{name} ∈ [{low:.3g}, {high:.3g}]"
                               for name, (low, high) in row.variables.items())
-        table.append([
-            row.name, row.expr, f"{intervals} ({row.source})",
-            hol and hol["median"], hol and hol["worst"], hol and hol["coefficients"], row.kan_rmse,
-            row.mlp_rmse, hol and hol["median"] / row.anchor, kan and kan["median"],
-            kan and kan["coefficients"], mlp and mlp["median"], hol and hol["seconds"],
-            kan and kan["seconds"], "/".join(str(s["seeds"]) if s else "0" for s in (hol, kan, mlp))])
-    if rows[0].table == "special":
-        for entry in table:
-            del entry[1:3]
+        leading = {"special": [row.name], "feynman": [row.name, row.expr, f"{intervals} ({row.source})"],
+                   "smooth": [row.expr, intervals]}[row.table]
+        paper = [] if row.table == "smooth" else [row.kan_rmse, row.mlp_rmse]
+        table.append([*leading, hol and hol["median"], hol and hol["worst"], hol and hol["coefficients"],
+                      *paper, hol and hol["median"] / row.anchor, kan and kan["median"],
+                      kan and kan["coefficients"], mlp and mlp["median"], hol and hol["seconds"],
+                      kan and kan["seconds"],
+                      "/".join(str(found["seeds"]) if found else "0" for found in (hol, kan, mlp))])
     return table
 
 
 def record_tables(runs: dict[str, dict]) -> None:
     machines = sorted({run["machine"] for run in runs.values()})
-    columns = ["hol test RMSE (median)", "hol (worst)", "hol coefficients", "paper: best KAN", "paper: MLP",
-               "hol / anchor", "pykan, same data", "pykan coefficients", "tanh MLP, same data",
-               "hol s (median)", "pykan s (median)", "seeds hol/pykan/MLP"]
-    notes = ("Test RMSE on 1000 uniform test points after training on 1000 (a seed draws both and the "
-             "initialization; median and worst over the seeds). hol: `experiment=formula`, the best stage "
-             "of its ladder within {budget} link coefficients. Paper: Liu et al. 2024 (arXiv:2404.19756), "
-             "{paper}. anchor: {anchor}. pykan 0.2.8 on the same points with the paper's protocol (its best "
-             "KAN shape, grid 3 -> 100, 200 L-BFGS steps per grid; G + 3 coefficients per link). tanh MLP: "
-             "[d, W, W, 1] within the budget, same L-BFGS epochs. Wall times per run, one thread. "
-             f"Machines: {'; '.join(machines)}.")
-    results.record("kan_special", "KAN paper Table 1: special functions", ["function", *columns],
-                   table_rows(runs, SPECIAL),
-                   notes.format(budget=1000, paper="Table 1 (best KAN and MLP test RMSE)",
-                                anchor="the paper's best KAN"),
-                   command="python benchmarks/kan_tables.py --record")
-    results.record("kan_feynman", "KAN paper Table 2: Feynman equations (dimensionless)",
-                   ["equation", "formula", "intervals", *columns], table_rows(runs, FEYNMAN),
-                   notes.format(budget=2000, paper="Table 2 (lowest test RMSE of the human-constructed, "
-                                "pruned and unpruned KANs; MLP)", anchor="min(best KAN, MLP)"),
-                   command="python benchmarks/kan_tables.py --record")
+    common = ("Test RMSE on 1000 uniform test points after training on 1000 (a seed draws both and the "
+              "initialization; median and worst over the seeds). hol: `experiment=formula`, the best stage "
+              "of its ladder within {budget} link coefficients. {paper}anchor: {anchor}. pykan 0.2.8 on the "
+              "same points with the paper's protocol ({shape}, grid 3 -> 100, 200 L-BFGS steps per grid; "
+              "G + 3 coefficients per link). tanh MLP: [d, W, W, 1] within the budget, the same L-BFGS "
+              f"epochs. Wall times per run, one thread. Machines: {'; '.join(machines)}.")
+    paper = "Paper: Liu et al. 2024 (arXiv:2404.19756), {table}. "
+    tables = (
+        ("kan_special", "KAN paper Table 1: special functions", SPECIAL,
+         common.format(budget=1000, paper=paper.format(table="Table 1 (best KAN and MLP test RMSE)"),
+                       anchor="the paper's best KAN", shape="the paper's best-KAN shape")),
+        ("kan_feynman", "KAN paper Table 2: Feynman equations (dimensionless)", FEYNMAN,
+         common.format(budget=2000, paper=paper.format(table="Table 2 (lowest test RMSE of the "
+                                                       "human-constructed, pruned and unpruned KANs; MLP)"),
+                       anchor="min(best KAN, MLP)", shape="the paper's best pruned-KAN shape")),
+        ("kan_smooth", "Untuned smooth formulas of three and four variables", SMOOTH,
+         common.format(budget=3000, paper="", anchor="the issue's target 1e-3",
+                       shape="the shape [d, 2d+1, 1]")),
+    )
+    for name, title, rows, notes in tables:
+        smooth = rows[0].table == "smooth"
+        columns = [*LEADING[rows[0].table], *(c for c in COLUMNS if not (smooth and c in PAPER))]
+        results.record(name, title, columns, table_rows(runs, rows), notes,
+                       command="python benchmarks/kan_tables.py --record")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", nargs="+", choices=("special", "feynman"), default=["special", "feynman"])
+    parser.add_argument("--table", nargs="+", choices=("special", "feynman", "smooth"),
+                        default=["special", "feynman", "smooth"])
     parser.add_argument("--rows", nargs="+", metavar="NAME", help="only these rows (kan_rows.py names)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
@@ -259,15 +281,14 @@ def main() -> None:
                     where = folder / re.sub(r"\W", "_", key)  # a Hydra override value: no '=', ' ', ...
                     run = (run_pykan(row, seed, where) if method == "pykan"
                            else run_hol(row, seed, method, args.overrides, where))
-                    runs[key] = {**run, "machine": results.machine(), "overrides": args.overrides}
-                    save_runs(runs)
+                    runs = store_run(key, {**run, "machine": results.machine(), "overrides": args.overrides})
                     found = best(run, row.budget)
                     shown = f"{found[0]:.3g} @ {found[1]}" if found else "none within budget"
                     print(f"{key}: {shown} (anchor {row.anchor:.3g}, {run['seconds']:.0f} s)", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if args.record:
-        record_tables(runs)
+        record_tables(load_runs())
 
 
 if __name__ == "__main__":

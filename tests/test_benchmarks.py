@@ -83,6 +83,6 @@ def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
     assert sorted(runs) == ["special/jv/hol/0", "special/jv/mlp/0"]
     assert len(runs["special/jv/hol/0"]["stages"]) == 5 and len(runs["special/jv/mlp/0"]["stages"]) == 1
     assert runs["special/jv/mlp/0"]["stages"][0][1] <= 1000  # the tanh MLP within the budget
-    for name, rows in (("kan_special", 15), ("kan_feynman", 27)):
+    for name, rows in (("kan_special", 15), ("kan_feynman", 27), ("kan_smooth", 6)):
         table = json.loads((tmp_path / f"{name}.json").read_text())
         assert len(table["rows"]) == rows and all(len(row) == len(table["columns"]) for row in table["rows"])
