@@ -30,7 +30,9 @@ Overrides after ``--`` go to every ``hol`` run (e.g. ``optimizer.max_iter=5`` fo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
+import io
 import json
 import math
 import os
@@ -147,7 +149,6 @@ def run_pykan(row: Row, seed: int, folder: Path) -> dict[str, Any]:
     """pykan with the paper's protocol on the row's data (module docstring): test RMSE and coefficients per
     grid."""
     sys.path.append(str(pykan_folder()))  # after the environment's packages: they win over pykan's folder
-    os.environ["TQDM_DISABLE"] = "1"
     from kan import KAN
 
     data = FunctionDataModule(row.expr, {name: list(interval) for name, interval in row.variables.items()},
@@ -168,7 +169,8 @@ def run_pykan(row: Row, seed: int, folder: Path) -> dict[str, Any]:
         for index, grid in enumerate(PYKAN_GRIDS):
             if index:
                 model = model.refine(grid)
-            model.fit(dataset, opt="LBFGS", steps=PYKAN_STEPS, lamb=0.0, log=PYKAN_STEPS + 1)
+            with contextlib.redirect_stderr(io.StringIO()):  # pykan's progress bar, whatever tqdm is told
+                model.fit(dataset, opt="LBFGS", steps=PYKAN_STEPS, lamb=0.0, log=PYKAN_STEPS + 1)
             with torch.no_grad():
                 error = model(dataset["test_input"]) - dataset["test_label"]
             stages.append([math.sqrt(float(error.square().mean())), links * (grid + 3)])

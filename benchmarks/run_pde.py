@@ -70,7 +70,7 @@ def run(case: Case, folder: Path, extra: list[str]) -> list:
     checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     coefficients = sum(tensor.numel() for key, tensor in checkpoint["state_dict"].items()
                        if key.startswith("net.") and not key.endswith(("domain_centre", "domain_width")))
-    anchor, source = ANCHORS.get(case.name, ("the same command with layer=tanh", "baseline"))
+    anchor, source = ANCHORS.get(case.name, ("the preset with a tanh MLP (pde_cases.py)", "baseline"))
     shown = ", ".join(f"{key.removeprefix('test/')} {value:.3g}" for key, value in metrics.items()
                       if key in ("test/mse", "test/rel_l2") or key.startswith("test/l1/"))
     return [case.what, describe(checkpoint["net_hparams"]), coefficients, case.metric.removeprefix("test/"),

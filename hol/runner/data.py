@@ -8,9 +8,10 @@ classes for classification).
 
 Inputs are scaled into the layers' domain ``[-L/2, L/2]`` (``[-1, 1]`` for the default ``length = 2``):
 
-* ``function`` and ``xor`` sample points uniformly in ``domain`` (default ``[-1, 1]`` per variable) and feed
-  them unchanged, so ``domain`` should lie inside ``[-L/2, L/2]`` (outside it the layers extrapolate, unless
-  their domains are adapted: ``refine`` stages with ``adapt: true``); they hold points and targets in
+* ``function`` and ``xor`` sample points uniformly in ``domain`` (default ``[-1, 1]`` per variable;
+  ``function``: or each variable of ``variables`` in its interval) and feed them unchanged; their
+  ``input_domains`` (the intervals) let the runner's MLP map each input onto ``[-1, 1]`` first
+  (:class:`hol.networks.InputScaling`, ``model.input_domains: null``); they hold points and targets in
   ``dtype`` (``float32``, or ``float64`` for accuracies below float32's, the default under
   ``trainer.precision=64-true``: :func:`hol.runner.train.build_datamodule`), each target computed in float64
   at its point as stored;
