@@ -23,7 +23,7 @@ stored runs (median and worst over the seeds each method has).
 Usage::
 
     python benchmarks/kan_tables.py [--table special feynman] [--rows jv I.6.2 ...] [--seeds 0 1 2]
-        [--methods hol mlp pykan] [--again] [--record] [-- OVERRIDE ...]
+        [--methods hol mlp pykan] [--again] [--record] [--tables-only] [-- OVERRIDE ...]
 
 Overrides after ``--`` go to every ``hol`` run (e.g. ``optimizer.max_iter=5`` for a quick check).
 """
@@ -163,13 +163,15 @@ def run_pykan(row: Row, seed: int, folder: Path) -> dict[str, Any]:
     torch.set_default_dtype(torch.float64)
     links = sum(a * b for a, b in zip(row.kan_shape[:-1], row.kan_shape[1:], strict=True))
     stages, start = [], time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)  # pykan writes its history there
     try:
         model = KAN(width=list(row.kan_shape), grid=PYKAN_GRIDS[0], k=3, seed=seed, auto_save=False,
                     ckpt_path=str(folder))
         for index, grid in enumerate(PYKAN_GRIDS):
-            if index:
-                model = model.refine(grid)
-            with contextlib.redirect_stderr(io.StringIO()):  # pykan's progress bar, whatever tqdm is told
+            # pykan's progress bar and its "saving model version" lines kept out of this script's output
+            with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+                if index:
+                    model = model.refine(grid)
                 model.fit(dataset, opt="LBFGS", steps=PYKAN_STEPS, lamb=0.0, log=PYKAN_STEPS + 1)
             with torch.no_grad():
                 error = model(dataset["test_input"]) - dataset["test_label"]
@@ -234,7 +236,8 @@ def record_tables(runs: dict[str, dict]) -> None:
               "of its ladder within {budget} link coefficients. {paper}anchor: {anchor}. pykan 0.2.8 on the "
               "same points with the paper's protocol ({shape}, grid 3 -> 100, 200 L-BFGS steps per grid; "
               "G + 3 coefficients per link). tanh MLP: [d, W, W, 1] within the budget, the same L-BFGS "
-              f"epochs. Wall times per run, one thread. Machines: {'; '.join(machines)}.")
+              "epochs. Wall times per run with one thread, two runs side by side on a 2-core machine. "
+              f"Machines: {'; '.join(machines)}.")
     paper = "Paper: Liu et al. 2024 (arXiv:2404.19756), {table}. "
     tables = (
         ("kan_special", "KAN paper Table 1: special functions", SPECIAL,
@@ -252,7 +255,7 @@ def record_tables(runs: dict[str, dict]) -> None:
         smooth = rows[0].table == "smooth"
         columns = [*LEADING[rows[0].table], *(c for c in COLUMNS if not (smooth and c in PAPER))]
         results.record(name, title, columns, table_rows(runs, rows), notes,
-                       command="python benchmarks/kan_tables.py --record")
+                       command="python benchmarks/kan_tables.py --record --tables-only")
 
 
 def main() -> None:
@@ -264,6 +267,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--again", action="store_true", help="run again what is stored")
     parser.add_argument("--record", action="store_true", help="render the tables from every stored run")
+    parser.add_argument("--tables-only", action="store_true", help="run nothing: only --record")
     parser.add_argument("overrides", nargs="*", help="overrides of every hol run (after --)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -271,6 +275,8 @@ def main() -> None:
     unknown = sorted(set(args.rows or ()) - {row.name for row in ROWS})
     if unknown:
         parser.error(f"unknown rows {', '.join(unknown)}; see kan_rows.py")
+    if args.tables_only:
+        rows = []
     runs = load_runs()
     folder = Path(tempfile.mkdtemp(prefix="hol-kan-tables-"))
     try:
