@@ -35,7 +35,7 @@ Examples::
     tensor([0.5000])
     >>> g = parse("jv(nu, r) * exp(-r)", variables=("nu", "r"))
     >>> round(g(torch.tensor([0.0]), torch.tensor([1.0])).item(), 6)  # J_0(1) / e
-    0.281343
+    0.281501
 """
 from __future__ import annotations
 
