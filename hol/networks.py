@@ -105,20 +105,22 @@ class InputScaling(nn.Module):
 
     def __init__(self, domains: Sequence[Sequence[float]]):
         super().__init__()
-        pairs = [check_interval(f"input_domains[{i}]", pair) for i, pair in enumerate(domains)]
-        if not pairs:
+        self.pairs = [check_interval(f"input_domains[{i}]", pair) for i, pair in enumerate(domains)]
+        if not self.pairs:
             raise ValueError("input_domains must give one [low, high] per input, got []")
-        bounds = torch.tensor(pairs, dtype=torch.float64)
+        bounds = torch.tensor(self.pairs, dtype=torch.float64)
         self.register_buffer("centre", (bounds[:, 0] + bounds[:, 1]) / 2)
         self.register_buffer("half_width", (bounds[:, 1] - bounds[:, 0]) / 2)
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.centre.to(x.dtype)) / self.half_width.to(x.dtype)
 
+    def domains(self) -> list[list[float]]:
+        """The intervals ``[low, high]`` as given, one per input (whatever dtype the buffers are cast to)."""
+        return [list(pair) for pair in self.pairs]
+
     def extra_repr(self) -> str:
-        low, high = self.centre - self.half_width, self.centre + self.half_width
-        return "domains=" + str([[round(a, 6), round(b, 6)] for a, b in zip(low.tolist(), high.tolist(),
-                                                                             strict=True)])
+        return "domains=" + str([[round(low, 6), round(high, 6)] for low, high in self.domains()])
 
 
 class MLP(nn.Module):
@@ -189,22 +191,22 @@ class MLP(nn.Module):
             raise ValueError("normalization 'tanh' after layer 'tanh' (nn.Linear then tanh) would apply tanh "
                              "twice; use normalization 'none' with the tanh layer")
         check_number("dropout", dropout, 0, 1, below=True)
+        self.input_scaling = None if input_domains is None else InputScaling(input_domains)
+        if self.input_scaling is not None:
+            if len(self.input_scaling.pairs) != in_features:
+                raise ValueError(f"input_domains must give one [low, high] per input ({in_features}), got "
+                                 f"{len(self.input_scaling.pairs)}")
+            if kind_info(first["kind"]).basis == "tensor":
+                raise ValueError(f"input_domains cannot scale the d-vector inputs of input_layer "
+                                 f"{first['kind']!r}")
         self._config: dict[str, Any] = {"layer": spec, "in_features": in_features,
                         "out_features": out_features, "hidden_layers": hidden_layers,
                         "hidden_width": hidden_width, "widths": widths, "normalization": normalization,
                         "input_layer": input_layer, "output_layer": output_layer, "dropout": dropout,
-                        "input_domains": None if input_domains is None else [list(map(float, pair))
-                                                                             for pair in input_domains]}
+                        "input_domains": None if self.input_scaling is None else self.input_scaling.domains()}
         self.widths = list(widths) if widths is not None else [hidden_width] * (hidden_layers + 1)
         """The width of every hidden value."""
 
-        self.input_scaling = None if input_domains is None else InputScaling(input_domains)
-        if input_domains is not None and len(input_domains) != in_features:
-            raise ValueError(f"input_domains must give one [low, high] per input ({in_features}), got "
-                             f"{len(input_domains)}")
-        if input_domains is not None and kind_info(first["kind"]).basis == "tensor":
-            raise ValueError(f"input_domains cannot scale the d-vector inputs of input_layer "
-                             f"{first['kind']!r}")
         specs = [first] + [spec] * (len(self.widths) - 1) + [last]
         widths = [in_features, *self.widths, out_features]
         self.layers = nn.ModuleList(
