@@ -181,7 +181,7 @@ class HighOrderConv(nn.Module):
         The result has channels-last strides (no copy of the ``K`` times larger tensor).
         """
         channels_last = to_reference(self, x.movedim(1, -1))  # [B, *sp, C]
-        expansion = self.basis(channels_last).flatten(-2)  # [B, *sp, C*K]
+        expansion = self.basis(channels_last).to(x.dtype).flatten(-2)  # [B, *sp, C*K]
         return expansion.movedim(-1, 1)
 
     def conv_weight(self) -> Tensor:

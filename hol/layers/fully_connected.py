@@ -125,9 +125,10 @@ class HighOrderLinear(nn.Module):
                 **options, "bias": self.bias is not None}
 
     def expand(self, x: Tensor) -> Tensor:
-        """Basis expansion ``E[..., i, m] = phi_m(z[..., i])`` with ``z`` the inputs in reference coordinates.
+        """Basis expansion ``E[..., i, m] = phi_m(z[..., i])`` with ``z`` the inputs in reference coordinates,
+        in ``x``'s dtype (computed in float32 for the half types, :mod:`hol.layers.bases`).
         Shape: ``[..., I] -> [..., I, K]``."""
-        return self.basis(to_reference(self, x))
+        return self.basis(to_reference(self, x)).to(x.dtype)
 
     def links(self, x: Tensor) -> Tensor:
         """Every link's value ``f_oi(x_i)``. Shape: ``[..., I] -> [..., O, I]`` (``O(B I O)`` memory)."""
@@ -165,7 +166,7 @@ class HighOrderLinear(nn.Module):
             return segment_sparse_linear(z, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,
                                          extrapolation=self.extrapolation, bias=self.bias)
-        expansion = self.basis(z)  # [..., I, K]
+        expansion = self.basis(z).to(x.dtype)  # [..., I, K]; half precision: float32 values rounded once
         return nn.functional.linear(expansion.flatten(-2), self.weight.flatten(1), self.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

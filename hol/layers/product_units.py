@@ -35,7 +35,14 @@ from torch import Tensor
 from torch.autograd import forward_ad
 
 from . import cpp_extensions
-from .bases import Basis, LagrangeBasis, fold_into_domain, lagrange_basis_extrapolated, segment_coordinates
+from .bases import (
+    Basis,
+    LagrangeBasis,
+    fold_into_domain,
+    lagrange_basis_extrapolated,
+    segment_coordinates,
+    working_dtype,
+)
 
 ACCUMULATION = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float32,
                 torch.float64: torch.float64}
@@ -62,13 +69,14 @@ def link_basis(x: Tensor, basis: Basis) -> tuple[Tensor, Tensor]:
     Piecewise Lagrange bases (``segments > 1``): the ``n`` values of the input's segment (geometry and
     extrapolation of :func:`hol.layers.bases.piecewise_expand`), offset ``s (n-1)`` (continuous) or ``s n``.
     Every other basis: its full expansion ``basis(x)``, offset 0. Computed with differentiable torch ops, so
-    derivatives of ``phi`` with respect to ``x`` of every order come from autograd.
+    derivatives of ``phi`` with respect to ``x`` of every order come from autograd; in
+    :func:`~hol.layers.bases.working_dtype` (``float32`` for half-precision ``x``).
 
     Shapes: ``x [..., I]`` (``[..., I, d]`` for tensor-product bases) -> ``phi [..., I, n]``,
     ``base [..., I]`` (int64).
     """
     if isinstance(basis, LagrangeBasis) and basis.segments > 1:
-        x = fold_into_domain(x, basis.length, basis.extrapolation)
+        x = fold_into_domain(x.to(working_dtype(x.dtype)), basis.length, basis.extrapolation)
         s, t = segment_coordinates(x, basis.segments, basis.length)
         phi = lagrange_basis_extrapolated(t, basis.transform, basis.extrapolation)
         s = s.clamp(0, basis.segments - 1)  # a NaN input gives an arbitrary integer: keep the offset valid
@@ -86,6 +94,7 @@ def product_unit_linear(x: Tensor, weight: Tensor, basis: Basis, *, alpha: float
     ``[..., O]``.
     """
     phi, base = link_basis(x, basis)
+    phi = phi.to(weight.dtype)  # half precision: the float32 basis values rounded once
     leading, (inputs, width) = phi.shape[:-2], phi.shape[-2:]
     y = product_unit_values(phi.reshape(-1, inputs, width), base.reshape(-1, inputs), weight, alpha)
     y = y.reshape(*leading, weight.shape[0])

@@ -33,7 +33,7 @@ import math
 import torch
 from torch import Tensor
 
-from .bases import fold_into_domain, lagrange_basis_extrapolated, segment_coordinates
+from .bases import fold_into_domain, lagrange_basis_extrapolated, segment_coordinates, working_dtype
 from .sparse_cost import choose_backend, step_of
 from .sparse_cpp import extension, extension_available
 from .sparse_ops import segment_sparse_product
@@ -50,11 +50,12 @@ def segment_basis(x: Tensor, transform: Tensor, segments: int, length: float, co
 
     Same geometry and extrapolation as :func:`hol.layers.bases.piecewise_expand`: ``phi[..., k]`` is the entry
     ``base + k`` of the dense expansion, all other entries being zero. Differentiable in ``x`` to every order.
+    Computed in :func:`~hol.layers.bases.working_dtype` (``float32`` for half-precision ``x``).
 
     Shape: ``(...) -> phi (..., n), base (...)`` (int64).
     """
     n = transform.shape[0]
-    x = fold_into_domain(x, length, extrapolation)
+    x = fold_into_domain(x.to(working_dtype(x.dtype)), length, extrapolation)
     s, t = segment_coordinates(x, segments, length)
     phi = lagrange_basis_extrapolated(t, transform, extrapolation)
     s = s.clamp(0, segments - 1)  # a NaN input gives an arbitrary integer: keep the offset valid, phi is NaN
@@ -93,6 +94,7 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
     Shapes: ``x [..., I]``, ``weight [O, I, K]``, ``transform [n, n]`` -> ``[..., O]``.
     """
     phi, base = segment_basis(x, transform, segments, length, continuous, extrapolation)
+    phi = phi.to(weight.dtype)  # half precision: the float32 basis values rounded once
     dtype = _autocast_dtype(x.device.type)
     phi, weight = _autocast(phi, dtype), _autocast(weight, dtype)
     bias = None if bias is None else _autocast(bias, dtype)
