@@ -115,9 +115,11 @@ def chebyshev_polynomials(t: Tensor, n: int) -> Tensor:
 def _combine(terms: list[Tensor], transform: Tensor) -> Tensor:
     """``sum_j terms[j] C[j, k]`` for every ``k``, shape ``(..., n)``. Computed as ``C^T [n, N]`` on the terms
     stacked first (a product with a long last dimension): the same product on ``[N, n]`` rows costs several
-    times more, forward and backward, in torch's CPU GEMM. The result is a (non-contiguous) view."""
+    times more, forward and backward, in torch's CPU GEMM. ``C`` is cast to the terms' dtype (a float32 ``C``
+    of a half-precision layer meets float64 terms in :mod:`hol.refine`). The result is a (non-contiguous)
+    view."""
     stacked = torch.stack(terms).reshape(len(terms), terms[0].numel())  # [n, N]
-    return (transform.T @ stacked).T.reshape(*terms[0].shape, transform.shape[1])
+    return (transform.T.to(stacked.dtype) @ stacked).T.reshape(*terms[0].shape, transform.shape[1])
 
 
 def lagrange_transform(n: int) -> Tensor:

@@ -259,7 +259,8 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
     difference in units of ``g``, less the work difference ``a``, ``b``, ``c`` account for; each timed over
     :data:`TINY_CALLS` calls in a row, as a layer runs, not once after a large case).
     """
-    from .bases import lagrange_transform, piecewise_expand  # deferred: this module sits below the layers
+    # deferred: this module sits below the layers
+    from .bases import lagrange_transform, piecewise_expand, working_dtype
     from .sparse import segment_sparse_linear
 
     if step not in STEPS:
@@ -272,7 +273,7 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
     def case(n: int, segments: int, rows: int, dense: bool = False,
              size: int = features) -> Callable[[], None]:
         width = (n - 1) * segments + 1
-        transform = lagrange_transform(n).to(device=target, dtype=dtype)
+        transform = lagrange_transform(n).to(device=target, dtype=working_dtype(dtype))  # as a layer keeps it
         weight = (torch.rand(size, size, width, generator=generator) - 0.5).to(target, dtype)
         x = (torch.rand(rows, size, generator=generator) * 2 - 1).to(target, dtype)
         wanted = {"inputs": (x, weight), "weights": (weight,), "none": ()}[step]
@@ -281,7 +282,7 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
 
         def run() -> None:
             if dense:
-                expansion = piecewise_expand(x, transform, segments, 2.0, True)
+                expansion = piecewise_expand(x, transform, segments, 2.0, True).to(dtype)
                 y = torch.nn.functional.linear(expansion.flatten(-2), weight.flatten(1))
             else:
                 y = segment_sparse_linear(x, weight, transform, segments=segments, length=2.0,

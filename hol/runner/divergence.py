@@ -24,12 +24,20 @@ class Divergence:
     value: float
 
 
+HALF_WEIGHTS = ("16-true", "16")
+"""The ``trainer.precision`` values that train float16 weights (Lightning's names)."""
+
+
 class RunDiverged(ValueError):
     """The run diverged (:class:`Divergence`); the message names the epoch and the metric and gives a hint."""
 
-    def __init__(self, divergence: Divergence, lr: float | None = None):
+    def __init__(self, divergence: Divergence, lr: float | None = None, precision: str | int | None = None):
         self.divergence = divergence
         hint = "try a smaller learning rate" if lr is None else f"try a smaller optimizer.lr (it is {lr:g})"
+        if str(precision) in HALF_WEIGHTS:
+            hint = (f"trainer.precision={precision} trains float16 weights, and torch's optimizers keep their "
+                    "state in float16, where gradients below 6e-8 vanish and Adam's second moments underflow: "
+                    "try trainer.precision=16-mixed (float32 weights, float16 products) or bf16-true")
         super().__init__(f"the run diverged in epoch {divergence.epoch}: {divergence.metric} is "
                          f"{divergence.value}; {hint}")
 

@@ -23,6 +23,12 @@ class ScaledLBFGS(torch.optim.LBFGS):
     ``step`` returns the unscaled loss of its first evaluation, as ``LBFGS.step`` does. A loss that is 0 or
     not finite at the first evaluation leaves the scale at 1.
 
+    Half-precision weights (``trainer.precision=bf16-true`` or ``16-true``): the optimizer's own vectors (the
+    flattened gradient, the direction, the curvature pairs) and each update are computed in float32 and the
+    weights rounded once per update; in the weights' dtype, float16's range overflowed at the line search's
+    first step (torch's L-BFGS adds ``step_size * direction`` in place) and bfloat16's 8 bits rounded the
+    curvature pairs away.
+
     ``restart=True`` starts every ``step`` afresh: no curvature pairs, no direction and no ``loss_0`` carried
     over from the step before. That is right when the loss changes between steps, as with collocation points
     drawn anew every epoch (``data.resample=true``): torch's L-BFGS would otherwise pair the new loss's
@@ -54,3 +60,13 @@ class ScaledLBFGS(torch.optim.LBFGS):
 
         loss = super().step(scaled_closure)
         return None if loss is None else loss / state["loss_scale"]
+
+    def _gather_flat_grad(self):
+        # float32 for half-precision weights; torch's _add_grad then adds the float32 update to them in
+        # float32 (type promotion) and rounds once
+        return _working(super()._gather_flat_grad())
+
+
+def _working(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in the dtype L-BFGS computes in: float32 for the half types, else its own."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor

@@ -146,6 +146,13 @@ def image_destinations(module) -> tuple[list, Any]:
     return (tensorboard_writers(module) if data is not None else []), data
 
 
+def model_inputs(module, data: Tensor) -> Tensor:
+    """``data`` as the running network takes its batches: on the module's device and, under a true precision
+    (``trainer.precision=64-true``, ``bf16-true``, ...), in its dtype, by the trainer's precision plugin (what
+    Lightning does to every batch before the steps; images logged outside them need the same)."""
+    return module.trainer.precision_plugin.convert_input(data.to(module.device))
+
+
 def tensorboard_writers(module) -> list:
     """The ``SummaryWriter`` of every TensorBoard logger of a LightningModule (on the global-zero process)."""
     if not module.trainer.is_global_zero:
@@ -234,7 +241,7 @@ class ImageRegression(Regression):
             return
         low, high = self.value_range
         coordinates = data.coordinates()
-        values = torch.cat([module(chunk.to(module.device)).cpu()
+        values = torch.cat([module(model_inputs(module, chunk)).float().cpu()
                             for chunk in coordinates.split(data.batch_size or len(coordinates))])
         image = ((data.to_image(values) - low) / (high - low)).clamp(0, 1)
         for writer in writers:
@@ -291,11 +298,12 @@ class Generative(Task):
         if not writers or not test_set:
             return
         count = min(self.images, len(test_set))
-        inputs, targets = self.split([torch.stack([test_set[i][0] for i in range(count)]).to(module.device)])
+        inputs, targets = self.split([model_inputs(module, torch.stack([test_set[i][0] for i in range(count)]))])
         reconstructions = module.net.reconstruct(inputs)
         samples = module.net.sample(self.images, torch.Generator(module.device).manual_seed(0))
-        grids = {"reconstructions": make_grid(torch.cat([targets, reconstructions]).clamp(0, 1), nrow=count),
-                 "samples": make_grid(samples.clamp(0, 1), nrow=self.images)}
+        images = torch.cat([targets, reconstructions]).float()
+        grids = {"reconstructions": make_grid(images.clamp(0, 1), nrow=count),
+                 "samples": make_grid(samples.float().clamp(0, 1), nrow=self.images)}
         for name, grid in grids.items():
             for writer in writers:
                 writer.add_image(IMAGE_TAGS[name], grid.cpu(), global_step=module.global_step)

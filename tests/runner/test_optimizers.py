@@ -96,3 +96,21 @@ def test_a_restarting_optimizer_takes_every_step_as_a_new_one_would():
         carried.step(closure_of(carried, continuing))
         torch.testing.assert_close(ours, fresh_start, rtol=1e-12, atol=1e-15)
     assert not torch.allclose(ours, continuing, rtol=1e-6, atol=0)  # the carried pairs change the steps
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_half_precision_weights_are_updated_in_float32_and_converge_to_rounding(dtype):
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(10).to(dtype))
+    target = torch.linspace(-1, 1, 10)
+    optimizer = ScaledLBFGS([weight], max_iter=50, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = 1e3 * (weight.float() - target).square().sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    assert weight.dtype == dtype and optimizer.state[weight]["d"].dtype == torch.float32
+    assert (weight.float() - target).abs().max() <= torch.finfo(dtype).eps
