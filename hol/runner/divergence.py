@@ -35,9 +35,10 @@ class RunDiverged(ValueError):
         self.divergence = divergence
         hint = "try a smaller learning rate" if lr is None else f"try a smaller optimizer.lr (it is {lr:g})"
         if str(precision) in HALF_WEIGHTS:
-            hint = (f"trainer.precision={precision} trains float16 weights, and torch's optimizers keep their "
-                    "state in float16, where gradients below 6e-8 vanish and Adam's second moments underflow: "
-                    "try trainer.precision=16-mixed (float32 weights, float16 products) or bf16-true")
+            hint = (f"trainer.precision={precision} trains float16 weights, and torch's optimizers keep "
+                    "their state in float16, where gradients below 6e-8 vanish and Adam's second moments "
+                    "underflow: try trainer.precision=16-mixed (float32 weights, float16 products) or "
+                    "bf16-true")
         super().__init__(f"the run diverged in epoch {divergence.epoch}: {divergence.metric} is "
                          f"{divergence.value}; {hint}")
 

@@ -298,7 +298,8 @@ class Generative(Task):
         if not writers or not test_set:
             return
         count = min(self.images, len(test_set))
-        inputs, targets = self.split([model_inputs(module, torch.stack([test_set[i][0] for i in range(count)]))])
+        images = torch.stack([test_set[i][0] for i in range(count)])
+        inputs, targets = self.split([model_inputs(module, images)])
         reconstructions = module.net.reconstruct(inputs)
         samples = module.net.sample(self.images, torch.Generator(module.device).manual_seed(0))
         images = torch.cat([targets, reconstructions]).float()

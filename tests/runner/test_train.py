@@ -130,7 +130,7 @@ def test_diverged_run_stops_says_where_and_is_recorded_as_strict_json(tmp_path):
     assert last["epoch"] == epoch  # it stopped there
 
 
-def test_a_float16_run_that_diverges_points_to_the_precisions_that_train_float32_or_bfloat16_weights(tmp_path):
+def test_a_diverged_float16_run_points_to_the_precisions_that_train_float32_or_bfloat16_weights(tmp_path):
     cfg = make_cfg(tmp_path / "run", "experiment=implicit_image", "data.batch_size=1024", "logger=[]",
                    "trainer.max_epochs=3", "trainer.precision=16-true", "callbacks.plots=null")
     with pytest.raises(RunDiverged, match=r"trainer.precision=16-true trains float16 weights, .* try "
