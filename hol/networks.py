@@ -108,9 +108,17 @@ class InputScaling(nn.Module):
         self.pairs = [check_interval(f"input_domains[{i}]", pair) for i, pair in enumerate(domains)]
         if not self.pairs:
             raise ValueError("input_domains must give one [low, high] per input, got []")
+        self.register_buffer("centre", torch.empty(len(self.pairs), dtype=torch.float64))
+        self.register_buffer("half_width", torch.empty(len(self.pairs), dtype=torch.float64))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fill the buffers from the intervals: also what materializes a module built on the meta device
+        (``to_empty()``)."""
         bounds = torch.tensor(self.pairs, dtype=torch.float64)
-        self.register_buffer("centre", (bounds[:, 0] + bounds[:, 1]) / 2)
-        self.register_buffer("half_width", (bounds[:, 1] - bounds[:, 0]) / 2)
+        with torch.no_grad():
+            self.centre.copy_((bounds[:, 0] + bounds[:, 1]) / 2)
+            self.half_width.copy_((bounds[:, 1] - bounds[:, 0]) / 2)
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.centre.to(x.dtype)) / self.half_width.to(x.dtype)

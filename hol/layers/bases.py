@@ -273,8 +273,14 @@ class Basis(torch.nn.Module):
     width: int
     nodal: bool = False  # weights are values of the function at ``node_positions()``
 
-    def _refresh_constants(self) -> None:
-        """Recompute buffers from float64 at their current device and dtype."""
+    def _refresh_constants(self, like: Tensor | None = None) -> None:
+        """Recompute buffers from float64 at their current device and dtype, or at those of ``like``."""
+
+    def follow(self, weight: Tensor) -> None:
+        """Put the constants on ``weight``'s device, in the :func:`working_dtype` of its dtype: for a layer
+        whose parameters were replaced rather than moved (``load_state_dict(..., assign=True)`` into a layer
+        built on the meta device), which leaves its non-persistent buffers where they were."""
+        self._refresh_constants(weight)
 
     def node_positions(self) -> Tensor:
         """Positions (float64) of the nodal values, for nodal bases. Shape: ``(width,)`` or ``(width, d)``."""
@@ -311,8 +317,8 @@ class LagrangeBasis(Basis):
         self.register_buffer("transform", lagrange_transform(n).to(dtype=dtype, device=device),
                              persistent=False)
 
-    def _refresh_constants(self) -> None:
-        self.transform = _working_copy(lagrange_transform(self.n), self.transform)
+    def _refresh_constants(self, like: Tensor | None = None) -> None:
+        self.transform = _working_copy(lagrange_transform(self.n), self.transform if like is None else like)
 
     def forward(self, x: Tensor) -> Tensor:
         return piecewise_expand(x, self.transform, self.segments, self.length, self.continuous,
@@ -371,8 +377,8 @@ class TensorLagrangeBasis(Basis):
         self.register_buffer("transform", lagrange_transform(n).to(dtype=dtype, device=device),
                              persistent=False)
 
-    def _refresh_constants(self) -> None:
-        self.transform = _working_copy(lagrange_transform(self.n), self.transform)
+    def _refresh_constants(self, like: Tensor | None = None) -> None:
+        self.transform = _working_copy(lagrange_transform(self.n), self.transform if like is None else like)
 
     def forward(self, x: Tensor) -> Tensor:
         per_dim = piecewise_expand(x, self.transform, 1, self.length, True, self.extrapolation)  # (..., d, n)

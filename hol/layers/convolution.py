@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_ints
 from .bases import Basis, make_basis
-from .domain import fill_missing_domain, register_domain, to_reference
+from .domain import fill_missing_domain, register_domain, reset_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .inputs import check_input
 from .registry import BUILTIN_KINDS, KINDS, kind_info, register_conv
@@ -164,7 +164,10 @@ class HighOrderConv(nn.Module):
         return self.in_channels // self.groups * math.prod(self.kernel_size)
 
     def reset_parameters(self) -> None:
+        """Initialize the weights (``init``), the bias and the domains (the default domain), as after
+        construction: also what materializes a layer built on the meta device (``to_empty()``)."""
         init_link_values(self.weight, self.basis, self.init, self.links_per_output)
+        reset_domain(self)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
@@ -218,6 +221,7 @@ class HighOrderConv(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         fill_missing_domain(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.basis.follow(self.weight)  # assign=True replaces the weight, wherever the basis' constants are
 
     def extra_repr(self) -> str:
         defaults = option_defaults()

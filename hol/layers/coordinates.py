@@ -61,8 +61,15 @@ class FourierFeatures(nn.Module):
         self.in_features = check_int("in_features", in_features, 1)
         self.out_features = check_int("out_features", out_features, 1)
         self.scale = check_number("scale", scale, 0, above=True)
-        frequencies = torch.randn(math.ceil(out_features / 2), in_features, device=device, dtype=dtype)
-        self.register_buffer("frequencies", frequencies * scale)
+        frequencies = torch.empty(math.ceil(out_features / 2), in_features, device=device, dtype=dtype)
+        self.register_buffer("frequencies", frequencies)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw the frequencies ``B ~ N(0, scale^2)`` (torch's generator): also what materializes a layer
+        built on the meta device (``to_empty()``)."""
+        with torch.no_grad():
+            self.frequencies.normal_(0.0, self.scale)
 
     def forward(self, x: Tensor) -> Tensor:
         phase = 2 * math.pi * x @ self.frequencies.T  # [..., ceil(out/2)]

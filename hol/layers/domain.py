@@ -35,6 +35,17 @@ def register_domain(layer: nn.Module, shape: tuple[int, ...], length: float, dev
     layer.register_buffer(WIDTH, torch.full(shape, float(length), device=device, dtype=dtype))
 
 
+def reset_domain(layer: nn.Module) -> None:
+    """Set ``layer``'s domain buffers (where it has them) to the default domain ``[-L/2, L/2]``: part of its
+    ``reset_parameters``, so a layer built on the meta device and materialized with ``to_empty()`` gets
+    them."""
+    centre = getattr(layer, CENTRE, None)
+    if centre is not None:
+        with torch.no_grad():
+            centre.zero_()
+            getattr(layer, WIDTH).fill_(cast(float, layer.length))
+
+
 def to_reference(layer: nn.Module, x: Tensor) -> Tensor:
     """``x`` (the layer's inputs, the domain's shape last) in the layer's reference coordinates; ``x`` itself
     for a layer without a domain."""

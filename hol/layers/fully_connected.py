@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_number
 from .bases import Basis, LagrangeBasis, make_basis
-from .domain import fill_missing_domain, has_domain, register_domain, to_reference
+from .domain import fill_missing_domain, has_domain, register_domain, reset_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .inputs import check_input
 from .product_units import product_unit_linear
@@ -112,7 +112,10 @@ class HighOrderLinear(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Initialize the weights (``init``), the bias and the domains (the default domain), as after
+        construction: also what materializes a layer built on the meta device (``to_empty()``)."""
         init_link_values(self.weight, self.basis, self.init, self.in_features)
+        reset_domain(self)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
@@ -175,6 +178,7 @@ class HighOrderLinear(nn.Module):
             state_dict[prefix + "weight"] = state_dict.pop(prefix + "w")
         fill_missing_domain(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.basis.follow(self.weight)  # assign=True replaces the weight, wherever the basis' constants are
 
     def extra_repr(self) -> str:
         defaults = option_defaults()
