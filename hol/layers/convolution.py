@@ -16,7 +16,11 @@ Computation: one basis expansion ``E[b, c*K + m, *p] = phi_m(x[b, c, *p])`` (``[
 followed by ONE ``F.convNd`` / ``F.conv_transposeNd`` with the weight viewed as ``[O, C/groups * K, *kernel]``
 (``[C*K, O/groups, *kernel]`` for transposed): the cost is that of a plain convolution with ``K`` times more
 input channels, memory ``O(B C K |sp|)``. The expansion is built channels-last (``[B, *sp, C, K]``, which is
-``[B, C*K, *sp]`` in ``torch.channels_last`` strides) so it is never copied.
+``[B, C*K, *sp]`` in ``torch.channels_last`` strides) and takes the input's memory format: kept as it is for a
+channels-last input, copied once into the contiguous layout for a contiguous one. So memory formats behave as
+for ``nn.ConvNd`` (the output and the input's gradient have the input's format; a contiguous input gave a
+channels-last output, on which ``.view`` fails), and ``torch.compile`` with dynamic shapes works (Inductor
+failed on the channels-last expansion of a contiguous input, "cannot determine truth value of Relational").
 
 Padding (``padding_mode``):
 
@@ -181,11 +185,11 @@ class HighOrderConv(nn.Module):
         """Basis expansion ``E[b, c*K + m, *p] = phi_m(z[b, c, *p])``, ``z`` the input in reference
         coordinates: ``[B, C, *sp] -> [B, C*K, *sp]``.
 
-        The result has channels-last strides (no copy of the ``K`` times larger tensor).
+        The result has ``x``'s memory format (module docstring).
         """
         channels_last = to_reference(self, x.movedim(1, -1))  # [B, *sp, C]
         expansion = self.basis(channels_last).to(x.dtype).flatten(-2)  # [B, *sp, C*K]
-        return expansion.movedim(-1, 1)
+        return expansion.movedim(-1, 1).contiguous(memory_format=memory_format(x))
 
     def conv_weight(self) -> Tensor:
         """The weight as a torch convolution over the expansion: ``[O, C/g * K, *kernel]`` (conv) or
@@ -218,6 +222,21 @@ class HighOrderConv(nn.Module):
         return _CONV[self.dim](self.expand(x), weight, self.bias, self.stride, padding, self.dilation,
                                self.groups)
 
+    def _apply(self, fn, recurse=True):
+        # Module.to(memory_format=torch.channels_last) converts every 4-D and 5-D tensor of a model, and
+        # channels_last refuses 5-D ones ("required rank 4 tensor"): the weight of a 2-D layer,
+        # [O, C/g, kh, kw, K], is 5-D. Such a tensor is converted (device, dtype) as a 4-D view and kept
+        # contiguous; the layer's compute takes the input's memory format, not the weight's.
+        def convert(tensor: Tensor) -> Tensor:
+            try:
+                return fn(tensor)
+            except RuntimeError:
+                if tensor.dim() != 5:
+                    raise
+                return fn(tensor.flatten(-2)).reshape(tensor.shape).contiguous()
+
+        return super()._apply(convert, recurse)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         fill_missing_domain(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -234,6 +253,16 @@ class HighOrderConv(nn.Module):
         if self.bias is not None:
             parts.append("bias=True")
         return ", ".join(parts)
+
+
+def memory_format(x: Tensor) -> torch.memory_format:
+    """The memory format of a batched image ``x`` ``[B, C, *sp]``: ``channels_last`` (4-D) or
+    ``channels_last_3d`` (5-D) where ``x`` has those strides and not the contiguous ones, else
+    ``contiguous_format``."""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d}
+    if x.dim() in formats and not x.is_contiguous() and x.is_contiguous(memory_format=formats[x.dim()]):
+        return formats[x.dim()]
+    return torch.contiguous_format
 
 
 def _input_pad(padding: tuple | str, kernel_size: tuple, dilation: tuple) -> list[int]:
