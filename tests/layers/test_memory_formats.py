@@ -1,7 +1,7 @@
-"""Memory formats of the convolutions behave as for ``nn.ConvNd``: a contiguous input gives a contiguous output
-and input gradient (``.view`` works), a channels-last input channels-last ones; ``model.to(memory_format=...)``
-converts networks holding hol convolutions; ``torch.compile`` with dynamic shapes compiles them (Inductor
-failed on the channels-last expansion of a contiguous input)."""
+"""Memory formats of the convolutions behave as for ``nn.ConvNd``: a contiguous input gives a contiguous
+output and input gradient (``.view`` works), a channels-last input channels-last ones;
+``model.to(memory_format=...)`` converts networks holding hol convolutions; ``torch.compile`` with dynamic
+shapes compiles them (Inductor failed on the channels-last expansion of a contiguous input)."""
 from __future__ import annotations
 
 import pytest
