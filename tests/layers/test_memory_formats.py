@@ -19,7 +19,8 @@ CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
 
 def _layout(tensor: torch.Tensor, dim: int) -> tuple[bool, bool]:
     channels_last = CHANNELS_LAST.get(dim)
-    return tensor.is_contiguous(), channels_last is not None and tensor.is_contiguous(memory_format=channels_last)
+    in_channels_last = channels_last is not None and tensor.is_contiguous(memory_format=channels_last)
+    return tensor.is_contiguous(), in_channels_last
 
 
 @pytest.mark.parametrize("transpose", [False, True], ids=["conv", "transposed"])
