@@ -187,17 +187,21 @@ class HighOrderConv(nn.Module):
 
         The result has ``x``'s memory format (module docstring).
         """
-        channels_last = to_reference(self, x.movedim(1, -1))  # [B, *sp, C]
+        # dimensions counted from the front: the legacy ONNX exporter writes movedim(-1, 1) as a Transpose
+        # with a negative index, which onnxruntime refuses
+        last = x.dim() - 1
+        channels_last = to_reference(self, x.movedim(1, last))  # [B, *sp, C]
         expansion = self.basis(channels_last).to(x.dtype).flatten(-2)  # [B, *sp, C*K]
-        return expansion.movedim(-1, 1).contiguous(memory_format=memory_format(x))
+        return expansion.movedim(last, 1).contiguous(memory_format=memory_format(x))
 
     def conv_weight(self) -> Tensor:
         """The weight as a torch convolution over the expansion: ``[O, C/g * K, *kernel]`` (conv) or
         ``[C * K, O/g, *kernel]`` (transposed), scaled by ``1/N`` when ``rescale_output``."""
+        last = self.weight.dim() - 1  # counted from the front, for the legacy ONNX exporter (see expand)
         if self.transpose:
-            weight = self.weight.movedim(-1, 1).flatten(0, 1)  # [C, K, O/g, *kernel] -> [C*K, O/g, *kernel]
+            weight = self.weight.movedim(last, 1).flatten(0, 1)  # [C, K, O/g, *kernel] -> [C*K, O/g, *kernel]
         else:
-            weight = self.weight.movedim(-1, 2).flatten(1, 2)  # [O, C/g, K, *kernel] -> [O, C/g*K, *kernel]
+            weight = self.weight.movedim(last, 2).flatten(1, 2)  # [O, C/g, K, *kernel] -> [O, C/g*K, *kernel]
         return weight / self.links_per_output if self.rescale_output else weight
 
     def forward(self, x: Tensor) -> Tensor:

@@ -113,6 +113,8 @@ def product_unit_values(phi: Tensor, base: Tensor, weight: Tensor, alpha: float 
         dtype = torch.get_autocast_dtype(device_type)
         phi, weight = phi.to(dtype), weight.to(dtype)
     _check_operands(phi, base, weight)
+    if torch.onnx.is_in_onnx_export():  # ONNX has no product-unit operator: export the torch formula
+        return product_units_reference(phi, base, weight, alpha)
     if torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0:
         # torch.func transforms (vmap, grad, jacrev, jvp, ...) and forward-mode AD: the torch formula, which
         # they support (the operator has no forward-mode derivative, and torch 2.14 cannot apply torch.func's
