@@ -149,6 +149,13 @@ def _expansion(phi: Tensor, base: Tensor, width: int) -> Tensor:
     return phi.new_zeros(*phi.shape[:-1], width).scatter(-1, index, phi)
 
 
+def _link_values(expansion: Tensor, weight: Tensor) -> Tensor:
+    """Every link's value ``f[b, o, i] = sum_k expansion[b, i, k] weight[o, i, k]``, as a batched matrix product
+    over ``i`` (``einsum`` has no batching rule in the vmap behind ``jacobian(vectorize=True)`` and
+    ``is_grads_batched``). Shapes: ``[B, I, K]``, ``[O, I, K]`` -> ``[B, O, I]``."""
+    return (expansion.transpose(0, 1) @ weight.permute(1, 2, 0)).permute(1, 2, 0)
+
+
 def _outputs_per_chunk(phi: Tensor) -> int:
     return max(1, REFERENCE_CHUNK // max(1, phi.shape[0] * phi.shape[1]))
 
@@ -160,7 +167,7 @@ def product_units_reference(phi: Tensor, base: Tensor, weight: Tensor, alpha: fl
     expansion = _expansion(phi, base, weight.shape[2])
     chunks = []
     for w in weight.split(_outputs_per_chunk(phi)):
-        f = torch.einsum("bik,oik->boi", expansion, w)
+        f = _link_values(expansion, w)
         chunks.append(torch.prod(1 + f, dim=-1) - 1 - (1 - alpha) * f.sum(-1))
     return torch.cat(chunks, dim=-1) if chunks else phi.new_zeros(phi.shape[0], 0)
 
@@ -181,16 +188,16 @@ def product_units_reference_gradients(grad_y: Tensor, phi: Tensor, base: Tensor,
     step = _outputs_per_chunk(phi)
     for o0 in range(0, weight.shape[0], step):
         w = weight[o0:o0 + step]
-        one = 1 + torch.einsum("bik,oik->boi", expansion, w)
+        one = 1 + _link_values(expansion, w)
         ones = one.new_ones(*one.shape[:-1], 1)
         before = torch.cumprod(torch.cat((ones, one[..., :-1]), dim=-1), dim=-1)
         after = torch.cumprod(torch.cat((ones, one.flip(-1)[..., :-1]), dim=-1), dim=-1).flip(-1)
         c = grad_y[:, o0:o0 + w.shape[0], None] * (before * after - (1 - alpha))  # [B, chunk, I]
         if phi_grad:
-            part = torch.einsum("boi,oik->bik", c, w)
+            part = (c.permute(2, 0, 1) @ w.transpose(0, 1)).transpose(0, 1)  # [I, B, K] -> [B, I, K]
             grad_expansion = part if grad_expansion is None else grad_expansion + part
         if weight_grad:
-            grad_weights.append(torch.einsum("boi,bik->oik", c, expansion))
+            grad_weights.append((c.permute(2, 1, 0) @ expansion.transpose(0, 1)).transpose(0, 1))  # [O, I, K]
     grad_phi = grad_weight = None
     if phi_grad:
         if grad_expansion is None:  # no outputs
@@ -210,7 +217,7 @@ def _reference_state(phi: Tensor, base: Tensor, weight: Tensor,
     expansion = _expansion(phi, base, weight.shape[2])
     ys, prods, zeros = [], [], []
     for w in weight.split(_outputs_per_chunk(phi)):
-        f = torch.einsum("bik,oik->boi", expansion, w)
+        f = _link_values(expansion, w)
         one = 1 + f
         is_zero = one == 0
         count = is_zero.sum(-1)

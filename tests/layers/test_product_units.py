@@ -374,3 +374,25 @@ def test_cuda_matches_einsum_formula(kind):
     y = half(x.half())
     assert y.dtype == torch.float16
     assert (y.double() - expected[0]).abs().max() <= 1e-2 * max(1.0, expected[0].abs().max().item())
+
+
+@pytest.mark.parametrize("kind", PRODUCT_KINDS)
+def test_vectorized_jacobians_and_batched_gradients_with_create_graph_equal_the_loops(kind):
+    """``jacobian(vectorize=True, create_graph=True)`` and ``grad(is_grads_batched=True, create_graph=True)``
+    run the derivative formulas under vmap (they used ``einsum``, which has no batching rule there) and give
+    the row-by-row results, which stay differentiable in the weights."""
+    torch.manual_seed(0)
+    options = {"segments": 2} if kind in ("continuous_prod", "discontinuous_prod") else {}
+    layer = fc(kind, 3, 2, **options).double()
+    x = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
+    results = {}
+    for vectorize in (True, False):
+        jacobian = torch.autograd.functional.jacobian(layer, x, vectorize=vectorize, create_graph=True)
+        (weight_grad,) = torch.autograd.grad(jacobian.square().sum(), layer.weight)
+        results[vectorize] = jacobian, weight_grad
+    torch.testing.assert_close(results[True], results[False])
+    cotangents = torch.eye(2, dtype=torch.float64)[:, None, :].expand(2, 4, 2)
+    (batched,) = torch.autograd.grad(layer(x), x, cotangents, is_grads_batched=True, create_graph=True)
+    rows = [torch.autograd.grad(layer(x), x, cotangent, create_graph=True)[0] for cotangent in cotangents]
+    torch.testing.assert_close(batched, torch.stack(rows))
+    assert batched.requires_grad
