@@ -150,7 +150,7 @@ def _expansion(phi: Tensor, base: Tensor, width: int) -> Tensor:
 
 
 def _link_values(expansion: Tensor, weight: Tensor) -> Tensor:
-    """Every link's value ``f[b, o, i] = sum_k expansion[b, i, k] weight[o, i, k]``, as a batched matrix product
+    """Every link's value ``f[b, o, i] = sum_k expansion[b, i, k] weight[o, i, k]``, a batched matrix product
     over ``i`` (``einsum`` has no batching rule in the vmap behind ``jacobian(vectorize=True)`` and
     ``is_grads_batched``). Shapes: ``[B, I, K]``, ``[O, I, K]`` -> ``[B, O, I]``."""
     return (expansion.transpose(0, 1) @ weight.permute(1, 2, 0)).permute(1, 2, 0)
