@@ -90,7 +90,8 @@ def adapt_domains(module: nn.Module, samples: Tensor | Iterable[Tensor], margin:
     Args:
         module: any ``nn.Module``; adaptable hol layers anywhere in its tree are adapted (the module itself
             may be one).
-        samples: inputs of ``module``, a tensor or an iterable of batches (e.g. ``(x for x, _ in loader)``).
+        samples: inputs of ``module``, a tensor or an iterable of batches, each a tensor of inputs or a tuple
+            (or list) whose first entry is (e.g. a ``DataLoader`` of a ``TensorDataset(x, y)``).
         margin: widen each range by this fraction of its width on both sides.
         rescale: in :class:`hol.networks.MLP` networks without normalization and dropout, rescale each hidden
             layer so that its outputs span the next layer's reference domain (module docstring).
@@ -188,7 +189,8 @@ def input_ranges(module: nn.Module, samples: Tensor | Iterable[Tensor]) -> dict[
     shape (``[I]``, ``[I, d]`` or ``[C_in]``). Layers the samples do not reach are not listed.
 
     Raises:
-        ValueError: ``samples`` empty, not tensors, or giving a layer non-finite inputs.
+        ValueError: ``samples`` empty, not tensors (or tuples of inputs and targets), or giving a layer
+            non-finite inputs.
     """
     layers = {name: layer for name, layer in module.named_modules() if is_adaptable(layer)}
     found: dict[str, list[Tensor]] = {}
@@ -210,9 +212,11 @@ def input_ranges(module: nn.Module, samples: Tensor | Iterable[Tensor]) -> dict[
     try:
         batches = 0
         for batch in [samples] if isinstance(samples, Tensor) else samples:
+            if isinstance(batch, tuple | list) and batch and isinstance(batch[0], Tensor):
+                batch = batch[0]  # an (inputs, targets, ...) batch, as a DataLoader of a dataset yields
             if not isinstance(batch, Tensor):
-                raise ValueError("samples must be a tensor or an iterable of tensors, got a "
-                                 f"{type(batch).__name__}")
+                raise ValueError("samples must be a tensor or an iterable of batches, each a tensor or a "
+                                 f"tuple (inputs, targets, ...); got a {type(batch).__name__}")
             if batch.numel():
                 module(batch)
                 batches += 1

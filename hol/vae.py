@@ -31,6 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils import _pytree as pytree
 
 from .checks import check_choice, check_int, check_ints, check_number
 from .layers import registry
@@ -41,6 +42,8 @@ DOWNSAMPLINGS = ("stride", "avg", "max")
 LIKELIHOODS = ("bernoulli", "gaussian")
 EVAL_SEED = 0
 """Seed of the noise ``eps`` in eval mode (:meth:`VAE.forward`)."""
+EVAL_NOISE_ROWS = 4096
+"""Rows of the fixed eval-mode noise: sample ``b`` of a batch takes row ``b mod EVAL_NOISE_ROWS``."""
 
 
 def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -90,6 +93,22 @@ class VAEOutput:
     def kl(self) -> Tensor:
         """``KL(q(z|x) || p(z))`` per image in nats: ``[B]``."""
         return gaussian_kl(self.mu, self.logvar)
+
+
+def _flatten_output(output: VAEOutput) -> tuple[list[Tensor], tuple[str, float]]:
+    return [output.decoded, output.mu, output.logvar], (output.likelihood, output.sigma)
+
+
+def _unflatten_output(tensors, context: tuple[str, float]) -> VAEOutput:
+    decoded, mu, logvar = tensors
+    likelihood, sigma = context
+    return VAEOutput(decoded, mu, logvar, likelihood, sigma)
+
+
+# a pytree node (its tensors the children, the likelihood the context), so torch.export, torch.compile and
+# torch.func take a VAE's output as they take a tuple of tensors
+pytree.register_pytree_node(VAEOutput, _flatten_output, _unflatten_output,
+                            serialized_type_name="hol.vae.VAEOutput")
 
 
 def transposed_geometry(size_in: int, size_out: int, kernel_size: int, stride: int) -> tuple[int, int]:
@@ -177,6 +196,10 @@ class VAE(nn.Module):
         check_choice("likelihood", likelihood, LIKELIHOODS)
         self.likelihood, self.sigma = likelihood, check_number("sigma", sigma, 0, above=True)
         self.latent_dim = latent_dim
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        # a plain tensor, not a buffer: not in the state dict, and float64 whatever dtype the VAE is cast to
+        self.eval_noise = torch.randn(EVAL_NOISE_ROWS, latent_dim, generator=generator, dtype=torch.float64,
+                                      device="cpu")  # also when built under a torch.device context
         self._config: dict[str, Any] = {
             "layer": spec, "in_channels": in_channels, "image_size": list(size), "channels": channels,
             "latent_dim": latent_dim, "kernel_size": kernel_size, "downsample": downsample,
@@ -234,16 +257,19 @@ class VAE(nn.Module):
     def forward(self, x: Tensor) -> VAEOutput:
         """Encode, draw ``z`` by reparameterization, decode.
 
-        In training mode ``eps`` comes from torch's generator; in eval mode from a generator seeded with
-        :data:`EVAL_SEED` at each call, so an evaluation is repeatable: the same numbers in ``hol eval`` as in
-        the run's test, and before and after an exact refinement (still a one-sample estimate of the ELBO).
+        In training mode ``eps`` comes from torch's generator; in eval mode it is fixed: sample ``b`` takes
+        row ``b`` (mod :data:`EVAL_NOISE_ROWS`) of a float64 draw from a CPU generator seeded with
+        :data:`EVAL_SEED`, so an evaluation is repeatable: the same numbers in ``hol eval`` as in the run's
+        test, on every device, and before and after an exact refinement (still a one-sample estimate of the
+        ELBO). No generator is made in ``forward``, so an eval-mode VAE compiles with ``fullgraph=True`` and
+        exports (``torch.export``).
         """
         mu, logvar = self.encode(x)
         if self.training:
             eps = torch.randn_like(mu)
         else:
-            generator = torch.Generator(device=mu.device).manual_seed(EVAL_SEED)
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            rows = torch.arange(mu.shape[0]) % EVAL_NOISE_ROWS
+            eps = self.eval_noise[rows].to(mu.device, mu.dtype)
         decoded = self.decode(mu + torch.exp(0.5 * logvar) * eps)
         return VAEOutput(decoded, mu, logvar, self.likelihood, self.sigma)
 

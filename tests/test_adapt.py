@@ -3,6 +3,7 @@ every backend, adapting keeps the link functions exactly where the new grid nest
 error otherwise, domains survive state dicts and refinement."""
 import copy
 import io
+import re
 
 import pytest
 import torch
@@ -221,13 +222,26 @@ def test_margin_flat_inputs_and_layers_without_adaptable_domains():
         move_domain(model[0], torch.zeros(2), torch.ones(2))
 
 
+def test_a_dataloader_of_inputs_and_targets_adapts_as_its_inputs_do():
+    torch.manual_seed(0)
+    net = hol.networks.MLP("continuous", 2, 1, 1, 3, n=3, segments=2)
+    x, y = 3 * torch.rand(40, 2), torch.rand(40, 1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    from_loader, from_inputs = hol.adapt_domains(net, loader), hol.adapt_domains(net, x)
+    for adapted in (from_loader, from_inputs):
+        assert adapted.layers[0].domain_width.tolist() != [2.0, 2.0]
+    assert all(torch.equal(a, b) for a, b in zip(from_loader.state_dict().values(),
+                                                 from_inputs.state_dict().values(), strict=True))
+
+
 @pytest.mark.parametrize("samples, message", [
     (torch.empty(0, 2), "samples must hold at least one input, got none"),
     (torch.tensor([[0.0, float("nan")]]), "samples give layer 'HighOrderLinear' non-finite inputs"),
-    ([[0.0, 1.0]], "samples must be a tensor or an iterable of tensors, got a list"),
+    ([[0.0, 1.0]], "samples must be a tensor or an iterable of batches, each a tensor or a tuple (inputs, "
+                   "targets, ...); got a list"),
 ])
 def test_bad_samples_raise_one_line(samples, message):
-    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
         hol.adapt_domains(fc("continuous", 2, 1), samples)
     with pytest.raises(ValueError, match=r"^margin must be a number >= 0, got -0\.1"):
         hol.adapt_domains(fc("continuous", 2, 1), torch.zeros(1, 2), margin=-0.1)

@@ -1,5 +1,6 @@
 """hol.vae: shapes of the mirror, the loss terms against their formulas, reparameterization, sampling,
 rebuild and exact refinement of the convolutions and transposed convolutions."""
+import io
 import math
 
 import pytest
@@ -9,7 +10,7 @@ from torch.distributions import Normal, kl_divergence
 
 import hol
 from hol.networks import build
-from hol.vae import VAE, bernoulli_nll, gaussian_kl, gaussian_nll, transposed_geometry
+from hol.vae import VAE, VAEOutput, bernoulli_nll, gaussian_kl, gaussian_nll, transposed_geometry
 
 DOUBLE = torch.float64
 
@@ -165,3 +166,21 @@ def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError) as info:
         VAE(**arguments)
     assert message in str(info.value)
+
+
+def test_an_eval_mode_vae_compiles_fullgraph_and_exports_with_its_repeatable_numbers():
+    torch.manual_seed(0)
+    vae = VAE("continuous", 1, 8, [2, 3], latent_dim=2, segments=2).eval()
+    x = torch.rand(3, 1, 8, 8)
+    expected = vae(x)
+    assert torch.equal(vae(x).decoded, expected.decoded)  # eval mode: the same noise at every call
+    compiled = torch.compile(vae, fullgraph=True)(x)
+    program = torch.export.export(vae, (x,))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    buffer.seek(0)
+    loaded = torch.export.load(buffer).module()(x)
+    for output in (compiled, loaded):
+        assert isinstance(output, VAEOutput) and output.likelihood == "bernoulli"
+        torch.testing.assert_close(output.decoded, expected.decoded)
+        torch.testing.assert_close(output.kl(), expected.kl())

@@ -140,8 +140,9 @@ class HighOrderLinear(nn.Module):
     def compute_backend(self, x: Tensor) -> str:
         """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
         (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
-        reads shapes, device, dtype and which gradients the step computes, never values. Exporting to ONNX
-        takes the dense path (ONNX has no segment-sparse operator)."""
+        reads shapes, device, dtype and which gradients the step computes, never values (and not the batch
+        size while ``torch.compile`` or ``torch.export`` trace). Exporting to ONNX takes the dense path (ONNX
+        has no segment-sparse operator)."""
         _checked_backend(self.kind, self.backend)  # also when set after construction
         if self.backend == "dense" or torch.onnx.is_in_onnx_export():
             return "dense"
@@ -149,7 +150,10 @@ class HighOrderLinear(nn.Module):
             return "sparse"
         if not kind_info(self.kind).sparse_capable or not isinstance(self.basis, LagrangeBasis):
             return "dense"
-        return choose_backend(n=self.n, segments=self.segments, batch=x.numel() // self.in_features,
+        # while torch.compile or torch.export trace, the batch is left out (the large-batch limit decides): a
+        # comparison of a symbolic batch would become a guard that strict export refuses for a dynamic batch
+        batch = None if torch.compiler.is_compiling() else x.numel() // self.in_features
+        return choose_backend(n=self.n, segments=self.segments, batch=batch,
                               in_features=self.in_features, out_features=self.out_features, device=x.device,
                               dtype=self.weight.dtype, continuous=self.basis.continuous,
                               step=step_of(x, self.weight))

@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.autograd import forward_ad
+from torch.utils.flop_counter import register_flop_formula
 
 from . import cpp_extensions
 from .bases import (
@@ -316,6 +317,25 @@ def _backward_cuda(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, we
 def _backward_fake(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, weight_grad):
     return (phi.new_empty(phi.shape if phi_grad else (0,)),
             weight.new_empty(weight.shape if weight_grad else (0,)))
+
+
+@register_flop_formula(torch.ops.hol.product_units)
+def _forward_flops(phi_shape, base_shape, weight_shape, *args, **kwargs) -> int:
+    """FLOPs of the forward (2 per multiply-add, as torch counts ``aten.mm``): every link's value,
+    ``B O I n`` multiply-adds, and the product of the ``1 + f``, ``B O I`` of each."""
+    batch, inputs, n = phi_shape
+    links = batch * weight_shape[0] * inputs
+    return 2 * links * n + 2 * links
+
+
+@register_flop_formula(torch.ops.hol.product_units_backward)
+def _backward_flops(grad_shape, phi_shape, base_shape, weight_shape, prod_shape, zero_at_shape, alpha,
+                    phi_grad, weight_grad, *args, **kwargs) -> int:
+    """FLOPs of the backward: the links' values again, the partial products of the others (``4 B O I``), and
+    each gradient asked for (``B O I n`` multiply-adds each)."""
+    batch, inputs, n = phi_shape
+    links = batch * weight_shape[0] * inputs
+    return 2 * links * n + 4 * links + 2 * links * n * (int(phi_grad) + int(weight_grad))
 
 
 def _setup_context(ctx, inputs, output) -> None:

@@ -92,10 +92,10 @@ def choose_backend(*, n: int, segments: int, batch, in_features: int, out_featur
     """``"dense"`` or ``"sparse"``, whichever the cost model of ``device`` expects to be faster for ``step``
     (:data:`STEPS`); ``"dense"`` where the device cannot be measured (module docstring).
 
-    ``batch`` (samples per call) may be a ``torch.SymInt``: then the large-batch limit decides (module
-    docstring). ``dtype``: the compute dtype (under ``torch.autocast`` the autocast dtype is used instead, as
-    for ``nn.Linear``). Calibrates on the first call for a (device, step, dtype) with ``K > n``. Raises
-    ``ValueError`` for an unknown ``step``.
+    ``batch`` (samples per call) may be a ``torch.SymInt`` or ``None`` (unknown): then the large-batch limit
+    decides (module docstring). ``dtype``: the compute dtype (under ``torch.autocast`` the autocast dtype is
+    used instead, as for ``nn.Linear``). Calibrates on the first call for a (device, step, dtype) with
+    ``K > n``. Raises ``ValueError`` for an unknown ``step``.
     """
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; allowed: {', '.join(STEPS)}")
@@ -111,7 +111,7 @@ def choose_backend(*, n: int, segments: int, batch, in_features: int, out_featur
         return "dense"
     fixed, per_node, weight_passes, overhead = cost
     per_sample = fixed + per_node * n
-    if isinstance(batch, torch.SymInt):
+    if batch is None or isinstance(batch, torch.SymInt):
         return "sparse" if per_sample < width else "dense"
     per_call = overhead / (in_features * out_features)
     return "sparse" if batch * per_sample + weight_passes * width + per_call < batch * width else "dense"

@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
 
 from .sparse_cpp import extension_available, kernels
 
@@ -297,6 +298,29 @@ def _(grad, weight, base, n):
     return grad.new_empty(grad.shape[0], weight.shape[1], n)
 
 
+# --------------------------------------------------------------------------------------------- FLOP counts
+# torch.utils.flop_counter.FlopCounterMode counts 2 FLOPs per multiply-add, as for aten.mm: each product is
+# B I n O multiply-adds (the active values only, not the K of a link)
+
+
+@register_flop_formula(torch.ops.hol.segment_sparse_product)
+def _product_flops(phi_shape, base_shape, weight_shape, *args, **kwargs) -> int:
+    batch, inputs, n = phi_shape
+    return 2 * batch * inputs * n * weight_shape[0]
+
+
+@register_flop_formula(torch.ops.hol.segment_sparse_weight_grad)
+def _weight_grad_flops(phi_shape, base_shape, grad_shape, *args, **kwargs) -> int:
+    batch, inputs, n = phi_shape
+    return 2 * batch * inputs * n * grad_shape[1]
+
+
+@register_flop_formula(torch.ops.hol.segment_sparse_phi_grad)
+def _phi_grad_flops(grad_shape, weight_shape, base_shape, n, *args, **kwargs) -> int:
+    batch, outputs = grad_shape
+    return 2 * batch * weight_shape[1] * n * outputs
+
+
 # ---------------------------------------------------------------------------------------------- vmap rules
 
 
@@ -513,9 +537,10 @@ _DIFFERENTIATING = (torch._C._functorch.TransformType.Grad, torch._C._functorch.
 
 
 def _entry() -> Products:
-    """The operators while ``torch.compile``/``torch.export`` trace (they see one opaque op and its registered
-    autograd), the Functions in eager mode (``torch.func`` transforms and forward-mode AD work there)."""
-    return OPERATORS if torch.compiler.is_compiling() else FUNCTIONS
+    """The operators while ``torch.compile``/``torch.export`` or ``torch.jit.trace`` trace (they see one
+    opaque op and its registered autograd; a traced graph holding a Python Function cannot be saved), the
+    Functions in eager mode (``torch.func`` transforms and forward-mode AD work there)."""
+    return OPERATORS if torch.compiler.is_compiling() or torch.jit.is_tracing() else FUNCTIONS
 
 
 def segment_sparse_product(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
