@@ -31,7 +31,8 @@ def test_a_traced_sparse_layer_saves_loads_and_differentiates_as_the_layer(kind)
     (slope,) = torch.autograd.grad(y.sum(), x, create_graph=True)
     (slope_layer,) = torch.autograd.grad(y_layer.sum(), x, create_graph=True)
     torch.testing.assert_close(slope, slope_layer)
-    torch.testing.assert_close(torch.autograd.grad(slope.sum(), x)[0], torch.autograd.grad(slope_layer.sum(), x)[0])
+    (curvature,), (curvature_layer,) = (torch.autograd.grad(s.sum(), x) for s in (slope, slope_layer))
+    torch.testing.assert_close(curvature, curvature_layer)
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["non_strict", "strict"])
