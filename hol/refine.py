@@ -43,8 +43,9 @@ The refined layers are rebuilt through :func:`hol.layers.fc` / :func:`hol.layers
 ``hparams()`` with the new ``n``/``segments``, so their ``hparams()`` (and those of the networks in
 :mod:`hol.networks`, which read their layers) describe the refined model and a checkpoint of it can be
 rebuilt and loaded. Everything else about a refined layer carries over: each parameter's ``requires_grad``,
-train/eval mode, dtype, device and attributes set on it; hooks and parametrizations cannot (they may depend on
-the old shapes), and refining a layer that has them warns.
+train/eval mode, dtype, device, attributes set on it and its parametrizations (``weight_norm``, registered
+again on the refined weight, whose value it keeps); hooks cannot (they may depend on the old shapes), nor a
+parametrization that does not take the new shape, and refining a layer that has them warns.
 
 This module is itself callable: ``hol.refine(net, n=5)`` is :func:`refine` (so the module is not shadowed by
 its main function, and ``from hol.refine import refine_with_report`` works as well).
@@ -61,6 +62,7 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from .checks import check_int
 from .layers import registry
@@ -190,10 +192,14 @@ def _refine_layer(layer: nn.Module, n, segments, report: dict, name: str) -> nn.
     if tuple(new_weight.shape) != expected:
         raise RuntimeError(f"refined {type(layer).__name__} has weight shape {tuple(new_weight.shape)}, "
                            f"expected {expected}")
-    state = layer.state_dict()
+    parametrized = getattr(layer, "parametrizations", None) or {}
+    state = {key: value for key, value in layer.state_dict().items()
+             if not key.startswith("parametrizations.")}
+    state.update({tensor: getattr(layer, tensor).detach() for tensor in parametrized})  # their values
     state["weight"] = new_links.reshape(expected).to(weight.dtype)
     new_layer.load_state_dict(state)
-    _carry_state(layer, new_layer, name)
+    carried = _carry_parametrizations(layer, new_layer)
+    _carry_state(layer, new_layer, name, carried)
     report[name] = max_change(links, basis, new_links, new_basis)
     return new_layer
 
@@ -203,11 +209,35 @@ _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_
           "_load_state_dict_post_hooks")
 
 
-def _carry_state(old: nn.Module, new: nn.Module, name: str) -> None:
+def _carry_parametrizations(old: nn.Module, new: nn.Module) -> bool:
+    """Register the old layer's parametrizations (e.g. ``weight_norm``) on the refined layer, in order, each
+    from the refined tensor's value (``register_parametrization`` initializes it by the parametrization's
+    ``right_inverse``, as when it was first registered): the same function, parametrized the same way.
+    Whether all of them were carried (one that cannot take the new shape is not)."""
+    for tensor, stack in (getattr(old, "parametrizations", None) or {}).items():
+        for parametrization in stack:
+            try:
+                parametrize.register_parametrization(new, tensor, copy.deepcopy(parametrization))
+            except (RuntimeError, ValueError):
+                return False
+    for hook in _parametrization_hooks(old):  # e.g. weight_norm's, reading its old state-dict keys
+        new._register_load_state_dict_pre_hook(hook.hook, with_module=hook.with_module)
+    return True
+
+
+def _parametrization_hooks(module: nn.Module) -> list:
+    """The state-dict hooks torch's parametrization helpers registered on ``module`` (``weight_norm`` adds
+    one that renames the keys of old checkpoints; it reads names, not shapes, so it carries over)."""
+    return [hook for hook in module._load_state_dict_pre_hooks.values()
+            if getattr(getattr(hook, "hook", None), "__module__", "") == "torch.nn.utils.parametrizations"]
+
+
+def _carry_state(old: nn.Module, new: nn.Module, name: str, parametrizations_carried: bool = True) -> None:
     """Give the refined layer everything of the old one that is not a shape: each parameter's
     ``requires_grad`` (a frozen weight or bias stays frozen), the train/eval mode of the layer and its
-    submodules, and plain attributes set on the layer (dtype and device come with the parameters). Hooks and
-    parametrizations cannot be carried (they may depend on the old shapes): a ``UserWarning`` names them."""
+    submodules, and plain attributes set on the layer (dtype and device come with the parameters). Hooks
+    cannot be carried (they may depend on the old shapes), nor parametrizations that
+    :func:`_carry_parametrizations` could not register again: a ``UserWarning`` names them."""
     new_parameters = dict(new.named_parameters())
     for key, parameter in old.named_parameters():
         if key in new_parameters:
@@ -218,9 +248,10 @@ def _carry_state(old: nn.Module, new: nn.Module, name: str) -> None:
     for key, value in vars(old).items():
         if not key.startswith("_") and key not in vars(new):
             setattr(new, key, value)  # attributes a user set on the layer
-    lost = [hook.strip("_").replace("_", " ") for module in old.modules() for hook in _HOOKS
-            if getattr(module, hook, None)]
-    if getattr(old, "parametrizations", None):
+    carried = {id(hook) for hook in _parametrization_hooks(old)} if parametrizations_carried else set()
+    lost = [kind.strip("_").replace("_", " ") for module in old.modules() for kind in _HOOKS
+            if any(id(hook) not in carried for hook in getattr(module, kind, {}).values())]
+    if not parametrizations_carried:
         lost.append("parametrizations")
     if lost:
         what, layer = ", ".join(sorted(set(lost))), name or type(old).__name__

@@ -6,8 +6,11 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
 
 import hol
+from hol import refine as refine_module
 from hol.networks import MLP, ConvNet, build
 from hol.refine import refine_with_report
 
@@ -355,6 +358,27 @@ def test_hooks_cannot_be_carried_over_and_say_so():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         hol.refine(plain, n=3)
+
+
+@pytest.mark.parametrize("network", ["mlp", "convnet"])
+def test_weight_norm_networks_refine_exactly_and_stay_weight_normalized(network):
+    torch.manual_seed(0)
+    if network == "mlp":
+        net, x = MLP("continuous", 2, 1, 1, 4, n=3, segments=2), torch.rand(10, 2, dtype=DOUBLE) * 2 - 1
+    else:
+        net, x = ConvNet("continuous", 1, [2, 3], 3, out_features=2, n=3), torch.rand(2, 1, 8, 8, dtype=DOUBLE)
+    net = net.double()
+    layers = [module for module in net.modules() if refine_module.is_hol_layer(module)]
+    for layer in layers:
+        weight_norm(layer, "weight")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing lost: weight norm and its checkpoint hook carried over
+        refined = hol.refine(net, n=5, segments=4)  # nested: exact
+    torch.testing.assert_close(refined(x), net(x), rtol=0, atol=1e-12)
+    new_layers = [module for module in refined.modules() if refine_module.is_hol_layer(module)]
+    assert all(parametrize.is_parametrized(layer, "weight") and layer.n == 5 for layer in new_layers)
+    magnitude = new_layers[0].parametrizations.weight.original0  # weight norm's g, one per output
+    assert magnitude.requires_grad and magnitude.shape[0] == new_layers[0].weight.shape[0]
 
 
 def test_refinement_leaves_the_random_state_alone():
