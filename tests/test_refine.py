@@ -366,7 +366,8 @@ def test_weight_norm_networks_refine_exactly_and_stay_weight_normalized(network)
     if network == "mlp":
         net, x = MLP("continuous", 2, 1, 1, 4, n=3, segments=2), torch.rand(10, 2, dtype=DOUBLE) * 2 - 1
     else:
-        net, x = ConvNet("continuous", 1, [2, 3], 3, out_features=2, n=3), torch.rand(2, 1, 8, 8, dtype=DOUBLE)
+        net = ConvNet("continuous", 1, [2, 3], 3, out_features=2, n=3)
+        x = torch.rand(2, 1, 8, 8, dtype=DOUBLE)
     net = net.double()
     layers = [module for module in net.modules() if refine_module.is_hol_layer(module)]
     for layer in layers:
