@@ -51,7 +51,7 @@ from ..checks import check_bool, check_choice, check_int, check_ints
 from .bases import Basis, make_basis
 from .domain import fill_missing_domain, register_domain, reset_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
-from .inputs import check_input
+from .inputs import check_input, script_unsupported
 from .registry import BUILTIN_KINDS, KINDS, kind_info, register_conv
 
 DIMS = (1, 2, 3)
@@ -245,6 +245,9 @@ class HighOrderConv(nn.Module):
         fill_missing_domain(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.basis.follow(self.weight)  # assign=True replaces the weight, wherever the basis' constants are
+
+    def __prepare_scriptable__(self):
+        raise script_unsupported(self)
 
     def extra_repr(self) -> str:
         defaults = option_defaults()

@@ -28,7 +28,7 @@ from ..checks import check_bool, check_choice, check_int, check_number
 from .bases import Basis, LagrangeBasis, make_basis
 from .domain import fill_missing_domain, has_domain, register_domain, reset_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
-from .inputs import check_input
+from .inputs import check_input, script_unsupported
 from .product_units import product_unit_linear
 from .registry import BUILTIN_KINDS, KINDS, LINK_OPTIONS, check_unused_options, kind_info, register_fc
 from .sparse import BACKENDS, choose_backend, segment_sparse_linear, step_of
@@ -183,6 +183,9 @@ class HighOrderLinear(nn.Module):
         fill_missing_domain(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self.basis.follow(self.weight)  # assign=True replaces the weight, wherever the basis' constants are
+
+    def __prepare_scriptable__(self):
+        raise script_unsupported(self)
 
     def extra_repr(self) -> str:
         defaults = option_defaults()

@@ -1,6 +1,6 @@
 """Checks of the input a layer is given, at the layer's boundary: one line naming the layer, what it expects
 and what it got, instead of an error from deep inside a matrix product. Shapes and dtypes only: free at run
-time."""
+time. Also the one-line error of ``torch.jit.script``, which hol layers do not support."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -34,3 +34,11 @@ def _name(layer: nn.Module) -> str:
 def _autocasting(device_type: str) -> bool:
     """Whether ``torch.autocast`` is on for the device type (never for types without autocast, e.g. meta)."""
     return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
+def script_unsupported(layer: nn.Module) -> TypeError:
+    """The error ``torch.jit.script`` of a hol layer raises (from ``__prepare_scriptable__``, before
+    TorchScript fails deep inside on the layer's Python): TorchScript, deprecated in torch, is not supported;
+    the graph captures that are."""
+    return TypeError(f"torch.jit.script does not support hol layers ({type(layer).__name__}); capture them "
+                     "with torch.compile, torch.export or torch.jit.trace")

@@ -1,6 +1,7 @@
 """Graph capture and accounting of hol's operators as torch users do it: ``torch.jit.trace`` of the
 segment-sparse path saves and loads (with its derivatives), ``torch.export(strict=True)`` takes a dynamic
-batch with ``backend="auto"``, and ``FlopCounterMode`` counts hol's operators (they counted 0 FLOPs)."""
+batch with ``backend="auto"``, ``FlopCounterMode`` counts hol's operators (they counted 0 FLOPs), and
+``torch.jit.script``, which hol does not support, says so in one line naming the captures that work."""
 from __future__ import annotations
 
 import io
@@ -69,3 +70,14 @@ def test_flop_counter_counts_product_units_forward_and_backward():
     links = batch * inputs * outputs
     assert counts["hol.product_units"] == 2 * links * n + 2 * links
     assert counts["hol.product_units_backward"] == 2 * links * n + 4 * links + 2 * (2 * links * n)
+
+
+@pytest.mark.parametrize("module", [
+    hol.layers.fc("continuous", 2, 3), hol.layers.fc("polynomial_prod", 2, 3), hol.layers.conv("fourier", 1, 2, 3),
+    hol.networks.MLP("discontinuous", 2, 1)], ids=["fc", "product", "conv", "mlp"])
+def test_script_says_in_one_line_that_hol_layers_are_captured_by_compile_export_or_trace(module):
+    with pytest.raises(TypeError, match=r"^torch.jit.script does not support hol layers \((HighOrderLinear|"
+                                        r"HighOrderConv)\); capture them with torch.compile, torch.export or "
+                                        r"torch.jit.trace$"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation of TorchScript
+        torch.jit.script(module)
