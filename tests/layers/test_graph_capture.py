@@ -74,7 +74,8 @@ def test_flop_counter_counts_product_units_forward_and_backward():
 
 @pytest.mark.parametrize("module", [
     hol.layers.fc("continuous", 2, 3), hol.layers.fc("polynomial_prod", 2, 3),
-    hol.layers.conv("fourier", 1, 2, 3), hol.networks.MLP("discontinuous", 2, 1)], ids=["fc", "product", "conv", "mlp"])
+    hol.layers.conv("fourier", 1, 2, 3), hol.networks.MLP("discontinuous", 2, 1),
+], ids=["fc", "product", "conv", "mlp"])
 def test_script_says_in_one_line_that_hol_layers_are_captured_by_compile_export_or_trace(module):
     with pytest.raises(TypeError, match=r"^torch.jit.script does not support hol layers \((HighOrderLinear|"
                                         r"HighOrderConv)\); capture them with torch.compile, torch.export or "
