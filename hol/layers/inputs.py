@@ -13,8 +13,8 @@ def check_input(layer: nn.Module, x: Tensor, shape_ok: Callable[[Tensor], bool],
                 weight: Tensor) -> None:
     """Raise ``ValueError`` unless ``x`` is a tensor of the right shape (``shape_ok(x)``, asked once ``x`` is
     known to be a tensor; ``expected`` describes it, e.g. ``"[..., 6]"``) and a floating dtype that matches
-    ``weight``'s (any floating dtype under
-    ``torch.autocast``, which casts the operands itself, as for ``nn.Linear``). The message names ``layer``
+    ``weight``'s (under ``torch.autocast``, which casts the operands itself as for ``nn.Linear``, any floating
+    dtype but float64 for weights that are not: autocast leaves float64 as it is). The message names ``layer``
     (its class and ``extra_repr``), formatted only when there is an error."""
     if not isinstance(x, Tensor):
         raise ValueError(f"{_name(layer)}: expected a tensor {expected}, got {type(x).__name__}")
@@ -22,7 +22,8 @@ def check_input(layer: nn.Module, x: Tensor, shape_ok: Callable[[Tensor], bool],
         raise ValueError(f"{_name(layer)}: expected input {expected}, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"{_name(layer)}: expected a floating-point input, got dtype {x.dtype}")
-    if x.dtype != weight.dtype and not _autocasting(x.device.type):
+    autocast_takes = _autocasting(x.device.type) and torch.float64 not in (x.dtype, weight.dtype)
+    if x.dtype != weight.dtype and not autocast_takes:  # autocast leaves float64 as it is
         raise ValueError(f"{_name(layer)}: the input's dtype {x.dtype} differs from the weights' "
                          f"{weight.dtype}; convert the input or the layer (layer.to({x.dtype}))")
 

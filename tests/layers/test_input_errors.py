@@ -84,6 +84,8 @@ def test_fc_layers_check_their_input(kind, backend):
             layer(torch.rand(3, 6, 3))  # polynomial_nd with the wrong dims
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts the operands, as for nn.Linear
         assert layer(good.bfloat16()).shape == (3, 4)
+        with pytest.raises(ValueError, match=r"the input's dtype torch.float64 differs from the weights' "):
+            layer(good.double())  # autocast leaves float64 as it is
 
 
 @pytest.mark.parametrize("kind", hol.layers.conv_kinds())

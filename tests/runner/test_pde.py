@@ -70,7 +70,7 @@ def test_another_riemann_problem_in_float32_through_the_preset_options(tmp_path)
     Riemann solution of those states."""
     run = tmp_path / "run"
     cfg = compose_config(["experiment=sod", *TINY, "data.test_grid=[1001,3]", "trainer.precision=32-true",
-                          "data.dtype=null", "pde.left=[0.445,0.698,3.528]", "pde.right=[0.5,0,0.571]",
+                          "pde.left=[0.445,0.698,3.528]", "pde.right=[0.5,0,0.571]",
                           "pde.t_end=0.14"], run_dir=run)
     metrics = train(cfg)
     assert all(np.isfinite(value) for value in metrics.values())

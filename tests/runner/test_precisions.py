@@ -1,7 +1,7 @@
-"""Every experiment preset runs end to end with its network in float64 (``trainer.precision=64-true``) and in
-bfloat16 (``bf16-true``), its inputs and everything it logs included: runs that ended at the first image
-logged to TensorBoard in any dtype but float32. (The mixed precisions keep float32 weights:
-tests/runner/test_train.py runs each of them.)"""
+"""Every experiment preset runs end to end with its network in float64 (``trainer.precision=64-true``), in
+bfloat16 (``bf16-true``) and in float32 under bfloat16 autocast (``bf16-mixed``; ``16-mixed`` is the same on
+the CPU), its inputs and everything it logs included: runs that ended at the first image logged to
+TensorBoard in any dtype but float32. (``16-true``: tests/runner/test_train.py.)"""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,7 @@ from hol.runner.train import train
 from tests.helpers.presets import EXPERIMENTS, TINY, tiny_preset
 from tests.helpers.runs import compose_config, tensorboard_events
 
-DTYPES = {"64-true": torch.float64, "bf16-true": torch.bfloat16}
+DTYPES = {"64-true": torch.float64, "bf16-true": torch.bfloat16, "bf16-mixed": torch.float32}
 LOGS_IMAGES = [name for name in EXPERIMENTS if name not in ("mnist", "cifar100")]
 """The presets whose runs log images or plots (the convolutional classifiers log none)."""
 
