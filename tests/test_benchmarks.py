@@ -52,6 +52,17 @@ def test_script_runs_at_toy_sizes_and_records_its_table(name, tmp_path):
     assert name in result["command"] and result["machine"]
 
 
+def test_half_precision_runs_at_toy_sizes_and_records_its_table(tmp_path):
+    env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
+    done = run(BENCHMARKS / "half_precision.py", "--seeds", "1", "--segments", "4", "--record", "toy",
+               env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "toy.json").read_text())
+    assert len(result["rows"]) == 5 and all(len(row) == len(result["columns"]) for row in result["rows"])
+    ratios = [row[column] for row in result["rows"] for column in (4, 7)]  # bf16 and fp16 ratio to torch's
+    assert all(0 < ratio < 3 for ratio in ratios)
+
+
 def test_convergence_1d_runs_at_toy_sizes_and_records_its_table(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
     done = run(BENCHMARKS / "convergence_1d.py", "--segments", "2", "4", "--orders", "2", "3",
