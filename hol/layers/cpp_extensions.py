@@ -1,7 +1,9 @@
 """Build and cache hol's C++ CPU kernels (``hol/layers/csrc``) with ``torch.utils.cpp_extension``.
 
 Each extension is compiled at its first use with ``-O3 -march=native -fopenmp`` and cached by torch under
-``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``. The module name carries a hash of the source, the
+``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions`` (without a home directory, in a per-user folder of
+the system's temporary directory, :func:`hol.cache.scratch_dir`; torch would build under a folder literally
+named ``~`` in the working directory). The module name carries a hash of the source, the
 headers of ``csrc``, the torch version and this CPU's instruction-set flags, so an edited source, another
 torch or another CPU gets its own build.
 """
@@ -17,6 +19,8 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+
+from ..cache import home, scratch_dir
 
 SOURCES = Path(__file__).parent / "csrc"
 
@@ -36,12 +40,21 @@ def load(name: str, disable_variable: str | None = None, *,
         module = cpp_extension.load(name=f"hol_{name}_{build_key(name)}", sources=[str(source)],
                                     extra_cflags=["-O3", "-march=native", "-fopenmp"],
                                     extra_ldflags=["-fopenmp"], extra_include_paths=[str(SOURCES)],
-                                    is_python_module=python_module, verbose=False)
+                                    is_python_module=python_module, verbose=False,
+                                    build_directory=_build_directory(name))
         return module if python_module else True
     except Exception as error:  # no compiler, ninja or headers: the callers fall back to torch ops
         warnings.warn(f"hol: C++ kernels {name} unavailable ({type(error).__name__}: {error}); "
                       "using torch ops instead", RuntimeWarning, stacklevel=2)
         return None
+
+
+def _build_directory(name: str) -> str | None:
+    """Where to build ``name``: torch's default (``None``) unless neither ``TORCH_EXTENSIONS_DIR`` nor a home
+    directory says where that is; then a folder of :func:`hol.cache.scratch_dir`."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR") or home() is not None:
+        return None
+    return str(scratch_dir(f"torch_extensions/hol_{name}_{build_key(name)}"))
 
 
 @functools.cache

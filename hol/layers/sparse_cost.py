@@ -17,17 +17,19 @@ includes the input gradient: a hidden layer), ``weights`` (a backward for the we
 
 The sparse path is chosen when ``B (a + b n) + c K + d / (I O) < B K``; for a batch that is symbolic
 (``torch.export`` with a dynamic batch, ``torch.compile`` with dynamic shapes) the large-batch limit
-``a + b n < K`` decides, so the choice never guards on the batch size. Nothing depends on data values. (A
-compiled graph sheds most of the Python that ``d`` measures, yet with a static batch ``d`` still counts: for a
-small layer ``torch.compile`` may keep the dense path where the sparse one would be as fast.)
+``a + b n < K`` decides, so the choice never guards on the batch size. Nothing depends on data values. While
+``torch.compile`` or ``torch.export`` trace, the layers leave the batch out and the same limit decides: a
+compiled graph sheds most of the Python that ``d`` measures, and strict export refuses a guard on a dynamic
+batch.
 
 ``(a, b, c, d)`` are measured once per machine and device (:func:`calibrate`: about a second on idle cores,
 several under load) on first use, for
 each step, dtype, device (the CPU: model, instruction sets and thread count; a CUDA GPU: its name),
 implementation of the sparse product (C++ kernels or torch ops on the CPU, the Triton kernels on CUDA) and
-torch version, and cached in ``$HOL_CACHE_DIR/sparse_cost.json`` (default ``~/.cache/hol``): a CUDA machine
-measures its own GPU. ``HOL_SPARSE_COST="a,b,c[,d]"`` (``d = 0`` when left out) overrides the CPU's
-measurement, ``HOL_SPARSE_COST_CUDA`` the CUDA GPUs'.
+torch version, and cached in ``sparse_cost.json`` in hol's cache folder (:func:`hol.cache.cache_dir`:
+``$HOL_CACHE_DIR``, ``$XDG_CACHE_HOME/hol`` or ``~/.cache/hol``; without a home directory nothing is kept and
+each process calibrates again): a CUDA machine measures its own GPU. ``HOL_SPARSE_COST="a,b,c[,d]"``
+(``d = 0`` when left out) overrides the CPU's measurement, ``HOL_SPARSE_COST_CUDA`` the CUDA GPUs'.
 
 Where nothing can be measured the dense path is chosen, so the default is never slower than dense: on devices
 without a sparse kernel of their own (all but the CPU, and CUDA with Triton; torch's sparse ops there are
@@ -50,6 +52,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..cache import cache_dir
 from . import sparse_cpp
 from .sparse_ops import HOST_KERNELS, triton_kernels
 
@@ -206,20 +209,26 @@ def _triton_key() -> str:
     return f"{triton.__version__}-{hashlib.sha256(source).hexdigest()[:12]}"
 
 
-def cache_path() -> Path:
-    root = os.environ.get("HOL_CACHE_DIR") or Path.home() / ".cache" / "hol"
-    return Path(root) / "sparse_cost.json"
+def cache_path() -> Path | None:
+    """The calibrations' file in hol's cache folder (:func:`hol.cache.cache_dir`), ``None`` without one."""
+    folder = cache_dir()
+    return None if folder is None else folder / "sparse_cost.json"
 
 
 def _read_cache() -> dict:
+    path = cache_path()
+    if path is None:
+        return {}
     try:
-        return json.loads(cache_path().read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 
 
 def _write_cache(key: str, cost: SparseCost) -> None:
     path = cache_path()
+    if path is None:  # no home directory: calibrate again in the next process
+        return
     entries = _read_cache()
     entries[key] = list(cost)
     try:

@@ -1,0 +1,76 @@
+"""hol's cache folder and what depends on it survive a missing home directory: ``HOME`` unset and a user id
+without a passwd entry (containers run with ``--user``, jobs started with ``env -i``), where ``Path.home()``
+raises. A layer with ``backend="auto"`` then calibrates and computes, keeping nothing between processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hol import cache
+
+NO_PASSWD_ENTRY = """
+import pwd
+
+
+def _missing(uid):
+    raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+
+pwd.getpwuid = _missing
+"""
+"""A ``sitecustomize`` making this process's user id one without a passwd entry."""
+
+
+def _without_home(tmp_path) -> dict:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(NO_PASSWD_ENTRY)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("HOME", "HOL_CACHE_DIR", "XDG_CACHE_HOME", "HOL_SPARSE_COST")}
+    return {**env, "PYTHONPATH": str(tmp_path / "site"), "TMPDIR": str(tmp_path / "tmp")}
+
+
+@pytest.mark.slow  # builds the C++ kernels in a fresh temporary folder (about 30 s)
+def test_an_auto_layer_calibrates_and_computes_without_a_home_directory(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    script = textwrap.dedent("""
+        from pathlib import Path
+        import torch, hol
+        from hol import cache
+        from hol.layers import sparse_cost
+        try:
+            Path.home()
+        except RuntimeError:
+            print("no home")
+        layer = hol.layers.fc("continuous", 8, 8, segments=16)
+        x = torch.rand(64, 8)
+        print(tuple(layer(x).shape), layer.compute_backend(x) in ("dense", "sparse"))
+        print(cache.cache_dir(), sparse_cost.cache_path())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env=_without_home(tmp_path), cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:3] == ["no home", "(64, 8) True", "None None"]
+    assert not (tmp_path / "~").exists()  # nothing built under a folder named "~" in the working directory
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOL_CACHE_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv("HOL_CACHE_DIR")
+    assert cache.cache_dir() == tmp_path / "xdg" / "hol"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.cache_dir() == tmp_path / "home" / ".cache" / "hol"
+
+
+@pytest.mark.parametrize("name", ["torch_extensions/hol_x", "other"])
+def test_scratch_folders_are_per_user_in_the_temporary_directory(monkeypatch, tmp_path, name):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    folder = cache.scratch_dir(name)
+    assert folder.is_dir() and folder.is_relative_to(tmp_path) and folder.name == name.split("/")[-1]
