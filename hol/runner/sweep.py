@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,9 @@ LOG_WIDTH = 200
 
 OK = "ok"
 FAILED = "failed"
+INTERRUPTED = "interrupted"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""The signals that stop a sweep: Ctrl-C, and what a cluster sends a cancelled job."""
 
 
 @dataclass
@@ -57,12 +64,68 @@ class JobExited(RuntimeError):
     on."""
 
 
+class JobInterrupted(RuntimeError):
+    """The sweep received a stop signal while this job ran; raised so that Hydra records the job (the sweep
+    then stops, :func:`stop_on_signals`)."""
+
+
+class JobNotStarted(RuntimeError):
+    """A job of a batch the sweep reached after a stop signal: it is not run, and not reported."""
+
+
+@dataclass
+class Interruption:
+    """The stop signal a sweep received (``None``: none) and whether a job is running."""
+
+    signal: int | None = None
+    in_job: bool = False
+
+    @property
+    def exit_status(self) -> int:
+        """The shell's status for a process ended by the signal: ``128 + signal`` (130, 143)."""
+        return 128 + (self.signal or 0)
+
+    def describe(self) -> str:
+        return f"stopped by {signal.Signals(self.signal).name}" if self.signal else "not stopped"
+
+
+INTERRUPTION = Interruption()
+"""The state of the sweep running in this process (:func:`stop_on_signals`, :class:`TimedTask`)."""
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Interruption]:
+    """While a sweep runs: SIGINT or SIGTERM is recorded in :data:`INTERRUPTION` and, if a job is running,
+    stops it as Ctrl-C stops a run (``KeyboardInterrupt``: Lightning ends the fit gracefully); the sweep
+    starts no further job (:class:`TimedTask`) and ends after writing its summary. Without these handlers a
+    signal ended only the running job, and the sweep went on with the next. The previous handlers are
+    restored at the end. (Only in the main thread, where Python delivers signals.)"""
+    INTERRUPTION.signal, INTERRUPTION.in_job = None, False
+    if threading.current_thread() is not threading.main_thread():
+        yield INTERRUPTION
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        INTERRUPTION.signal = signum
+        if INTERRUPTION.in_job:
+            raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
+    try:
+        yield INTERRUPTION
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
 class TimedTask:
     """Wraps a Hydra task function: times each call and writes ``job.json`` into the job's output folder.
 
-    ``job.json`` holds ``{"status": "ok" | "failed", "wall_time_s": float, "error": str | null}``. A
-    ``SystemExit`` raised by the task is re-raised as :class:`JobExited` (an ``Exception``), because Hydra
-    records only ``Exception`` as a failed job and lets anything else end the whole sweep.
+    ``job.json`` holds ``{"status": "ok" | "failed" | "interrupted", "wall_time_s": float, "error": str |
+    null}``. A ``SystemExit`` raised by the task is re-raised as :class:`JobExited` (an ``Exception``),
+    because Hydra records only ``Exception`` as a failed job and lets anything else end the whole sweep. After
+    a stop signal (:func:`stop_on_signals`) the running job ends as :class:`JobInterrupted` and later jobs as
+    :class:`JobNotStarted`, without running.
     """
 
     def __init__(self, task_function: Callable[[Any], Any]):
@@ -72,20 +135,38 @@ class TimedTask:
         from hydra.core.hydra_config import HydraConfig
 
         output_dir = Path(HydraConfig.get().runtime.output_dir)
+        if INTERRUPTION.signal is not None:
+            _remove_unused(output_dir)
+            raise JobNotStarted(f"not started: the sweep was {INTERRUPTION.describe()}")
         status, error = FAILED, None
         start = time.perf_counter()
+        INTERRUPTION.in_job = True
         try:
             value = self.task_function(cfg)
             status = OK
             return value
-        except SystemExit as exc:
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if INTERRUPTION.signal is not None:  # Lightning turns the KeyboardInterrupt into sys.exit(1)
+                status, error = INTERRUPTED, INTERRUPTION.describe()
+                raise JobInterrupted(error) from exc
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             error = f"the job exited with status {exc.code}"
             raise JobExited(error) from exc
         except Exception as exc:
             error = describe_error(exc)
             raise
         finally:
+            INTERRUPTION.in_job = False
             write_job_file(output_dir, status, time.perf_counter() - start, error)
+
+
+def _remove_unused(output_dir: Path) -> None:
+    """Remove the folder Hydra made for a job that does not start, if it holds nothing but the job's config
+    (``.hydra``) and empty files (its log)."""
+    entries = list(output_dir.iterdir()) if output_dir.is_dir() else []
+    if all(entry.name == ".hydra" or (entry.is_file() and entry.stat().st_size == 0) for entry in entries):
+        shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def write_job_file(output_dir: Path, status: str, wall_time_s: float, error: str | None) -> None:
@@ -225,4 +306,4 @@ def print_summary(records: Sequence[JobRecord], title: str = "Sweep summary", me
     console.print(table)
     for record in records:
         if record.error:
-            console.print(f"job {record.job} failed: {record.error}", style="red", markup=False)
+            console.print(f"job {record.job} {record.status}: {record.error}", style="red", markup=False)

@@ -79,7 +79,7 @@ class NevergradSweeper(Sweeper):
                                             num_workers=self.optim.num_workers)
 
     def sweep(self, arguments: list[str]) -> Any:
-        from hol.runner.sweep import FAILED
+        from hol.runner.sweep import FAILED, INTERRUPTED
 
         from ._batch import SweepFailed, failure_message, run_sweep
         from ._parametrization import build_search_space
@@ -103,7 +103,11 @@ class NevergradSweeper(Sweeper):
             return [space.overrides(c) for c in candidates]
 
         def tell(batch_records: list) -> None:
-            for candidate, record in zip(candidates, batch_records, strict=True):
+            # after a stop signal the batch's later candidates did not run (no records), and the stopped
+            # trial is no evaluation: neither is told
+            for candidate, record in zip(candidates, batch_records, strict=False):
+                if record.status == INTERRUPTED:
+                    continue
                 value = objective(record.result) if record.ok else None
                 if record.ok and value is None:
                     record.status = FAILED
@@ -132,6 +136,7 @@ class NevergradSweeper(Sweeper):
         OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
         log.info(f"Best value {best_value:.6g} (job #{best_record.job}) with {best_params}; "
                  f"see {sweep_dir / RESULTS_FILE}")
-        if len(done) < len(records):
-            log.warning(failure_message(records, sweep_dir))
+        if len(done) < len(records):  # as a grid sweep: exit status 1 when a job failed, after the results
+            raise SweepFailed(f"{failure_message(records, sweep_dir)}; the best of the others is in "
+                              f"{sweep_dir / RESULTS_FILE}")
         return results

@@ -173,7 +173,10 @@ def test_nevergrad_failed_trials_count_as_worst_and_the_search_goes_on(sweep_app
     sweep = tmp_path / "sweep"
     done = run_sweep_app(sweep_app, sweep, "fail_jobs=[0,3]", "nan_jobs=[4]", "exit_jobs=[]",
                          config_name="nevergrad")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # as a grid sweep with a failed job, after the results
+    assert (f"3 of 6 jobs failed (first: job #0, ValueError: job 0 fails on purpose); see "
+            f"{sweep / 'summary.md'}; the best of the others is in {sweep / 'optimization_results.yaml'}"
+            ) in done.stderr
     assert "Warning" not in done.stderr  # the loss told for failures is one nevergrad takes as it is
     results, rows = results_and_rows(sweep)
     assert [r["status"] for r in rows] == [FAILED, OK, OK, FAILED, FAILED, OK]
