@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 import warnings
@@ -32,6 +33,7 @@ from omegaconf import DictConfig, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import config_folder, register_configs
+from .folders import FolderRefused
 from .records import unwrap_error
 
 COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]",
@@ -95,6 +97,10 @@ def error_message(error: BaseException) -> str:
         if match:
             group, name = match.groups()
             return f"unknown {group} {name!r}; allowed: {', '.join(sorted(error.options))}"
+    if isinstance(error, OverrideParseException) and (unquoted := _unquoted_character(error.override)):
+        option, _, value = error.override.partition("=")
+        return (f"cannot read the override {error.override!r}: {unquoted!r} is read only inside quotes; "
+                f"write it as '{option}=\"{value}\"'")
     if isinstance(error, OverrideParseException):
         lines = [line for line in str(error).splitlines()
                  if line.strip() and not line.startswith("See https")]
@@ -112,6 +118,15 @@ def error_message(error: BaseException) -> str:
     if cause is not None and isinstance(cause, OmegaConfBaseException):
         text = f"{text} {str(cause).split(chr(10))[0]}"
     return " ".join(text.split())
+
+
+def _unquoted_character(override: str) -> str | None:
+    """The first character of an override's value that Hydra's grammar reads only in a quoted value (a space,
+    a letter beyond ASCII such as an accent), or ``None``."""
+    value = override.partition("=")[2]
+    if value[:1] in ("'", '"'):
+        return None
+    return next((character for character in value if not character.isascii() or character.isspace()), None)
 
 
 def exit_status(error: BaseException) -> int:
@@ -153,8 +168,9 @@ def _task(command: str, cfg: DictConfig):
     try:
         metrics = run_task(cfg, train if command == "train" else evaluate)
     except SIGTERMException:  # Lightning stops with a SystemExit of no status: it must not read as 0
+        last = shlex.quote(f"ckpt_path={Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}")
         sys.stderr.write(f"hol {command}: error: stopped by SIGTERM; the run folder {cfg.paths.output_dir} "
-                         f"keeps its checkpoints (resume with ckpt_path=.../checkpoints/last.ckpt)\n")
+                         f"keeps its checkpoints (resume with {last})\n")
         raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as error:
         if not is_user_error(error) or _show_full_error or HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -205,8 +221,9 @@ def _report(cfg: DictConfig, metrics: dict) -> None:
     loggers = cfg.get("logger") or {}
     tensorboard = any("TensorBoardLogger" in str(entry.get("_target_", "")) for entry in loggers.values()
                       if isinstance(entry, DictConfig))
+    board = [f"TensorBoard: tensorboard --logdir {shlex.quote(str(out))}"] if tensorboard else []  # to paste
     print("\n".join([f"Results in {out}"] + [f"  {key:<16} {value:.6g}" for key, value in metrics.items()]
-                    + ([f"TensorBoard: tensorboard --logdir {out}"] if tensorboard else [])))
+                    + board))
 
 
 def _app(command: str):
@@ -242,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = [f"hol {command}", *argv[1:]]
     try:
         _app(command)()
+    except FolderRefused as error:  # raised past Hydra's callbacks (hol.runner.folders)
+        _fail(command, error, 1)
     except Exception as error:
         if user_full_error or not is_user_error(error):
             raise

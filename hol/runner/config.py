@@ -23,6 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from ..layers import HighOrderLinear
+from .folders import register_resolver
 
 NOT_CONFIGURABLE = ("kind", "in_features", "out_features", "device", "dtype")
 """Arguments of the layer that are no layer options: the kind (named by the config group), sizes (the
@@ -41,8 +42,10 @@ def layer_options_schema() -> type:
 
 
 def register_configs() -> None:
-    """Store the generated configs (``layer_options``) in Hydra's ConfigStore."""
+    """Store the generated configs (``layer_options``) in Hydra's ConfigStore, and make the configs'
+    resolver ``hol_new_folder`` (:mod:`hol.runner.folders`) known."""
     ConfigStore.instance().store(name="layer_options", node=layer_options_schema(), provider="hol")
+    register_resolver()
 
 
 def config_folder() -> Path:

@@ -119,7 +119,7 @@ def test_a_file_that_is_no_checkpoint_is_named_in_one_line(command, in_tmp, caps
     unreadable = "is no readable checkpoint ("
     no_state = "is no Lightning checkpoint (it holds no state_dict)"
     for name, fragment in (("empty.ckpt", unreadable), ("text.ckpt", unreadable), ("plain.ckpt", no_state)):
-        arguments = [command, f"ckpt_path={name}", "hydra.run.dir=run"]
+        arguments = [command, f"ckpt_path={name}", f"hydra.run.dir=run_{name}"]  # each run its own folder
         code, out, err = run_main([*arguments, "experiment=xor"] if command == "train" else arguments, capsys)
         assert code == 1 and len(error_lines(err)) == 1 and "Traceback" not in err + out, err
         assert f"ckpt_path '{name}' {fragment}" in err
