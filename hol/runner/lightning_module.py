@@ -127,6 +127,7 @@ class HolModule(pl.LightningModule):
         if self.optimizer_factory is None:
             raise ValueError("no optimizer configured; choose one with optimizer=NAME")
         optimizer = self.optimizer_factory(params=self.parameters())
+        _check_accumulation(optimizer, getattr(self._trainer, "accumulate_grad_batches", 1))
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
@@ -184,3 +185,14 @@ def read_checkpoint(path: str, map_location="cpu") -> dict:
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"ckpt_path {path!r} is no Lightning checkpoint (it holds no state_dict)")
     return checkpoint
+
+
+def _check_accumulation(optimizer: torch.optim.Optimizer, batches: int) -> None:
+    """Refuse L-BFGS with gradient accumulation: it evaluates one batch's loss many times per step (the
+    closure), and the gradients Lightning keeps from the window's earlier batches would join every evaluation
+    (and be rescaled by :class:`~hol.runner.optimizers.ScaledLBFGS` at each one): the run went to NaN."""
+    if isinstance(optimizer, torch.optim.LBFGS) and batches > 1:
+        raise ValueError(f"optimizer=lbfgs cannot accumulate gradients over batches "
+                         f"(trainer.accumulate_grad_batches={batches}): it evaluates one batch's loss many "
+                         "times per step; use one larger batch instead (data.batch_size, null for the full "
+                         "data set)")
