@@ -235,5 +235,6 @@ def test_lbfgs_with_gradient_accumulation_is_refused_in_one_line(in_tmp, capsys)
                                "+trainer.accumulate_grad_batches=3"], capsys)
     assert code == 1 and len(error_lines(err)) == 1 and "Traceback" not in err + out, err
     assert err.strip() == ("hol train: error: optimizer=lbfgs cannot accumulate gradients over batches "
-                           "(trainer.accumulate_grad_batches=3): it evaluates one batch's loss many times per "
-                           "step; use one larger batch instead (data.batch_size, null for the full data set)")
+                           "(trainer.accumulate_grad_batches=3): it evaluates one batch's loss many times "
+                           "per step; use one larger batch instead (data.batch_size, null for the full data "
+                           "set)")
