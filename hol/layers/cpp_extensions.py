@@ -50,10 +50,19 @@ def load(name: str, disable_variable: str | None = None, *,
 
 
 def _build_directory(name: str) -> str | None:
-    """Where to build ``name``: torch's default (``None``) unless neither ``TORCH_EXTENSIONS_DIR`` nor a home
-    directory says where that is; then a folder of :func:`hol.cache.scratch_dir`."""
-    if os.environ.get("TORCH_EXTENSIONS_DIR") or home() is not None:
+    """Where to build ``name``: torch's default (``None``: ``$TORCH_EXTENSIONS_DIR``, else the user's cache
+    folder) where it can be written; else, without a home directory or with one that cannot be written, a
+    folder of :func:`hol.cache.scratch_dir`."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR"):
         return None
+    if home() is not None:
+        root = Path(_import_cpp_extension().get_default_build_root())
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if os.access(root, os.W_OK):
+                return None
+        except OSError:
+            pass
     return str(scratch_dir(f"torch_extensions/hol_{name}_{build_key(name)}"))
 
 
