@@ -29,11 +29,18 @@ HALF_WEIGHTS = ("16-true", "16")
 
 
 class RunDiverged(ValueError):
-    """The run diverged (:class:`Divergence`); the message names the epoch and the metric and gives a hint."""
+    """The run diverged (:class:`Divergence`); the message names the epoch and the metric and gives a hint
+    that fits the run: float16 weights, a line search (L-BFGS: its steps are not the learning rate's), or a
+    smaller learning rate."""
 
-    def __init__(self, divergence: Divergence, lr: float | None = None, precision: str | int | None = None):
+    def __init__(self, divergence: Divergence, lr: float | None = None, precision: str | int | None = None,
+                 line_search: bool = False):
         self.divergence = divergence
         hint = "try a smaller learning rate" if lr is None else f"try a smaller optimizer.lr (it is {lr:g})"
+        if line_search:
+            hint = ("the optimizer chose its steps by a line search, so a smaller optimizer.lr would not "
+                    "change them; look at the loss's inputs (data, targets) and try float64 "
+                    "(trainer.precision=64-true)")
         if str(precision) in HALF_WEIGHTS:
             hint = (f"trainer.precision={precision} trains float16 weights, and torch's optimizers keep "
                     "their state in float16, where gradients below 6e-8 vanish and Adam's second moments "

@@ -259,7 +259,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         record(cfg, trainer, _floats(metrics), DIVERGED, {"run/diverged_epoch": divergence.epoch,
                                                           "run/diverged_metric": divergence.metric})
         raise RunDiverged(divergence, OmegaConf.select(cfg, "optimizer.lr", default=None),
-                          OmegaConf.select(cfg, "trainer.precision", default=None))
+                          OmegaConf.select(cfg, "trainer.precision", default=None),
+                          line_search=bool(OmegaConf.select(cfg, "optimizer.line_search_fn", default=None)))
     if cfg.get("test", True):
         # the first ModelCheckpoint's best (other checkpoint callbacks, e.g. OnExceptionCheckpoint, keep none)
         best = next((callback.best_model_path for callback in trainer.checkpoint_callbacks

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import hol
-from hol.runner.divergence import RunDiverged
+from hol.runner.divergence import Divergence, RunDiverged
 from hol.runner.lightning_module import HolModule
 from hol.runner.records import FAILED_FILE, METRICS_FILE
 from hol.runner.train import evaluate, run_task, train
@@ -137,6 +137,15 @@ def test_a_diverged_float16_run_points_to_the_precisions_that_train_float32_or_b
                                           r"trainer.precision=16-mixed \(float32 weights, float16 products\) "
                                           r"or bf16-true$"):
         run_task(cfg)
+
+
+def test_a_diverged_line_search_run_does_not_blame_the_learning_rate():
+    divergence = Divergence(epoch=2, metric="train/loss", value=float("nan"))
+    assert str(RunDiverged(divergence, lr=1.0, line_search=True)) == (
+        "the run diverged in epoch 2: train/loss is nan; the optimizer chose its steps by a line search, so "
+        "a smaller optimizer.lr would not change them; look at the loss's inputs (data, targets) and try "
+        "float64 (trainer.precision=64-true)")
+    assert str(RunDiverged(divergence, lr=0.5)).endswith("; try a smaller optimizer.lr (it is 0.5)")
 
 
 def test_best_values_ignore_non_finite_epochs():
