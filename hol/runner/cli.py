@@ -33,7 +33,7 @@ from omegaconf import DictConfig, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from .config import config_folder, register_configs
-from .folders import FolderRefused
+from .folders import FolderRefused, forget_reserved
 from .records import unwrap_error
 
 COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]",
@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[FULL_ERROR] = "1"
     saved_argv = sys.argv
     sys.argv = [f"hol {command}", *argv[1:]]
+    forget_reserved()  # this command's run folder is a new one, also after an earlier command in process
     try:
         _app(command)()
     except FolderRefused as error:  # raised past Hydra's callbacks (hol.runner.folders)

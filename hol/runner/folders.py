@@ -36,7 +36,8 @@ _reserved: dict[str, str] = {}
 def new_folder(path: str) -> str:
     """``path``, created now, or the first of ``path_2``, ``path_3``, ... that did not exist (each created
     atomically, so concurrent processes never get the same one); the same answer for the same ``path``
-    within a process. Raises :class:`FolderRefused` naming the folder when it cannot be created."""
+    within one ``hol`` command (:func:`forget_reserved`). Raises :class:`FolderRefused` naming the folder
+    when it cannot be created."""
     if path in _reserved:
         return _reserved[path]
     base = Path(path)
@@ -60,6 +61,12 @@ class FolderRefused(BaseException):
     """A run or sweep folder that must not or cannot be used. A ``BaseException`` because Hydra turns an
     ``Exception`` raised by a callback into a warning and starts the run anyway; ``hol`` prints it as its one
     line and exits 1."""
+
+
+def forget_reserved() -> None:
+    """Start a new ``hol`` command in this process: a folder :func:`new_folder` reserved for an earlier one
+    (called in process, e.g. by tests or a notebook, within the same second) is not handed out again."""
+    _reserved.clear()
 
 
 def folder_error(folder: Path, error: OSError) -> FolderRefused:

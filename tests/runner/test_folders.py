@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hol.runner import folders
+from hol.runner.cli import main
 from hol.runner.records import METRICS_FILE
 from tests.helpers.runs import REPO, TINY_XOR, read_csv, run_hol
 
@@ -92,6 +93,12 @@ def test_runs_started_together_get_their_own_folders(tmp_path):
              for name in folders_made}
     assert seeds == {"0", "1", "2"}
     assert all((tmp_path / name / METRICS_FILE).is_file() for name in folders_made)
+
+
+def test_commands_run_in_one_process_within_a_second_get_their_own_folders(in_tmp):
+    for seed in (1, 2):  # the same requested folder name, as two runs in the same second have
+        main(["train", *TINY_RUN, f"seed={seed}", f"hydra.run.dir=${{hol_new_folder:{in_tmp / 'run'}}}"])
+    assert sorted(path.name for path in in_tmp.iterdir() if path.name.startswith("run")) == ["run", "run_2"]
 
 
 def test_new_folder_takes_the_next_free_name_and_keeps_its_answer(tmp_path, monkeypatch):
