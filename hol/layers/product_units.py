@@ -36,14 +36,8 @@ from torch.autograd import forward_ad
 from torch.utils.flop_counter import register_flop_formula
 
 from . import cpp_extensions
-from .bases import (
-    Basis,
-    LagrangeBasis,
-    fold_into_domain,
-    lagrange_basis_extrapolated,
-    segment_coordinates,
-    working_dtype,
-)
+from .bases import Basis, LagrangeBasis
+from .sparse import segment_basis
 
 ACCUMULATION = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float32,
                 torch.float64: torch.float64}
@@ -77,11 +71,8 @@ def link_basis(x: Tensor, basis: Basis) -> tuple[Tensor, Tensor]:
     ``base [..., I]`` (int64).
     """
     if isinstance(basis, LagrangeBasis) and basis.segments > 1:
-        x = fold_into_domain(x.to(working_dtype(x.dtype)), basis.length, basis.extrapolation)
-        s, t = segment_coordinates(x, basis.segments, basis.length)
-        phi = lagrange_basis_extrapolated(t, basis.transform, basis.extrapolation)
-        s = s.clamp(0, basis.segments - 1)  # a NaN input gives an arbitrary integer: keep the offset valid
-        return phi, s * (basis.n - 1 if basis.continuous else basis.n)
+        return segment_basis(x, basis.transform, basis.segments, basis.length, basis.continuous,
+                             basis.extrapolation)
     phi = basis(x)
     return phi, torch.zeros(phi.shape[:-1], dtype=torch.long, device=phi.device)
 
