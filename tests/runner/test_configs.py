@@ -15,10 +15,10 @@ from hol.networks import MLP, ConvNet
 from hol.runner.cli import config_dir
 from hol.runner.train import build_net
 from hol.vae import VAE
+from tests.helpers.presets import EXPERIMENTS
 from tests.helpers.runs import compose_config
 
 CONF = Path(config_dir())
-EXPERIMENTS = sorted(path.stem for path in (CONF / "experiment").glob("*.yaml"))
 
 
 def options(group: str) -> list[str]:
