@@ -42,10 +42,9 @@ class RunDiverged(ValueError):
                     "change them; look at the loss's inputs (data, targets) and try float64 "
                     "(trainer.precision=64-true)")
         if str(precision) in HALF_WEIGHTS:
-            hint = (f"trainer.precision={precision} trains float16 weights, and torch's optimizers keep "
-                    "their state in float16, where gradients below 6e-8 vanish and Adam's second moments "
-                    "underflow: try trainer.precision=16-mixed (float32 weights, float16 products) or "
-                    "bf16-true")
+            hint = (f"trainer.precision={precision} computes in float16, where values beyond 65504 overflow "
+                    "and gradients below 6e-8 vanish: try trainer.precision=16-mixed (float32 weights, "
+                    "float16 products) or bf16-true")
         super().__init__(f"the run diverged in epoch {divergence.epoch}: {divergence.metric} is "
                          f"{divergence.value}; {hint}")
 

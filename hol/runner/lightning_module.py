@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, Metric, MinMetric
 
 from ..networks import build
+from .optimizers import Float32MasterWeights
 from .records import describe_error
 from .tasks import make_task
 
@@ -126,13 +127,23 @@ class HolModule(pl.LightningModule):
     def configure_optimizers(self):
         if self.optimizer_factory is None:
             raise ValueError("no optimizer configured; choose one with optimizer=NAME")
-        optimizer = self.optimizer_factory(params=self.parameters())
+        parameters = list(self.parameters())
+        if any(parameter.dtype == torch.float16 for parameter in parameters):  # trainer.precision=16-true
+            optimizer = Float32MasterWeights(parameters, self.optimizer_factory)
+        else:
+            optimizer = self.optimizer_factory(params=parameters)
         _check_accumulation(optimizer, getattr(self._trainer, "accumulate_grad_batches", 1))
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": "val/loss"}}
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # float16 weights: the float32 copies take their gradients now, before Lightning clips the gradients
+        # of the optimizer's parameters
+        if isinstance(optimizer, Float32MasterWeights):
+            optimizer.gather_gradients()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         hparams = net_hparams(self.net)
@@ -191,6 +202,8 @@ def _check_accumulation(optimizer: torch.optim.Optimizer, batches: int) -> None:
     """Refuse L-BFGS with gradient accumulation: it evaluates one batch's loss many times per step (the
     closure), and the gradients Lightning keeps from the window's earlier batches would join every evaluation
     (and be rescaled by :class:`~hol.runner.optimizers.ScaledLBFGS` at each one): the run went to NaN."""
+    if isinstance(optimizer, Float32MasterWeights):
+        optimizer = optimizer.optimizer
     if isinstance(optimizer, torch.optim.LBFGS) and batches > 1:
         raise ValueError(f"optimizer=lbfgs cannot accumulate gradients over batches "
                          f"(trainer.accumulate_grad_batches={batches}): it evaluates one batch's loss many "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hol.runner.optimizers import ScaledLBFGS
+from hol.runner.optimizers import Float32MasterWeights, ScaledLBFGS
 
 OPTIONS = {"lr": 1.0, "max_iter": 5, "history_size": 10, "line_search_fn": "strong_wolfe"}
 GENERATOR_SEED = 0
@@ -114,3 +114,84 @@ def test_half_precision_weights_are_updated_in_float32_and_converge_to_rounding(
     optimizer.step(closure)
     assert weight.dtype == dtype and optimizer.state[weight]["d"].dtype == torch.float32
     assert (weight.float() - target).abs().max() <= torch.finfo(dtype).eps
+
+
+def test_updates_below_half_a_float16_ulp_accumulate_in_the_float32_copies():
+    # SGD with a constant gradient: each step moves the weight by 1e-4, a tenth of float16's ulp at 1; torch's
+    # SGD on the float16 weight stays at 1 forever, the copy moves by exactly 100 * 1e-4 = 0.01
+    weight = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
+    plain = torch.nn.Parameter(torch.ones(3, dtype=torch.float16))
+    optimizer = Float32MasterWeights([weight], lambda params: torch.optim.SGD(params, lr=1e-4))
+    reference = torch.optim.SGD([plain], lr=1e-4)
+    for _ in range(100):
+        for parameter, step in ((weight, optimizer), (plain, reference)):
+            step.zero_grad()
+            parameter.sum().backward()
+            step.step()
+    assert torch.equal(plain, torch.ones(3, dtype=torch.float16))
+    assert torch.allclose(optimizer.masters[0], torch.full((3,), 0.99), rtol=0, atol=1e-5)  # 100 roundings
+    assert torch.equal(weight, optimizer.masters[0].half())
+
+
+def test_adam_on_gradients_whose_squares_underflow_float16_takes_adams_float32_steps():
+    # |g| = 1e-4: g**2 = 1e-8 is 0 in float16 (smallest subnormal 6e-8), so torch's Adam on float16 weights
+    # divides by zero; over float32 copies the first step is lr * sign(g), as Adam's is
+    weight = torch.nn.Parameter(torch.zeros(4, dtype=torch.float16))
+    optimizer = Float32MasterWeights([weight], lambda params: torch.optim.Adam(params, lr=1e-2))
+    (weight * torch.tensor([1e-4, -1e-4, 2e-4, -3e-4], dtype=torch.float16)).sum().backward()
+    optimizer.step()
+    expected = torch.tensor([-1e-2, 1e-2, -1e-2, 1e-2])
+    assert torch.allclose(optimizer.masters[0], expected, rtol=1e-4)
+    assert torch.isfinite(weight).all() and weight.dtype == torch.float16
+
+
+def test_lbfgs_over_the_copies_evaluates_the_closure_at_the_copies_values():
+    # a quadratic with its minimum at values float16 cannot hold exactly: the copies reach them in float32
+    target = torch.tensor([0.1, 1 / 3, -2.2])
+    weight = torch.nn.Parameter(torch.zeros(3, dtype=torch.float16))
+    optimizer = Float32MasterWeights([weight], lambda params: torch.optim.LBFGS(params, max_iter=50,
+                                                                                line_search_fn="strong_wolfe"))
+    seen = []
+
+    def closure():
+        optimizer.zero_grad()
+        seen.append(weight.detach().clone())
+        loss = ((weight.float() - target) ** 2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    assert len(seen) > 2 and all(value.dtype == torch.float16 for value in seen)
+    assert torch.allclose(optimizer.masters[0], target, atol=1e-3)
+    assert torch.equal(weight, optimizer.masters[0].half())
+
+
+def test_a_resumed_optimizer_continues_from_the_float32_copies():
+    def build():
+        weight = torch.nn.Parameter(torch.ones(2, dtype=torch.float16))
+        return weight, Float32MasterWeights([weight], lambda params: torch.optim.Adam(params, lr=1e-3))
+
+    weight, optimizer = build()
+    for _ in range(3):
+        optimizer.zero_grad()
+        (weight * weight).sum().backward()
+        optimizer.step()
+    state = optimizer.state_dict()
+    resumed_weight, resumed = build()
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.masters[0], optimizer.masters[0])
+    assert not torch.equal(resumed.masters[0], resumed.masters[0].half().float())  # more than float16 holds
+    assert torch.equal(resumed_weight, weight)
+    assert resumed.state[resumed.masters[0]]["step"] == 3
+
+
+def test_weights_of_other_dtypes_are_stepped_as_they_are():
+    half = torch.nn.Parameter(torch.ones(2, dtype=torch.float16))
+    single = torch.nn.Parameter(torch.ones(2))
+    optimizer = Float32MasterWeights([half, single], lambda params: torch.optim.SGD(params, lr=0.5))
+    assert optimizer.masters[1] is single and optimizer.masters[0] is not half
+    (half.float().sum() + single.sum()).backward()
+    optimizer.step()
+    assert torch.equal(single.detach(), torch.full((2,), 0.5))
+    assert torch.equal(half.detach(), torch.full((2,), 0.5, dtype=torch.float16))
+    assert optimizer.param_groups[0]["params"] == optimizer.masters
