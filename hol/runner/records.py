@@ -4,9 +4,12 @@
   ``run/status`` (:data:`FINISHED`, or :data:`DIVERGED` with ``run/diverged_epoch`` and
   ``run/diverged_metric``);
 * ``FAILED`` (:data:`FAILED_FILE`): instead of it, the error of a run that failed;
-* ``job.json`` (:data:`JOB_FILE`): a sweep job's status, wall time and error.
+* ``job.json`` (:data:`JOB_FILE`): a sweep job's status, wall time and error;
+* ``.hydra/config.yaml`` (:data:`CONFIG_FILE`): rewritten by the run with the config it resolved
+  (:func:`hol.runner.train.save_config`).
 
-Every file is strict data: JSON without NaN or infinity (a non-finite value is ``null``), written atomically.
+The JSON files are strict data: without NaN or infinity (a non-finite value is ``null``). They and the saved
+config are written atomically (:func:`write_text`).
 Also the one-line description of an error shared by the command line and the sweep summaries.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ FINISHED = "finished"
 DIVERGED = "diverged"
 FAILED_FILE = "FAILED"
 JOB_FILE = "job.json"
+CONFIG_FILE = "config.yaml"
 
 
 def strict(data: Any) -> Any:
@@ -35,14 +39,18 @@ def strict(data: Any) -> Any:
     return data
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as strict, indented JSON (non-finite numbers become ``null``, :func:`strict`),
-    atomically: into a temporary file beside ``path``, then renamed, so a reader never sees a half-written
-    file."""
-    text = json.dumps(strict(data), indent=2, allow_nan=False) + "\n"
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: into a temporary file beside ``path``, then renamed, so a reader
+    never sees a half-written file."""
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text)
     temporary.replace(path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as strict, indented JSON (non-finite numbers become ``null``, :func:`strict`),
+    atomically (:func:`write_text`)."""
+    write_text(path, json.dumps(strict(data), indent=2, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any]:

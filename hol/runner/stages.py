@@ -21,8 +21,12 @@ The config key ``refine`` lists the stages, each ``{epochs: E, n: N, segments: S
   before any training).
 * ``optimizer``: the stage's optimizer. A name of the ``optimizer`` config group (``optimizer: lbfgs``), or a
   mapping of options merged over the run's ``optimizer`` config (``optimizer: {lr: 0.1}``), or both
-  (``optimizer: {name: lbfgs, lr: 0.5}``: the group's config with these options). A stage without it uses
-  the run's ``optimizer``.
+  (``optimizer: {name: lbfgs, lr: 0.5}``: the group's config with these options), or a whole optimizer config
+  (a mapping with ``_target_``, taken as it is). A stage without it uses the run's ``optimizer``.
+* The run's saved config (``.hydra/config.yaml``) and logged hyperparameters are the config as the stages set
+  it (:func:`configure`): ``trainer.max_epochs`` their total, ``layer`` the first stage's, and with stage
+  optimizers ``optimizer`` the first stage's and every stage's whole optimizer config in its entry. Running
+  that config (``hol train --config-path RUN/.hydra --config-name config``) trains the same stages.
 * Then the optimizer(s) and scheduler(s) are built anew for the new parameters (their per-parameter state,
   e.g. Adam's moments, starts empty). With the same optimizer config as the stage before, the learning-rate
   schedule carries on: every param group takes over the old group's hyperparameters (its current learning
@@ -111,11 +115,16 @@ def _check_optimizer(name: str, value: Any) -> None:
 def resolve_optimizer(value: Any, run_optimizer: Mapping | None) -> dict:
     """The optimizer config of a stage (:class:`Stage`): the group config named by ``value`` (a string, or
     ``value["name"]``) or else ``run_optimizer``, with the other options of a mapping ``value`` merged over
-    it."""
+    it. A mapping with ``_target_`` but no ``name`` is a whole optimizer config, taken as it is: so
+    :func:`configure` writes every stage's into the config it resolves, and that config resolves to the same
+    optimizers again (merged over its ``optimizer``, by then the first stage's, a stage's config could gain
+    the options of another optimizer class)."""
     options = dict(value) if isinstance(value, Mapping) else {"name": value}
     name = options.pop("name", None)
-    base = (OmegaConf.load(config_folder() / "optimizer" / f"{name}.yaml") if name is not None
-            else OmegaConf.create(dict(run_optimizer or {})))
+    if name is not None:
+        base = OmegaConf.load(config_folder() / "optimizer" / f"{name}.yaml")
+    else:
+        base = OmegaConf.create({} if "_target_" in options else dict(run_optimizer or {}))
     merged = OmegaConf.merge(base, options)
     return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]  # a mapping
 
@@ -184,8 +193,12 @@ def _check_refinement(name: str, stage: Stage, n: int | None, segments: int | No
 def configure(cfg: DictConfig) -> list[Stage]:
     """Parse ``cfg.refine``; with stages, set ``trainer.max_epochs`` to their total and ``layer.n``/
     ``layer.segments`` to the first stage's. When a stage has its own optimizer, every stage gets its
-    resolved optimizer config (:func:`resolve_optimizer`; the run's for the others) and ``cfg.optimizer``
-    becomes the first stage's. Returns the stages (``[]``: ordinary training)."""
+    resolved optimizer config (:func:`resolve_optimizer`; the run's for the others), written into its entry
+    of ``cfg.refine``, and ``cfg.optimizer`` becomes the first stage's. Returns the stages (``[]``: ordinary
+    training).
+
+    ``cfg`` is then the config the run uses, saved as the run's config (:func:`hol.runner.train.save_config`)
+    and configured again when that is run: configuring a configured config changes nothing."""
     layer = cfg.get("layer") or {}
     stages = parse_stages(cfg.get("refine"), layer.get("n"), layer.get("segments"))
     if not stages:
@@ -198,6 +211,9 @@ def configure(cfg: DictConfig) -> list[Stage]:
     with open_dict(cfg):
         if stages[0].optimizer is not None:
             cfg.optimizer = OmegaConf.create(stages[0].optimizer)
+            entries = cast(list, OmegaConf.to_container(cfg.refine, resolve=True))  # parse_stages checked it
+            cfg.refine = [{**entry, "optimizer": stage.optimizer}
+                          for entry, stage in zip(entries, stages, strict=True)]
         cfg.trainer.max_epochs = sum(stage.epochs for stage in stages)
         for key in ("n", "segments"):
             value = getattr(stages[0], key)

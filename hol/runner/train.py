@@ -1,7 +1,8 @@
 """``train(cfg)`` and ``evaluate(cfg)``: plain functions behind ``hol train`` / ``hol eval``.
 
-``train`` validates the config, builds data, network, module, loggers, callbacks (refinement stages,
-``cfg.refine``: :class:`hol.stages.RefinementStages`) and the Lightning ``Trainer`` from it, fits
+``train`` validates the config, applies its refinement stages (``cfg.refine``: :mod:`hol.runner.stages`) and
+saves the config so resolved as the run's (:func:`save_config`), builds data, network, module, loggers,
+callbacks (:class:`hol.runner.stages.RefinementStages`) and the Lightning ``Trainer`` from it, fits
 (:func:`fit`), tests the best checkpoint and writes ``metrics.json`` into the run folder as its very last
 step (``run/status``: ``finished``), so a run folder with ``metrics.json`` is a finished run. A run whose
 loss becomes NaN or infinite stops there, is recorded as ``diverged`` (:mod:`hol.runner.divergence`) and ends
@@ -28,7 +29,16 @@ from ..networks import MLP, build
 from .config import plain_dict
 from .divergence import DivergenceMonitor, RunDiverged
 from .lightning_module import HolModule, net_hparams, read_checkpoint
-from .records import DIVERGED, FAILED_FILE, FINISHED, METRICS_FILE, flatten, write_json
+from .records import (
+    CONFIG_FILE,
+    DIVERGED,
+    FAILED_FILE,
+    FINISHED,
+    METRICS_FILE,
+    flatten,
+    write_json,
+    write_text,
+)
 from .stages import RefinementStages
 from .stages import configure as configure_stages
 from .tasks import choose_task
@@ -168,6 +178,24 @@ def check_resumed_network(configured: torch.nn.Module, checkpoint_hparams: dict,
                          f"differs in {'; '.join(differences)}; drop or correct these settings")
 
 
+def save_config(cfg: DictConfig) -> None:
+    """Replace the config Hydra saved for this job (``.hydra/config.yaml``) by ``cfg`` as the run resolved it.
+
+    Hydra saves the composed config before it calls the task, and the run then settles what that leaves open
+    (refinement stages set ``trainer.max_epochs``, the first stage's ``layer`` and optimizer:
+    :func:`hol.runner.stages.configure`; ``hol eval`` tests a float64 checkpoint in float64). The saved file
+    must be the config that runs, so that ``hol train --config-path RUN/.hydra --config-name config`` repeats
+    the run. Written as Hydra writes it (interpolations kept) and atomically; ``overrides.yaml`` keeps the
+    command line as typed. Nothing to do outside a Hydra job or in one that saves no config
+    (``hydra.output_subdir=null``, as in the processes Lightning's DDP starts)."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.output_subdir is not None:
+        folder = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
+        write_text(folder / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+
+
 def command_line_overrides() -> list[str]:
     """The overrides of this run's command line (``[]`` when the config was composed otherwise)."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
@@ -238,6 +266,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test as ``cfg`` says; return the final metrics (also written to ``metrics.json``)."""
     validate(cfg)
     stages = configure_stages(cfg)  # refinement stages (cfg.refine): sets the model's first order, max_epochs
+    save_config(cfg)
     refinement = RefinementStages(stages) if stages else None
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -287,8 +316,8 @@ def record(cfg: DictConfig, trainer: pl.Trainer, metrics: dict[str, float], stat
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint ``cfg.ckpt_path`` on its data (or ``cfg.data`` when given), a float64 checkpoint in
-    float64 (``trainer.precision=64-true``, whatever the config says: its accuracy may be below float32's);
-    write ``metrics.json``."""
+    float64 (``trainer.precision=64-true``, whatever the config says: its accuracy may be below float32's, and
+    the saved config says so, :func:`save_config`); write ``metrics.json``."""
     path = cfg.get("ckpt_path")
     if not path or not Path(path).is_file():
         raise ValueError(f"ckpt_path must name a checkpoint file, got {path!r}")
@@ -297,6 +326,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if next(module.net.parameters()).dtype == torch.float64:
         with open_dict(cfg):
             cfg.trainer.precision = "64-true"
+    save_config(cfg)
     data_cfg = cfg.get("data") or OmegaConf.create(module.hparams["data_config"])
     if not data_cfg:
         raise ValueError(f"{path} stores no data config; choose the data with data=NAME")

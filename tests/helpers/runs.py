@@ -11,6 +11,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from hol.runner.cli import config_dir
 
@@ -81,3 +82,14 @@ def tensorboard_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """``tag -> [(step, value), ...]`` of every scalar logged to TensorBoard in a run folder."""
     events = tensorboard_events(run_dir)
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def tensorboard_hparams(run_dir: Path) -> dict[str, float | str | bool]:
+    """The hyperparameters a run logged to TensorBoard (its HPARAMS tab), by flattened config key (``{}``:
+    none)."""
+    for content in tensorboard_events(run_dir).PluginTagToContent("hparams").values():
+        data = HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            return {key: getattr(value, value.WhichOneof("kind"))
+                    for key, value in data.session_start_info.hparams.items()}
+    return {}
