@@ -129,7 +129,7 @@ class HolModule(pl.LightningModule):
             raise ValueError("no optimizer configured; choose one with optimizer=NAME")
         parameters = list(self.parameters())
         if any(parameter.dtype == torch.float16 for parameter in parameters):  # trainer.precision=16-true
-            optimizer = Float32MasterWeights(parameters, self.optimizer_factory)
+            optimizer: torch.optim.Optimizer = Float32MasterWeights(parameters, self.optimizer_factory)
         else:
             optimizer = self.optimizer_factory(params=parameters)
         _check_accumulation(optimizer, getattr(self._trainer, "accumulate_grad_batches", 1))

@@ -129,7 +129,7 @@ class Float32MasterWeights(torch.optim.Optimizer):
             weight.copy_(master)
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure=None):
         if closure is None:
             if not self._gathered:
                 self.gather_gradients()
@@ -158,14 +158,14 @@ class Float32MasterWeights(torch.optim.Optimizer):
                 weight.grad.zero_()
         self._gathered = False
 
-    def state_dict(self) -> dict:  # type: ignore[override]
+    def state_dict(self) -> dict:
         state = self.optimizer.state_dict()
         state["float32_master_weights"] = {index: master.detach().clone()
                                            for index, master in enumerate(self.masters)
                                            if master is not self.weights[index]}
         return state
 
-    def load_state_dict(self, state_dict: dict) -> None:  # type: ignore[override]
+    def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
         masters = state_dict.pop("float32_master_weights", {})
         self.optimizer.load_state_dict(state_dict)
