@@ -53,7 +53,7 @@ def run(seed: int, overrides: list[str], folder: Path) -> tuple[dict, float]:
 
 def ladder() -> list[str]:
     """``n=.. S=..`` of each stage of the preset's ladder."""
-    preset = OmegaConf.load(ROOT / "experiments" / "function_2d.yaml")
+    preset = OmegaConf.load(ROOT / "conf" / "experiment" / "function_2d.yaml")
     described, n, segments = [], None, None
     for stage in parse_stages(preset.refine):
         n, segments = stage.n or n, stage.segments or segments

@@ -48,7 +48,7 @@ when ``A``'s outputs are mapped affinely and ``B``'s domains follow; only the pa
 adapting, ``B``'s domain may be a small interval (measured on the two-variable KAN example, a hidden range of
 width 0.06), so a small change of ``A``'s coefficients moves ``B``'s inputs across many of its segments: the
 loss is then ill conditioned in ``A``'s coefficients (an earlier ladder stalled at a test RMSE of 1.7e-4 where
-the rescaled one reached 1e-6; on ``experiments/function_2d.yaml``'s ladder both reach 5e-9). In a
+the rescaled one reached 1e-6; on ``conf/experiment/function_2d.yaml``'s ladder both reach 5e-9). In a
 :class:`hol.networks.MLP` without normalization and dropout, where ``A``'s output ``j`` is ``B``'s input
 ``j``, adapting therefore rescales ``A`` instead (:func:`rescale_hidden`): ``A``'s outputs become
 ``(y_j - c_j) L / w_j`` (exact: ``A`` sums links that reproduce constants) and ``B`` keeps the default domain,

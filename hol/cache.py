@@ -1,4 +1,6 @@
-"""Where hol keeps files between processes (the cost model's calibration, the C++ kernels' builds).
+"""Where hol keeps files between processes: the cost model's calibration. (The C++ kernels are built where
+torch builds extensions, ``$TORCH_EXTENSIONS_DIR`` or torch's cache folder: :mod:`hol.layers.cpp_extensions`;
+only without a home directory in :func:`scratch_dir`.)
 
 ``$HOL_CACHE_DIR``, else ``$XDG_CACHE_HOME/hol``, else ``~/.cache/hol``. Without a home directory (``HOME``
 unset and a user id without a passwd entry, as in containers run with ``--user`` or jobs started with

@@ -15,7 +15,7 @@ class ScaledLBFGS(torch.optim.LBFGS):
     and stops when the largest gradient entry is below ``tolerance_grad`` or the loss changes by less than
     ``tolerance_change``. A regression driven to a test RMSE of 1e-7 has a loss of 1e-14 and steps of 1e-6, so
     ``y . s`` falls below 1e-10: L-BFGS stops learning curvature and crawls (measured on the two-variable KAN
-    example, ``experiments/function_2d.yaml``: stuck at a training RMSE of 1.6e-7 where the same network
+    example, ``conf/experiment/function_2d.yaml``: stuck at a training RMSE of 1.6e-7 where the same network
     reaches 4e-9 with the loss scaled). Dividing the loss, and so its gradients, by its first value makes
     every threshold relative to where the optimizer started: the same iterates as torch's L-BFGS on ``loss /
     loss_0``, with the same arguments. The runner builds a new optimizer at every refinement stage, so each
