@@ -1,11 +1,11 @@
-# hol: make install | train | test | bench | lint | typecheck
+# hol: make install | train | test | test-slow | test-all | bench | lint | typecheck
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install train test bench lint typecheck clean
+.PHONY: install train test test-slow test-all bench lint typecheck clean
 
 install: $(STAMP)
 
@@ -23,7 +23,15 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 train: install
 	$(VENV)/bin/hol train experiment=function
 
+# the fast tier (every module's behaviour, a few minutes); the slow tier: end-to-end CLI runs, the documented
+# commands, benchmark scripts, kernel builds from scratch (the tests marked slow); CI runs both (.ci/run)
 test: install
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+test-all: install
 	$(PY) -m pytest -q
 
 bench: install

@@ -1,9 +1,10 @@
-"""The README's results and benchmark tables come from files: each table is a JSON file under
-``benchmarks/results/``, written by the script that measured it, and rendered into ``README.md``.
+"""The documentation's results and benchmark tables come from files: each table is a JSON file under
+``benchmarks/results/``, written by the script that measured it, and rendered into the pages that show it
+(``README.md`` and ``docs/*.md``, :data:`PAGES`).
 
 A result file holds ``{"title", "command", "machine", "date", "columns", "rows", "notes"}``: the command line
 that produced it, the machine (CPU model and threads, :func:`machine`), the date, the table, and notes (how it
-was measured). In the README a table sits between the markers ``<!-- results: NAME -->`` and
+was measured). In a page a table sits between the markers ``<!-- results: NAME -->`` and
 ``<!-- /results -->`` (NAME: the file's stem). ``python benchmarks/results.py`` rewrites every marked block
 from its file; the test suite fails if a block differs from its file, so no table is typed by hand.
 
@@ -25,7 +26,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-README = ROOT / "README.md"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+"""The documentation: the README (the front door) and the pages of ``docs/``."""
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 
@@ -91,21 +93,27 @@ def load(name: str) -> dict:
     return json.loads((RESULTS / f"{name}.json").read_text())
 
 
-def rendered_readme(text: str) -> str:
+def rendered(text: str) -> str:
     """``text`` with every marked block replaced by the rendering of its result file."""
     return BLOCK.sub(lambda m: m.group(1) + render(load(m.group("name"))) + m.group(4), text)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Rewrite the README's tables from benchmarks/results/.")
-    parser.add_argument("--check", action="store_true", help="only report tables that differ (exit 1)")
+    parser = argparse.ArgumentParser(
+        description="Rewrite the tables of the README and docs/ from benchmarks/results/.")
+    parser.add_argument("--check", action="store_true", help="only report pages whose tables differ (exit 1)")
     args = parser.parse_args()
-    text = README.read_text()
-    new = rendered_readme(text)
-    if args.check:
-        raise SystemExit(0 if new == text else 1)
-    README.write_text(new)
-    print(f"{len(BLOCK.findall(text))} tables rendered into {README.name}")
+    stale = []
+    for page in PAGES:
+        text = page.read_text()
+        new = rendered(text)
+        if new != text:
+            stale.append(page.relative_to(ROOT).as_posix())
+            if not args.check:
+                page.write_text(new)
+        print(f"{len(BLOCK.findall(text))} tables in {page.relative_to(ROOT)}")
+    if args.check and stale:
+        raise SystemExit(f"tables differ from their files in: {', '.join(stale)}")
 
 
 if __name__ == "__main__":

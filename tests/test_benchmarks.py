@@ -97,3 +97,14 @@ def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
     for name, rows in (("kan_special", 15), ("kan_feynman", 27), ("kan_smooth", 6)):
         table = json.loads((tmp_path / f"{name}.json").read_text())
         assert len(table["rows"]) == rows and all(len(row) == len(table["columns"]) for row in table["rows"])
+
+
+def test_the_headline_table_is_what_its_script_reads_from_the_result_files_now(tmp_path):
+    env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
+    done = run(BENCHMARKS / "headline.py", "--record", "headline", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    derived = json.loads((tmp_path / "headline.json").read_text())
+    committed = json.loads((BENCHMARKS / "results" / "headline.json").read_text())
+    assert (committed["columns"], committed["rows"]) == (derived["columns"], derived["rows"]), (
+        "run `python benchmarks/headline.py --record headline` after recording a table it reads")
+    assert all((BENCHMARKS / "results" / f"{row[-1]}.json").is_file() for row in committed["rows"])

@@ -1,9 +1,9 @@
-"""Every usage line hol shows outside the README works: the ``hol train``/``hol eval`` commands in the
-comments of ``conf/`` and ``experiments/`` and in the package's docstrings and comments run here (shortened as
-the README's are, tests/helpers/commands.py), those with a placeholder (``...``, ``PATH``) compose, and ``hol
---help``, ``hol --version`` and each command's ``--help`` exit 0. (The README's own commands:
-tests/test_readme.py.) A usage line once told users ``hol train +callbacks=early_stopping``, which Hydra
-refuses."""
+"""Every usage line hol shows outside the documentation works: the ``hol train``/``hol eval`` commands in the
+comments of ``conf/`` (the experiment presets included) and in the package's docstrings and comments run here
+(shortened as documented ones, tests/helpers/commands.py), those with a placeholder (``...``, ``PATH``)
+compose, and ``hol --help``, ``hol --version`` and each command's ``--help`` exit 0. (The documentation's
+own commands: tests/test_docs.py.) A usage line once told users ``hol train +callbacks=early_stopping``, which
+Hydra refuses."""
 from __future__ import annotations
 
 import re
@@ -15,11 +15,10 @@ import pytest
 from hol.runner.cli import main
 from tests.helpers.commands import argv_of, first_values, make_workspace, run_documented
 from tests.helpers.runs import compose_config
-from tests.test_readme import COMMANDS as README_COMMANDS
+from tests.test_docs import COMMANDS as DOCUMENTED_COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [*sorted((ROOT / "conf").rglob("*.yaml")), *sorted((ROOT / "experiments").glob("*.yaml")),
-           *sorted((ROOT / "hol").rglob("*.py"))]
+SOURCES = [*sorted((ROOT / "conf").rglob("*.yaml")), *sorted((ROOT / "hol").rglob("*.py"))]
 PLACEHOLDERS = ("...", "PATH", "NAME")
 OVERRIDE = re.compile(r"^(-m|--\S+|[+~]?[\w./@-]+=.*)$")
 
@@ -63,7 +62,7 @@ def usage_lines() -> list[tuple[str, str]]:
 
 
 USAGE = usage_lines()
-NOT_IN_README = [(where, command) for where, command in USAGE if command not in README_COMMANDS]
+NOT_DOCUMENTED = [(where, command) for where, command in USAGE if command not in DOCUMENTED_COMMANDS]
 
 
 def test_usage_lines_are_found_in_the_configs_and_the_package():
@@ -78,7 +77,7 @@ def workspace(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("where", "command"), NOT_IN_README, ids=[where for where, _ in NOT_IN_README])
+@pytest.mark.parametrize(("where", "command"), NOT_DOCUMENTED, ids=[where for where, _ in NOT_DOCUMENTED])
 def test_every_usage_line_runs_or_composes(where, command, workspace, monkeypatch, capsys):
     argv = argv_of(command)
     placeholders = [word for word in argv[2:] if any(mark in word for mark in PLACEHOLDERS)]

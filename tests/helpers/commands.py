@@ -1,5 +1,5 @@
-"""Running the commands the documentation shows (the README, config comments, docstrings), shortened by
-overrides added here: tiny data, one epoch, small budgets. Used by tests/test_readme.py and
+"""Running the commands the documentation shows (the README and docs/, config comments, docstrings), shortened
+by overrides added here: tiny data, one epoch, small budgets. Used by tests/test_docs.py and
 tests/test_usage_lines.py."""
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def shortened(argv: list[str], workspace: Path) -> list[str]:
             word = re.sub(r"epochs: *\d+", "epochs: 1", word)
         if "<run>" in word:
             runs = sorted(workspace.glob(word.split("<run>")[0].split("=", 1)[1] + "*"))
-            assert runs, f"{word}: no earlier README command made such a run"
+            assert runs, f"{word}: no earlier documented command made such a run"
             word = word.replace(word.split("=", 1)[1].split("<run>")[0] + "<run>", str(runs[-1]))
         args.append(word)
     if "experiment=cifar100" in args or "data=cifar100" in args:
