@@ -35,12 +35,14 @@ def run(script: Path, *args: str, env: dict | None = None) -> subprocess.Complet
                           check=False, cwd=script.parent, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS, ids=[path.stem for path in SCRIPTS])
 def test_script_imports_and_parses_its_options(script):
     done = run(script, "--help")
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TOY))
 def test_script_runs_at_toy_sizes_and_records_its_table(name, tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path), "HOL_SPARSE_COST": "3.6,0.9,4.0"}
@@ -52,6 +54,7 @@ def test_script_runs_at_toy_sizes_and_records_its_table(name, tmp_path):
     assert name in result["command"] and result["machine"]
 
 
+@pytest.mark.slow
 def test_half_precision_runs_at_toy_sizes_and_records_its_table(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
     done = run(BENCHMARKS / "half_precision.py", "--seeds", "1", "--segments", "4", "--record", "toy",
@@ -63,6 +66,7 @@ def test_half_precision_runs_at_toy_sizes_and_records_its_table(tmp_path):
     assert all(0 < ratio < 3 for ratio in ratios)
 
 
+@pytest.mark.slow
 def test_convergence_1d_runs_at_toy_sizes_and_records_its_table(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
     done = run(BENCHMARKS / "convergence_1d.py", "--segments", "2", "4", "--orders", "2", "3",
@@ -73,6 +77,7 @@ def test_convergence_1d_runs_at_toy_sizes_and_records_its_table(tmp_path):
     assert all(len(row) == len(result["columns"]) for row in result["rows"])
 
 
+@pytest.mark.slow
 def test_run_pde_runs_a_short_case_and_records_its_table(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
     done = run(BENCHMARKS / "run_pde.py", "--cases", "burgers", "--record", "toy", "--figures", str(tmp_path),
@@ -84,6 +89,7 @@ def test_run_pde_runs_a_short_case_and_records_its_table(tmp_path):
     assert result["rows"][0][3] == "rel_l2" and (tmp_path / "pde_burgers.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
     done = run(BENCHMARKS / "kan_tables.py", "--rows", "jv", "--seeds", "0", "--methods", "hol", "mlp",

@@ -168,6 +168,7 @@ def test_bad_arguments(kwargs, message):
     assert message in str(info.value)
 
 
+@pytest.mark.slow
 def test_an_eval_mode_vae_compiles_fullgraph_and_exports_with_its_repeatable_numbers():
     torch.manual_seed(0)
     vae = VAE("continuous", 1, 8, [2, 3], latent_dim=2, segments=2).eval()

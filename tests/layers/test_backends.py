@@ -193,6 +193,7 @@ def test_refine_then_compute_with_any_backend():
     assert torch.allclose(results["sparse"][0], results["sparse"][1], atol=1e-12)
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_layer_and_mlp():
     """No graph break (fullgraph=True) for a layer of every backend and an MLP with sparse layers, forward and
     backward, equal to the eager dense layer; the MLP with dynamic=True over three batch sizes."""
@@ -215,6 +216,7 @@ def test_compile_fullgraph_layer_and_mlp():
         assert torch.allclose(compiled(x), net(x), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_export_with_a_dynamic_batch(backend):
     """torch.export of the runner's default MLP and of a wider one, batch dynamic: the exported program equals

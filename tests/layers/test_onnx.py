@@ -52,6 +52,7 @@ def _export(module: torch.nn.Module, x: torch.Tensor, dynamo: bool) -> bytes:
         return buffer.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 @pytest.mark.parametrize("name", MODULES)
 def test_exported_graph_runs_in_onnxruntime_with_the_modules_numbers(name, dynamo):

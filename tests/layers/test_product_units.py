@@ -346,6 +346,7 @@ def test_torch_func_transforms_match_einsum_formula():
 
 # --- Triton -------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_triton_kernels_under_the_interpreter():
     script = Path(__file__).parents[1] / "helpers" / "triton_product_units_check.py"
     root = str(Path(__file__).parents[2])

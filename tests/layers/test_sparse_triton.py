@@ -26,6 +26,7 @@ ROOT = Path(__file__).parents[2]
 f64 = torch.float64
 
 
+@pytest.mark.slow
 def test_triton_kernels_under_the_interpreter():
     script = ROOT / "tests" / "helpers" / "triton_sparse_check.py"
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1",

@@ -165,6 +165,7 @@ def test_a_launcher_plugin_that_is_not_installed_names_the_extra(in_tmp, capsys,
     assert err.rstrip().endswith(f"pip install 'hol[{extra}]'")
 
 
+@pytest.mark.slow
 def test_resuming_with_another_network_is_refused(in_tmp, capsys):
     main(["train", *FAST, "hydra.run.dir=run"])
     last = in_tmp / "run" / "checkpoints" / "last.ckpt"
@@ -197,6 +198,7 @@ def test_multirun_runs_every_combination(in_tmp, capsys):
     assert finished == ["0", "1", "2", "3"]
 
 
+@pytest.mark.slow
 def test_console_process_help_lists_the_config_groups(tmp_path):
     result = run_hol(tmp_path, "train", "--help")
     assert result.returncode == 0
@@ -206,6 +208,7 @@ def test_console_process_help_lists_the_config_groups(tmp_path):
     assert "continuous, continuous_prod" in result.stdout and "invariant_mnist" in result.stdout
 
 
+@pytest.mark.slow
 def test_console_process_bad_input_has_no_traceback_unless_asked(tmp_path):
     result = run_hol(tmp_path, "train", "data.batch_size=0")
     assert result.returncode == 1

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from hol.runner.records import METRICS_FILE
@@ -27,6 +28,7 @@ def check_ddp_run(folder: Path) -> dict:
     return metrics
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_with_refinement_stages(tmp_path):
     result = run_hol(tmp_path, "train", *DDP, "refine=[{epochs:1,n:2},{epochs:1,n:3}]", "hydra.run.dir=run",
                      "callbacks.model_checkpoint.monitor=null",  # last.ckpt: the last epoch
@@ -47,6 +49,7 @@ def test_ddp_two_cpu_processes_with_refinement_stages(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith("replica_")) == ["run"]
 
 
+@pytest.mark.slow
 def test_ddp_jobs_of_a_multirun_each_start_their_processes(tmp_path):
     result = run_hol(tmp_path, "train", "-m", *DDP, "trainer.max_epochs=1", "logger=tensorboard",
                      "layer=continuous,polynomial", "hydra.sweep.dir=sweep")

@@ -24,6 +24,7 @@ def _last_line(done: subprocess.CompletedProcess) -> str:
     return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
 
 
+@pytest.mark.slow
 def test_a_run_folder_with_another_runs_results_is_refused_untouched_or_replaced_on_request(tmp_path):
     run = tmp_path / "run"
     first = run_hol(tmp_path, "train", *TINY_RUN, f"hydra.run.dir={run}")
@@ -42,6 +43,7 @@ def test_a_run_folder_with_another_runs_results_is_refused_untouched_or_replaced
     assert sorted(path.name for path in (run / "checkpoints").iterdir()) == ["epoch_000.ckpt", "last.ckpt"]
 
 
+@pytest.mark.slow
 def test_resuming_from_the_folders_own_checkpoint_continues_that_run_there(tmp_path):
     run = tmp_path / "run"
     assert run_hol(tmp_path, "train", *TINY_RUN, f"hydra.run.dir={run}").returncode == 0
@@ -54,6 +56,7 @@ def test_resuming_from_the_folders_own_checkpoint_continues_that_run_there(tmp_p
     assert evaluated.returncode == 1 and "holds another run's results" in _last_line(evaluated)
 
 
+@pytest.mark.slow
 def test_a_sweep_folder_with_an_earlier_sweep_is_refused(tmp_path):
     sweep = tmp_path / "sweep"
     first = run_hol(tmp_path, "train", "-m", *TINY_RUN, "seed=1,2", f"hydra.sweep.dir={sweep}")
@@ -110,6 +113,7 @@ def test_new_folder_takes_the_next_free_name_and_keeps_its_answer(tmp_path, monk
     assert (tmp_path / "run_3").is_dir()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["paths.log_dir", "hydra.run.dir"])
 def test_a_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path, option):
     blocker = tmp_path / "a_file"
@@ -121,6 +125,7 @@ def test_a_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path, option):
     assert "(Not a directory); choose another with paths.log_dir=..." in line
 
 
+@pytest.mark.slow
 def test_printed_commands_are_shell_quoted_for_paths_with_spaces_and_accents(tmp_path):
     run = tmp_path / "my résults" / "run 1"
     done = run_hol(tmp_path, "train", *[a for a in TINY_RUN if a != "logger=csv"], "logger=tensorboard",
@@ -130,6 +135,7 @@ def test_printed_commands_are_shell_quoted_for_paths_with_spaces_and_accents(tmp
     assert shlex.split(line.removeprefix("TensorBoard: ")) == ["tensorboard", "--logdir", str(run)]
 
 
+@pytest.mark.slow
 def test_an_unquoted_accent_or_space_names_the_character_and_the_quoting(tmp_path):
     done = run_hol(tmp_path, "train", *TINY_RUN, "hydra.run.dir=résultats")
     assert done.returncode == 2

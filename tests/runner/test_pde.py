@@ -28,6 +28,7 @@ def run_main(argv, capsys) -> tuple[int, str, str]:
     return info.value.code, captured.out, captured.err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_each_equation_runs_through_the_command_line_and_writes_its_solution(in_tmp, capsys, preset):
     grid = "[11,11]" if preset == "poisson" else "[1001,3]"
@@ -65,6 +66,7 @@ def test_each_equation_runs_through_the_command_line_and_writes_its_solution(in_
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_another_riemann_problem_in_float32_through_the_preset_options(tmp_path):
     """Lax's problem by the sod preset's options alone, trained in float32: its reference is the exact
     Riemann solution of those states."""
@@ -84,6 +86,7 @@ def test_another_riemann_problem_in_float32_through_the_preset_options(tmp_path)
     assert next(iter(checkpoint["state_dict"].values())).dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_physics_informed_training_learns_poisson_and_eval_reproduces_the_test_metrics(tmp_path):
     run = tmp_path / "run"
     cfg = compose_config(["experiment=poisson", *TINY, "data.interior=400", "data.boundary=100",
@@ -116,6 +119,7 @@ def test_refinement_stages_refine_a_pde_network_exactly(tmp_path):
     assert {"stage0/test/rel_l2", "stage1/test/rel_l2", "stage1/parameters"} <= set(metrics)
 
 
+@pytest.mark.slow
 def test_new_collocation_points_every_epoch_only_when_asked():
     from hol.pde import Burgers
 

@@ -187,6 +187,7 @@ def test_best_values_ignore_non_finite_epochs():
     assert best.compute() == 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["64-true", "32-true", "bf16-mixed", "bf16-true", "16-mixed"])
 def test_every_precision_runs_end_to_end_with_plots(tmp_path, precision):
     run = tmp_path / "run"

@@ -11,6 +11,7 @@ from hol.runner.sweep import FAILED, OK
 from tests.helpers.runs import TINY_XOR, read_csv, run_hol, run_sweep_app
 
 
+@pytest.mark.slow
 def test_basic_sweep_records_failed_job_and_runs_the_others(sweep_app, tmp_path):
     sweep = tmp_path / "sweep"
     done = run_sweep_app(sweep_app, sweep, "hydra/sweeper=hol_basic", "x=0.1,0.5,2", "y=0,1", "fail_at=2")
@@ -35,6 +36,7 @@ def test_basic_sweep_records_failed_job_and_runs_the_others(sweep_app, tmp_path)
     assert "job 4 failed: ValueError" in done.stdout  # the printed table and its error list
 
 
+@pytest.mark.slow
 def test_basic_sweep_goes_on_after_exit_and_composition_errors_in_batches(sweep_app, tmp_path):
     """sys.exit in a job and a config that does not compose fail only their job, also in later batches."""
     sweep = tmp_path / "sweep"
@@ -56,6 +58,7 @@ def test_basic_sweep_all_ok_exits_zero(sweep_app, tmp_path):
     assert [r["status"] for r in read_csv(tmp_path / "sweep" / "summary.csv")] == [OK, OK]
 
 
+@pytest.mark.slow
 def test_hol_train_multirun_summary_with_failing_job(tmp_path):
     """The real CLI: a grid over layer.n where n=0 is invalid; the other job trains and is summarized."""
     sweep = tmp_path / "sweep"
@@ -74,6 +77,7 @@ def test_hol_train_multirun_summary_with_failing_job(tmp_path):
     assert (sweep / "summary.md").is_file() and (sweep / "multirun.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_a_diverged_job_is_a_failed_job_and_the_sweep_goes_on(tmp_path):
     sweep = tmp_path / "sweep"
     done = run_hol(tmp_path, "train", "-m", *TINY_XOR, "trainer.max_epochs=2", "optimizer=sgd",

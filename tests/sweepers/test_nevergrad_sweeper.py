@@ -150,6 +150,7 @@ def job_params(sweep, job) -> dict:
     return {o.split("=")[0]: parsed_value(o) for o in overrides}
 
 
+@pytest.mark.slow
 def test_nevergrad_sweep_best_is_the_best_trial(sweep_app, tmp_path):
     done = run_sweep_app(sweep_app, tmp_path / "sweep", "shape=square", config_name="nevergrad")
     assert done.returncode == 0, done.stderr
@@ -168,6 +169,7 @@ def test_nevergrad_sweep_best_is_the_best_trial(sweep_app, tmp_path):
     assert "shape=square" in results.best_overrides  # fixed overrides reach every job
 
 
+@pytest.mark.slow
 def test_nevergrad_failed_trials_count_as_worst_and_the_search_goes_on(sweep_app, tmp_path):
     """Jobs 0 and 3 raise, job 4 returns NaN: all three are failed trials; the budget is still spent."""
     sweep = tmp_path / "sweep"
@@ -188,6 +190,7 @@ def test_nevergrad_failed_trials_count_as_worst_and_the_search_goes_on(sweep_app
     assert str(results.best_job) in [r["job"] for r in ok]
 
 
+@pytest.mark.slow
 def test_nevergrad_maximize_and_seed_reproducibility(sweep_app, tmp_path):
     overrides = ["hydra.sweeper.optim.maximize=true", "hydra.sweeper.optim.budget=4", "x=0.2,0.3,0.9"]
     runs = [run_sweep_app(sweep_app, tmp_path / name, *overrides, config_name="nevergrad")
@@ -199,6 +202,7 @@ def test_nevergrad_maximize_and_seed_reproducibility(sweep_app, tmp_path):
     assert all(row_params(r)["x"] in (0.2, 0.3, 0.9) for r in rows)  # the command line's choices
 
 
+@pytest.mark.slow
 def test_nevergrad_all_trials_failed_is_an_error(sweep_app, tmp_path):
     done = run_sweep_app(sweep_app, tmp_path / "sweep", "fail_at=0.5", "x=0.5", "y=0,1",
                          "hydra.sweeper.optim.budget=2", config_name="nevergrad")
@@ -258,6 +262,7 @@ def test_launcher_configs_compose(launcher, target, key, value):
         assert cfg.hydra.launcher.submitit_folder.endswith("/.submitit/%j")
 
 
+@pytest.mark.slow
 def test_hol_train_nevergrad_on_xor(tmp_path):
     """The real CLI: hparams_search=nevergrad with budget 3 on a tiny XOR run."""
     sweep = tmp_path / "sweep"
