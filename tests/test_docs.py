@@ -55,7 +55,7 @@ def page_commands(text: str) -> list[str]:
             line = " ".join(re.sub(r"\s+#.*$", "", line).split())
             if line and line not in commands:
                 commands.append(line)
-    for span in re.findall(r"`(hol (?:train|eval) [^`]*)`", text):
+    for span in re.findall(r"`(hol (?:train|eval|symbolic) [^`]*)`", text):
         if "=" in span and "..." not in span and span not in commands:
             commands.append(span)
     return commands

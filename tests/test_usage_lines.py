@@ -41,15 +41,15 @@ def _override_words(rest: str) -> list[str] | None:
 
 
 def usage_lines() -> list[tuple[str, str]]:
-    """``(where, command)`` for every ``hol train``/``hol eval`` command in config comments and in the
-    package's docstrings and comments (continuation lines joined; several on a line each taken)."""
+    """``(where, command)`` for every ``hol train``/``eval``/``symbolic`` command in config comments and in
+    the package's docstrings and comments (continuation lines joined; several on a line each taken)."""
     found = []
     for path in SOURCES:
         lines = path.read_text().splitlines()
         for number, line in enumerate(lines):
             if "``" in line or (path.suffix == ".yaml" and not line.lstrip().startswith("#")):
                 continue  # inline code in prose; YAML values
-            for match in re.finditer(r"\bhol (train|eval)\b", line):
+            for match in re.finditer(r"\bhol (train|eval|symbolic)\b", line):
                 rest, following = line[match.end():], number + 1
                 while rest.rstrip().endswith("\\") and following < len(lines):
                     rest = rest.rstrip()[:-1] + " " + lines[following].lstrip().lstrip("#")
@@ -81,15 +81,16 @@ def workspace(tmp_path_factory) -> Path:
 def test_every_usage_line_runs_or_composes(where, command, workspace, monkeypatch, capsys):
     argv = argv_of(command)
     placeholders = [word for word in argv[2:] if any(mark in word for mark in PLACEHOLDERS)]
-    if placeholders or argv[1] == "eval":  # the rest of the line must compose
-        config = "eval" if argv[1] == "eval" else "train"
+    if placeholders or argv[1] in ("eval", "symbolic"):  # the rest of the line must compose
+        config = "train" if argv[1] == "train" else argv[1]
         words = [word for word in argv[2:] if word not in placeholders]
         compose_config(first_values(words), config, return_hydra_config=True, quiet=False)
         return
     run_documented(command, workspace, monkeypatch, capsys)
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"], ["eval", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["train", "--help"], ["eval", "--help"],
+                                  ["symbolic", "--help"]])
 def test_help_and_version_exit_zero(argv, capsys, in_tmp):
     with pytest.raises(SystemExit) as info:
         main(argv)

@@ -1,8 +1,9 @@
-"""The ``hol`` command: ``hol train [overrides]`` and ``hol eval ckpt_path=... [overrides]``.
+"""The ``hol`` command: ``hol train [overrides]``, ``hol eval ckpt_path=... [overrides]`` and ``hol symbolic
+ckpt_path=... [overrides]``.
 
-Each subcommand is a Hydra 1.3 app (``conf/train.yaml``, ``conf/eval.yaml``) around a plain function of
-:mod:`hol.train`, so all of Hydra's command line works: ``--help``, ``--cfg job``, ``-m`` multiruns,
-overrides.
+Each subcommand is a Hydra 1.3 app (``conf/train.yaml``, ``conf/eval.yaml``, ``conf/symbolic.yaml``) around
+a plain function (:mod:`hol.runner.train`, :mod:`hol.runner.symbolic`), so all of Hydra's command line works:
+``--help``, ``--cfg job``, ``-m`` multiruns, overrides.
 
 Bad input (unknown config option or key, invalid values, missing data files, a launcher plugin that is not
 installed) ends with one line ``hol <command>: error: ...`` on stderr and exit status 1 (2 for usage errors),
@@ -37,8 +38,10 @@ from .folders import FolderRefused, forget_reserved
 from .records import unwrap_error
 
 COMMANDS = {"train": "train a model: hol train [experiment=NAME] [key=value ...]",
-            "eval": "test a checkpoint: hol eval ckpt_path=PATH [key=value ...]"}
-USAGE = "usage: hol {train,eval} [overrides]   (hol train --help lists the config groups; hol --version)"
+            "eval": "test a checkpoint: hol eval ckpt_path=PATH [key=value ...]",
+            "symbolic": "read a checkpoint as a formula: hol symbolic ckpt_path=PATH [key=value ...]"}
+USAGE = ("usage: hol {train,eval,symbolic} [overrides]   (hol train --help lists the config groups; "
+         "hol --version)")
 FULL_ERROR = "HYDRA_FULL_ERROR"
 # set by Lightning's DDP launcher for the processes it starts
 DDP_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -158,6 +161,7 @@ def _task(command: str, cfg: DictConfig):
     from lightning.pytorch.utilities import rank_zero_only
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    from .symbolic import symbolic
     from .train import evaluate, run_task, train
 
     _route_lightning_logs()
@@ -166,7 +170,7 @@ def _task(command: str, cfg: DictConfig):
     _set_worker_command(command)
     environment = set(os.environ)
     try:
-        metrics = run_task(cfg, train if command == "train" else evaluate)
+        metrics = run_task(cfg, {"train": train, "eval": evaluate, "symbolic": symbolic}[command])
     except SIGTERMException:  # Lightning stops with a SystemExit of no status: it must not read as 0
         last = shlex.quote(f"ckpt_path={Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}")
         sys.stderr.write(f"hol {command}: error: stopped by SIGTERM; the run folder {cfg.paths.output_dir} "
@@ -238,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``hol`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE + "\n" + "\n".join(f"  {name:<6} {text}" for name, text in COMMANDS.items()))
+        print(USAGE + "\n" + "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items()))
         raise SystemExit(0 if argv else 2)
     if argv[0] == "--version":
         from .. import __version__

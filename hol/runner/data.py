@@ -224,7 +224,8 @@ class FunctionDataModule(SyntheticDataModule):
             unused = [name for name in names if name not in self.expression.variables]
             if unused:
                 raise ValueError(f"data.variables: {', '.join(unused)} not used by data.expr {expr!r}; use "
-                                 "every variable in the formula or remove the unused ones")
+                                 f"every variable in the formula (an input on purpose: + 0*{unused[0]}) or "
+                                 "remove the unused ones")
             self.dims = len(names)
         self.names = self.expression.names[:self.dims]
         self.what = f"data.expr {expr!r}"

@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import lightning.pytorch as pl
@@ -83,6 +83,26 @@ def links_figure(layer: HighOrderLinear, points: int = 200) -> Figure:
         axes = figure.add_subplot(rows, columns, o + 1)
         axes.plot(x.float().cpu(), values[:, o, :])  # column i against column i; float32, not bfloat16
         axes.set_title(f"output {o}", fontsize=9)
+    return figure
+
+
+@torch.no_grad()
+def symbolic_links_figure(layer: HighOrderLinear, fits: Mapping[tuple[int, int], Any], inputs: torch.Tensor,
+                          points: int = 200) -> Figure:
+    """Each fitted link ``f_oi`` of ``layer`` (solid) and its symbolic fit (dashed; a
+    :class:`hol.symbolic.LinkFit`, its function and R² in the panel's title), over the range of input ``i`` in
+    ``inputs`` ``[N, I]``: one panel per link of ``fits`` (keyed ``(output, input)``)."""
+    low, high = inputs.double().amin(0).cpu(), inputs.double().amax(0).cpu()
+    x = low + torch.linspace(0, 1, points, dtype=torch.float64)[:, None] * (high - low)  # [P, I]
+    values = layer.links(x.to(layer.weight)).double().cpu()  # [P, O, I]
+    columns = min(len(fits), 4)
+    rows = -(-len(fits) // columns)
+    figure = Figure(figsize=(3 * columns, 2.4 * rows), layout="constrained")
+    for panel, ((o, i), fit) in enumerate(sorted(fits.items())):
+        axes = figure.add_subplot(rows, columns, panel + 1)
+        axes.plot(x[:, i], values[:, o, i], "k-")
+        axes.plot(x[:, i], fit(x[:, i]), "r--")
+        axes.set_title(f"({o}, {i}): {fit.name}, R² = {fit.r2:.6g}", fontsize=8)
     return figure
 
 

@@ -55,8 +55,9 @@ def first_values(overrides: list[str]) -> list[str]:
 
 
 def shortened(argv: list[str], workspace: Path) -> list[str]:
-    """``hol train|eval`` arguments made quick: the real data root replaced by the tiny files, ``<run>``
-    placeholders by a finished run, then the :data:`SMALL` and quiet overrides the command's config has."""
+    """``hol train|eval|symbolic`` arguments made quick: the real data root replaced by the tiny files,
+    ``<run>`` placeholders by a finished run, then the :data:`SMALL` and quiet overrides the command's config
+    has."""
     args = []
     for word in argv[2:]:
         word = word.replace("=../shared/data", f"={workspace / 'data'}")  # data.root, data.path
@@ -69,7 +70,7 @@ def shortened(argv: list[str], workspace: Path) -> list[str]:
         args.append(word)
     if "experiment=cifar100" in args or "data=cifar100" in args:
         args.append(f"data.root={workspace / 'data'}")
-    if argv[1] == "eval" or "--help" in args:
+    if argv[1] in ("eval", "symbolic") or "--help" in args:
         return [argv[1], *args, *(["+trainer.enable_progress_bar=false"] if argv[1] == "eval" else [])]
     overrides = [word for word in args if not word.startswith("-")]
     cfg = compose_config(first_values(overrides), return_hydra_config=True, quiet=False)
@@ -90,7 +91,7 @@ def run_documented(command: str, workspace: Path, monkeypatch, capsys) -> None:
     needs what this machine lacks (:data:`NEEDS_MISSING`); DDP through the console script. Fails the test if
     the command fails."""
     argv = argv_of(command)
-    assert argv[0] == "hol" and argv[1] in ("train", "eval"), f"cannot run: {command}"
+    assert argv[0] == "hol" and argv[1] in ("train", "eval", "symbolic"), f"cannot run: {command}"
     monkeypatch.chdir(workspace)
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     if any(need in argv for need in NEEDS_MISSING):
