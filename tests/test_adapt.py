@@ -13,18 +13,10 @@ from torch.func import functional_call
 import hol
 from hol.adapt import adapt_domains_with_report, input_ranges, move_domain
 from hol.layers import conv, fc
+from tests.helpers.modules import randomize
 
 DOUBLE = torch.float64
 EXACT = 1e-11
-
-
-def randomize(module: nn.Module, seed: int = 0, scale: float = 1.0) -> nn.Module:
-    """Every parameter ~ N(0, scale^2)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(scale * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
-    return module
 
 
 def set_domain(layer: nn.Module, low, high) -> nn.Module:

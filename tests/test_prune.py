@@ -15,18 +15,10 @@ import hol
 from hol.layers import fc
 from hol.networks import MLP, build
 from hol.prune import SCORES, input_scores, link_scores, prune, unit_scores
+from tests.helpers.modules import randomize
 
 DOUBLE = torch.float64
 EXACT = 1e-12
-
-
-def randomize(module: nn.Module, seed: int = 0, scale: float = 1.0) -> nn.Module:
-    """Every parameter ~ N(0, scale^2)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(scale * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
-    return module
 
 
 def uniform(rows: int, low, high, seed: int = 1) -> torch.Tensor:

@@ -13,21 +13,13 @@ import hol
 from hol import refine as refine_module
 from hol.networks import MLP, ConvNet, build
 from hol.refine import refine_with_report
+from tests.helpers.modules import randomize
 
 DOUBLE = torch.float64
 EXACT = 1e-10
 PIECEWISE = ("continuous", "discontinuous", "continuous_prod", "discontinuous_prod")
 GLOBAL = ("polynomial", "polynomial_prod", "fourier")
 CONV_KINDS = ("polynomial", "continuous", "discontinuous", "fourier")
-
-
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter ~ N(0, 1): links far from the (nearly trivial) default initialization."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
-    return module
 
 
 def probe_points(segments: int, length: float = 2.0, reach: float = 0.75) -> torch.Tensor:
