@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from hol import cache
+from hol.layers import cpp_extensions
 
 NO_PASSWD_ENTRY = """
 import pwd
@@ -84,3 +85,13 @@ def test_scratch_folders_are_per_user_in_the_temporary_directory(monkeypatch, tm
     monkeypatch.setattr("tempfile.tempdir", None)
     folder = cache.scratch_dir(name)
     assert folder.is_dir() and folder.is_relative_to(tmp_path) and folder.name == name.split("/")[-1]
+
+
+def test_two_checkouts_build_their_kernels_in_folders_of_their_own(monkeypatch, tmp_path):
+    # the build folder is named after the extension: one shared by two checkouts named the other's sources in
+    # its build.ninja, and each rebuilt the kernels after the other had
+    own = cpp_extensions.build_name("segment_sparse")
+    assert own.startswith(f"hol_segment_sparse_{cpp_extensions.build_key('segment_sparse')}_")
+    monkeypatch.setattr(cpp_extensions, "SOURCES", tmp_path / "other_checkout" / "csrc")
+    other = cpp_extensions.build_name("segment_sparse")  # the same build key (cached), another place
+    assert other != own and other.rsplit("_", 1)[0] == own.rsplit("_", 1)[0]

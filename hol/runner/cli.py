@@ -100,6 +100,10 @@ def error_message(error: BaseException) -> str:
         if match:
             group, name = match.groups()
             return f"unknown {group} {name!r}; allowed: {', '.join(sorted(error.options))}"
+    if isinstance(error, OverrideParseException) and (placeholder := re.search(r"<\w+>", error.override)):
+        return (f"cannot read the override {error.override!r}: {placeholder.group()} is a placeholder of the "
+                "documentation; put the name it stands for there (e.g. <run>: the run's folder, printed "
+                "after 'Results in')")
     if isinstance(error, OverrideParseException) and (unquoted := _unquoted_character(error.override)):
         option, _, value = error.override.partition("=")
         return (f"cannot read the override {error.override!r}: {unquoted!r} is read only inside quotes; "
@@ -123,13 +127,19 @@ def error_message(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+QUOTED_ONLY = frozenset("!#&;<>^`")
+"""ASCII characters Hydra's grammar (1.3) reads in an override's value only inside quotes (measured over the
+ASCII punctuation; brackets, parentheses and commas are its own syntax)."""
+
+
 def _unquoted_character(override: str) -> str | None:
     """The first character of an override's value that Hydra's grammar reads only in a quoted value (a space,
-    a letter beyond ASCII such as an accent), or ``None``."""
+    a letter beyond ASCII such as an accent, one of :data:`QUOTED_ONLY`), or ``None``."""
     value = override.partition("=")[2]
     if value[:1] in ("'", '"'):
         return None
-    return next((character for character in value if not character.isascii() or character.isspace()), None)
+    return next((character for character in value
+                 if not character.isascii() or character.isspace() or character in QUOTED_ONLY), None)
 
 
 def exit_status(error: BaseException) -> int:

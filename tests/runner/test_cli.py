@@ -241,3 +241,15 @@ def test_lbfgs_with_gradient_accumulation_is_refused_in_one_line(in_tmp, capsys)
                            "(trainer.accumulate_grad_batches=3): it evaluates one batch's loss many times "
                            "per step; use one larger batch instead (data.batch_size, null for the full data "
                            "set)")
+
+
+@pytest.mark.parametrize(("override", "fragment"), [
+    ("ckpt_path=outputs/function/runs/<run>/checkpoints/last.ckpt",
+     "<run> is a placeholder of the documentation; put the name it stands for there"),
+    ("hydra.run.dir=a&b", "'&' is read only inside quotes; write it as 'hydra.run.dir=\"a&b\"'"),
+    ("data.expr=x^2", "'^' is read only inside quotes; write it as 'data.expr=\"x^2\"'"),
+])
+def test_an_override_hydra_cannot_read_says_why_in_one_line(in_tmp, capsys, override, fragment):
+    # before: Hydra's lexer error and a hint about parentheses, spaces and commas, none of which was the cause
+    code, _, err = run_main(["train", override], capsys)
+    assert code == 2 and len(error_lines(err)) == 1 and fragment in err

@@ -251,8 +251,9 @@ def test_grid_sweeps_default_to_hol_basic():
     ("parallel", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs", 3),
     ("slurm", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "partition", "gpu"),
 ])
-def test_launcher_configs_compose(launcher, target, key, value):
-    """Composition only: the plugins are optional extras and a SLURM cluster is absent here."""
+def test_launcher_configs_compose(launcher, target, key, value, in_tmp):
+    """Composition only: the plugins are optional extras and a SLURM cluster is absent here. (In a temporary
+    folder: resolving the submitit folder creates the sweep folder it names.)"""
     cfg = compose_train("experiment=xor", f"hydra/launcher={launcher}", f"hydra.launcher.{key}={value}")
     assert cfg.hydra.launcher._target_ == target
     assert cfg.hydra.launcher[key] == value
