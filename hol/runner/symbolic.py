@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import TensorDataset
@@ -57,8 +58,7 @@ def run_folder(checkpoint: Path) -> Path:
 
 
 def _data(module: HolModule) -> SyntheticDataModule:
-    import hydra
-
+    """The checkpoint's formula data in float64, its splits drawn (``ValueError`` for other data)."""
     data_cfg = OmegaConf.create(module.hparams.get("data_config") or {})
     datamodule = hydra.utils.instantiate(data_cfg, dtype="float64") if data_cfg else None
     if not isinstance(datamodule, SyntheticDataModule):
@@ -119,8 +119,6 @@ def symbolic(cfg: DictConfig) -> dict[str, float]:
     pruned_module, report = pruning.prune(net, train_x, threshold=threshold, score=cfg.prune.score)
     pruned = cast(MLP, pruned_module)  # the pruned copy of an MLP is an MLP
     fits = fit_network(pruned, train_x, library)
-    fixed = fix_symbolic(pruned, fits, min_r2=min_r2)
-    _refit(fixed, train_x, train_y, iterations)
     with torch.no_grad():
         network_rmse = _rmse(net(test_x), test_y)
     numeric = {key: fit for key, fit in fits.items() if fit.r2 < min_r2}
@@ -137,6 +135,8 @@ def symbolic(cfg: DictConfig) -> dict[str, float]:
                    "numeric_links": [{"layer": k[0], "output": k[1], "input": k[2], "best": fit.name,
                                       "r2": fit.r2} for k, fit in sorted(numeric.items())]}
     else:
+        fixed = fix_symbolic(pruned, fits, min_r2=min_r2)
+        _refit(fixed, train_x, train_y, iterations)
         [expression] = formula(fixed, variables, fits, min_r2=min_r2)
         expression = simplify_formula(expression, variables, test_x, tolerance=tolerance)
         rmse = _rmse(evaluate(expression, variables, test_x), test_y)
@@ -166,7 +166,7 @@ def _log_links(folder: Path, net: MLP, fits: dict, inputs: dict[int, torch.Tenso
 def _print(result: dict) -> None:
     if result["formula"] is None:
         links = ", ".join(f"({link['layer']}, {link['output']}, {link['input']}) best {link['best']} "
-                          f"R²={link['r2']:.4g}" for link in result["numeric_links"])
+                          f"at 1 - R² = {1 - link['r2']:.2g}" for link in result["numeric_links"])
         print(f"no formula: {len(result['numeric_links'])} link(s) fit no candidate well enough: {links}")
     else:
         print(f"formula: {result['formula']}")
