@@ -42,9 +42,9 @@ def rows() -> list[list]:
     mnist = _row("experiments", "test", experiment="`invariant_mnist`")
     speed = _row("layers_reference", "speed-up", kind="continuous")
     return [
-        ["pykan's exp(sin(πx) + y²), test RMSE (hol: median of 5 seeds)", f"{pykan['hol test RMSE (median)']:.2g} "
-         f"({pykan['hol coefficients']} coefficients)", f"{best_pykan:.3g} (pykan's best grid)",
-         "pykan's README", "convergence_2d"],
+        ["pykan's exp(sin(πx) + y²), test RMSE (hol: median of 5 seeds)",
+         f"{pykan['hol test RMSE (median)']:.2g} ({pykan['hol coefficients']} coefficients)",
+         f"{best_pykan:.3g} (pykan's best grid)", "pykan's README", "convergence_2d"],
         ["KAN paper's special functions, at or below its best KAN", _at_or_below_anchor("kan_special"), "–",
          "Liu et al. 2024, arXiv:2404.19756, Table 1", "kan_special"],
         ["KAN paper's Feynman equations, at or below min(its best KAN, its MLP)",
