@@ -75,6 +75,7 @@ from .layers.domain import CENTRE, WIDTH
 from .layers.fully_connected import HighOrderLinear
 from .networks import MLP
 from .refine import is_hol_layer
+from .samples import eval_mode, sample_batches
 
 _CHUNK_ELEMENTS = 1 << 22  # bound on the float64 blocks built at once (inputs x samples x coefficients)
 _FLAT_SPREAD = 64  # an input spreading less than this many ulps of its values keeps its domain
@@ -206,18 +207,11 @@ def input_ranges(module: nn.Module, samples: Tensor | Iterable[Tensor]) -> dict[
                 found[name] = bounds
         return hook
 
-    modes = {name: sub.training for name, sub in module.named_modules()}
     handles = [layer.register_forward_pre_hook(recorder(name)) for name, layer in layers.items()]
-    module.eval()
     try:
-        batches = 0
-        for batch in [samples] if isinstance(samples, Tensor) else samples:
-            if isinstance(batch, tuple | list) and batch and isinstance(batch[0], Tensor):
-                batch = batch[0]  # an (inputs, targets, ...) batch, as a DataLoader of a dataset yields
-            if not isinstance(batch, Tensor):
-                raise ValueError("samples must be a tensor or an iterable of batches, each a tensor or a "
-                                 f"tuple (inputs, targets, ...); got a {type(batch).__name__}")
-            if batch.numel():
+        with eval_mode(module):
+            batches = 0
+            for batch in sample_batches(samples):
                 module(batch)
                 batches += 1
         if not batches:
@@ -225,8 +219,6 @@ def input_ranges(module: nn.Module, samples: Tensor | Iterable[Tensor]) -> dict[
     finally:
         for handle in handles:
             handle.remove()
-        for name, sub in module.named_modules():
-            sub.train(modes.get(name, sub.training))
     for name, (low, high) in found.items():
         if not (torch.isfinite(low).all() and torch.isfinite(high).all()):
             raise ValueError(f"samples give layer {name or type(module).__name__!r} non-finite inputs; "

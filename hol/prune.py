@@ -85,12 +85,11 @@ This module is itself callable: ``hol.prune(net, samples)`` is :func:`prune` (as
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import sys
 import types
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -102,6 +101,7 @@ from .layers.bases import FourierBasis
 from .layers.domain import CENTRE, WIDTH
 from .layers.fully_connected import HighOrderLinear
 from .networks import MLP, build
+from .samples import eval_mode, sample_batches
 
 SCORES = ("mean_abs", "std", "variation")
 """The link scores (module docstring)."""
@@ -492,7 +492,7 @@ def _link_moments(module: nn.Module, batches: list[Tensor],
     handles = [layer.register_forward_pre_hook(recorder(name)) for name, layer in module.named_modules()
                if isinstance(layer, HighOrderLinear)]
     try:
-        with _eval_mode(module):
+        with eval_mode(module):
             for batch in batches:
                 module(batch)
     finally:
@@ -506,7 +506,7 @@ def _link_moments(module: nn.Module, batches: list[Tensor],
 def _max_change(module: nn.Module, pruned: nn.Module, batches: list[Tensor]) -> float:
     """``max |pruned(x) - module(x)|`` over the batches and every tensor of the outputs, both in eval mode."""
     change = 0.0
-    with _eval_mode(module), _eval_mode(pruned):
+    with eval_mode(module), eval_mode(pruned):
         for batch in batches:
             for old, new in zip(_tensors(module(batch)), _tensors(pruned(batch)), strict=True):
                 if old.numel():
@@ -517,7 +517,7 @@ def _max_change(module: nn.Module, pruned: nn.Module, batches: list[Tensor]) -> 
 @torch.no_grad()
 def _outputs(module: nn.Module, batches: list[Tensor]) -> Tensor:
     """Every tensor of ``module``'s outputs on the batches in eval mode, flattened to float64, in one."""
-    with _eval_mode(module):
+    with eval_mode(module):
         return torch.cat([tensor.double().flatten() for batch in batches
                           for tensor in _tensors(module(batch))])
 
@@ -529,35 +529,15 @@ def _batches(module: nn.Module, samples: Any) -> list[Tensor]:
     if isinstance(module, MLP):
         dims = getattr(module.layers[0], "dims", None)
         expected = (module.hparams()["in_features"], *([] if dims is None else [dims]))
-    batches = []
-    single = isinstance(samples, Tensor) or not isinstance(samples, Iterable)
-    for batch in [samples] if single else samples:
-        if isinstance(batch, tuple | list) and batch and isinstance(batch[0], Tensor):
-            batch = batch[0]  # an (inputs, targets, ...) batch, as a DataLoader of a dataset yields
-        if not isinstance(batch, Tensor):
-            raise ValueError("samples must be a tensor or an iterable of batches, each a tensor or a tuple "
-                             f"(inputs, targets, ...); got a {type(batch).__name__}")
+    batches = list(sample_batches(samples))
+    for batch in batches:
         if expected is not None and (batch.dim() < len(expected)
                                      or tuple(batch.shape[-len(expected):]) != expected):
             raise ValueError(f"samples must be inputs [..., {', '.join(map(str, expected))}] of the MLP, got "
                              f"a batch of shape {tuple(batch.shape)}")
-        if batch.numel():
-            batches.append(batch)
     if not batches:
         raise ValueError("samples must hold at least one input, got none")
     return batches
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """``module`` in eval mode, each submodule's mode restored afterwards."""
-    modes = {name: sub.training for name, sub in module.named_modules()}
-    module.eval()
-    try:
-        yield
-    finally:
-        for name, sub in module.named_modules():
-            sub.training = modes.get(name, sub.training)
 
 
 def _tensors(output: Any) -> list[Tensor]:

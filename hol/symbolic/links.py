@@ -22,6 +22,7 @@ from ..checks import check_int
 from ..layers.domain import CENTRE, WIDTH
 from ..layers.fully_connected import HighOrderLinear
 from ..networks import MLP
+from ..samples import eval_mode
 from .fit import LinkFit, fit_link
 from .library import Candidate
 
@@ -115,13 +116,10 @@ def layer_inputs(net: nn.Module, samples: Tensor) -> dict[int, Tensor]:
     hooks = [layer.register_forward_pre_hook(
         lambda module, args, index=index: seen.__setitem__(index, args[0].detach()))
         for index, layer in enumerate(net.layers)]
-    training = net.training
     try:
-        net.eval()
-        with torch.no_grad():
+        with eval_mode(net), torch.no_grad():
             net(samples)
     finally:
-        net.train(training)
         for hook in hooks:
             hook.remove()
     return {index: x.reshape(-1, x.shape[-1]) for index, x in seen.items()}
