@@ -30,7 +30,11 @@ product with the weights. In the half type itself, ``u = (x + L/2) S / L`` keeps
 ``11`` (float16) bits, so ``t`` would be off by up to ``S 2^-8`` and an input near a break would fall into
 the wrong segment: the error would grow with ``S`` (measured for ``I = O = 32``, ``n = 5``, random node
 values: 25% at ``S = 32`` in bfloat16 against 0.2% for ``nn.Linear``), where rounding once keeps it within
-a small factor of ``nn.Linear``'s at every ``S``.
+a small factor of ``nn.Linear``'s at every ``S``. A ``float16`` layer keeps the ``float32`` basis values and
+contracts them with its weights in ``float32`` (:func:`contraction_dtype`), rounding the result once:
+outside its domain a link's basis values grow as ``|t|^(n-1)`` (largest value ``1.1e5`` at ``t = 15`` for
+``n = 5``, ``8.3e6`` at ``t = 7`` for ``n = 8``, against float16's largest value ``65504``), while the link
+itself, a combination of them with alternating signs, can stay small; ``bfloat16`` has float32's range.
 
 Out-of-range inputs (``extrapolation``):
 ``polynomial`` continues the end segment's polynomial; ``clamp`` clamps ``x`` to the domain; ``linear``
@@ -64,6 +68,13 @@ def working_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype basis values are computed in for inputs of ``dtype``: ``float32`` for the half types
     (module docstring), ``dtype`` itself otherwise."""
     return torch.float32 if dtype in HALF_TYPES else dtype
+
+
+def contraction_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a layer with weights of ``dtype`` multiplies its basis values and weights in: ``float32``
+    for ``float16`` (whose range, up to ``65504``, basis values outside the domain leave; module docstring),
+    ``dtype`` itself otherwise. The layer's result is rounded to ``dtype`` once."""
+    return torch.float32 if dtype == torch.float16 else dtype
 
 
 def chebyshev_lobatto_nodes(n: int, dtype: torch.dtype = torch.float64, device=None) -> Tensor:

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_ints
-from .bases import Basis, make_basis
+from .bases import Basis, contraction_dtype, make_basis
 from .domain import fill_missing_domain, register_domain, reset_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .inputs import check_input, script_unsupported
@@ -183,7 +183,8 @@ class HighOrderConv(nn.Module):
 
     def expand(self, x: Tensor) -> Tensor:
         """Basis expansion ``E[b, c*K + m, *p] = phi_m(z[b, c, *p])``, ``z`` the input in reference
-        coordinates: ``[B, C, *sp] -> [B, C*K, *sp]``.
+        coordinates: ``[B, C, *sp] -> [B, C*K, *sp]``, in :func:`~hol.layers.bases.contraction_dtype` of
+        ``x``'s dtype (float32 for float16 inputs, :mod:`hol.layers.bases`).
 
         The result has ``x``'s memory format (module docstring).
         """
@@ -191,7 +192,7 @@ class HighOrderConv(nn.Module):
         # with a negative index, which onnxruntime refuses
         last = x.dim() - 1
         channels_last = to_reference(self, x.movedim(1, last))  # [B, *sp, C]
-        expansion = self.basis(channels_last).to(x.dtype).flatten(-2)  # [B, *sp, C*K]
+        expansion = self.basis(channels_last).to(contraction_dtype(x.dtype)).flatten(-2)  # [B, *sp, C*K]
         return expansion.movedim(last, 1).contiguous(memory_format=memory_format(x))
 
     def conv_weight(self) -> Tensor:
@@ -215,16 +216,20 @@ class HighOrderConv(nn.Module):
                     f"[{self.in_channels}, {spatial}])", self.weight)
         if x.dim() == self.dim + 1:
             return self.forward(x.unsqueeze(0)).squeeze(0)
-        weight = self.conv_weight()
+        dtype = contraction_dtype(self.weight.dtype)  # float16: float32 products, rounded once
+        weight = self.conv_weight().to(dtype)
+        bias = None if self.bias is None else self.bias.to(dtype)
         if self.transpose:
-            return _CONV_TRANSPOSE[self.dim](self.expand(x), weight, self.bias, self.stride, self.padding,
-                                             self.output_padding, self.groups, self.dilation)
-        padding = self.padding
-        if self.padding_mode != "zeros":
-            pad = _input_pad(padding, self.kernel_size, self.dilation)
-            x, padding = F.pad(x, pad, mode=_INPUT_PAD_MODES[self.padding_mode]), 0
-        return _CONV[self.dim](self.expand(x), weight, self.bias, self.stride, padding, self.dilation,
-                               self.groups)
+            y = _CONV_TRANSPOSE[self.dim](self.expand(x), weight, bias, self.stride, self.padding,
+                                          self.output_padding, self.groups, self.dilation)
+        else:
+            padding = self.padding
+            if self.padding_mode != "zeros":
+                pad = _input_pad(padding, self.kernel_size, self.dilation)
+                x, padding = F.pad(x, pad, mode=_INPUT_PAD_MODES[self.padding_mode]), 0
+            y = _CONV[self.dim](self.expand(x), weight, bias, self.stride, padding, self.dilation,
+                                self.groups)
+        return y if dtype == self.weight.dtype else y.to(self.weight.dtype)
 
     def _apply(self, fn, recurse=True):
         # Module.to(memory_format=torch.channels_last) converts every 4-D and 5-D tensor of a model, and

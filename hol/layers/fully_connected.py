@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_number
-from .bases import Basis, LagrangeBasis, make_basis
+from .bases import Basis, LagrangeBasis, contraction_dtype, make_basis
 from .domain import fill_missing_domain, has_domain, register_domain, reset_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .inputs import check_input, script_unsupported
@@ -129,13 +129,17 @@ class HighOrderLinear(nn.Module):
 
     def expand(self, x: Tensor) -> Tensor:
         """Basis expansion ``E[..., i, m] = phi_m(z[..., i])`` with ``z`` the inputs in reference coordinates,
-        in ``x``'s dtype (computed in float32 for the half types, :mod:`hol.layers.bases`).
+        in :func:`~hol.layers.bases.contraction_dtype` of ``x``'s dtype (computed in float32 for the half
+        types and rounded once to bfloat16; float16 inputs get the float32 values, :mod:`hol.layers.bases`).
         Shape: ``[..., I] -> [..., I, K]``."""
-        return self.basis(to_reference(self, x)).to(x.dtype)
+        return self.basis(to_reference(self, x)).to(contraction_dtype(x.dtype))
 
     def links(self, x: Tensor) -> Tensor:
-        """Every link's value ``f_oi(x_i)``. Shape: ``[..., I] -> [..., O, I]`` (``O(B I O)`` memory)."""
-        return torch.einsum("...ik,oik->...oi", self.expand(x), self.weight)
+        """Every link's value ``f_oi(x_i)``, in the weight's dtype. Shape: ``[..., I] -> [..., O, I]``
+        (``O(B I O)`` memory)."""
+        expansion = self.expand(x)
+        values = torch.einsum("...ik,oik->...oi", expansion, self.weight.to(expansion.dtype))
+        return values.to(self.weight.dtype)
 
     def compute_backend(self, x: Tensor) -> str:
         """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
@@ -173,8 +177,11 @@ class HighOrderLinear(nn.Module):
             return segment_sparse_linear(z, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,
                                          extrapolation=self.extrapolation, bias=self.bias)
-        expansion = self.basis(z).to(x.dtype)  # [..., I, K]; half precision: float32 values rounded once
-        return nn.functional.linear(expansion.flatten(-2), self.weight.flatten(1), self.bias)
+        dtype = contraction_dtype(self.weight.dtype)  # bfloat16: float32 basis values rounded once
+        expansion = self.basis(z).to(dtype)  # [..., I, K]
+        bias = None if self.bias is None else self.bias.to(dtype)
+        y = nn.functional.linear(expansion.flatten(-2), self.weight.flatten(1).to(dtype), bias)
+        return y if dtype == self.weight.dtype else y.to(self.weight.dtype)  # float16: rounded once
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # high-order-layers-torch names the same [O, I, K] tensor ``w``: accept its checkpoints unchanged.

@@ -36,7 +36,7 @@ from torch.autograd import forward_ad
 from torch.utils.flop_counter import register_flop_formula
 
 from . import cpp_extensions
-from .bases import Basis, LagrangeBasis
+from .bases import Basis, LagrangeBasis, contraction_dtype
 from .sparse import segment_basis
 
 ACCUMULATION = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float32,
@@ -86,11 +86,14 @@ def product_unit_linear(x: Tensor, weight: Tensor, basis: Basis, *, alpha: float
     ``[..., O]``.
     """
     phi, base = link_basis(x, basis)
-    phi = phi.to(weight.dtype)  # half precision: the float32 basis values rounded once
+    result_dtype = weight.dtype
+    compute = contraction_dtype(result_dtype)  # bfloat16: the float32 basis values rounded once
+    phi, weight = phi.to(compute), weight.to(compute)
     leading, (inputs, width) = phi.shape[:-2], phi.shape[-2:]
     y = product_unit_values(phi.reshape(-1, inputs, width), base.reshape(-1, inputs), weight, alpha)
     y = y.reshape(*leading, weight.shape[0])
-    return y if bias is None else y + bias
+    y = y if bias is None else y + bias
+    return y if compute == result_dtype else y.to(result_dtype)  # float16: rounded once
 
 
 def product_unit_values(phi: Tensor, base: Tensor, weight: Tensor, alpha: float = 1.0) -> Tensor:

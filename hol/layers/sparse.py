@@ -33,7 +33,13 @@ import math
 import torch
 from torch import Tensor
 
-from .bases import fold_into_domain, lagrange_basis_extrapolated, segment_coordinates, working_dtype
+from .bases import (
+    contraction_dtype,
+    fold_into_domain,
+    lagrange_basis_extrapolated,
+    segment_coordinates,
+    working_dtype,
+)
 from .sparse_cost import choose_backend, step_of
 from .sparse_cpp import extension, extension_available
 from .sparse_ops import segment_sparse_product
@@ -94,7 +100,10 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
     Shapes: ``x [..., I]``, ``weight [O, I, K]``, ``transform [n, n]`` -> ``[..., O]``.
     """
     phi, base = segment_basis(x, transform, segments, length, continuous, extrapolation)
-    phi = phi.to(weight.dtype)  # half precision: the float32 basis values rounded once
+    result_dtype = weight.dtype
+    compute = contraction_dtype(result_dtype)  # bfloat16: the float32 basis values rounded once
+    phi, weight = phi.to(compute), weight.to(compute)
+    bias = None if bias is None else bias.to(compute)
     dtype = _autocast_dtype(x.device.type)
     phi, weight = _autocast(phi, dtype), _autocast(weight, dtype)
     bias = None if bias is None else _autocast(bias, dtype)
@@ -102,4 +111,5 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
     rows = math.prod(leading)  # not Size.numel(), which would fix a symbolic batch to its example value
     y = segment_sparse_product(phi.reshape(rows, *phi.shape[-2:]), base.reshape(rows, base.shape[-1]), weight)
     y = y.reshape(*leading, weight.shape[0])
-    return y if bias is None else y + bias
+    y = y if bias is None else y + bias
+    return y if compute == result_dtype else y.to(result_dtype)  # float16: rounded once

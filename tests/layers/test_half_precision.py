@@ -123,3 +123,58 @@ def test_half_precision_layer_keeps_float32_constants_and_returns_to_float64_exa
     layer.double()
     assert layer.basis.transform.dtype == torch.float64
     assert torch.equal(layer.basis.transform, hol.layers.bases.lagrange_transform(6))
+
+
+def _far_outside_cases():
+    for kind in hol.layers.kinds():
+        info = kind_info(kind)
+        if info.basis not in ("continuous", "discontinuous", "polynomial") or kind == "polynomial_nd":
+            continue
+        for backend in (("dense", "sparse") if info.sparse_capable else ("auto",)):
+            yield kind, backend
+
+
+@pytest.mark.parametrize(("kind", "backend"), list(_far_outside_cases()))
+def test_float16_layers_take_inputs_whose_basis_values_pass_float16_range(kind, backend):
+    """Inputs at 20 domain half-widths: degree-4 basis values reach 3e5-5e6, past float16's 65504, while the
+    links (weights scaled down; products of four links for product units) stay within float16's range; the
+    float16 layer gives the float64 value of its weights there."""
+    torch.manual_seed(0)
+    options = {"n": 5, "init": "uniform"}
+    if "segments" in kind_info(kind).options:
+        options["segments"] = 2
+    if backend != "auto":
+        options["backend"] = backend
+    layer = hol.layers.fc(kind, 4, 3, **options).half()
+    with torch.no_grad():
+        layer.weight.mul_(1e-6 if kind_info(kind).product else 1e-3)
+    exact = hol.layers.fc(kind, 4, 3, **options).double()
+    exact.load_state_dict(layer.state_dict())
+    x = torch.tensor([[20.0, -20.0, 19.5, 0.5]], dtype=torch.float16)
+    assert exact.expand(x.double()).abs().max() > 65504
+    x_half, x_exact = x.clone().requires_grad_(True), x.double().requires_grad_(True)
+    y, y_exact = layer(x_half), exact(x_exact)
+    assert y_exact.abs().max() < 65504
+    y.sum().backward()
+    y_exact.sum().backward()
+    assert y.dtype == torch.float16 and x_half.grad.dtype == torch.float16
+    eps = torch.finfo(torch.float16).eps
+    assert torch.allclose(y.double(), y_exact, rtol=4 * eps, atol=4 * eps * y_exact.abs().max().item())
+    assert torch.allclose(x_half.grad.double(), x_exact.grad, rtol=8 * eps,
+                          atol=8 * eps * x_exact.grad.abs().max().item())
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["conv", "transposed"])
+def test_float16_convolutions_take_inputs_whose_basis_values_pass_float16_range(transpose):
+    torch.manual_seed(0)
+    layer = hol.layers.conv("continuous", 2, 3, 3, dim=2, n=5, segments=2, transpose=transpose).half()
+    with torch.no_grad():
+        layer.weight.mul_(1e-3)
+    exact = hol.layers.conv("continuous", 2, 3, 3, dim=2, n=5, segments=2, transpose=transpose).double()
+    exact.load_state_dict(layer.state_dict())
+    x = (24 * torch.rand(2, 2, 5, 5) - 12).half()
+    assert exact.expand(x.double()).abs().max() > 65504
+    y, y_exact = layer(x), exact(x.double())
+    assert y.dtype == torch.float16 and y_exact.abs().max() < 65504
+    eps = torch.finfo(torch.float16).eps
+    assert torch.allclose(y.double(), y_exact, rtol=4 * eps, atol=4 * eps * y_exact.abs().max().item())
