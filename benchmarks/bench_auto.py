@@ -3,7 +3,7 @@
 For each shape ``B x I=O x S`` (``--shapes``): fwd+bwd of ``fc("continuous", I, I, n=n, segments=S)`` with
 ``backend="dense"``, ``"sparse"`` and ``"auto"`` (inputs requiring grad: a hidden layer), in one process,
 every case of every shape interleaved (``common.interleaved_medians``), medians; ``auto`` is the path the
-calibrated cost model (:mod:`hol.layers.sparse_cost`) picks for that step, ``pick/best`` the picked path's
+calibrated cost model (:mod:`hol.ops.cost`) picks for that step, ``pick/best`` the picked path's
 time over the faster one's, ``auto/best`` the auto layer's own time (decision included) over the faster
 path's.
 

@@ -28,8 +28,9 @@ from results import record
 from torch import nn
 
 import hol.layers
-from hol.layers import sparse, sparse_cpp, sparse_ops
-from hol.layers.bases import piecewise_width
+from hol.ops import cost as cost_model
+from hol.ops import loader, segment_sparse
+from hol.ops.lagrange import piecewise_width
 
 
 def saved_bytes(module: nn.Module, x: torch.Tensor) -> int:
@@ -52,15 +53,15 @@ def machine(device: str) -> str:
     """CPU model and instruction sets of the C++ kernels, or the GPU, and the implementation of the sparse
     product."""
     if torch.device(device).type == "cuda":
-        triton = sparse_ops.triton_kernels() is not sparse_ops.HOST_KERNELS
+        triton = segment_sparse.triton_kernels() is not segment_sparse.HOST_KERNELS
         return (f"{torch.cuda.get_device_name(torch.device(device))}, sparse product: "
                 f"{'Triton kernels' if triton else 'torch ops (Triton unavailable)'}")
     if torch.device(device).type != "cpu":
         return f"{device}, sparse product: torch ops"
-    if not sparse_cpp.extension_available():
-        return f"{sparse_cpp.cpu_model()}, sparse product: torch ops (C++ kernels off or unavailable)"
-    return (f"{sparse_cpp.cpu_model()}, sparse product: C++ kernels compiled for "
-            f"{' '.join(sparse_cpp.extension().instruction_sets()) or 'no vector extension'}")
+    if not segment_sparse.extension_available():
+        return f"{loader.cpu_model()}, sparse product: torch ops (C++ kernels off or unavailable)"
+    return (f"{loader.cpu_model()}, sparse product: C++ kernels compiled for "
+            f"{' '.join(segment_sparse.extension().instruction_sets()) or 'no vector extension'}")
 
 
 def main() -> None:
@@ -100,7 +101,7 @@ def main() -> None:
         dense_s = medians.get(f"dense {segments}")
         with_dense = dense_s is not None
         sparse_s = medians[f"sparse {segments}"]
-        auto = sparse.choose_backend(n=n, segments=segments, batch=batch, in_features=features,
+        auto = cost_model.choose_backend(n=n, segments=segments, batch=batch, in_features=features,
                                      out_features=features, device=device)
         auto_over_best = ((dense_s if auto == "dense" else sparse_s) / min(dense_s, sparse_s) if with_dense
                           else "-")

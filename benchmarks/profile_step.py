@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import hol.layers
-from hol.layers.sparse import BACKENDS
+from hol.functional import BACKENDS
 
 DEFAULT_CASES = ("linear,continuous:1:dense,continuous:1:sparse,continuous:8:dense,continuous:8:sparse,"
                  "continuous:64:sparse,polynomial,fourier,continuous_prod:2,product")

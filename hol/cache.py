@@ -1,5 +1,5 @@
 """Where hol keeps files between processes: the cost model's calibration. (The C++ kernels are built where
-torch builds extensions, ``$TORCH_EXTENSIONS_DIR`` or torch's cache folder: :mod:`hol.layers.cpp_extensions`;
+torch builds extensions, ``$TORCH_EXTENSIONS_DIR`` or torch's cache folder: :mod:`hol.ops.loader`;
 only without a home directory in :func:`scratch_dir`.)
 
 ``$HOL_CACHE_DIR``, else ``$XDG_CACHE_HOME/hol``, else ``~/.cache/hol``. Without a home directory (``HOME``

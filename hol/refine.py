@@ -72,14 +72,11 @@ from .layers.bases import (
     IdentityBasis,
     LagrangeBasis,
     TensorLagrangeBasis,
-    chebyshev_lobatto_nodes,
     fourier_basis,
-    lagrange_basis,
-    lagrange_transform,
-    piecewise_expand,
 )
 from .layers.fully_connected import HighOrderLinear
 from .layers.registry import kind_info
+from .ops.lagrange import chebyshev_lobatto_nodes, lagrange_basis, lagrange_transform, piecewise_expand
 
 _CHUNK_ELEMENTS = 1 << 22  # bound on the [links, samples] blocks evaluated at once when measuring changes
 

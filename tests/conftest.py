@@ -10,7 +10,7 @@ import torch
 
 from tests.helpers.data_files import make_cifar100, make_mnist
 
-# backend="auto" decides from a per-machine timing calibration (hol.layers.sparse_cost): fixed costs here keep
+# backend="auto" decides from a per-machine timing calibration (hol.ops.cost): fixed costs here keep
 # the suite independent of timings and of the machine (tests of the calibration itself unset this)
 os.environ.setdefault("HOL_SPARSE_COST", "3.6,0.9,4.0")
 os.environ.setdefault("HOL_SPARSE_COST_CUDA", "3.6,0.9,4.0")  # the same on a CUDA GPU

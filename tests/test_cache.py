@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from hol import cache
-from hol.layers import cpp_extensions
+from hol.ops import loader
 
 NO_PASSWD_ENTRY = """
 import pwd
@@ -46,7 +46,7 @@ def test_an_auto_layer_calibrates_and_computes_without_a_usable_home_directory(t
         from pathlib import Path
         import torch, hol
         from hol import cache
-        from hol.layers import sparse_cost
+        from hol.ops import cost as cost_model
         try:
             print("home", Path.home().exists())
         except RuntimeError:
@@ -54,7 +54,7 @@ def test_an_auto_layer_calibrates_and_computes_without_a_usable_home_directory(t
         layer = hol.layers.fc("continuous", 8, 8, segments=16)
         x = torch.rand(64, 8)
         print(tuple(layer(x).shape), layer.compute_backend(x) in ("dense", "sparse"))
-        print(cache.cache_dir(), sparse_cost.cache_path())
+        print(cache.cache_dir(), cost_model.cache_path())
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
                           env=_environment(tmp_path, home), cwd=tmp_path, check=False)
@@ -90,8 +90,8 @@ def test_scratch_folders_are_per_user_in_the_temporary_directory(monkeypatch, tm
 def test_two_checkouts_build_their_kernels_in_folders_of_their_own(monkeypatch, tmp_path):
     # the build folder is named after the extension: one shared by two checkouts named the other's sources in
     # its build.ninja, and each rebuilt the kernels after the other had
-    own = cpp_extensions.build_name("segment_sparse")
-    assert own.startswith(f"hol_segment_sparse_{cpp_extensions.build_key('segment_sparse')}_")
-    monkeypatch.setattr(cpp_extensions, "SOURCES", tmp_path / "other_checkout" / "csrc")
-    other = cpp_extensions.build_name("segment_sparse")  # the same build key (cached), another place
+    own = loader.build_name("segment_sparse")
+    assert own.startswith(f"hol_segment_sparse_{loader.build_key('segment_sparse')}_")
+    monkeypatch.setattr(loader, "SOURCES", tmp_path / "other_checkout" / "csrc")
+    other = loader.build_name("segment_sparse")  # the same build key (cached), another place
     assert other != own and other.rsplit("_", 1)[0] == own.rsplit("_", 1)[0]

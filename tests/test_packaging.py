@@ -67,7 +67,7 @@ def test_the_wheel_ships_every_config_and_kernel_source(distributions):
     configs = {"hol/" + path.relative_to(ROOT).as_posix() for path in (ROOT / "conf").rglob("*.yaml")}
     assert {"hol/conf/experiment/function.yaml", "hol/conf/layer/continuous.yaml"} <= configs
     assert configs <= names, sorted(configs - names)
-    assert {"hol/layers/csrc/segment_sparse.cpp", "hol/layers/csrc/panels.h"} <= kernel_files() <= names
+    assert {"hol/ops/csrc/segment_sparse.cpp", "hol/ops/csrc/panels.h"} <= kernel_files() <= names
     assert "hol/runner/default_image.png" in names
     assert not [name for name in names if "__pycache__" in name]
     entry_points = next(name for name in names if name.endswith("entry_points.txt"))
@@ -103,10 +103,11 @@ from pathlib import Path
 import torch
 
 import hol
-from hol.layers import cpp_extensions, fc, product_units, sparse
+from hol.layers import fc
+from hol.ops import loader, product_units, segment_sparse
 
 site = Path(sys.argv[1])
-assert Path(hol.__file__).is_relative_to(site) and cpp_extensions.SOURCES.is_relative_to(site), hol.__file__
+assert Path(hol.__file__).is_relative_to(site) and loader.SOURCES.is_relative_to(site), hol.__file__
 x = torch.rand(16, 3, requires_grad=True)
 layers = [fc("continuous", 3, 4, segments=4, backend="sparse"), fc("continuous_prod", 3, 4, segments=4)]
 with warnings.catch_warnings(record=True) as caught:  # a kernel that does not build warns and falls back
@@ -114,7 +115,7 @@ with warnings.catch_warnings(record=True) as caught:  # a kernel that does not b
     for layer in layers:
         layer(x).square().sum().backward()
 assert not caught, [str(warning.message) for warning in caught]
-assert sparse.extension_available() and product_units.extension() is not None
+assert segment_sparse.extension_available() and product_units.extension() is not None
 """
 """A sparse layer and a product unit, forward and backward, with the installed hol's C++ kernels."""
 

@@ -48,7 +48,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_ints
-from .bases import Basis, contraction_dtype, make_basis
+from ..functional import basis_conv
+from ..ops.lagrange import contraction_dtype
+from .bases import Basis, make_basis
 from .domain import fill_missing_domain, register_domain, reset_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .inputs import check_input, script_unsupported
@@ -59,8 +61,6 @@ CONV_BACKENDS = ("auto", "dense")
 PADDING_MODES = ("zeros", "input_zeros", "reflect", "replicate", "circular")
 _INPUT_PAD_MODES = {"input_zeros": "constant", "reflect": "reflect", "replicate": "replicate",
                     "circular": "circular"}
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 class HighOrderConv(nn.Module):
@@ -216,20 +216,16 @@ class HighOrderConv(nn.Module):
                     f"[{self.in_channels}, {spatial}])", self.weight)
         if x.dim() == self.dim + 1:
             return self.forward(x.unsqueeze(0)).squeeze(0)
-        dtype = contraction_dtype(self.weight.dtype)  # float16: float32 products, rounded once
-        weight = self.conv_weight().to(dtype)
-        bias = None if self.bias is None else self.bias.to(dtype)
         if self.transpose:
-            y = _CONV_TRANSPOSE[self.dim](self.expand(x), weight, bias, self.stride, self.padding,
-                                          self.output_padding, self.groups, self.dilation)
-        else:
-            padding = self.padding
-            if self.padding_mode != "zeros":
-                pad = _input_pad(padding, self.kernel_size, self.dilation)
-                x, padding = F.pad(x, pad, mode=_INPUT_PAD_MODES[self.padding_mode]), 0
-            y = _CONV[self.dim](self.expand(x), weight, bias, self.stride, padding, self.dilation,
-                                self.groups)
-        return y if dtype == self.weight.dtype else y.to(self.weight.dtype)
+            return basis_conv(self.expand(x), self.conv_weight(), self.bias, transpose=True,
+                              stride=self.stride, padding=self.padding, dilation=self.dilation,
+                              groups=self.groups, output_padding=self.output_padding)
+        padding = self.padding
+        if self.padding_mode != "zeros":
+            pad = _input_pad(padding, self.kernel_size, self.dilation)
+            x, padding = F.pad(x, pad, mode=_INPUT_PAD_MODES[self.padding_mode]), 0
+        return basis_conv(self.expand(x), self.conv_weight(), self.bias, stride=self.stride, padding=padding,
+                          dilation=self.dilation, groups=self.groups)
 
     def _apply(self, fn, recurse=True):
         # Module.to(memory_format=torch.channels_last) converts every 4-D and 5-D tensor of a model, and

@@ -18,7 +18,8 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from .bases import Basis, IdentityBasis, reference_coordinates
+from ..ops.lagrange import reference_coordinates
+from .bases import Basis, IdentityBasis
 
 CENTRE, WIDTH = "domain_centre", "domain_width"
 

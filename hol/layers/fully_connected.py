@@ -25,13 +25,14 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_number
-from .bases import Basis, LagrangeBasis, contraction_dtype, make_basis
+from ..functional import BACKENDS, basis_linear, product_unit_linear, segment_sparse_linear
+from ..ops.cost import choose_backend, step_of
+from ..ops.lagrange import contraction_dtype
+from .bases import Basis, LagrangeBasis, make_basis
 from .domain import fill_missing_domain, has_domain, register_domain, reset_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
 from .inputs import check_input, script_unsupported
-from .product_units import product_unit_linear
 from .registry import BUILTIN_KINDS, KINDS, LINK_OPTIONS, check_unused_options, kind_info, register_fc
-from .sparse import BACKENDS, choose_backend, segment_sparse_linear, step_of
 
 
 class HighOrderLinear(nn.Module):
@@ -143,7 +144,7 @@ class HighOrderLinear(nn.Module):
 
     def compute_backend(self, x: Tensor) -> str:
         """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
-        (:mod:`hol.layers.sparse`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
+        (:mod:`hol.functional`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
         reads shapes, device, dtype and which gradients the step computes, never values (and not the batch
         size while ``torch.compile`` or ``torch.export`` trace). Exporting to ONNX takes the dense path (ONNX
         has no segment-sparse operator)."""
@@ -177,11 +178,7 @@ class HighOrderLinear(nn.Module):
             return segment_sparse_linear(z, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,
                                          extrapolation=self.extrapolation, bias=self.bias)
-        dtype = contraction_dtype(self.weight.dtype)  # bfloat16: float32 basis values rounded once
-        expansion = self.basis(z).to(dtype)  # [..., I, K]
-        bias = None if self.bias is None else self.bias.to(dtype)
-        y = nn.functional.linear(expansion.flatten(-2), self.weight.flatten(1).to(dtype), bias)
-        return y if dtype == self.weight.dtype else y.to(self.weight.dtype)  # float16: rounded once
+        return basis_linear(self.basis(z), self.weight, self.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # high-order-layers-torch names the same [O, I, K] tensor ``w``: accept its checkpoints unchanged.

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import HighOrderLinear
-from ..layers.bases import LagrangeBasis, lagrange_basis_derivative
+from ..layers.bases import LagrangeBasis
+from ..ops.lagrange import lagrange_basis_derivative
 
 
 def layer_break_jumps(layer: HighOrderLinear) -> Tensor:

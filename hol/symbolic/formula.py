@@ -35,9 +35,10 @@ from torch import nn
 
 from ..expr import check_variable_names
 from ..layers.baselines import ReLULinear, TanhLinear
-from ..layers.bases import IdentityBasis, LagrangeBasis, lagrange_transform
+from ..layers.bases import IdentityBasis, LagrangeBasis
 from ..layers.domain import CENTRE, WIDTH
 from ..layers.fully_connected import HighOrderLinear
+from ..ops.lagrange import lagrange_transform
 from .fit import MIN_R2, LinkFit, number
 from .fix import SymbolicLinear
 from .links import check_mlp

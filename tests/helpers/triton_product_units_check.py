@@ -1,8 +1,8 @@
 """The Triton kernels of the product-unit operator on CPU tensors, under Triton's interpreter.
 
-Run by tests/layers/test_product_units.py in a subprocess with ``TRITON_INTERPRET=1`` (the variable must be
+Run by tests/ops/test_product_units.py in a subprocess with ``TRITON_INTERPRET=1`` (the variable must be
 set before the kernels are defined, so not in the test process). Every check compares the kernels with the
-torch formula of :mod:`hol.layers.product_units` in float64 (to 1e-12) or with finite differences (gradcheck).
+torch formula of :mod:`hol.ops.product_units` in float64 (to 1e-12) or with finite differences (gradcheck).
 Exits with an assertion error at the first mismatch.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ import os
 
 import torch
 
-from hol.layers import product_units
-from hol.layers import product_units_triton as kernels
+from hol.ops import product_units
+from hol.ops import product_units_triton as kernels
 
 f64 = torch.float64
 TOL = 1e-12

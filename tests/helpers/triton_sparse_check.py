@@ -1,11 +1,12 @@
 """The Triton kernels of the segment-sparse operators on CPU tensors, under Triton's interpreter.
 
-Run by tests/layers/test_sparse_triton.py in a subprocess with ``TRITON_INTERPRET=1`` (the variable must be
-set before the kernels are defined, so not in the test process). The Triton kernels are registered as the CPU
-implementation of the three operators (``sparse_ops.register_kernels``, the call that serves CUDA), so every
-check goes through the operators as a CUDA caller would: the eager autograd Functions and ``torch.ops.hol``.
-Results are compared with the operators' definition as dense expansions in float64 (to 1e-12) and with finite
-differences (gradcheck, gradgradcheck); a counter makes sure the Triton kernels did the work. Exits with an
+Run by tests/ops/test_segment_sparse_triton.py in a subprocess with ``TRITON_INTERPRET=1`` (the variable must
+be set before the kernels are defined, so not in the test process). The Triton kernels are registered as the
+CPU implementation of the three operators (``segment_sparse.register_kernels``, the call that serves CUDA), so
+every check goes through the operators as a CUDA caller would: the eager autograd Functions and
+``torch.ops.hol``. Results are compared with the operators' definition as dense expansions in float64 (to
+1e-12) and with finite differences (gradcheck, gradgradcheck); a counter makes sure the Triton kernels did the
+work. Exits with an
 assertion error at the first mismatch.
 """
 from __future__ import annotations
@@ -15,14 +16,15 @@ from collections import Counter
 
 import torch
 
-from hol.layers import fc, sparse_ops
-from tests.layers.test_sparse_op import close, dense_phi_grad, dense_product, dense_weight_grad, operands
+from hol.layers import fc
+from hol.ops import segment_sparse
+from tests.ops.test_segment_sparse import close, dense_phi_grad, dense_product, dense_weight_grad, operands
 
 OPS = torch.ops.hol
 calls: Counter = Counter()
 
 
-def counted(kernels: sparse_ops.Products) -> sparse_ops.Products:
+def counted(kernels: segment_sparse.Products) -> segment_sparse.Products:
     """``kernels`` with every call counted in :data:`calls` by name."""
 
     def count(name, function):
@@ -31,14 +33,15 @@ def counted(kernels: sparse_ops.Products) -> sparse_ops.Products:
             return function(*args)
         return run
 
-    return sparse_ops.Products(*(count(name, getattr(kernels, name)) for name in sparse_ops.Products._fields))
+    fields = segment_sparse.Products._fields
+    return segment_sparse.Products(*(count(name, getattr(kernels, name)) for name in fields))
 
 
 def entries(kind: str):
     """(F, A, B) through the eager Functions or the dispatcher operators."""
     if kind == "eager":
-        return (sparse_ops.segment_sparse_product, sparse_ops.segment_sparse_weight_grad,
-                sparse_ops.segment_sparse_phi_grad)
+        return (segment_sparse.segment_sparse_product, segment_sparse.segment_sparse_weight_grad,
+                segment_sparse.segment_sparse_phi_grad)
     return OPS.segment_sparse_product, OPS.segment_sparse_weight_grad, OPS.segment_sparse_phi_grad
 
 
@@ -72,11 +75,13 @@ def check_repeated_indices():
     phi, base, weight, grad = operands(70, 2, 3, 9, 3)
     base[:, 0] = 4
     base[:, 1] = torch.where(torch.arange(70) % 3 == 0, 2, 4)  # offsets 2 and 4 share link value 4
-    close(sparse_ops.segment_sparse_weight_grad(phi, base, grad, 9), dense_weight_grad(phi, base, grad, 9))
-    close(sparse_ops.segment_sparse_product(phi, base, weight), dense_product(phi, base, weight))
-    close(sparse_ops.segment_sparse_phi_grad(grad, weight, base, 3), dense_phi_grad(grad, weight, base, 3))
+    close(segment_sparse.segment_sparse_weight_grad(phi, base, grad, 9),
+          dense_weight_grad(phi, base, grad, 9))
+    close(segment_sparse.segment_sparse_product(phi, base, weight), dense_product(phi, base, weight))
+    close(segment_sparse.segment_sparse_phi_grad(grad, weight, base, 3),
+          dense_phi_grad(grad, weight, base, 3))
     expected = torch.einsum("bk,bo->ok", phi[:, 0], grad)  # input 0: one segment, summed over all samples
-    close(sparse_ops.segment_sparse_weight_grad(phi, base, grad, 9)[:, 0, 4:7], expected)
+    close(segment_sparse.segment_sparse_weight_grad(phi, base, grad, 9)[:, 0, 4:7], expected)
 
 
 def check_derivatives_of_every_order():
@@ -115,11 +120,11 @@ def check_low_precision():
     accumulation), as the C++ kernels are tested."""
     for dtype in (torch.float16, torch.bfloat16, torch.float32):
         phi, base, weight, grad = operands(8, 40, 3, 9, 5, dtype=dtype)
-        for got, exact in ((sparse_ops.segment_sparse_product(phi, base, weight),
+        for got, exact in ((segment_sparse.segment_sparse_product(phi, base, weight),
                             dense_product(phi.double(), base, weight.double())),
-                           (sparse_ops.segment_sparse_weight_grad(phi, base, grad, 9),
+                           (segment_sparse.segment_sparse_weight_grad(phi, base, grad, 9),
                             dense_weight_grad(phi.double(), base, grad.double(), 9)),
-                           (sparse_ops.segment_sparse_phi_grad(grad, weight, base, 3),
+                           (segment_sparse.segment_sparse_phi_grad(grad, weight, base, 3),
                             dense_phi_grad(grad.double(), weight.double(), base, 3))):
             assert got.dtype == dtype
             bound = 0.5 * torch.finfo(dtype).eps * exact.abs() + 1e-5 * exact.abs().max()
@@ -131,17 +136,17 @@ def check_determinism_and_bad_offsets():
     range are refused."""
     phi, base, weight, grad = operands(50, 3, 3, 9, 6, dtype=torch.float32)
     base[:25, 1] = 2
-    first = sparse_ops.segment_sparse_weight_grad(phi, base, grad, 9)
+    first = segment_sparse.segment_sparse_weight_grad(phi, base, grad, 9)
     torch.use_deterministic_algorithms(True)
     try:
-        again = sparse_ops.segment_sparse_weight_grad(phi, base, grad, 9)
+        again = segment_sparse.segment_sparse_weight_grad(phi, base, grad, 9)
     finally:
         torch.use_deterministic_algorithms(False)
     assert torch.equal(first, again)
     base[0, 0] = 7  # n = 3, K = 9: the largest valid offset is 6
-    for call in (lambda: sparse_ops.segment_sparse_product(phi, base, weight),
-                 lambda: sparse_ops.segment_sparse_weight_grad(phi, base, grad, 9),
-                 lambda: sparse_ops.segment_sparse_phi_grad(grad, weight, base, 3)):
+    for call in (lambda: segment_sparse.segment_sparse_product(phi, base, weight),
+                 lambda: segment_sparse.segment_sparse_weight_grad(phi, base, grad, 9),
+                 lambda: segment_sparse.segment_sparse_phi_grad(grad, weight, base, 3)):
         try:
             call()
         except RuntimeError as error:
@@ -154,10 +159,10 @@ def check_non_contiguous():
     phi, base, weight, grad = operands(5, 3, 3, 7, 4)
     phi_t, base_t = phi.transpose(0, 1).contiguous().transpose(0, 1), base.T.contiguous().T
     weight_t, grad_t = weight.transpose(0, 2).contiguous().transpose(0, 2), grad.T.contiguous().T
-    close(sparse_ops.segment_sparse_product(phi_t, base_t, weight_t), dense_product(phi, base, weight))
-    close(sparse_ops.segment_sparse_weight_grad(phi_t, base_t, grad_t, 7),
+    close(segment_sparse.segment_sparse_product(phi_t, base_t, weight_t), dense_product(phi, base, weight))
+    close(segment_sparse.segment_sparse_weight_grad(phi_t, base_t, grad_t, 7),
           dense_weight_grad(phi, base, grad, 7))
-    close(sparse_ops.segment_sparse_phi_grad(grad_t, weight_t, base_t, 3),
+    close(segment_sparse.segment_sparse_phi_grad(grad_t, weight_t, base_t, 3),
           dense_phi_grad(grad, weight, base, 3))
 
 
@@ -167,13 +172,13 @@ CHECKS = (check_definitions, check_repeated_indices, check_derivatives_of_every_
 
 def main():
     assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
-    triton = counted(sparse_ops.triton_kernels())
-    assert triton.product is not sparse_ops.HOST_KERNELS.product
-    sparse_ops.register_kernels("cpu", lambda: triton)
+    triton = counted(segment_sparse.triton_kernels())
+    assert triton.product is not segment_sparse.HOST_KERNELS.product
+    segment_sparse.register_kernels("cpu", lambda: triton)
     for check in CHECKS:
         check()
         print(f"{check.__name__}: ok")
-    assert set(calls) == set(sparse_ops.Products._fields), calls
+    assert set(calls) == set(segment_sparse.Products._fields), calls
 
 
 if __name__ == "__main__":

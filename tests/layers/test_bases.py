@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from hol.layers import bases
+from hol.ops import lagrange
 
 TOL = 1e-12
 f64 = torch.float64
@@ -29,7 +30,7 @@ def monomial_polynomial(degree: int, seed: int):
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 13])
 def test_chebyshev_lobatto_nodes(n):
-    nodes = bases.chebyshev_lobatto_nodes(n)
+    nodes = lagrange.chebyshev_lobatto_nodes(n)
     assert nodes.dtype == f64 and nodes.shape == (n,)
     torch.testing.assert_close(nodes, reference_nodes(n), rtol=0, atol=TOL)
     if n > 1:
@@ -38,53 +39,53 @@ def test_chebyshev_lobatto_nodes(n):
 
 
 def test_single_node_is_midpoint():
-    assert bases.chebyshev_lobatto_nodes(1).tolist() == [0.0]
+    assert lagrange.chebyshev_lobatto_nodes(1).tolist() == [0.0]
 
 
 def test_nodes_reject_n_below_one():
     with pytest.raises(ValueError, match="n must be >= 1, got 0"):
-        bases.chebyshev_lobatto_nodes(0)
+        lagrange.chebyshev_lobatto_nodes(0)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 9, 16])
 def test_lagrange_basis_is_cardinal_at_nodes(n):
-    transform = bases.lagrange_transform(n)
-    values = bases.lagrange_basis(reference_nodes(n), transform)  # phi_k(X_j)
+    transform = lagrange.lagrange_transform(n)
+    values = lagrange.lagrange_basis(reference_nodes(n), transform)  # phi_k(X_j)
     torch.testing.assert_close(values, torch.eye(n, dtype=f64), rtol=0, atol=TOL)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 9])
 def test_lagrange_basis_is_partition_of_unity_everywhere(n):
-    transform = bases.lagrange_transform(n)
+    transform = lagrange.lagrange_transform(n)
     t = torch.linspace(-1.6, 1.6, 101, dtype=f64)  # also outside [-1, 1]
-    total = bases.lagrange_basis(t, transform).sum(-1)
+    total = lagrange.lagrange_basis(t, transform).sum(-1)
     torch.testing.assert_close(total, torch.ones_like(t), rtol=0, atol=1e-11)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 6, 9])
 def test_lagrange_basis_reproduces_polynomials_of_degree_n_minus_1(n):
-    transform = bases.lagrange_transform(n)
+    transform = lagrange.lagrange_transform(n)
     p = monomial_polynomial(n - 1, seed=n)
     t = torch.linspace(-1.5, 1.5, 61, dtype=f64)  # inside and outside [-1, 1]
-    interpolant = bases.lagrange_basis(t, transform) @ p(reference_nodes(n))
+    interpolant = lagrange.lagrange_basis(t, transform) @ p(reference_nodes(n))
     torch.testing.assert_close(interpolant, p(t), rtol=0, atol=1e-11)
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 7])
 def test_lagrange_basis_derivative_differentiates_the_interpolant(n):
-    transform = bases.lagrange_transform(n)
+    transform = lagrange.lagrange_transform(n)
     coefficients = torch.randn(n, dtype=f64, generator=torch.Generator().manual_seed(0))
     t = torch.linspace(-1.2, 1.2, 25, dtype=f64)
     # d/dt sum_j c_j t^j = sum_j j c_j t^(j-1)
     p_values = sum(c * reference_nodes(n) ** j for j, c in enumerate(coefficients))
     dp = sum(j * c * t ** (j - 1) for j, c in enumerate(coefficients) if j > 0) + 0 * t
-    torch.testing.assert_close(bases.lagrange_basis_derivative(t, transform) @ p_values, dp,
+    torch.testing.assert_close(lagrange.lagrange_basis_derivative(t, transform) @ p_values, dp,
                                rtol=0, atol=1e-10)
 
 
 def test_lagrange_basis_does_not_degrade_for_large_n():
     n = 40
-    values = bases.lagrange_basis(reference_nodes(n), bases.lagrange_transform(n))
+    values = lagrange.lagrange_basis(reference_nodes(n), lagrange.lagrange_transform(n))
     torch.testing.assert_close(values, torch.eye(n, dtype=f64), rtol=0, atol=1e-10)
 
 
@@ -95,16 +96,16 @@ def test_segment_coordinates(segments, length):
     s_expected = torch.arange(segments)
     left = -half + width * s_expected.to(f64)
     # left end of each segment: t = -1, segment s (the breakpoint belongs to the right segment)
-    s, t = bases.segment_coordinates(left, segments, length)
+    s, t = lagrange.segment_coordinates(left, segments, length)
     assert s.tolist() == s_expected.tolist()
     torch.testing.assert_close(t, -torch.ones_like(t), rtol=0, atol=TOL)
     # middle of each segment: t = 0
-    s, t = bases.segment_coordinates(left + width / 2, segments, length)
+    s, t = lagrange.segment_coordinates(left + width / 2, segments, length)
     assert s.tolist() == s_expected.tolist()
     torch.testing.assert_close(t, torch.zeros_like(t), rtol=0, atol=TOL)
     # right end of the domain: last segment, t = 1; beyond: end segments continue linearly
     x = torch.tensor([half, half + width, -half - width], dtype=f64)
-    s, t = bases.segment_coordinates(x, segments, length)
+    s, t = lagrange.segment_coordinates(x, segments, length)
     assert s.tolist() == [segments - 1, segments - 1, 0]
     torch.testing.assert_close(t, torch.tensor([1.0, 3.0, -3.0], dtype=f64), rtol=0, atol=TOL)
 
@@ -114,9 +115,9 @@ def test_piecewise_node_positions(n, segments, length):
     nodes = reference_nodes(n)
     expected = [-length / 2 + length * (2 * s + 1 + nodes[k].item()) / (2 * segments)
                 for s in range(segments) for k in range(n)]
-    discontinuous = bases.piecewise_node_positions(n, segments, length, continuous=False)
+    discontinuous = lagrange.piecewise_node_positions(n, segments, length, continuous=False)
     torch.testing.assert_close(discontinuous, torch.tensor(expected, dtype=f64), rtol=0, atol=TOL)
-    continuous = bases.piecewise_node_positions(n, segments, length, continuous=True)
+    continuous = lagrange.piecewise_node_positions(n, segments, length, continuous=True)
     assert continuous.shape == ((n - 1) * segments + 1,)
     for s in range(segments):
         for k in range(n):
@@ -156,8 +157,8 @@ def test_tensor_basis_is_row_major_product():
     n, dims = 3, 3
     basis = bases.TensorLagrangeBasis(n, dims, dtype=f64)
     x = torch.rand(5, dims, dtype=f64) * 2 - 1
-    transform = bases.lagrange_transform(n)
-    per_dim = [bases.lagrange_basis(x[:, j], transform) for j in range(dims)]
+    transform = lagrange.lagrange_transform(n)
+    per_dim = [lagrange.lagrange_basis(x[:, j], transform) for j in range(dims)]
     phi = basis(x)
     assert phi.shape == (5, n**dims)
     for k0 in range(n):
@@ -173,7 +174,7 @@ def test_tensor_basis_is_row_major_product():
 
 def test_constants_are_recomputed_in_float64_after_dtype_moves():
     basis = bases.LagrangeBasis(6, 2, dtype=f64)
-    exact = bases.lagrange_transform(6)
+    exact = lagrange.lagrange_transform(6)
     basis.float()
     assert basis.transform.dtype == torch.float32
     basis.double()

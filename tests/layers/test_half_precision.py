@@ -122,7 +122,7 @@ def test_half_precision_layer_keeps_float32_constants_and_returns_to_float64_exa
     assert layer(torch.zeros(5, 3, dtype=torch.bfloat16)).dtype == torch.bfloat16
     layer.double()
     assert layer.basis.transform.dtype == torch.float64
-    assert torch.equal(layer.basis.transform, hol.layers.bases.lagrange_transform(6))
+    assert torch.equal(layer.basis.transform, hol.ops.lagrange.lagrange_transform(6))
 
 
 def _far_outside_cases():

@@ -9,7 +9,7 @@ import torch
 
 import hol
 from hol.layers import kind_info
-from hol.layers.bases import EXTRAPOLATIONS
+from hol.ops.lagrange import EXTRAPOLATIONS
 
 FC = [kind for kind in hol.layers.kinds() if kind_info(kind).basis not in (None, "tensor")]
 BACKENDS = ("dense", "sparse", "auto")

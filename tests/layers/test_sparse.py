@@ -1,4 +1,4 @@
-"""Segment-sparse compute path (hol.layers.sparse) against the dense path and against mathematics.
+"""Segment-sparse compute path (hol.functional) against the dense path and against mathematics.
 
 The torch implementation (``HOL_SPARSE_CPP=0``) is always tested; the C++ kernels wherever they build here (a
 test that needs them says so when it skips).
@@ -9,8 +9,11 @@ import pytest
 import torch
 
 import hol.layers
-from hol.layers import fc, sparse
-from hol.layers.bases import piecewise_width
+from hol import functional
+from hol.layers import fc
+from hol.ops import cost as cost_model
+from hol.ops import segment_sparse
+from hol.ops.lagrange import piecewise_width
 
 f64 = torch.float64
 TOL = 1e-12
@@ -19,7 +22,7 @@ KINDS = ["continuous", "discontinuous"]
 
 
 def _cpp_or_skip():
-    if not sparse.extension_available():
+    if not segment_sparse.extension_available():
         pytest.skip("segment-sparse C++ kernels unavailable (no build, or HOL_SPARSE_CPP=0); "
                     "the torch implementation is tested")
 
@@ -70,9 +73,9 @@ def test_sparse_equals_dense_forward_and_gradients(kind, extrapolation, impl):
     expected = grads(dense, x, grad_y)
 
     def sparse_forward(x):
-        return sparse.segment_sparse_linear(x, dense.weight, dense.basis.transform, segments=3, length=2.0,
-                                            continuous=kind == "continuous", extrapolation=extrapolation,
-                                            bias=dense.bias)
+        return functional.segment_sparse_linear(x, dense.weight, dense.basis.transform, segments=3,
+                                                length=2.0, continuous=kind == "continuous",
+                                                extrapolation=extrapolation, bias=dense.bias)
 
     x_ = x.detach().requires_grad_()
     y = sparse_forward(x_)
@@ -99,7 +102,7 @@ def test_repeated_segments_accumulate_every_sample(impl):
     weight = torch.randn(2, 3, (n - 1) * segments + 1, dtype=f64, requires_grad=True)
     transform = fc("continuous", 3, 2, n=n, segments=segments, dtype=f64).basis.transform
     x = torch.tensor([0.1, -0.7, 0.9], dtype=f64).expand(batch, 3)  # segments 2, 0, 3; t = -0.6, 0.2, 0.6
-    y = sparse.segment_sparse_linear(x, weight, transform, segments=segments, length=2.0, continuous=True)
+    y = functional.segment_sparse_linear(x, weight, transform, segments=segments, length=2.0, continuous=True)
     grad_y = torch.randn(batch, 2, dtype=f64)
     (grad_w,) = torch.autograd.grad(y, weight, grad_y)
     nodes = torch.tensor([-1.0, 0.0, 1.0], dtype=f64)
@@ -124,7 +127,7 @@ def test_gradcheck(kind, extrapolation, impl):
     x = torch.tensor([[-1.7, -0.6, 0.3], [0.45, 1.3, -0.2]], dtype=f64, requires_grad=True)
 
     def f(x, weight, bias):
-        return sparse.segment_sparse_linear(x, weight, transform, segments=2, length=2.0,
+        return functional.segment_sparse_linear(x, weight, transform, segments=2, length=2.0,
                                             continuous=kind == "continuous", extrapolation=extrapolation,
                                             bias=bias)
 
@@ -156,8 +159,11 @@ def test_partial_gradients_match_dense(impl, wanted):
         layer.weight.requires_grad_(wanted == "weight")
         inputs = x.clone().requires_grad_(wanted == "input")
         target = inputs if wanted == "input" else layer.weight
-        y = sparse.segment_sparse_linear(inputs, layer.weight, layer.basis.transform, segments=5, length=2.0,
-                                         continuous=False) if layer is sparse_layer else layer(inputs)
+        if layer is sparse_layer:
+            y = functional.segment_sparse_linear(inputs, layer.weight, layer.basis.transform, segments=5,
+                                                 length=2.0, continuous=False)
+        else:
+            y = layer(inputs)
         results.append(torch.autograd.grad(y, target, grad_y)[0])
     assert (results[0] - results[1]).abs().max() <= TOL
 
@@ -194,7 +200,7 @@ def test_nan_input_propagates_without_crashing(impl):
     dense, _ = pair("continuous")
     x = torch.zeros(2, 5, dtype=f64)
     x[0, 1] = float("nan")
-    y = sparse.segment_sparse_linear(x, dense.weight, dense.basis.transform, segments=3, length=2.0,
+    y = functional.segment_sparse_linear(x, dense.weight, dense.basis.transform, segments=3, length=2.0,
                                      continuous=True)
     assert torch.isnan(y[0]).all() and not torch.isnan(y[1]).any()
 
@@ -239,7 +245,7 @@ def test_bad_backend(kind, options):
 ])
 def test_cost_model_decisions(segments, batch, device, expected, monkeypatch):
     monkeypatch.setenv("HOL_SPARSE_COST", "3.6,0.9,4.0")
-    choice = sparse.choose_backend(n=5, segments=segments, batch=batch, in_features=256, out_features=256,
+    choice = cost_model.choose_backend(n=5, segments=segments, batch=batch, in_features=256, out_features=256,
                                    device=device)
     assert choice == expected
 
@@ -249,45 +255,43 @@ def test_devices_that_cannot_be_measured_take_the_dense_path(monkeypatch):
     the CPU's cost says."""
     monkeypatch.setenv("HOL_SPARSE_COST", "0,0,0")  # the CPU: sparse wherever K > n
     options = {"n": 5, "segments": 64, "batch": 1024, "in_features": 256, "out_features": 256}
-    assert sparse.choose_backend(device="cpu", **options) == "sparse"
-    assert sparse.choose_backend(device="meta", **options) == "dense"
+    assert cost_model.choose_backend(device="cpu", **options) == "sparse"
+    assert cost_model.choose_backend(device="meta", **options) == "dense"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert sparse.choose_backend(device="cuda", **options) == "dense"
+    assert cost_model.choose_backend(device="cuda", **options) == "dense"
 
 
 def test_cuda_cost_has_its_own_override(monkeypatch):
     """HOL_SPARSE_COST_CUDA decides on CUDA (where the Triton kernels can be measured), not the CPU's."""
-    from hol.layers import sparse_cost
 
-    monkeypatch.setattr(sparse_cost, "measurable", lambda device: True)
+    monkeypatch.setattr(cost_model, "measurable", lambda device: True)
     monkeypatch.setenv("HOL_SPARSE_COST", "0,0,0")
     options = {"n": 5, "batch": 1024, "in_features": 256, "out_features": 256, "device": "cuda:0"}
     monkeypatch.setenv("HOL_SPARSE_COST_CUDA", "3.6,0.9,4.0")
-    assert sparse.choose_backend(segments=2, **options) == "sparse"  # K = 9 > 3.6 + 4.5 + 4 K / B
+    assert cost_model.choose_backend(segments=2, **options) == "sparse"  # K = 9 > 3.6 + 4.5 + 4 K / B
     monkeypatch.setenv("HOL_SPARSE_COST_CUDA", "20,0,0")
-    assert sparse.choose_backend(segments=2, **options) == "dense"
-    assert sparse.choose_backend(segments=8, **options) == "sparse"  # K = 33 > 20
+    assert cost_model.choose_backend(segments=2, **options) == "dense"
+    assert cost_model.choose_backend(segments=8, **options) == "sparse"  # K = 33 > 20
     monkeypatch.setenv("HOL_SPARSE_COST_CUDA", "1,2")
     with pytest.raises(ValueError, match="HOL_SPARSE_COST_CUDA"):
-        sparse.choose_backend(segments=2, **options)
+        cost_model.choose_backend(segments=2, **options)
 
 
 @pytest.mark.parametrize("text", ["nan,nan,nan", "inf,0,0", "1,2,-3", "1;2;3", "1,2,3,nan", "1,2,3,4,5",
                                   "fast"])
 def test_cost_override_must_be_three_or_four_finite_numbers(text):
-    from hol.layers import sparse_cost
 
     with pytest.raises(ValueError, match=r"HOL_SPARSE_COST must be three or four finite numbers >= 0 "
                                          r"'a,b,c\[,d\]'.*got "):
-        sparse_cost.parse_cost(text, "HOL_SPARSE_COST")
-    assert sparse_cost.parse_cost("1,2,3") == sparse_cost.SparseCost(1, 2, 3, 0)
-    assert sparse_cost.parse_cost("1,2,3,4e6") == sparse_cost.SparseCost(1, 2, 3, 4e6)
+        cost_model.parse_cost(text, "HOL_SPARSE_COST")
+    assert cost_model.parse_cost("1,2,3") == cost_model.SparseCost(1, 2, 3, 0)
+    assert cost_model.parse_cost("1,2,3,4e6") == cost_model.SparseCost(1, 2, 3, 4e6)
 
 
 def test_calibration_fit_recovers_the_model_it_inverts():
     """Times generated by the cost model itself (in units of the dense reference's) give its terms back: the
     sparse path's ``a, b, d`` and its weight passes ``c`` beyond the dense path's ``c'``."""
-    from hol.layers.sparse_cost import CALIBRATION_NODES, TINY, fit
+    from hol.ops.cost import CALIBRATION_NODES, TINY, fit
 
     a, b, c, dense_passes, d = 3.6, 0.9, 4.0, 6.0, 3e6
     batch, small_batch, features = 512, 16, 256
@@ -314,26 +318,25 @@ def test_calibration_fit_recovers_the_model_it_inverts():
 ])
 def test_the_per_call_term_decides_small_layers(overhead, size, batch, expected, monkeypatch):
     monkeypatch.setenv("HOL_SPARSE_COST", f"3.6,0.9,4.0,{overhead}")
-    choice = sparse.choose_backend(n=5, segments=8, batch=batch, in_features=size, out_features=size)
+    choice = cost_model.choose_backend(n=5, segments=8, batch=batch, in_features=size, out_features=size)
     assert choice == expected
 
 
 def test_tracing_before_a_calibration_uses_the_cpu_default(monkeypatch, tmp_path):
     """While a graph is traced nothing is measured: the CPU falls back on its measured default fit."""
-    from hol.layers import sparse_cost
 
     monkeypatch.delenv("HOL_SPARSE_COST", raising=False)
     monkeypatch.setenv("HOL_SPARSE_CPP", "0")  # the cache key then needs no kernel build
     monkeypatch.setenv("HOL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(sparse_cost, "_measured", {})
+    monkeypatch.setattr(cost_model, "_measured", {})
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert sparse_cost.sparse_cost(torch.float32, "inputs", "cpu") == sparse_cost.DEFAULT_COST
+    assert cost_model.sparse_cost(torch.float32, "inputs", "cpu") == cost_model.DEFAULT_COST
 
 
 def test_auto_layer_follows_cost_model():
     small, large = fc("continuous", 8, 4, n=5, segments=1), fc("continuous", 8, 4, n=5, segments=64)
     assert small.compute_backend(torch.zeros(512, 8)) == "dense"
-    expected = sparse.choose_backend(n=5, segments=64, batch=512, in_features=8, out_features=4)
+    expected = cost_model.choose_backend(n=5, segments=64, batch=512, in_features=8, out_features=4)
     assert large.compute_backend(torch.zeros(512, 8)) == expected == "sparse"
 
 
@@ -344,21 +347,19 @@ def test_decisions_after_the_first_read_no_files(device, monkeypatch, tmp_path):
     layer's own forward at small sizes)."""
     from pathlib import Path
 
-    from hol.layers import sparse_cost
-
     monkeypatch.delenv("HOL_SPARSE_COST", raising=False)
     monkeypatch.delenv("HOL_SPARSE_COST_CUDA", raising=False)
     monkeypatch.setenv("HOL_SPARSE_CPP", "0")  # the cache key then needs no kernel build
     monkeypatch.setenv("HOL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(sparse_cost, "_measured", {})
-    monkeypatch.setattr(sparse_cost, "measurable", lambda device: True)
+    monkeypatch.setattr(cost_model, "_measured", {})
+    monkeypatch.setattr(cost_model, "measurable", lambda device: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "a GPU")
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     # a cache of its own, so the stand-in name never reaches the process's cache (later tests, a real GPU)
-    monkeypatch.setattr(sparse_cost, "_gpu_name", functools.cache(sparse_cost._gpu_name.__wrapped__))
-    monkeypatch.setattr(sparse_cost, "calibrate", lambda dtype, step, device: sparse_cost.SparseCost(0, 0, 0))
+    monkeypatch.setattr(cost_model, "_gpu_name", functools.cache(cost_model._gpu_name.__wrapped__))
+    monkeypatch.setattr(cost_model, "calibrate", lambda dtype, step, device: cost_model.SparseCost(0, 0, 0))
     options = {"n": 5, "segments": 8, "batch": 64, "in_features": 16, "out_features": 16, "device": device}
-    assert sparse.choose_backend(**options) == "sparse"  # calibrated (here: a stand-in) and cached
+    assert cost_model.choose_backend(**options) == "sparse"  # calibrated (here: a stand-in) and cached
 
     def no_reading(*args, **kwargs):
         raise AssertionError("the cost model read a file after its first decision")
@@ -366,8 +367,8 @@ def test_decisions_after_the_first_read_no_files(device, monkeypatch, tmp_path):
     monkeypatch.setattr(Path, "read_text", no_reading)
     monkeypatch.setattr(Path, "read_bytes", no_reading)
     monkeypatch.setattr("builtins.open", no_reading)
-    assert sparse.choose_backend(**options) == "sparse"
-    assert sparse.choose_backend(**{**options, "segments": 1}) == "dense"
+    assert cost_model.choose_backend(**options) == "sparse"
+    assert cost_model.choose_backend(**{**options, "segments": 1}) == "dense"
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -1,4 +1,4 @@
-"""Build and cache hol's C++ CPU kernels (``hol/layers/csrc``) with ``torch.utils.cpp_extension``.
+"""Build and cache hol's C++ CPU kernels (``hol/ops/csrc``) with ``torch.utils.cpp_extension``.
 
 Each extension is compiled at its first use with ``-O3 -march=native -fopenmp`` and cached by torch under
 ``$TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions`` (without a home directory, in a per-user folder of

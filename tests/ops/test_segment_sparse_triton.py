@@ -1,5 +1,5 @@
-"""The segment-sparse operators' Triton kernels (hol.layers.sparse_triton): under Triton's interpreter on the
-CPU everywhere, on a CUDA GPU where there is one (tests marked ``cuda``).
+"""The segment-sparse operators' Triton kernels (hol.ops.segment_sparse_triton): under Triton's interpreter on
+the CPU everywhere, on a CUDA GPU where there is one (tests marked ``cuda``).
 
 The interpreter run (tests/helpers/triton_sparse_check.py, a subprocess because ``TRITON_INTERPRET`` must be
 set before the kernels are defined) checks the kernels through the operators against the dense definition in
@@ -19,8 +19,10 @@ import pytest
 import torch
 
 import hol.layers
-from hol.layers import fc, sparse_cost, sparse_ops
-from tests.layers.test_sparse_op import close, dense_phi_grad, dense_product, dense_weight_grad, operands
+from hol.layers import fc
+from hol.ops import cost as cost_model
+from hol.ops import segment_sparse
+from tests.ops.test_segment_sparse import close, dense_phi_grad, dense_product, dense_weight_grad, operands
 
 ROOT = Path(__file__).parents[2]
 f64 = torch.float64
@@ -59,7 +61,7 @@ def test_kernels_compile_for_nvidia_gpus_without_atomics(arch, dtype):
     instruction anywhere; the weight gradient of the half types runs on tensor cores."""
     from triton.backends.compiler import GPUTarget
 
-    from hol.layers import sparse_triton as kernels
+    from hol.ops import segment_sparse_triton as kernels
 
     target, ptr, acc, n = GPUTarget("cuda", arch, 32), POINTERS[dtype], kernels.ACCUMULATION[dtype], 5
     sizes = ("B", "I", "O", "K")
@@ -93,16 +95,16 @@ def test_cuda_operators_run_triton_and_equal_the_dense_definition(shape):
     base[: shape[0] // 2, 0] = 0  # half the samples share input 0's first segment
     n, width = shape[2], shape[3]
     phi_c, base_c, weight_c, grad_c = on_cuda(phi, base, weight, grad)
-    got = (sparse_ops.segment_sparse_product(phi_c, base_c, weight_c),
-           sparse_ops.segment_sparse_weight_grad(phi_c, base_c, grad_c, width),
-           sparse_ops.segment_sparse_phi_grad(grad_c, weight_c, base_c, n))
+    got = (segment_sparse.segment_sparse_product(phi_c, base_c, weight_c),
+           segment_sparse.segment_sparse_weight_grad(phi_c, base_c, grad_c, width),
+           segment_sparse.segment_sparse_phi_grad(grad_c, weight_c, base_c, n))
     expected = (dense_product(phi, base, weight), dense_weight_grad(phi, base, grad, width),
                 dense_phi_grad(grad, weight, base, n))
     for g, e in zip(got, expected, strict=True):
         assert g.is_cuda
         close(g.cpu(), e)
-    kernels = sparse_ops.triton_kernels()
-    assert kernels is not sparse_ops.HOST_KERNELS, "Triton is not importable on this CUDA machine"
+    kernels = segment_sparse.triton_kernels()
+    assert kernels is not segment_sparse.HOST_KERNELS, "Triton is not importable on this CUDA machine"
     if shape[0]:  # the operator's CUDA kernel is the Triton kernel
         assert torch.equal(got[1], kernels.weight_grad(phi_c, base_c, grad_c, width))
 
@@ -125,8 +127,8 @@ def test_cuda_derivatives_of_every_order(entry):
     phi, base, weight, grad = (t.cuda().requires_grad_(t.is_floating_point())
                                for t in operands(3, 2, 2, 5, 2))
     base[:, 0] = 1
-    ops = (sparse_ops.segment_sparse_product, sparse_ops.segment_sparse_weight_grad,
-           sparse_ops.segment_sparse_phi_grad)
+    ops = (segment_sparse.segment_sparse_product, segment_sparse.segment_sparse_weight_grad,
+           segment_sparse.segment_sparse_phi_grad)
     if entry == "operator":
         ops = (torch.ops.hol.segment_sparse_product, torch.ops.hol.segment_sparse_weight_grad,
                torch.ops.hol.segment_sparse_phi_grad)
@@ -143,11 +145,11 @@ def test_cuda_derivatives_of_every_order(entry):
 def test_cuda_low_precision_accumulates_in_float32(dtype):
     phi, base, weight, grad = operands(8, 40, 3, 9, 5, dtype=dtype)
     phi_c, base_c, weight_c, grad_c = on_cuda(phi, base, weight, grad)
-    for got, exact in ((sparse_ops.segment_sparse_product(phi_c, base_c, weight_c),
+    for got, exact in ((segment_sparse.segment_sparse_product(phi_c, base_c, weight_c),
                         dense_product(phi.double(), base, weight.double())),
-                       (sparse_ops.segment_sparse_weight_grad(phi_c, base_c, grad_c, 9),
+                       (segment_sparse.segment_sparse_weight_grad(phi_c, base_c, grad_c, 9),
                         dense_weight_grad(phi.double(), base, grad.double(), 9)),
-                       (sparse_ops.segment_sparse_phi_grad(grad_c, weight_c, base_c, 3),
+                       (segment_sparse.segment_sparse_phi_grad(grad_c, weight_c, base_c, 3),
                         dense_phi_grad(grad.double(), weight.double(), base, 3))):
         assert got.dtype == dtype
         bound = 0.5 * torch.finfo(dtype).eps * exact.abs() + 1e-5 * exact.abs().max()
@@ -163,7 +165,7 @@ def test_cuda_weight_gradient_sums_every_sample_deterministically():
     phi_c, base_c, grad_c = on_cuda(phi, base, grad)
     torch.use_deterministic_algorithms(True)
     try:
-        runs = [sparse_ops.segment_sparse_weight_grad(phi_c, base_c, grad_c, 41) for _ in range(3)]
+        runs = [segment_sparse.segment_sparse_weight_grad(phi_c, base_c, grad_c, 41) for _ in range(3)]
     finally:
         torch.use_deterministic_algorithms(False)
     assert all(torch.equal(runs[0], run) for run in runs[1:])
@@ -224,13 +226,13 @@ def test_cuda_cost_model_calibrates_on_the_gpu(tmp_path, monkeypatch):
     dense path."""
     monkeypatch.delenv("HOL_SPARSE_COST_CUDA", raising=False)
     monkeypatch.setenv("HOL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(sparse_cost, "_measured", {})
+    monkeypatch.setattr(cost_model, "_measured", {})
     with monkeypatch.context() as tracing:
         tracing.setattr(torch.compiler, "is_compiling", lambda: True)
-        assert sparse_cost.sparse_cost(torch.float32, "inputs", "cuda:0") is None
-    cost = sparse_cost.calibrate(torch.float32, "inputs", device="cuda:0", batch=1024, small_batch=64,
+        assert cost_model.sparse_cost(torch.float32, "inputs", "cuda:0") is None
+    cost = cost_model.calibrate(torch.float32, "inputs", device="cuda:0", batch=1024, small_batch=64,
                                  rounds=3)
     assert all(value >= 0 for value in cost)
-    monkeypatch.setattr(sparse_cost, "calibrate", lambda dtype, step, device: cost)
-    assert sparse_cost.sparse_cost(torch.float32, "inputs", "cuda:0") == cost
-    assert torch.cuda.get_device_name(0) in sparse_cost.cache_path().read_text()
+    monkeypatch.setattr(cost_model, "calibrate", lambda dtype, step, device: cost)
+    assert cost_model.sparse_cost(torch.float32, "inputs", "cuda:0") == cost
+    assert torch.cuda.get_device_name(0) in cost_model.cache_path().read_text()

@@ -1,4 +1,4 @@
-"""The segment-sparse operators (hol.layers.sparse_ops) against their definition as dense expansions.
+"""The segment-sparse operators (hol.ops.segment_sparse) against their definition as dense expansions.
 
 F, A, B are checked against ``E = scatter(phi at base)`` (``[B, I, K]``) products in float64, in both
 implementations (C++ kernels where they build, torch ops always), through every entry: the eager autograd
@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.func import jacfwd, jacrev, jvp, vmap
 
-from hol.layers import sparse_cost, sparse_cpp, sparse_ops
+from hol.ops import cost as cost_model
+from hol.ops import segment_sparse
 
 f64 = torch.float64
 OPS = torch.ops.hol
@@ -16,7 +17,7 @@ OPS = torch.ops.hol
 
 @pytest.fixture(params=["torch", "cpp"])
 def impl(request, monkeypatch):
-    if request.param == "cpp" and not sparse_cpp.extension_available():
+    if request.param == "cpp" and not segment_sparse.extension_available():
         pytest.skip("segment-sparse C++ kernels unavailable here; the torch implementation is tested")
     monkeypatch.setenv("HOL_SPARSE_CPP", "1" if request.param == "cpp" else "0")
     return request.param
@@ -58,7 +59,7 @@ def close(a, b, tol=1e-12):
 def test_products_equal_their_dense_definition(impl, entry):
     phi, base, weight, grad = operands()
     base[:, 0] = 2  # every sample in one segment of input 0: repeated indices must accumulate
-    ops = sparse_ops if entry == "eager" else None
+    ops = segment_sparse if entry == "eager" else None
     product = ops.segment_sparse_product if ops else OPS.segment_sparse_product
     weight_grad = ops.segment_sparse_weight_grad if ops else OPS.segment_sparse_weight_grad
     phi_grad = ops.segment_sparse_phi_grad if ops else OPS.segment_sparse_phi_grad
@@ -73,8 +74,9 @@ def test_derivatives_of_every_order(impl, entry):
     A, B, so this covers every order."""
     phi, base, weight, grad = (t.requires_grad_(t.is_floating_point()) for t in operands(2, 2, 2, 3, 2))
     if entry == "eager":
-        product, weight_grad = sparse_ops.segment_sparse_product, sparse_ops.segment_sparse_weight_grad
-        phi_grad = sparse_ops.segment_sparse_phi_grad
+        product = segment_sparse.segment_sparse_product
+        weight_grad = segment_sparse.segment_sparse_weight_grad
+        phi_grad = segment_sparse.segment_sparse_phi_grad
     else:
         product, weight_grad, phi_grad = (OPS.segment_sparse_product, OPS.segment_sparse_weight_grad,
                                           OPS.segment_sparse_phi_grad)
@@ -88,11 +90,11 @@ def test_derivatives_of_every_order(impl, entry):
 
 def test_forward_mode_and_reverse_mode_jacobians_equal_dense():
     phi, base, weight, grad = operands(3, 2, 2, 5, 2)
-    pairs = [(lambda p, w: sparse_ops.segment_sparse_product(p, base, w),
+    pairs = [(lambda p, w: segment_sparse.segment_sparse_product(p, base, w),
               lambda p, w: dense_product(p, base, w), (phi, weight)),
-             (lambda p, g: sparse_ops.segment_sparse_weight_grad(p, base, g, 5),
+             (lambda p, g: segment_sparse.segment_sparse_weight_grad(p, base, g, 5),
               lambda p, g: dense_weight_grad(p, base, g, 5), (phi, grad)),
-             (lambda g, w: sparse_ops.segment_sparse_phi_grad(g, w, base, 2),
+             (lambda g, w: segment_sparse.segment_sparse_phi_grad(g, w, base, 2),
               lambda g, w: dense_phi_grad(g, w, base, 2), (grad, weight))]
     for function, reference, inputs in pairs:
         tangents = tuple(torch.randn_like(t) for t in inputs)
@@ -121,11 +123,11 @@ def test_vmap_rules_equal_one_call_per_entry(impl, batched):
         return torch.stack([function(*[args[m][v] if chosen[m] else args[m] for m in names])
                             for v in range(entries)])
 
-    cases = [(lambda p, b, w: sparse_ops.segment_sparse_product(p, b, w), dense_product,
+    cases = [(lambda p, b, w: segment_sparse.segment_sparse_product(p, b, w), dense_product,
               ("phi", "base", "weight")),
-             (lambda p, b, g: sparse_ops.segment_sparse_weight_grad(p, b, g, 7),
+             (lambda p, b, g: segment_sparse.segment_sparse_weight_grad(p, b, g, 7),
               lambda p, b, g: dense_weight_grad(p, b, g, 7), ("phi", "base", "grad")),
-             (lambda g, w, b: sparse_ops.segment_sparse_phi_grad(g, w, b, 3),
+             (lambda g, w, b: segment_sparse.segment_sparse_phi_grad(g, w, b, 3),
               lambda g, w, b: dense_phi_grad(g, w, b, 3), ("grad", "weight", "base"))]
     for function, reference, names in cases:
         if not any(chosen[m] for m in names):
@@ -142,10 +144,11 @@ def test_degenerate_shapes(impl, shape):
     tile), enough work to split over threads."""
     phi, base, weight, grad = operands(*shape)
     width, n = shape[3], shape[2]
-    close(sparse_ops.segment_sparse_product(phi, base, weight), dense_product(phi, base, weight))
-    close(sparse_ops.segment_sparse_weight_grad(phi, base, grad, width),
+    close(segment_sparse.segment_sparse_product(phi, base, weight), dense_product(phi, base, weight))
+    close(segment_sparse.segment_sparse_weight_grad(phi, base, grad, width),
           dense_weight_grad(phi, base, grad, width))
-    close(sparse_ops.segment_sparse_phi_grad(grad, weight, base, n), dense_phi_grad(grad, weight, base, n))
+    close(segment_sparse.segment_sparse_phi_grad(grad, weight, base, n),
+          dense_phi_grad(grad, weight, base, n))
 
 
 def test_non_contiguous_operands(impl):
@@ -153,10 +156,10 @@ def test_non_contiguous_operands(impl):
     phi_t, base_t = phi.transpose(0, 1).contiguous().transpose(0, 1), base.T.contiguous().T
     weight_t, grad_t = weight.transpose(0, 2).contiguous().transpose(0, 2), grad.T.contiguous().T
     assert not any(t.is_contiguous() for t in (phi_t, base_t, weight_t, grad_t))
-    close(sparse_ops.segment_sparse_product(phi_t, base_t, weight_t), dense_product(phi, base, weight))
-    close(sparse_ops.segment_sparse_weight_grad(phi_t, base_t, grad_t, 7),
+    close(segment_sparse.segment_sparse_product(phi_t, base_t, weight_t), dense_product(phi, base, weight))
+    close(segment_sparse.segment_sparse_weight_grad(phi_t, base_t, grad_t, 7),
           dense_weight_grad(phi, base, grad, 7))
-    close(sparse_ops.segment_sparse_phi_grad(grad_t, weight_t, base_t, 3),
+    close(segment_sparse.segment_sparse_phi_grad(grad_t, weight_t, base_t, 3),
           dense_phi_grad(grad, weight, base, 3))
 
 
@@ -167,13 +170,13 @@ def test_low_precision_accumulates_in_float32(impl, dtype):
     not be."""
     phi, base, weight, grad = operands(8, 40, 3, 9, 5, dtype=dtype)
     exact = dense_product(phi.double(), base, weight.double())
-    got = sparse_ops.segment_sparse_product(phi, base, weight)
+    got = segment_sparse.segment_sparse_product(phi, base, weight)
     assert got.dtype == dtype
     ulp = torch.finfo(dtype).eps * exact.abs()
     assert ((got.double() - exact).abs() <= 0.5 * ulp + 1e-5 * exact.abs().max()).all()
-    for got, exact in ((sparse_ops.segment_sparse_weight_grad(phi, base, grad, 9),
+    for got, exact in ((segment_sparse.segment_sparse_weight_grad(phi, base, grad, 9),
                         dense_weight_grad(phi.double(), base, grad.double(), 9)),
-                       (sparse_ops.segment_sparse_phi_grad(grad, weight, base, 3),
+                       (segment_sparse.segment_sparse_phi_grad(grad, weight, base, 3),
                         dense_phi_grad(grad.double(), weight.double(), base, 3))):
         assert got.dtype == dtype
         ulp = torch.finfo(dtype).eps * exact.abs()
@@ -206,7 +209,7 @@ def test_opcheck():
 ])
 def test_bad_operands_raise_value_error(operands_, message):
     with pytest.raises(ValueError, match=message):
-        sparse_ops.segment_sparse_product(*operands_)
+        segment_sparse.segment_sparse_product(*operands_)
     with pytest.raises(ValueError, match=message):
         OPS.segment_sparse_product(*(t.to("meta") for t in operands_))
 
@@ -215,52 +218,52 @@ def test_offsets_out_of_range_are_refused(impl):
     phi, base, weight, _ = operands()
     base[0, 0] = 5  # n = 3, K = 7: the largest valid offset is 4
     with pytest.raises((ValueError, RuntimeError), match="out"):
-        sparse_ops.segment_sparse_product(phi, base, weight)
+        segment_sparse.segment_sparse_product(phi, base, weight)
 
 
 def test_calibration_runs_caches_and_the_environment_overrides(tmp_path, monkeypatch):
-    monkeypatch.delenv(sparse_cost.ENVIRONMENT, raising=False)
+    monkeypatch.delenv(cost_model.ENVIRONMENT, raising=False)
     monkeypatch.setenv("HOL_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(sparse_cost, "_measured", {})
-    calls, calibrate = [], sparse_cost.calibrate
+    monkeypatch.setattr(cost_model, "_measured", {})
+    calls, calibrate = [], cost_model.calibrate
 
     def small_calibration(dtype, step, device):
         calls.append(dtype)
         return calibrate(dtype, step, device=device, batch=32, features=16, small_batch=4, rounds=1)
 
-    monkeypatch.setattr(sparse_cost, "calibrate", small_calibration)
+    monkeypatch.setattr(cost_model, "calibrate", small_calibration)
     with torch.inference_mode():  # a first use in inference still measures fwd+bwd
-        cost = sparse_cost.sparse_cost(torch.float64)
+        cost = cost_model.sparse_cost(torch.float64)
     assert calls == [torch.float64] and all(value >= 0 for value in cost)
-    assert sparse_cost.cache_path().parent == tmp_path and sparse_cost.cache_path().exists()
-    monkeypatch.setattr(sparse_cost, "_measured", {})  # a new process: the disk cache serves
-    assert sparse_cost.sparse_cost(torch.float64) == cost and calls == [torch.float64]
-    monkeypatch.setenv(sparse_cost.ENVIRONMENT, "1,2,3")
-    assert sparse_cost.sparse_cost(torch.float64) == sparse_cost.SparseCost(1.0, 2.0, 3.0)
-    monkeypatch.setenv(sparse_cost.ENVIRONMENT, "1,2")
+    assert cost_model.cache_path().parent == tmp_path and cost_model.cache_path().exists()
+    monkeypatch.setattr(cost_model, "_measured", {})  # a new process: the disk cache serves
+    assert cost_model.sparse_cost(torch.float64) == cost and calls == [torch.float64]
+    monkeypatch.setenv(cost_model.ENVIRONMENT, "1,2,3")
+    assert cost_model.sparse_cost(torch.float64) == cost_model.SparseCost(1.0, 2.0, 3.0)
+    monkeypatch.setenv(cost_model.ENVIRONMENT, "1,2")
     with pytest.raises(ValueError, match="HOL_SPARSE_COST"):
-        sparse_cost.sparse_cost(torch.float64)
+        cost_model.sparse_cost(torch.float64)
 
 
 def test_symbolic_batch_decides_by_the_large_batch_limit(monkeypatch):
     """With the batch unknown (a SymInt), a + b n < K decides: sparse at K = 9 > 3.6 + 4.5 even where one
     sample (batch 1) would take the dense path."""
-    monkeypatch.setenv(sparse_cost.ENVIRONMENT, "3.6,0.9,4.0")
+    monkeypatch.setenv(cost_model.ENVIRONMENT, "3.6,0.9,4.0")
     from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
     symbolic = ShapeEnv().create_unbacked_symint()
     options = {"n": 5, "segments": 2, "in_features": 8, "out_features": 8}
-    assert sparse_cost.choose_backend(batch=symbolic, **options) == "sparse"
-    assert sparse_cost.choose_backend(batch=1, **options) == "dense"
-    assert sparse_cost.choose_backend(batch=symbolic, **{**options, "segments": 1}) == "dense"
+    assert cost_model.choose_backend(batch=symbolic, **options) == "sparse"
+    assert cost_model.choose_backend(batch=1, **options) == "dense"
+    assert cost_model.choose_backend(batch=symbolic, **{**options, "segments": 1}) == "dense"
 
 
 def test_step_is_read_from_grad_mode_and_requires_grad():
     x, weight = torch.zeros(2, 3), torch.zeros(4, 3, 5, requires_grad=True)
-    assert sparse_cost.step_of(x.requires_grad_(), weight) == "inputs"
-    assert sparse_cost.step_of(x.detach(), weight) == "weights"
-    assert sparse_cost.step_of(x.detach(), weight.detach()) == "none"
+    assert cost_model.step_of(x.requires_grad_(), weight) == "inputs"
+    assert cost_model.step_of(x.detach(), weight) == "weights"
+    assert cost_model.step_of(x.detach(), weight.detach()) == "none"
     with torch.no_grad():
-        assert sparse_cost.step_of(x.requires_grad_(), weight) == "none"
+        assert cost_model.step_of(x.requires_grad_(), weight) == "none"
     with pytest.raises(ValueError, match="step"):
-        sparse_cost.choose_backend(n=3, segments=4, batch=8, in_features=2, out_features=2, step="backward")
+        cost_model.choose_backend(n=3, segments=4, batch=8, in_features=2, out_features=2, step="backward")

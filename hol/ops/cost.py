@@ -53,8 +53,9 @@ from typing import NamedTuple
 import torch
 
 from ..cache import cache_dir
-from . import sparse_cpp
-from .sparse_ops import HOST_KERNELS, triton_kernels
+from . import loader, segment_sparse
+from .lagrange import lagrange_transform, piecewise_expand, segment_basis, working_dtype
+from .segment_sparse import HOST_KERNELS, segment_sparse_product, triton_kernels
 
 
 class SparseCost(NamedTuple):
@@ -189,8 +190,8 @@ def cache_key(dtype: torch.dtype, step: str, device: str = "cpu") -> str:
     if torch.device(device).type == "cuda":
         return (f"{_gpu_name(device)} | triton-{_triton_key()} | "
                 f"torch {torch.__version__} | {dtype} | step {step} | {MODEL}")
-    implementation = f"cpp-{sparse_cpp.build_key()}" if sparse_cpp.extension_available() else "torch"
-    return (f"{sparse_cpp.cpu_model()} | {implementation} | torch {torch.__version__} | {dtype} | "
+    implementation = f"cpp-{segment_sparse.build_key()}" if segment_sparse.extension_available() else "torch"
+    return (f"{loader.cpu_model()} | {implementation} | torch {torch.__version__} | {dtype} | "
             f"step {step} | {torch.get_num_threads()} threads | {MODEL}")
 
 
@@ -205,7 +206,7 @@ def _triton_key() -> str:
     """Triton's version and 12 hex digits of the kernels' source."""
     import triton
 
-    source = (Path(__file__).parent / "sparse_triton.py").read_bytes()
+    source = (Path(__file__).parent / "segment_sparse_triton.py").read_bytes()
     return f"{triton.__version__}-{hashlib.sha256(source).hexdigest()[:12]}"
 
 
@@ -268,10 +269,6 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
     difference in units of ``g``, less the work difference ``a``, ``b``, ``c`` account for; each timed over
     :data:`TINY_CALLS` calls in a row, as a layer runs, not once after a large case).
     """
-    # deferred: this module sits below the layers
-    from .bases import lagrange_transform, piecewise_expand, working_dtype
-    from .sparse import segment_sparse_linear
-
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; allowed: {', '.join(STEPS)}")
     target = torch.device(device)
@@ -294,8 +291,8 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
                 expansion = piecewise_expand(x, transform, segments, 2.0, True).to(dtype)
                 y = torch.nn.functional.linear(expansion.flatten(-2), weight.flatten(1))
             else:
-                y = segment_sparse_linear(x, weight, transform, segments=segments, length=2.0,
-                                          continuous=True)
+                phi, base = segment_basis(x, transform, segments, 2.0, True, "polynomial")
+                y = segment_sparse_product(phi.to(dtype), base, weight)  # x is [B, I]: already rows
             if wanted:
                 torch.autograd.grad(y.sum(), wanted)
 

@@ -6,13 +6,13 @@ A product unit multiplies its links (``*_prod`` kinds and ``product`` of :mod:`h
     f[b, o, i] = sum_k phi[b, i, k] W[o, i, base[b, i] + k]
 
 with ``phi [B, I, n]`` the basis values an input touches and ``base [B, I]`` the offset of the first of them
-among the link's ``K`` values (:func:`link_basis`): for piecewise Lagrange links the ``n`` values of the
-input's segment, for every other basis the whole expansion (``n = K``, ``base = 0``; ``product``: ``phi = x``,
-``K = 1``).
+among the link's ``K`` values (:meth:`hol.layers.bases.Basis.active`): for piecewise Lagrange links the
+``n`` values of the input's segment, for every other basis the whole expansion (``n = K``, ``base = 0``;
+``product``: ``phi = x``, ``K = 1``).
 
 The operator ``hol::product_units`` computes ``y`` in tiles that recompute ``f`` instead of storing it,
 forward and backward: C++ kernels on the CPU (``csrc/product_units.cpp``), Triton kernels on CUDA
-(:mod:`hol.layers.product_units_triton`), the torch formula (:func:`product_units_reference`, chunked over
+(:mod:`hol.ops.product_units_triton`), the torch formula (:func:`product_units_reference`, chunked over
 outputs) on any other device or dtype, or where the kernels cannot be built. Saved for the backward: ``phi``,
 ``base``, and per (sample, output) the product of the nonzero factors and ``zero_at`` (``-1``: no factor
 ``1 + f`` is zero, ``i``: only factor ``i`` is, ``-2``: two or more are), which make ``d y / d f =
@@ -23,10 +23,10 @@ zero factor and 0 for the others, 0 with two or more zeros. A zero factor is cou
 Derivatives of every order: the operator's backward is the operator ``hol::product_units_backward``; when the
 backward itself is differentiated (``create_graph=True``), the gradients come from the differentiable torch
 formula (:func:`product_units_reference_gradients`, division-free prefix and suffix products). Derivatives
-with respect to ``x`` come from autograd through :func:`link_basis`. Under torch.func transforms (vmap, grad,
-jacrev, jvp, ...) and forward-mode AD, :func:`product_unit_values` computes with the torch formula, which they
-support. Half precision (``float16``, ``bfloat16``) is computed with float32 accumulation.
-``HOL_PRODUCT_UNITS_CPP=0`` turns the C++ kernels off.
+with respect to ``x`` come from autograd through :meth:`~hol.layers.bases.Basis.active`. Under torch.func
+transforms (vmap, grad, jacrev, jvp, ...) and forward-mode AD, :func:`product_unit_values` computes with the
+torch formula, which they support. Half precision (``float16``, ``bfloat16``) is computed with float32
+accumulation. ``HOL_PRODUCT_UNITS_CPP=0`` turns the C++ kernels off.
 """
 from __future__ import annotations
 
@@ -35,9 +35,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 from torch.utils.flop_counter import register_flop_formula
 
-from . import cpp_extensions
-from .bases import Basis, LagrangeBasis, contraction_dtype
-from .sparse import segment_basis
+from . import loader
 
 ACCUMULATION = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float32,
                 torch.float64: torch.float64}
@@ -50,50 +48,9 @@ REFERENCE_CHUNK = 1 << 22
 def extension():
     """The C++ kernels (operators ``torch.ops.hol_cpu.product_units_forward`` / ``_backward``), or ``None``
     where they cannot be built or ``HOL_PRODUCT_UNITS_CPP=0``."""
-    if cpp_extensions.load("product_units", "HOL_PRODUCT_UNITS_CPP", python_module=False) is None:
+    if loader.load("product_units", "HOL_PRODUCT_UNITS_CPP", python_module=False) is None:
         return None
     return torch.ops.hol_cpu
-
-
-# ---------------------------------------------------------------------------------------------------- basis
-
-
-def link_basis(x: Tensor, basis: Basis) -> tuple[Tensor, Tensor]:
-    """The basis values every input touches and their offset among the link's ``K`` values.
-
-    Piecewise Lagrange bases (``segments > 1``): the ``n`` values of the input's segment (geometry and
-    extrapolation of :func:`hol.layers.bases.piecewise_expand`), offset ``s (n-1)`` (continuous) or ``s n``.
-    Every other basis: its full expansion ``basis(x)``, offset 0. Computed with differentiable torch ops, so
-    derivatives of ``phi`` with respect to ``x`` of every order come from autograd; in
-    :func:`~hol.layers.bases.working_dtype` (``float32`` for half-precision ``x``).
-
-    Shapes: ``x [..., I]`` (``[..., I, d]`` for tensor-product bases) -> ``phi [..., I, n]``,
-    ``base [..., I]`` (int64).
-    """
-    if isinstance(basis, LagrangeBasis) and basis.segments > 1:
-        return segment_basis(x, basis.transform, basis.segments, basis.length, basis.continuous,
-                             basis.extrapolation)
-    phi = basis(x)
-    return phi, torch.zeros(phi.shape[:-1], dtype=torch.long, device=phi.device)
-
-
-def product_unit_linear(x: Tensor, weight: Tensor, basis: Basis, *, alpha: float = 1.0,
-                        bias: Tensor | None = None) -> Tensor:
-    """``y[..., o] = prod_i (1 + f_oi(x_i)) - 1 - (1 - alpha) sum_i f_oi(x_i) (+ bias[o])`` with
-    ``f_oi(x) = sum_m weight[o, i, m] phi_m(x)`` for the ``basis`` (module docstring).
-
-    Shapes: ``x [..., I]`` (``[..., I, d]`` for tensor-product bases), ``weight [O, I, K]``, ``bias [O]`` ->
-    ``[..., O]``.
-    """
-    phi, base = link_basis(x, basis)
-    result_dtype = weight.dtype
-    compute = contraction_dtype(result_dtype)  # bfloat16: the float32 basis values rounded once
-    phi, weight = phi.to(compute), weight.to(compute)
-    leading, (inputs, width) = phi.shape[:-2], phi.shape[-2:]
-    y = product_unit_values(phi.reshape(-1, inputs, width), base.reshape(-1, inputs), weight, alpha)
-    y = y.reshape(*leading, weight.shape[0])
-    y = y if bias is None else y + bias
-    return y if compute == result_dtype else y.to(result_dtype)  # float16: rounded once
 
 
 def product_unit_values(phi: Tensor, base: Tensor, weight: Tensor, alpha: float = 1.0) -> Tensor:
@@ -356,7 +313,7 @@ _forward_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def _triton():
-    """The Triton kernels (:mod:`hol.layers.product_units_triton`), or ``None`` where Triton is missing."""
+    """The Triton kernels (:mod:`hol.ops.product_units_triton`), or ``None`` where Triton is missing."""
     try:
         from . import product_units_triton
     except ImportError:

@@ -32,9 +32,9 @@ computes with the operators unless one of those is active (:func:`_backward_entr
 
 Implementations (:data:`HOST_KERNELS` unless a device registers its own with :func:`register_kernels`):
 
-* CPU with the C++ kernels (:mod:`hol.layers.sparse_cpp`): float32 and float64; float16 and bfloat16 operands
+* CPU with the C++ kernels (:mod:`hol.ops.segment_sparse`): float32 and float64; float16 and bfloat16 operands
   are computed in float32 and the result rounded once (float32 accumulation, as torch's CPU GEMMs do);
-* CUDA with the Triton kernels (:mod:`hol.layers.sparse_triton`, imported at the first CUDA call): every
+* CUDA with the Triton kernels (:mod:`hol.ops.segment_sparse_triton`, imported at the first CUDA call): every
   floating dtype, float32 accumulation for the half types, deterministic (no atomics);
 * everywhere else (other devices, kernels unavailable, Triton missing or ``HOL_SPARSE_CPP=0`` on the CPU):
   torch's sparse ops (CSR ``torch.sparse.mm``, ``torch.sparse.sampled_addmm``, COO transpose), in float32 for
@@ -43,15 +43,48 @@ Implementations (:data:`HOST_KERNELS` unless a device registers its own with :fu
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Callable
+from types import ModuleType
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
-from .sparse_cpp import extension_available, kernels
+from . import loader
+
+CPP_NAME = "segment_sparse"
+CPP_DISABLE = "HOL_SPARSE_CPP"
+
+
+def extension() -> ModuleType | None:
+    """The compiled kernels, or ``None`` (with a warning) when they cannot be built here."""
+    module = loader.load(CPP_NAME)  # HOL_SPARSE_CPP is read by extension_available, at every call
+    return module if isinstance(module, ModuleType) else None
+
+
+def extension_available() -> bool:
+    """Whether the C++ kernels serve CPU calls: not when ``HOL_SPARSE_CPP=0``, else whether they build (the
+    first call builds them)."""
+    return os.environ.get(CPP_DISABLE, "1") != "0" and extension() is not None
+
+
+def kernels() -> ModuleType:
+    """The compiled kernels, for callers that checked :func:`extension_available`; ``RuntimeError`` where they
+    cannot be built."""
+    module = extension()
+    if module is None:
+        raise RuntimeError("hol: the segment-sparse C++ kernels are unavailable (see the earlier warning)")
+    return module
+
+
+def build_key() -> str:
+    """12 hex digits identifying the kernels' source and headers, the torch version and this CPU's instruction
+    sets."""
+    return loader.build_key(CPP_NAME)
+
 
 PRODUCT = "hol::segment_sparse_product"
 WEIGHT_GRAD = "hol::segment_sparse_weight_grad"
@@ -268,13 +301,14 @@ def register_kernels(device_type: str, kernels: Callable[[], Products]) -> None:
 
 @functools.cache
 def triton_kernels() -> Products:
-    """The Triton kernels (:mod:`hol.layers.sparse_triton`), or :data:`HOST_KERNELS` (torch's sparse ops)
+    """The Triton kernels (:mod:`hol.ops.segment_sparse_triton`), or :data:`HOST_KERNELS` (torch's sparse ops)
     where Triton cannot be imported."""
     try:
-        from . import sparse_triton
+        from . import segment_sparse_triton
     except ImportError:
         return HOST_KERNELS
-    return Products(sparse_triton.product, sparse_triton.weight_grad, sparse_triton.phi_grad)
+    kernels = segment_sparse_triton
+    return Products(kernels.product, kernels.weight_grad, kernels.phi_grad)
 
 
 register_kernels("cuda", triton_kernels)

@@ -1,5 +1,5 @@
 """Triton kernels of the segment-sparse products F, A, B: the CUDA implementation of the operators of
-:mod:`hol.layers.sparse_ops` (whose docstring defines them).
+:mod:`hol.ops.segment_sparse` (whose docstring defines them).
 
 With ``phi [B, I, n]``, ``base [B, I]``, ``weight [O, I, K]``, ``grad [B, O]``:
 

@@ -1,6 +1,6 @@
 """Triton kernels of the product-unit operator (the CUDA implementation of ``hol::product_units``).
 
-Same operator as the C++ kernels (:mod:`hol.layers.product_units`, whose docstring has the formulas). The
+Same operator as the C++ kernels (:mod:`hol.ops.product_units`, whose docstring has the formulas). The
 weight is read transposed to ``[I, K, O]`` (one copy per call), so every gathered row is a run of consecutive
 outputs:
 

@@ -1,4 +1,4 @@
-"""Product units without the [B, O, I] tensor (hol.layers.product_units) against the einsum formula.
+"""Product units without the [B, O, I] tensor (hol.ops.product_units) against the einsum formula.
 
 The reference everywhere is the definition: every link value ``f_oi(x_i)`` from the layer's dense basis
 expansion (``layer.links``, an einsum), then ``prod_i (1 + f) - 1 - (1 - alpha) sum_i f`` with ``torch.prod``;
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hol.layers import fc, product_units
+from hol.layers import fc
+from hol.ops import product_units
 
 f64 = torch.float64
 TOL = 1e-12
