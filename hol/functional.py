@@ -49,6 +49,7 @@ from torch import Tensor
 
 from .ops.lagrange import contraction_dtype, segment_basis
 from .ops.product_units import product_unit_values
+from .ops.registration import autocast_dtype
 from .ops.segment_sparse import segment_sparse_product
 
 if TYPE_CHECKING:
@@ -98,21 +99,6 @@ def basis_conv(expansion: Tensor, weight: Tensor, bias: Tensor | None = None, *,
     return y if dtype == weight.dtype else y.to(weight.dtype)
 
 
-def _autocast_dtype(device_type: str) -> torch.dtype | None:
-    """The dtype ``nn.Linear`` computes in under ``torch.autocast`` when it is enabled for ``device_type``,
-    else ``None``."""
-    if not (_autocast_available(device_type) and torch.is_autocast_enabled(device_type)):
-        return None
-    return torch.get_autocast_dtype(device_type)
-
-
-@torch.compiler.assume_constant_result
-def _autocast_available(device_type: str) -> bool:
-    """Whether torch has autocast for ``device_type`` (a constant for ``torch.compile``: torch 2.11's dynamo
-    cannot trace ``torch.amp.is_autocast_available``)."""
-    return torch.amp.is_autocast_available(device_type)
-
-
 def _autocast(tensor: Tensor, dtype: torch.dtype | None) -> Tensor:
     """``tensor`` as ``nn.Linear`` would see it under ``torch.autocast``: cast to the autocast ``dtype``
     (float64 stays float64), unchanged where ``dtype`` is ``None`` (autocast disabled)."""
@@ -134,7 +120,7 @@ def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
     compute = contraction_dtype(result_dtype)  # bfloat16: the float32 basis values rounded once
     phi, weight = phi.to(compute), weight.to(compute)
     bias = None if bias is None else bias.to(compute)
-    dtype = _autocast_dtype(x.device.type)
+    dtype = autocast_dtype(x.device.type)
     phi, weight = _autocast(phi, dtype), _autocast(weight, dtype)
     bias = None if bias is None else _autocast(bias, dtype)
     leading = x.shape[:-1]

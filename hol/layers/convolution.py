@@ -145,7 +145,7 @@ class HighOrderConv(nn.Module):
         self.rescale_output = check_bool("rescale_output", rescale_output)
         check_bool("bias", bias)
         self.init = check_choice("init", init, INITS)
-        self.backend = check_choice("backend", backend, CONV_BACKENDS)
+        self.backend = backend
         self.basis = make_basis(spec.basis, n=n, segments=segments, length=length,
                                 extrapolation=extrapolation, dims=None, device=device, dtype=dtype)
         self.n, self.segments, self.length, self.extrapolation = n, segments, float(length), extrapolation
@@ -205,8 +205,17 @@ class HighOrderConv(nn.Module):
             weight = self.weight.movedim(last, 2).flatten(1, 2)  # [O, C/g, K, *kernel] -> [O, C/g*K, *kernel]
         return weight / self.links_per_output if self.rescale_output else weight
 
+    @property
+    def backend(self) -> str:
+        """``auto`` or ``dense`` (:data:`CONV_BACKENDS`; both the dense path), checked when set
+        (``ValueError``)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = check_choice("backend", value, CONV_BACKENDS)
+
     def forward(self, x: Tensor) -> Tensor:
-        check_choice("backend", self.backend, CONV_BACKENDS)  # also when set after construction
         spatial = ", ".join("DHW"[3 - self.dim:])
 
         def shape_ok(x: Tensor) -> bool:

@@ -94,13 +94,17 @@ class HighOrderLinear(nn.Module):
         self.out_features = check_int("out_features", out_features, 1)
         self.init = check_choice("init", init, INITS)
         self.alpha = check_number("alpha", alpha)
-        self.backend = _checked_backend(kind, backend)
         check_bool("bias", bias)
         self.basis = make_basis(spec.basis, n=n, segments=segments, length=length,
                                 extrapolation=extrapolation, dims=dims, device=device, dtype=dtype)
         self.n, self.segments, self.length = n, segments, float(length)
         self.extrapolation, self.dims = extrapolation, dims
         self.product = spec.product
+        self.backend = backend
+        # static facts, read at every forward
+        self._features = (in_features,) if dims is None else (in_features, dims)
+        self._sparse_capable = spec.sparse_capable and isinstance(self.basis, LagrangeBasis)
+        self._continuous = isinstance(self.basis, LagrangeBasis) and self.basis.continuous
         factory_kwargs = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, self.basis.width, **factory_kwargs))
         if has_domain(self.basis):
@@ -142,29 +146,51 @@ class HighOrderLinear(nn.Module):
         values = torch.einsum("...ik,oik->...oi", expansion, self.weight.to(expansion.dtype))
         return values.to(self.weight.dtype)
 
+    @property
+    def backend(self) -> str:
+        """``auto``, ``dense`` or ``sparse`` (:data:`hol.functional.BACKENDS`), checked when set
+        (``ValueError`` for another value, or ``sparse`` for a kind without segments); setting it forgets the
+        decisions ``auto`` made."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = _checked_backend(self.kind, value)
+        self._decisions: dict[tuple, str] = {}
+
     def compute_backend(self, x: Tensor) -> str:
         """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
-        (:mod:`hol.functional`, piecewise non-product kinds); ``backend="auto"`` asks its cost model, which
-        reads shapes, device, dtype and which gradients the step computes, never values (and not the batch
-        size while ``torch.compile`` or ``torch.export`` trace). Exporting to ONNX takes the dense path (ONNX
-        has no segment-sparse operator)."""
-        _checked_backend(self.kind, self.backend)  # also when set after construction
-        if self.backend == "dense" or torch.onnx.is_in_onnx_export():
+        (:mod:`hol.functional`, piecewise non-product kinds); ``backend="auto"`` asks its cost model
+        (:func:`hol.ops.cost.choose_backend`), which reads shapes, device, dtype and which gradients the step
+        computes, never values, once per batch size class (the batch's power of two, decided at that power),
+        dtype, device and step: the decision is cached in the layer. While ``torch.compile`` or
+        ``torch.export`` trace, the batch is left out (the large-batch limit decides; a comparison of a
+        symbolic batch would become a guard that strict export refuses for a dynamic batch). Exporting to ONNX
+        takes the dense path (ONNX has no segment-sparse operator)."""
+        if self._backend == "dense" or torch.onnx.is_in_onnx_export():
             return "dense"
-        if self.backend == "sparse":
+        if self._backend == "sparse":
             return "sparse"
-        if not kind_info(self.kind).sparse_capable or not isinstance(self.basis, LagrangeBasis):
+        if not self._sparse_capable:
             return "dense"
-        # while torch.compile or torch.export trace, the batch is left out (the large-batch limit decides): a
-        # comparison of a symbolic batch would become a guard that strict export refuses for a dynamic batch
-        batch = None if torch.compiler.is_compiling() else x.numel() // self.in_features
-        return choose_backend(n=self.n, segments=self.segments, batch=batch,
-                              in_features=self.in_features, out_features=self.out_features, device=x.device,
-                              dtype=self.weight.dtype, continuous=self.basis.continuous,
-                              step=step_of(x, self.weight))
+        step = step_of(x, self.weight)
+        if torch.compiler.is_compiling():
+            return self._decide(None, x.device, step)
+        batch = x.numel() // self.in_features
+        batch_class = 1 << (batch.bit_length() - 1) if batch > 0 else 0
+        key = (batch_class, self.weight.dtype, x.device, step)
+        decision = self._decisions.get(key)
+        if decision is None:
+            decision = self._decisions[key] = self._decide(batch_class, x.device, step)
+        return decision
+
+    def _decide(self, batch: int | None, device: torch.device, step: str) -> str:
+        return choose_backend(n=self.n, segments=self.segments, batch=batch, in_features=self.in_features,
+                              out_features=self.out_features, device=device, dtype=self.weight.dtype,
+                              continuous=self._continuous, step=step)
 
     def forward(self, x: Tensor) -> Tensor:
-        features = (self.in_features,) if self.dims is None else (self.in_features, self.dims)
+        features = self._features
 
         def shape_ok(x: Tensor) -> bool:
             return x.dim() >= len(features) and tuple(x.shape[-len(features):]) == features

@@ -32,14 +32,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd import forward_ad
-from torch.utils.flop_counter import register_flop_formula
 
 from . import loader
+from .registration import ACCUMULATION, autocast_dtype, define_operator, formula_only
 
-ACCUMULATION = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float32,
-                torch.float64: torch.float64}
-"""Dtype the kernels compute in, per input dtype; the product of the nonzero factors is saved in it."""
 REFERENCE_CHUNK = 1 << 22
 """Elements of ``f`` (``[B, outputs, I]``) the torch formula materializes at a time (outputs per chunk =
 ``REFERENCE_CHUNK // (B I)``, at least one)."""
@@ -60,17 +56,11 @@ def product_unit_values(phi: Tensor, base: Tensor, weight: Tensor, alpha: float 
     ``[B, O]``. Raises ``ValueError`` for shapes or dtypes that do not fit together. Under ``torch.autocast``
     both ``phi`` and ``weight`` are cast to the autocast dtype (the kernels still accumulate in float32).
     """
-    device_type = phi.device.type
-    if torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
+    dtype = autocast_dtype(phi.device.type)
+    if dtype is not None:
         phi, weight = phi.to(dtype), weight.to(dtype)
     _check_operands(phi, base, weight)
-    if torch.onnx.is_in_onnx_export():  # ONNX has no product-unit operator: export the torch formula
-        return product_units_reference(phi, base, weight, alpha)
-    if torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0:
-        # torch.func transforms (vmap, grad, jacrev, jvp, ...) and forward-mode AD: the torch formula, which
-        # they support (the operator has no forward-mode derivative, and torch 2.14 cannot apply torch.func's
-        # reverse mode to operators with registered autograd, pytorch/pytorch#168393)
+    if formula_only():  # torch.func transforms, forward-mode AD, ONNX export
         return product_units_reference(phi, base, weight, alpha)
     return torch.ops.hol.product_units(phi, base, weight, float(alpha))[0]
 
@@ -203,74 +193,37 @@ def _backward_outputs(grad_phi: Tensor | None, grad_weight: Tensor | None, phi: 
 # -------------------------------------------------------------------------------------------------- operators
 
 
-@torch.library.custom_op("hol::product_units", mutates_args=())
-def _forward_op(phi: Tensor, base: Tensor, weight: Tensor, alpha: float) -> tuple[Tensor, Tensor, Tensor]:
-    """``(y [B, O], prod [B, O], zero_at [B, O] int32)``; any device: the torch formula."""
+def _forward_formula(phi: Tensor, base: Tensor, weight: Tensor,
+                     alpha: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(y [B, O], prod [B, O], zero_at [B, O] int32)`` by the torch formula."""
     return _reference_state(phi, base, weight, alpha)
 
 
-@_forward_op.register_kernel("cpu")
-def _forward_cpu(phi, base, weight, alpha):
+def _forward_cpu():
     kernels = extension()
     if kernels is None:
-        return _reference_state(phi, base, weight, alpha)
-    dtype = ACCUMULATION[phi.dtype]
-    y, prod, zero_at = kernels.product_units_forward(phi.to(dtype).contiguous(), base.contiguous(),
-                                                     weight.to(dtype).contiguous(), alpha)
-    return y.to(phi.dtype), prod, zero_at
+        return None
+
+    def forward(phi, base, weight, alpha):
+        dtype = ACCUMULATION[phi.dtype]
+        y, prod, zero_at = kernels.product_units_forward(phi.to(dtype).contiguous(), base.contiguous(),
+                                                         weight.to(dtype).contiguous(), alpha)
+        return y.to(phi.dtype), prod, zero_at
+
+    return forward
 
 
-@_forward_op.register_kernel("cuda")
-def _forward_cuda(phi, base, weight, alpha):
+def _forward_cuda():
     kernels = _triton()
-    if kernels is None:
-        return _reference_state(phi, base, weight, alpha)
-    return kernels.forward(phi, base, weight, alpha)
+    return None if kernels is None else kernels.forward
 
 
-@_forward_op.register_fake
 def _forward_fake(phi, base, weight, alpha):
     shape = (phi.shape[0], weight.shape[0])
     return (phi.new_empty(shape), phi.new_empty(shape, dtype=ACCUMULATION[phi.dtype]),
             phi.new_empty(shape, dtype=torch.int32))
 
 
-@torch.library.custom_op("hol::product_units_backward", mutates_args=())
-def _backward_op(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Tensor, prod: Tensor, zero_at: Tensor,
-                 alpha: float, phi_grad: bool, weight_grad: bool) -> tuple[Tensor, Tensor]:
-    """``(d phi, d weight)``, each an empty tensor where not asked for; any device: the torch formula."""
-    return _reference_backward(grad_y, phi, base, weight, alpha, phi_grad, weight_grad)
-
-
-@_backward_op.register_kernel("cpu")
-def _backward_cpu(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, weight_grad):
-    kernels = extension()
-    if kernels is None:
-        return _reference_backward(grad_y, phi, base, weight, alpha, phi_grad, weight_grad)
-    dtype = ACCUMULATION[phi.dtype]
-    grad_phi, grad_weight = kernels.product_units_backward(
-        grad_y.to(dtype).contiguous(), phi.to(dtype).contiguous(), base.contiguous(),
-        weight.to(dtype).contiguous(), prod.contiguous(), zero_at.contiguous(), alpha, phi_grad, weight_grad)
-    return grad_phi.to(phi.dtype), grad_weight.to(weight.dtype)  # empty where not asked for
-
-
-@_backward_op.register_kernel("cuda")
-def _backward_cuda(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, weight_grad):
-    kernels = _triton()
-    if kernels is None:
-        return _reference_backward(grad_y, phi, base, weight, alpha, phi_grad, weight_grad)
-    grad_phi, grad_weight = kernels.backward(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad,
-                                             weight_grad)
-    return _backward_outputs(grad_phi, grad_weight, phi, weight)
-
-
-@_backward_op.register_fake
-def _backward_fake(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, weight_grad):
-    return (phi.new_empty(phi.shape if phi_grad else (0,)),
-            weight.new_empty(weight.shape if weight_grad else (0,)))
-
-
-@register_flop_formula(torch.ops.hol.product_units)
 def _forward_flops(phi_shape, base_shape, weight_shape, *args, **kwargs) -> int:
     """FLOPs of the forward (2 per multiply-add, as torch counts ``aten.mm``): every link's value,
     ``B O I n`` multiply-adds, and the product of the ``1 + f``, ``B O I`` of each."""
@@ -279,7 +232,47 @@ def _forward_flops(phi_shape, base_shape, weight_shape, *args, **kwargs) -> int:
     return 2 * links * n + 2 * links
 
 
-@register_flop_formula(torch.ops.hol.product_units_backward)
+def _backward_formula(grad_y: Tensor, phi: Tensor, base: Tensor, weight: Tensor, prod: Tensor,
+                      zero_at: Tensor, alpha: float, phi_grad: bool,
+                      weight_grad: bool) -> tuple[Tensor, Tensor]:
+    """``(d phi, d weight)`` by the torch formula, each an empty tensor where not asked for."""
+    return _reference_backward(grad_y, phi, base, weight, alpha, phi_grad, weight_grad)
+
+
+def _backward_cpu():
+    kernels = extension()
+    if kernels is None:
+        return None
+
+    def backward(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, weight_grad):
+        dtype = ACCUMULATION[phi.dtype]
+        grad_phi, grad_weight = kernels.product_units_backward(
+            grad_y.to(dtype).contiguous(), phi.to(dtype).contiguous(), base.contiguous(),
+            weight.to(dtype).contiguous(), prod.contiguous(), zero_at.contiguous(), alpha, phi_grad,
+            weight_grad)
+        return grad_phi.to(phi.dtype), grad_weight.to(weight.dtype)  # empty where not asked for
+
+    return backward
+
+
+def _backward_cuda():
+    kernels = _triton()
+    if kernels is None:
+        return None
+
+    def backward(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, weight_grad):
+        grad_phi, grad_weight = kernels.backward(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad,
+                                                 weight_grad)
+        return _backward_outputs(grad_phi, grad_weight, phi, weight)
+
+    return backward
+
+
+def _backward_fake(grad_y, phi, base, weight, prod, zero_at, alpha, phi_grad, weight_grad):
+    return (phi.new_empty(phi.shape if phi_grad else (0,)),
+            weight.new_empty(weight.shape if weight_grad else (0,)))
+
+
 def _backward_flops(grad_shape, phi_shape, base_shape, weight_shape, prod_shape, zero_at_shape, alpha,
                     phi_grad, weight_grad, *args, **kwargs) -> int:
     """FLOPs of the backward: the links' values again, the partial products of the others (``4 B O I``), and
@@ -287,6 +280,12 @@ def _backward_flops(grad_shape, phi_shape, base_shape, weight_shape, prod_shape,
     batch, inputs, n = phi_shape
     links = batch * weight_shape[0] * inputs
     return 2 * links * n + 4 * links + 2 * links * n * (int(phi_grad) + int(weight_grad))
+
+
+_forward_op = define_operator("hol::product_units", _forward_formula, fake=_forward_fake,
+                              flops=_forward_flops, kernels={"cpu": _forward_cpu, "cuda": _forward_cuda})
+define_operator("hol::product_units_backward", _backward_formula, fake=_backward_fake, flops=_backward_flops,
+                kernels={"cpu": _backward_cpu, "cuda": _backward_cuda})
 
 
 def _setup_context(ctx, inputs, output) -> None:

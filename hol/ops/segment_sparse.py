@@ -54,6 +54,7 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from . import loader
+from .registration import compute_operands
 
 CPP_NAME = "segment_sparse"
 CPP_DISABLE = "HOL_SPARSE_CPP"
@@ -89,7 +90,6 @@ def build_key() -> str:
 PRODUCT = "hol::segment_sparse_product"
 WEIGHT_GRAD = "hol::segment_sparse_weight_grad"
 PHI_GRAD = "hol::segment_sparse_phi_grad"
-HALF_TYPES = (torch.float16, torch.bfloat16)
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -211,27 +211,22 @@ def _uses_cpp(device: torch.device) -> bool:
     return device.type == "cpu" and extension_available()
 
 
-def _compute(*tensors: Tensor) -> list[Tensor]:
-    """Contiguous operands in the compute dtype: float32 for the half types, else their own."""
-    return [t.float().contiguous() if t.dtype in HALF_TYPES else t.contiguous() for t in tensors]
-
-
 def _host_product(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
-    phi_c, weight_c = _compute(phi, weight)
+    phi_c, weight_c = compute_operands(phi, weight)
     y = (kernels().product(phi_c, base, weight_c) if _uses_cpp(phi.device)
          else product_torch(phi_c, base, weight_c))
     return y.to(phi.dtype)
 
 
 def _host_weight_grad(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
-    phi_c, grad_c = _compute(phi, grad)
+    phi_c, grad_c = compute_operands(phi, grad)
     weight_grad = (kernels().weight_grad(phi_c, base, grad_c, width) if _uses_cpp(phi.device)
                    else weight_grad_torch(phi_c, base, grad_c, width))
     return weight_grad.to(phi.dtype)
 
 
 def _host_phi_grad(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
-    grad_c, weight_c = _compute(grad, weight)
+    grad_c, weight_c = compute_operands(grad, weight)
     phi_grad = (kernels().phi_grad(grad_c, weight_c, base, n) if _uses_cpp(grad.device)
                 else phi_grad_torch(grad_c, weight_c, base, n))
     return phi_grad.to(grad.dtype)

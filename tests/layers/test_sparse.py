@@ -214,17 +214,16 @@ def test_backend_is_a_hyperparameter():
     assert "backend" not in repr(fc("continuous", 4, 2, n=3, segments=5))  # the default, auto, is not shown
     with pytest.raises(ValueError, match="backend 'sparse' needs kind continuous or discontinuous"):
         fc("continuous_prod", 4, 2, n=3, segments=5, backend="sparse")  # product units: dense only
-    layer.backend = "fast"  # set after construction: refused at the next forward, not taken for auto
     with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: auto, dense, sparse"):
-        layer(torch.zeros(3, 4))
+        layer.backend = "fast"  # set after construction: refused when set, the layer keeps its backend
+    assert layer.backend == "sparse" and layer.compute_backend(torch.zeros(3, 4)) == "sparse"
     product_unit = fc("continuous_prod", 4, 2, n=3, segments=5)
-    product_unit.backend = "sparse"
     with pytest.raises(ValueError, match="backend 'sparse' needs kind continuous or discontinuous"):
-        product_unit(torch.zeros(3, 4))
+        product_unit.backend = "sparse"
     convolution = hol.layers.conv("continuous", 2, 2, 3, n=3, segments=2)
-    convolution.backend = "sparse"
     with pytest.raises(ValueError, match="unknown backend 'sparse'; allowed: auto, dense"):
-        convolution(torch.zeros(1, 2, 5, 5))
+        convolution.backend = "sparse"
+    assert convolution.backend == "auto"
 
 
 @pytest.mark.parametrize("kind, options", [("continuous", {"backend": "fast"}),
@@ -408,3 +407,33 @@ def test_a_batched_backward_stays_differentiable(kind, impl):
     (expected, expected_gradient), (got, got_gradient) = results
     assert torch.allclose(got, expected, atol=1e-11, rtol=0)
     assert torch.allclose(got_gradient, expected_gradient, atol=1e-9, rtol=1e-12)
+
+
+def test_auto_decides_once_per_batch_class_dtype_device_and_step(monkeypatch):
+    """``backend="auto"`` asks the cost model once per (batch size class, dtype, device, step) and reuses the
+    decision; a batch of another power of two, another dtype, device or step, or setting ``backend``, asks
+    again."""
+    from hol.layers import fully_connected
+
+    asked = []
+
+    def choose(**options):
+        device = torch.device(options["device"]).type
+        asked.append((options["batch"], options["dtype"], device, options["step"]))
+        return "sparse"
+
+    monkeypatch.setattr(fully_connected, "choose_backend", choose)
+    layer = fc("continuous", 3, 2, n=3, segments=4)
+    x = torch.rand(64, 3)
+    for rows in (40, 33, 63, 40):  # one batch class, [32, 64): decided at 32
+        layer(x[:rows])
+    assert asked == [(32, torch.float32, "cpu", "weights")]
+    layer(x[:64])  # the next class
+    layer(x[:10].requires_grad_())  # another class and step
+    layer.double()(x[:40].double())  # another dtype
+    layer.to("meta")(x[:40].double().to("meta"))  # another device
+    assert asked[1:] == [(64, torch.float32, "cpu", "weights"), (8, torch.float32, "cpu", "inputs"),
+                         (32, torch.float64, "cpu", "weights"), (32, torch.float64, "meta", "weights")]
+    layer.backend = "auto"  # setting the backend forgets the decisions
+    layer(x[:40].double().to("meta"))
+    assert len(asked) == 6 and asked[-1] == asked[-2]
