@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .ops.lagrange import contraction_dtype, segment_basis
+from .ops.lagrange_linear import lagrange_linear
 from .ops.product_units import product_unit_values
 from .ops.registration import autocast_dtype
 from .ops.segment_sparse import segment_sparse_product
@@ -55,10 +56,10 @@ from .ops.segment_sparse import segment_sparse_product
 if TYPE_CHECKING:
     from .layers.bases import Basis
 
-BACKENDS = ("auto", "dense", "sparse")
+BACKENDS = ("auto", "dense", "sparse", "fused")
 """The compute paths of a piecewise Lagrange layer: ``dense`` (:func:`basis_linear` over the whole
-expansion), ``sparse`` (:func:`segment_sparse_linear`), ``auto`` (the cost model's choice,
-:func:`hol.ops.cost.choose_backend`)."""
+expansion), ``sparse`` (:func:`segment_sparse_linear`), ``fused`` (:func:`fused_lagrange_linear`), ``auto``
+(the cost model's choice, :func:`hol.ops.cost.choose_backend`)."""
 
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -103,6 +104,34 @@ def _autocast(tensor: Tensor, dtype: torch.dtype | None) -> Tensor:
     """``tensor`` as ``nn.Linear`` would see it under ``torch.autocast``: cast to the autocast ``dtype``
     (float64 stays float64), unchanged where ``dtype`` is ``None`` (autocast disabled)."""
     return tensor if dtype is None or tensor.dtype == torch.float64 else tensor.to(dtype)
+
+
+def fused_lagrange_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segments: int, length: float,
+                          continuous: bool, extrapolation: str = "polynomial", centre: Tensor | None = None,
+                          width: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+    """``y[..., o] = sum_i f_oi(x[..., i]) (+ bias)`` for piecewise Lagrange links by one operator that
+    computes the basis values and their product with the weights together
+    (:func:`hol.ops.lagrange_linear.lagrange_linear`: C++ on the CPU, the torch formula elsewhere), from the
+    raw inputs and their domains: ``[c_i - w_i/2, c_i + w_i/2]`` onto the reference domain
+    ``[-length/2, length/2]`` (default ``c = 0``, ``w = length``).
+
+    Same values as the dense path of :class:`hol.layers.fully_connected.HighOrderLinear` with the same
+    weights, to rounding; the result in the weights' dtype (the half types computed in float32 and rounded
+    once), under ``torch.autocast`` in the autocast dtype, as ``nn.Linear``'s.
+
+    Shapes: ``x [..., I]``, ``weight [O, I, K]``, ``transform [n, n]``, ``centre`` and ``width`` ``[I]``,
+    ``bias [O]`` -> ``[..., O]``.
+    """
+    inputs = x.shape[-1]
+    if width is None:
+        scale = x.new_full((inputs,), segments / length, dtype=transform.dtype)
+    else:
+        scale = segments / width
+    shift = 0.5 * segments - (0 if centre is None else centre * scale)
+    if isinstance(shift, float):
+        shift = torch.full_like(scale, shift)
+    return lagrange_linear(x, scale, shift, weight, transform, segments=segments, continuous=continuous,
+                           extrapolation=extrapolation, bias=bias)
 
 
 def segment_sparse_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segments: int, length: float,

@@ -14,6 +14,7 @@ from tests.helpers.data_files import make_cifar100, make_mnist
 # the suite independent of timings and of the machine (tests of the calibration itself unset this)
 os.environ.setdefault("HOL_SPARSE_COST", "3.6,0.9,4.0")
 os.environ.setdefault("HOL_SPARSE_COST_CUDA", "3.6,0.9,4.0")  # the same on a CUDA GPU
+os.environ.setdefault("HOL_FUSED_COST", "0,1e9,1e9")  # the fused path only where a test asks for it
 
 HAS_CUDA = torch.cuda.is_available()
 

@@ -25,9 +25,16 @@ import torch
 from torch import Tensor, nn
 
 from ..checks import check_bool, check_choice, check_int, check_number
-from ..functional import BACKENDS, basis_linear, product_unit_linear, segment_sparse_linear
+from ..functional import (
+    BACKENDS,
+    basis_linear,
+    fused_lagrange_linear,
+    product_unit_linear,
+    segment_sparse_linear,
+)
 from ..ops.cost import choose_backend, step_of
 from ..ops.lagrange import contraction_dtype
+from ..ops.registration import autocast_dtype
 from .bases import Basis, LagrangeBasis, make_basis
 from .domain import fill_missing_domain, has_domain, register_domain, reset_domain, to_reference
 from .init import DEFAULT_INIT, INITS, init_link_values
@@ -51,8 +58,8 @@ class HighOrderLinear(nn.Module):
         init: ``constant``, ``linear`` (default) or ``uniform`` (:mod:`hol.layers.init`).
         alpha: product units: weight of the linear part of the product's expansion.
         dims: ``polynomial_nd``: components of each link's input.
-        backend: ``auto``, ``dense`` or ``sparse`` (piecewise non-product kinds only; see
-            :meth:`compute_backend`).
+        backend: ``auto``, ``dense``, ``sparse`` (piecewise non-product kinds) or ``fused`` (Lagrange
+            non-product kinds); a speed choice only, see :meth:`compute_backend`.
         bias: add a learnable ``bias[o]`` (off by default: the links' constants already act as one).
         device, dtype: of the parameters.
 
@@ -76,6 +83,8 @@ class HighOrderLinear(nn.Module):
     basis: Basis
     weight: nn.Parameter
     bias: nn.Parameter | None
+    domain_centre: Tensor
+    domain_width: Tensor
 
     def __init__(self, kind: str, in_features: int, out_features: int, *, n: int = 3, segments: int = 1,
                  length: float = 2.0, extrapolation: str = "polynomial", init: str = DEFAULT_INIT,
@@ -104,6 +113,7 @@ class HighOrderLinear(nn.Module):
         # static facts, read at every forward
         self._features = (in_features,) if dims is None else (in_features, dims)
         self._sparse_capable = spec.sparse_capable and isinstance(self.basis, LagrangeBasis)
+        self._fusable = spec.fused_capable and isinstance(self.basis, LagrangeBasis)
         self._continuous = isinstance(self.basis, LagrangeBasis) and self.basis.continuous
         factory_kwargs = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, self.basis.width, **factory_kwargs))
@@ -148,9 +158,9 @@ class HighOrderLinear(nn.Module):
 
     @property
     def backend(self) -> str:
-        """``auto``, ``dense`` or ``sparse`` (:data:`hol.functional.BACKENDS`), checked when set
-        (``ValueError`` for another value, or ``sparse`` for a kind without segments); setting it forgets the
-        decisions ``auto`` made."""
+        """``auto``, ``dense``, ``sparse`` or ``fused`` (:data:`hol.functional.BACKENDS`), checked when set
+        (``ValueError`` for another value, ``sparse`` for a kind without segments, ``fused`` for a kind
+        without Lagrange links); setting it forgets the decisions ``auto`` made."""
         return self._backend
 
     @backend.setter
@@ -159,26 +169,26 @@ class HighOrderLinear(nn.Module):
         self._decisions: dict[tuple, str] = {}
 
     def compute_backend(self, x: Tensor) -> str:
-        """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM) or ``sparse``
-        (:mod:`hol.functional`, piecewise non-product kinds); ``backend="auto"`` asks its cost model
+        """The path this layer takes for input ``x``: ``dense`` (expansion + GEMM), ``sparse`` (piecewise
+        non-product kinds) or ``fused`` (:mod:`hol.functional`); ``backend="auto"`` asks its cost model
         (:func:`hol.ops.cost.choose_backend`), which reads shapes, device, dtype and which gradients the step
         computes, never values, once per batch size class (the batch's power of two, decided at that power),
         dtype, device and step: the decision is cached in the layer. While ``torch.compile`` or
         ``torch.export`` trace, the batch is left out (the large-batch limit decides; a comparison of a
         symbolic batch would become a guard that strict export refuses for a dynamic batch). Exporting to ONNX
-        takes the dense path (ONNX has no segment-sparse operator)."""
+        takes the dense path (ONNX has no hol operators)."""
         if self._backend == "dense" or torch.onnx.is_in_onnx_export():
             return "dense"
-        if self._backend == "sparse":
-            return "sparse"
-        if not self._sparse_capable:
+        if self._backend in ("sparse", "fused"):
+            return self._backend
+        if not (self._sparse_capable or self._fusable):
             return "dense"
         step = step_of(x, self.weight)
         if torch.compiler.is_compiling():
             return self._decide(None, x.device, step)
         batch = x.numel() // self.in_features
         batch_class = 1 << (batch.bit_length() - 1) if batch > 0 else 0
-        key = (batch_class, self.weight.dtype, x.device, step)
+        key = (batch_class, self.weight.dtype, x.device, step, autocast_dtype(x.device.type))
         decision = self._decisions.get(key)
         if decision is None:
             decision = self._decisions[key] = self._decide(batch_class, x.device, step)
@@ -187,7 +197,7 @@ class HighOrderLinear(nn.Module):
     def _decide(self, batch: int | None, device: torch.device, step: str) -> str:
         return choose_backend(n=self.n, segments=self.segments, batch=batch, in_features=self.in_features,
                               out_features=self.out_features, device=device, dtype=self.weight.dtype,
-                              continuous=self._continuous, step=step)
+                              continuous=self._continuous, step=step, fusable=self._fusable)
 
     def forward(self, x: Tensor) -> Tensor:
         features = self._features
@@ -197,7 +207,12 @@ class HighOrderLinear(nn.Module):
 
         check_input(self, x, shape_ok, f"[..., {', '.join(map(str, features))}]", self.weight)
         backend = self.compute_backend(x)
-        z = to_reference(self, x)  # every compute path below works in reference coordinates
+        if backend == "fused" and isinstance(self.basis, LagrangeBasis):  # from the raw inputs and domains
+            return fused_lagrange_linear(x, self.weight, self.basis.transform, segments=self.segments,
+                                         length=self.length, continuous=self.basis.continuous,
+                                         extrapolation=self.extrapolation, centre=self.domain_centre,
+                                         width=self.domain_width, bias=self.bias)
+        z = to_reference(self, x)  # the other compute paths work in reference coordinates
         if self.product:
             return product_unit_linear(z, self.weight, self.basis, alpha=self.alpha, bias=self.bias)
         if backend == "sparse" and isinstance(self.basis, LagrangeBasis):
@@ -240,6 +255,9 @@ def _checked_backend(kind: str, backend: str) -> str:
     check_choice("backend", backend, BACKENDS)
     if backend == "sparse" and not kind_info(kind).sparse_capable:
         raise ValueError(f"backend 'sparse' needs kind continuous or discontinuous, got kind {kind!r}")
+    if backend == "fused" and not kind_info(kind).fused_capable:
+        raise ValueError(f"backend 'fused' needs kind continuous, discontinuous or polynomial, got kind "
+                         f"{kind!r}")
     return backend
 
 

@@ -67,6 +67,12 @@ class LayerKind:
         return self.piecewise and not self.product
 
     @property
+    def fused_capable(self) -> bool:
+        """The fused basis-and-product operator (``backend="fused"``) applies: Lagrange links of one variable
+        (``continuous``, ``discontinuous``, ``polynomial``), not product units."""
+        return (self.piecewise or self.basis == "polynomial") and not self.product
+
+    @property
     def options(self) -> frozenset[str]:
         """The network-wide options (:data:`LINK_OPTIONS`) this kind takes: none for baselines, all of them
         for custom kinds registered by name (their builders decide), else its basis family's plus ``init``,

@@ -15,6 +15,13 @@ A step is one of :data:`STEPS`, which do different work on both paths: ``inputs`
 includes the input gradient: a hidden layer), ``weights`` (a backward for the weights only: an input layer),
 ``none`` (forward only: inference).
 
+For the Lagrange kinds (``continuous``, ``discontinuous``, ``polynomial``) a third path, the fused operator
+(:mod:`hol.ops.lagrange_linear`: basis values and product in one C++ kernel), costs per (sample, input)
+``p + q n O`` against the other paths' ``h + O K`` (dense) and ``h + O (a + b n)`` (sparse), ``h`` being
+what the torch operators computing the basis values cost per (sample, input): :class:`FusedCost`, calibrated
+by :func:`calibrate_fused` (``HOL_FUSED_COST="h,p,q"`` overrides it). It wins where ``O`` is small (the narrow
+networks of PDEs and implicit representations), where the basis, not the product, is the work.
+
 The sparse path is chosen when ``B (a + b n) + c K + d / (I O) < B K``; for a batch that is symbolic
 (``torch.export`` with a dynamic batch, ``torch.compile`` with dynamic shapes) the large-batch limit
 ``a + b n < K`` decides, so the choice never guards on the batch size. Nothing depends on data values. While
@@ -53,7 +60,7 @@ from typing import NamedTuple
 import torch
 
 from ..cache import cache_dir
-from . import loader, segment_sparse
+from . import lagrange_linear, loader, segment_sparse
 from .lagrange import lagrange_transform, piecewise_expand, segment_basis, working_dtype
 from .segment_sparse import HOST_KERNELS, segment_sparse_product, triton_kernels
 
@@ -76,6 +83,21 @@ MODEL = "cost model 3"
 ``c`` net of the dense path's weight passes), so a cache written by an older form is measured again rather
 than read."""
 
+class FusedCost(NamedTuple):
+    """Costs per (sample, input) of the fused path against the other two, in multiply-adds of the dense path
+    (module docstring)."""
+
+    expansion: float  # h: the dense and sparse paths' torch operators computing the basis values
+    per_input: float  # p: the fused operator's work that does not scale with the outputs
+    per_product: float  # q: the fused operator's cost of one multiply-add of the product
+
+
+FUSED_ENVIRONMENT = "HOL_FUSED_COST"
+"""The override of the fused path's cost on the CPU, ``"h,p,q"`` (:class:`FusedCost`)."""
+FUSED_OUTPUTS = (4, 64)
+"""The output widths :func:`calibrate_fused` times both paths at (``I = 16``, ``n = 5``, ``S = 2``)."""
+_fused_measured: dict[str, FusedCost] = {}
+
 ENVIRONMENT = "HOL_SPARSE_COST"
 """The override of the CPU's cost; other device types append their name: ``HOL_SPARSE_COST_CUDA``."""
 STEPS = ("inputs", "weights", "none")
@@ -92,9 +114,10 @@ def step_of(x: torch.Tensor, weight: torch.Tensor) -> str:
 
 def choose_backend(*, n: int, segments: int, batch, in_features: int, out_features: int,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                   continuous: bool = True, step: str = "inputs") -> str:
-    """``"dense"`` or ``"sparse"``, whichever the cost model of ``device`` expects to be faster for ``step``
-    (:data:`STEPS`); ``"dense"`` where the device cannot be measured (module docstring).
+                   continuous: bool = True, step: str = "inputs", fusable: bool = False) -> str:
+    """``"dense"``, ``"sparse"`` or, where ``fusable`` (a Lagrange kind), ``"fused"``: whichever the cost
+    model of ``device`` expects to be faster for ``step`` (:data:`STEPS`); ``"dense"`` where the device cannot
+    be measured (module docstring).
 
     ``batch`` (samples per call) may be a ``torch.SymInt`` or ``None`` (unknown): then the large-batch limit
     decides (module docstring). ``dtype``: the compute dtype (under ``torch.autocast`` the autocast dtype is
@@ -105,20 +128,26 @@ def choose_backend(*, n: int, segments: int, batch, in_features: int, out_featur
         raise ValueError(f"unknown step {step!r}; allowed: {', '.join(STEPS)}")
     device = torch.device(device)
     width = (n - 1) * segments + 1 if continuous else n * segments
-    if width <= n or not measurable(device):  # one segment: the GEMM does the same multiply-adds, faster
+    if not measurable(device):
         return "dense"
-    if torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type) \
-            and dtype != torch.float64:
+    autocast = torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type)
+    if autocast and dtype != torch.float64:
         dtype = torch.get_autocast_dtype(device.type)
-    cost = sparse_cost(dtype, step, device_name(device))
-    if cost is None:
-        return "dense"
-    fixed, per_node, weight_passes, overhead = cost
-    per_sample = fixed + per_node * n
-    if batch is None or isinstance(batch, torch.SymInt):
-        return "sparse" if per_sample < width else "dense"
-    per_call = overhead / (in_features * out_features)
-    return "sparse" if batch * per_sample + weight_passes * width + per_call < batch * width else "dense"
+    known_batch = batch is not None and not isinstance(batch, torch.SymInt)
+    # per (sample, input, output), in multiply-adds of the dense path
+    costs = {"dense": float(width)}
+    cost = sparse_cost(dtype, step, device_name(device)) if width > n else None  # one segment: GEMM, faster
+    if cost is not None:
+        fixed, per_node, weight_passes, overhead = cost
+        costs["sparse"] = fixed + per_node * n
+        if known_batch:
+            per_call = overhead / (in_features * out_features)
+            costs["sparse"] += (weight_passes * width + per_call) / max(batch, 1)
+    fused = fused_cost(dtype, step, device_name(device)) if fusable and not autocast else None
+    if fused is not None:
+        costs = {path: value + fused.expansion / out_features for path, value in costs.items()}
+        costs["fused"] = fused.per_input / out_features + fused.per_product * n
+    return min(costs, key=costs.__getitem__)
 
 
 def measurable(device: torch.device) -> bool:
@@ -166,6 +195,31 @@ def sparse_cost(dtype: torch.dtype, step: str = "inputs", device: str = "cpu") -
     return _measured[key]
 
 
+@torch.compiler.assume_constant_result
+def fused_cost(dtype: torch.dtype, step: str = "inputs", device: str = "cpu") -> FusedCost | None:
+    """The fused path's cost for ``dtype`` and ``step`` on ``device``: ``None`` (never chosen) but on the CPU
+    with the fused kernels built; else the override ``HOL_FUSED_COST``, this process's or the disk's
+    calibration, or a new one (``None`` while tracing before any). A constant for ``torch.compile``."""
+    if torch.device(device).type != "cpu" or lagrange_linear.extension() is None:
+        return None
+    override = os.environ.get(FUSED_ENVIRONMENT)
+    if override:
+        form = "'h,p,q' (the other paths' basis, fused per input, fused per product)"
+        return FusedCost(*_parse_numbers(override, FUSED_ENVIRONMENT, (3,), form))
+    key = f"fused {loader.build_key('lagrange_linear')} | {cache_key(dtype, step, device)}"
+    if key in _fused_measured:
+        return _fused_measured[key]
+    cached = _read_cache().get(key)
+    if cached is not None:
+        _fused_measured[key] = FusedCost(*cached)
+        return _fused_measured[key]
+    if torch.compiler.is_compiling():
+        return None
+    _fused_measured[key] = calibrate_fused(dtype, step)
+    _write_cache(key, _fused_measured[key])
+    return _fused_measured[key]
+
+
 def environment_variable(device_type: str) -> str:
     """The variable overriding the cost on ``device_type``: :data:`ENVIRONMENT`, suffixed for other than the
     CPU (``HOL_SPARSE_COST_CUDA``)."""
@@ -174,14 +228,21 @@ def environment_variable(device_type: str) -> str:
 
 def parse_cost(text: str, variable: str = ENVIRONMENT) -> SparseCost:
     """``"a,b,c"`` or ``"a,b,c,d"`` as a :class:`SparseCost`; ``ValueError`` naming ``variable`` otherwise."""
+    return SparseCost(*_parse_numbers(text, variable, (3, 4), "'a,b,c[,d]' (fixed, per node, weight passes, "
+                                      "per call)"))
+
+
+def _parse_numbers(text: str, variable: str, counts: tuple[int, ...], form: str) -> list[float]:
+    """The comma-separated finite numbers >= 0 of ``text``, as many as one of ``counts``; ``ValueError``
+    naming ``variable`` and the ``form`` otherwise."""
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if len(values) not in (3, 4) or not all(0 <= value < math.inf for value in values):  # NaN fails both
-        raise ValueError(f"{variable} must be three or four finite numbers >= 0 'a,b,c[,d]' (fixed, per "
-                         f"node, weight passes, per call), got {text!r}")
-    return SparseCost(*values)
+    if len(values) not in counts or not all(0 <= value < math.inf for value in values):  # NaN fails both
+        how_many = " or ".join(["three", "four"][count - 3] for count in counts)
+        raise ValueError(f"{variable} must be {how_many} finite numbers >= 0 {form}, got {text!r}")
+    return values
 
 
 def cache_key(dtype: torch.dtype, step: str, device: str = "cpu") -> str:
@@ -226,7 +287,7 @@ def _read_cache() -> dict:
         return {}
 
 
-def _write_cache(key: str, cost: SparseCost) -> None:
+def _write_cache(key: str, cost: SparseCost | FusedCost) -> None:
     path = cache_path()
     if path is None:  # no home directory: calibrate again in the next process
         return
@@ -300,6 +361,56 @@ def calibrate(dtype: torch.dtype = torch.float32, step: str = "inputs", *, devic
 
     with torch.inference_mode(False), torch.enable_grad(), torch.autocast(target.type, enabled=False):
         return _measure(case, batch, small_batch, features, rounds, target)
+
+
+def calibrate_fused(dtype: torch.dtype = torch.float32, step: str = "inputs", *, batch: int = 4096,
+                    rounds: int = 7) -> FusedCost:
+    """Measure :class:`FusedCost` on the CPU (its current thread count) for ``step``: the dense and fused
+    paths at ``I = 16``, ``n = 5``, ``S = 2`` (``K = 9``) and ``batch`` samples, for the outputs of
+    :data:`FUSED_OUTPUTS`, interleaved over ``rounds`` rounds (medians). Per (sample, input) the dense path
+    takes ``g (h + 9 O)`` and the fused one ``g (p + 5 q O)``: two widths give ``g`` and ``h``, then ``p`` and
+    ``q``."""
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; allowed: {', '.join(STEPS)}")
+    generator = torch.Generator().manual_seed(0)
+    inputs, n, segments = 16, 5, 2
+    transform = lagrange_transform(n).to(dtype=working_dtype(dtype))
+    scale, shift = torch.full((inputs,), 1.0, dtype=dtype), torch.full((inputs,), 1.0, dtype=dtype)
+
+    def case(outputs: int, fused: bool) -> Callable[[], None]:
+        weight = (torch.rand(outputs, inputs, 9, generator=generator) - 0.5).to(dtype)
+        x = (torch.rand(batch, inputs, generator=generator) * 2 - 1).to(dtype)
+        wanted = {"inputs": (x, weight), "weights": (weight,), "none": ()}[step]
+        for tensor in wanted:
+            tensor.requires_grad_()
+
+        def run() -> None:
+            if fused:
+                y = lagrange_linear.lagrange_linear(x, scale, shift, weight, transform, segments=segments,
+                                                    continuous=True)
+            else:
+                expansion = piecewise_expand(x, transform, segments, 2.0, True).to(dtype)
+                y = torch.nn.functional.linear(expansion.flatten(-2), weight.flatten(1))
+            if wanted:
+                torch.autograd.grad(y.sum(), wanted)
+
+        return run
+
+    cases = {(outputs, fused): case(outputs, fused) for outputs in FUSED_OUTPUTS for fused in (False, True)}
+    times: dict[tuple[int, bool], list[float]] = {name: [] for name in cases}
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast("cpu", enabled=False):
+        for round_ in range(rounds + 1):  # round 0 warms up
+            for name, run in cases.items():
+                seconds = _seconds(run, torch.device("cpu"))
+                if round_:
+                    times[name].append(seconds / (batch * inputs))
+    median = {name: statistics.median(values) for name, values in times.items()}
+    narrow, wide = FUSED_OUTPUTS
+    unit = max((median[wide, False] - median[narrow, False]) / (9 * (wide - narrow)), 1e-15)  # g
+    expansion = max(0.0, median[narrow, False] / unit - 9 * narrow)
+    per_product = max(0.0, (median[wide, True] - median[narrow, True]) / (unit * n * (wide - narrow)))
+    per_input = max(0.0, median[narrow, True] / unit - per_product * n * narrow)
+    return FusedCost(round(expansion, 3), round(per_input, 3), round(per_product, 3))
 
 
 CALIBRATION_NODES = {2: 8, 5: 2, 9: 1}

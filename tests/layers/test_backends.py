@@ -1,5 +1,5 @@
 """``backend`` is a speed choice only: the piecewise layers give the same values, derivatives of every order,
-dtypes, shapes and torch transforms with ``dense``, ``sparse`` and ``auto``.
+dtypes, shapes and torch transforms with ``dense``, ``sparse``, ``fused`` and ``auto``.
 
 Every test builds the layer once per backend with the same weights and compares with the dense layer, which
 is itself tested against mathematics in ``test_fc.py``.
@@ -13,7 +13,7 @@ from hol import refine
 from hol.layers import fc
 
 f64 = torch.float64
-BACKENDS = ["dense", "sparse", "auto"]
+BACKENDS = ["dense", "sparse", "fused", "auto"]
 KINDS = ["continuous", "discontinuous"]
 EXTRAPOLATIONS = ["polynomial", "clamp", "linear", "mirror"]
 

@@ -13,7 +13,7 @@ TOL = 1e-12
 HIGH_ORDER_KINDS = ["polynomial", "continuous", "discontinuous", "fourier", "product", "polynomial_prod",
                     "continuous_prod", "discontinuous_prod", "polynomial_nd"]
 PIECEWISE_KINDS = ["continuous", "discontinuous", "continuous_prod", "discontinuous_prod"]
-BACKENDS = ["dense", "sparse"]  # compute paths of continuous / discontinuous: both must obey the same math
+BACKENDS = ["dense", "sparse", "fused"]  # compute paths of continuous / discontinuous: all obey the same math
 
 
 def options_for(kind: str) -> dict:

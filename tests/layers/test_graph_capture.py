@@ -15,10 +15,11 @@ from torch.utils.flop_counter import FlopCounterMode
 import hol
 
 
+@pytest.mark.parametrize("backend", ["sparse", "fused"])
 @pytest.mark.parametrize("kind", ["continuous", "discontinuous"])
-def test_a_traced_sparse_layer_saves_loads_and_differentiates_as_the_layer(kind):
+def test_a_traced_layer_of_an_operator_saves_loads_and_differentiates_as_the_layer(kind, backend):
     torch.manual_seed(0)
-    layer = hol.layers.fc(kind, 3, 2, segments=4, backend="sparse").double()
+    layer = hol.layers.fc(kind, 3, 2, segments=4, backend=backend).double()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python values it records as constants
         traced = torch.jit.trace(layer, torch.rand(5, 3, dtype=torch.float64))

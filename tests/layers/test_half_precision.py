@@ -47,7 +47,7 @@ def _fc_cases():
         if info.basis is None:
             continue
         segment_counts = (1, 16) if "segments" in info.options else (1,)
-        backends = ("dense", "sparse") if info.sparse_capable else ("auto",)
+        backends = ("dense", "sparse", "fused") if info.sparse_capable else ("auto",)
         for segments in segment_counts:
             for backend in backends:
                 yield kind, segments, backend
@@ -130,7 +130,7 @@ def _far_outside_cases():
         info = kind_info(kind)
         if info.basis not in ("continuous", "discontinuous", "polynomial") or kind == "polynomial_nd":
             continue
-        for backend in (("dense", "sparse") if info.sparse_capable else ("auto",)):
+        for backend in (("dense", "sparse", "fused") if info.sparse_capable else ("auto",)):
             yield kind, backend
 
 

@@ -4,6 +4,7 @@ The torch implementation (``HOL_SPARSE_CPP=0``) is always tested; the C++ kernel
 test that needs them says so when it skips).
 """
 import functools
+import math
 
 import pytest
 import torch
@@ -214,7 +215,7 @@ def test_backend_is_a_hyperparameter():
     assert "backend" not in repr(fc("continuous", 4, 2, n=3, segments=5))  # the default, auto, is not shown
     with pytest.raises(ValueError, match="backend 'sparse' needs kind continuous or discontinuous"):
         fc("continuous_prod", 4, 2, n=3, segments=5, backend="sparse")  # product units: dense only
-    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: auto, dense, sparse"):
+    with pytest.raises(ValueError, match="unknown backend 'fast'; allowed: auto, dense, fused, sparse"):
         layer.backend = "fast"  # set after construction: refused when set, the layer keeps its backend
     assert layer.backend == "sparse" and layer.compute_backend(torch.zeros(3, 4)) == "sparse"
     product_unit = fc("continuous_prod", 4, 2, n=3, segments=5)
@@ -437,3 +438,39 @@ def test_auto_decides_once_per_batch_class_dtype_device_and_step(monkeypatch):
     layer.backend = "auto"  # setting the backend forgets the decisions
     layer(x[:40].double().to("meta"))
     assert len(asked) == 6 and asked[-1] == asked[-2]
+
+
+def test_auto_takes_the_fused_path_where_its_cost_is_lowest(monkeypatch):
+    """With a fused cost like this machine's calibration (the other paths' basis values cost ~4600
+    multiply-adds per sample and input, the fused operator ~700 plus 1.3 per multiply-add), a narrow layer
+    takes the fused path, for every Lagrange kind; a prohibitive cost, autocast or a product unit keep the
+    other paths; a malformed override is refused naming the variable."""
+    from hol.ops import lagrange_linear
+
+    if lagrange_linear.extension() is None:
+        pytest.skip("the fused C++ kernels cannot be built here")
+    monkeypatch.setenv("HOL_FUSED_COST", "4566,682,1.3")
+    x = torch.rand(4096, 16, requires_grad=True)
+    for kind, options in (("continuous", {"segments": 8}), ("discontinuous", {"segments": 2}),
+                          ("polynomial", {})):
+        assert fc(kind, 16, 16, n=5, **options).compute_backend(x) == "fused"
+    assert fc("continuous_prod", 16, 16, n=5, segments=8).compute_backend(x) == "dense"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fc("continuous", 16, 16, n=5, segments=8).compute_backend(x) != "fused"
+    monkeypatch.setenv("HOL_FUSED_COST", "0,1e9,1e9")
+    assert fc("continuous", 16, 16, n=5, segments=8).compute_backend(x) == "sparse"
+    monkeypatch.setenv("HOL_FUSED_COST", "1,2")
+    with pytest.raises(ValueError, match="HOL_FUSED_COST must be three finite numbers >= 0 'h,p,q'"):
+        fc("continuous", 16, 16, n=5, segments=8).compute_backend(x)
+
+
+def test_fused_calibration_gives_finite_costs():
+    from hol.ops import cost as cost_model
+    from hol.ops import lagrange_linear
+
+    if lagrange_linear.extension() is None:
+        pytest.skip("the fused C++ kernels cannot be built here")
+    measured = cost_model.calibrate_fused(torch.float64, "inputs", batch=64, rounds=1)
+    assert all(0 <= value < math.inf for value in measured)
+    with pytest.raises(ValueError, match="unknown step 'backward'"):
+        cost_model.calibrate_fused(torch.float32, "backward")
