@@ -122,7 +122,7 @@ def lagrange_transform(n: int) -> Tensor:
     """
     nodes = chebyshev_lobatto_nodes(n)
     vandermonde = chebyshev_polynomials(nodes, n)  # V[k, j] = T_j(X_k)
-    return torch.linalg.inv(vandermonde)
+    return torch.linalg.inv(vandermonde).contiguous()  # inv returns column-major; kernels read rows
 
 
 def lagrange_basis(t: Tensor, transform: Tensor) -> Tensor:

@@ -634,22 +634,22 @@ at::Tensor reusable_empty(at::IntArrayRef shape, const at::TensorOptions& option
                        options);
 }
 
-// x input-major ([I, B]): the samples of one input are contiguous.
-at::Tensor input_major(const at::Tensor& x) {
+// x input-major ([I, B]: the samples of one input contiguous), in ``storage`` (x itself when I or B is 1). Plain
+// memory, not a tensor: the kernels' scratch dispatches no torch operator.
+template <typename T>
+const T* input_major(const at::Tensor& x, std::vector<T>& storage) {
   const int64_t B = x.size(0), I = x.size(1);
-  if (I == 1 || B == 1) return x;
-  auto t = at::empty({I, B}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lagrange_linear_transpose", [&] {
-    hol::transpose(x.data_ptr<scalar_t>(), I, t.data_ptr<scalar_t>(), B, B, I);
-  });
-  return t;
+  if (I == 1 || B == 1) return x.data_ptr<T>();
+  storage.resize(size_t(B * I));
+  hol::transpose(x.data_ptr<T>(), I, storage.data(), B, B, I);
+  return storage.data();
 }
 
 template <typename T>
-Problem<T> problem(const at::Tensor& x_t, const at::Tensor& scale, const at::Tensor& shift, const at::Tensor& w,
+Problem<T> problem(const T* x_t, const at::Tensor& scale, const at::Tensor& shift, const at::Tensor& w,
                    const at::Tensor& C, int64_t B, int64_t I, int64_t segments, bool continuous, int64_t mode) {
   const int64_t n = C.size(0);
-  return {x_t.data_ptr<T>(), scale.data_ptr<T>(), shift.data_ptr<T>(), w.data_ptr<T>(), C.data_ptr<T>(),
+  return {x_t, scale.data_ptr<T>(), shift.data_ptr<T>(), w.data_ptr<T>(), C.data_ptr<T>(),
           B, I, w.size(0), w.size(2), n, segments, continuous ? n - 1 : n, mode};
 }
 
@@ -660,8 +660,9 @@ at::Tensor forward(const at::Tensor& x, const at::Tensor& scale, const at::Tenso
   const int64_t B = x.size(0), I = x.size(1), O = w.size(0);
   if (B == 0 || O == 0 || I == 0) return at::zeros({B, O}, x.options());
   auto y = at::empty({B, O}, x.options());
-  const at::Tensor x_t = input_major(x);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lagrange_linear_forward", [&] {
+    std::vector<scalar_t> columns;
+    const scalar_t* x_t = input_major(x, columns);
     forward_kernel<scalar_t>(problem<scalar_t>(x_t, scale, shift, w, C, B, I, segments, continuous, mode),
                              y.data_ptr<scalar_t>());
   });
@@ -677,16 +678,18 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& gy, const at::Tens
   const int64_t B = x.size(0), I = x.size(1), O = w.size(0);
   TORCH_CHECK(gy.device().is_cpu() && gy.is_contiguous() && gy.dim() == 2 && gy.size(0) == B && gy.size(1) == O &&
               gy.scalar_type() == x.scalar_type(), "grad_y must be a contiguous [B, O] tensor of x's dtype");
-  at::Tensor gx = at::empty({0}, x.options()), gw = at::empty({0}, w.options());
-  if (x_grad) gx = at::zeros({B, I}, x.options());
-  if (weight_grad) gw = B == 0 || O == 0 ? at::zeros(w.sizes(), w.options()) : reusable_empty(w.sizes(), w.options());
-  if ((!x_grad && !weight_grad) || B == 0 || O == 0 || I == 0) return {gx, gw};
-  const at::Tensor x_t = input_major(x);
-  at::Tensor gx_t = x_grad ? at::empty({I, B}, x.options()) : gx;
+  const bool degenerate = B == 0 || O == 0 || I == 0;  // zero gradients, no kernel
+  const at::Tensor gx = !x_grad ? at::empty({0}, x.options())
+                        : degenerate ? at::zeros({B, I}, x.options()) : at::empty({B, I}, x.options());
+  const at::Tensor gw = !weight_grad            ? at::empty({0}, w.options())
+                        : B == 0 || O == 0 ? at::zeros(w.sizes(), w.options())
+                                           : reusable_empty(w.sizes(), w.options());
+  if ((!x_grad && !weight_grad) || degenerate) return {gx, gw};
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lagrange_linear_backward", [&] {
     using T = scalar_t;
     constexpr int64_t L = Vec<T>::LANES;
-    const auto p = problem<T>(x_t, scale, shift, w, C, B, I, segments, continuous, mode);
+    std::vector<T> columns, gx_columns;  // x and its gradient input-major
+    const auto p = problem<T>(input_major(x, columns), scale, shift, w, C, B, I, segments, continuous, mode);
     const T* g = gy.data_ptr<T>();
     int64_t stride = O;
     std::vector<T> padded;  // rows of whole vectors: zero-padded when O is not a multiple of LANES
@@ -696,7 +699,8 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& gy, const at::Tens
       for (int64_t b = 0; b < B; ++b) std::copy(g + b * O, g + (b + 1) * O, padded.data() + b * stride);
       g = padded.data();
     }
-    T* gx_data = x_grad ? gx_t.data_ptr<T>() : nullptr;
+    if (x_grad) gx_columns.resize(size_t(B * I));
+    T* gx_data = x_grad ? gx_columns.data() : nullptr;
     T* gw_data = weight_grad ? gw.data_ptr<T>() : nullptr;
     if (x_grad && weight_grad) backward_kernel<T, true, true>(p, g, stride, gx_data, gw_data);
     else if (x_grad) backward_kernel<T, true, false>(p, g, stride, gx_data, gw_data);
