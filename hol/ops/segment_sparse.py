@@ -20,9 +20,11 @@ differentiation (``base`` is an index and gets no gradient):
 and the forward-mode derivative of each is the sum of the same product with one operand replaced by its
 tangent. Derivatives of every order follow.
 
-Registered with every operator: a fake (meta) implementation (shapes only: meta tensors, ``torch.compile``,
-``torch.export``), a vmap rule (a vmapped dimension of one operand folds into a free index of the result; when
-both bilinear operands are vmapped, one call per vmapped entry), and an autograd formula. Autograd is
+Registered with every operator (:func:`hol.ops.registration.define_operator`, the host implementation below
+serving every device but CUDA): a fake (meta) implementation (shapes only: meta tensors, ``torch.compile``,
+``torch.export``), a FLOP formula, a vmap rule (a vmapped dimension of one operand folds into a free index of
+the result; when both bilinear operands are vmapped, one call per vmapped entry), and an autograd formula.
+Autograd is
 registered twice with the same formulas: at the dispatcher (``register_autograd``: what ``torch.compile`` and
 ``torch.export`` trace, and what direct ``torch.ops.hol`` calls use), and as ``autograd.Function`` classes
 behind the eager entry points (:func:`segment_sparse_product` and friends), because the dispatcher
@@ -51,10 +53,9 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import register_flop_formula
 
 from . import loader
-from .registration import compute_operands
+from .registration import compute_operands, define_operator
 
 CPP_NAME = "segment_sparse"
 CPP_DISABLE = "HOL_SPARSE_CPP"
@@ -260,19 +261,57 @@ def _phi_grad(kernels: Products, grad: Tensor, weight: Tensor, base: Tensor, n: 
     return kernels.phi_grad(grad, weight, base.contiguous(), n)
 
 
-@torch.library.custom_op(PRODUCT, mutates_args=())
-def _product_op(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
+def _product_host(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
     return _product(HOST_KERNELS, phi, base, weight)
 
 
-@torch.library.custom_op(WEIGHT_GRAD, mutates_args=())
-def _weight_grad_op(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
+def _weight_grad_host(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
     return _weight_grad(HOST_KERNELS, phi, base, grad, width)
 
 
-@torch.library.custom_op(PHI_GRAD, mutates_args=())
-def _phi_grad_op(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
+def _phi_grad_host(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
     return _phi_grad(HOST_KERNELS, grad, weight, base, n)
+
+
+def _product_fake(phi, base, weight):
+    _check_product(phi, base, weight)
+    return phi.new_empty(phi.shape[0], weight.shape[0])
+
+
+def _weight_grad_fake(phi, base, grad, width):
+    _check_weight_grad(phi, base, grad, width)
+    return phi.new_empty(grad.shape[1], phi.shape[1], width)
+
+
+def _phi_grad_fake(grad, weight, base, n):
+    _check_phi_grad(grad, weight, base, n)
+    return grad.new_empty(grad.shape[0], weight.shape[1], n)
+
+
+# FLOP counts (torch.utils.flop_counter.FlopCounterMode): 2 FLOPs per multiply-add, as for aten.mm; each
+# product is B I n O multiply-adds (the active values only, not the K of a link)
+
+
+def _product_flops(phi_shape, base_shape, weight_shape, *args, **kwargs) -> int:
+    batch, inputs, n = phi_shape
+    return 2 * batch * inputs * n * weight_shape[0]
+
+
+def _weight_grad_flops(phi_shape, base_shape, grad_shape, *args, **kwargs) -> int:
+    batch, inputs, n = phi_shape
+    return 2 * batch * inputs * n * grad_shape[1]
+
+
+def _phi_grad_flops(grad_shape, weight_shape, base_shape, n, *args, **kwargs) -> int:
+    batch, outputs = grad_shape
+    return 2 * batch * weight_shape[1] * n * outputs
+
+
+# the host kernels serve every device but those register_kernels names (CUDA: the Triton kernels)
+_product_op = define_operator(PRODUCT, _product_host, fake=_product_fake, flops=_product_flops)
+_weight_grad_op = define_operator(WEIGHT_GRAD, _weight_grad_host, fake=_weight_grad_fake,
+                                  flops=_weight_grad_flops)
+_phi_grad_op = define_operator(PHI_GRAD, _phi_grad_host, fake=_phi_grad_fake, flops=_phi_grad_flops)
 
 
 def register_kernels(device_type: str, kernels: Callable[[], Products]) -> None:
@@ -307,47 +346,6 @@ def triton_kernels() -> Products:
 
 
 register_kernels("cuda", triton_kernels)
-
-
-@_product_op.register_fake
-def _(phi, base, weight):
-    _check_product(phi, base, weight)
-    return phi.new_empty(phi.shape[0], weight.shape[0])
-
-
-@_weight_grad_op.register_fake
-def _(phi, base, grad, width):
-    _check_weight_grad(phi, base, grad, width)
-    return phi.new_empty(grad.shape[1], phi.shape[1], width)
-
-
-@_phi_grad_op.register_fake
-def _(grad, weight, base, n):
-    _check_phi_grad(grad, weight, base, n)
-    return grad.new_empty(grad.shape[0], weight.shape[1], n)
-
-
-# --------------------------------------------------------------------------------------------- FLOP counts
-# torch.utils.flop_counter.FlopCounterMode counts 2 FLOPs per multiply-add, as for aten.mm: each product is
-# B I n O multiply-adds (the active values only, not the K of a link)
-
-
-@register_flop_formula(torch.ops.hol.segment_sparse_product)
-def _product_flops(phi_shape, base_shape, weight_shape, *args, **kwargs) -> int:
-    batch, inputs, n = phi_shape
-    return 2 * batch * inputs * n * weight_shape[0]
-
-
-@register_flop_formula(torch.ops.hol.segment_sparse_weight_grad)
-def _weight_grad_flops(phi_shape, base_shape, grad_shape, *args, **kwargs) -> int:
-    batch, inputs, n = phi_shape
-    return 2 * batch * inputs * n * grad_shape[1]
-
-
-@register_flop_formula(torch.ops.hol.segment_sparse_phi_grad)
-def _phi_grad_flops(grad_shape, weight_shape, base_shape, n, *args, **kwargs) -> int:
-    batch, outputs = grad_shape
-    return 2 * batch * weight_shape[1] * n * outputs
 
 
 # ---------------------------------------------------------------------------------------------- vmap rules
