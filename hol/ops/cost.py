@@ -55,7 +55,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -181,18 +181,11 @@ def sparse_cost(dtype: torch.dtype, step: str = "inputs", device: str = "cpu") -
     override = os.environ.get(environment_variable(device_type))
     if override:
         return parse_cost(override, environment_variable(device_type))
-    key = cache_key(dtype, step, device)
-    if key in _measured:
-        return _measured[key]
-    cached = _read_cache().get(key)
-    if cached is not None:
-        _measured[key] = SparseCost(*cached)
-        return _measured[key]
-    if torch.compiler.is_compiling():
+    cost = _remembered(cache_key(dtype, step, device), _measured, SparseCost,
+                       lambda: calibrate(dtype, step, device=device))
+    if cost is None:  # tracing before any calibration
         return DEFAULT_COST if device_type == "cpu" else None
-    _measured[key] = calibrate(dtype, step, device=device)
-    _write_cache(key, _measured[key])
-    return _measured[key]
+    return cost
 
 
 @torch.compiler.assume_constant_result
@@ -207,17 +200,24 @@ def fused_cost(dtype: torch.dtype, step: str = "inputs", device: str = "cpu") ->
         form = "'h,p,q' (the other paths' basis, fused per input, fused per product)"
         return FusedCost(*_parse_numbers(override, FUSED_ENVIRONMENT, (3,), form))
     key = f"fused {loader.build_key('lagrange_linear')} | {cache_key(dtype, step, device)}"
-    if key in _fused_measured:
-        return _fused_measured[key]
+    return _remembered(key, _fused_measured, FusedCost, lambda: calibrate_fused(dtype, step))
+
+
+def _remembered(key: str, memory: dict, kind: type, measure: Callable[[], tuple]) -> Any:
+    """The calibration ``key``: from this process's ``memory``, else from the disk cache (as ``kind``), else
+    ``measure()`` (kept in both); ``None`` while ``torch.compile`` or ``torch.export`` trace before any (fake
+    tensors cannot be timed)."""
+    if key in memory:
+        return memory[key]
     cached = _read_cache().get(key)
     if cached is not None:
-        _fused_measured[key] = FusedCost(*cached)
-        return _fused_measured[key]
+        memory[key] = kind(*cached)
+        return memory[key]
     if torch.compiler.is_compiling():
         return None
-    _fused_measured[key] = calibrate_fused(dtype, step)
-    _write_cache(key, _fused_measured[key])
-    return _fused_measured[key]
+    memory[key] = measure()
+    _write_cache(key, memory[key])
+    return memory[key]
 
 
 def environment_variable(device_type: str) -> str:

@@ -160,16 +160,30 @@ def fold_into_domain(x: Tensor, length: float, extrapolation: str) -> Tensor:
     return x
 
 
-def segment_coordinates(x: Tensor, segments: int, length: float) -> tuple[Tensor, Tensor]:
-    """Segment index ``s`` (long) and local coordinate ``t`` of ``x`` in reference coordinates.
+def fold_segment_coordinate(u: Tensor, segments: int, extrapolation: str) -> Tensor:
+    """:func:`fold_into_domain` on the segment coordinate ``u`` (``[0, S]`` over the domain): ``clamp`` to
+    ``[0, S]``, ``mirror`` to ``S - |remainder(u, 2S) - S|``, identity for the others."""
+    if extrapolation == "clamp":
+        return u.clamp(0, segments)
+    if extrapolation == "mirror":
+        return segments - (torch.remainder(u, 2 * segments) - segments).abs()
+    return u
 
-    ``u = (x + L/2) / L * S``, ``s = clamp(floor(u), 0, S-1)``, ``t = 2 (u - s) - 1``. Inside the domain
-    ``t`` lies in ``[-1, 1]``; outside it continues linearly (the end segments extend). A NaN ``x`` gets
-    segment 0 and a NaN ``t`` (so its values are NaN, and only its own), never an invalid index.
-    """
-    u = (x + 0.5 * length) * (segments / length)
+
+def locate(u: Tensor, segments: int) -> tuple[Tensor, Tensor]:
+    """Segment ``s`` (float, no gradient) and local coordinate ``t`` (differentiable) of the segment
+    coordinate ``u``: ``s = clamp(floor(u), 0, S-1)``, ``t = 2 (u - s) - 1``. Inside the domain ``t`` lies in
+    ``[-1, 1]``; outside it continues linearly (the end segments extend). A NaN ``u`` gets segment 0 and a NaN
+    ``t`` (so its values are NaN, and only its own), never an invalid index."""
     s = u.detach().floor().nan_to_num(nan=0.0).clamp(0, segments - 1)
-    return s.long(), 2 * (u - s) - 1
+    return s, 2 * (u - s) - 1
+
+
+def segment_coordinates(x: Tensor, segments: int, length: float) -> tuple[Tensor, Tensor]:
+    """Segment index ``s`` (long) and local coordinate ``t`` of ``x`` in reference coordinates: :func:`locate`
+    at ``u = (x + L/2) / L * S``."""
+    s, t = locate((x + 0.5 * length) * (segments / length), segments)
+    return s.long(), t
 
 
 def reference_coordinates(x: Tensor, centre: Tensor, width: Tensor, length: float) -> Tensor:

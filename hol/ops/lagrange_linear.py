@@ -40,7 +40,13 @@ import torch
 from torch import Tensor
 
 from . import loader
-from .lagrange import EXTRAPOLATIONS, lagrange_basis_derivative, lagrange_basis_extrapolated
+from .lagrange import (
+    EXTRAPOLATIONS,
+    fold_segment_coordinate,
+    lagrange_basis_derivative,
+    lagrange_basis_extrapolated,
+    locate,
+)
 from .registration import ACCUMULATION, autocast_dtype, define_operator, formula_only
 
 EXTRAPOLATION_CODES = {"polynomial": 0, "clamp": 1, "linear": 2, "mirror": 3}
@@ -158,13 +164,7 @@ def _segment_geometry(x: Tensor, scale: Tensor, shift: Tensor, segments: int,
                       extrapolation: str) -> tuple[Tensor, Tensor]:
     """``(s, t)``: the segment (float, no gradient) and the local coordinate, differentiable in ``x``. Shapes
     ``[B, I]``."""
-    u = x * scale + shift
-    if extrapolation == "clamp":
-        u = u.clamp(0, segments)
-    elif extrapolation == "mirror":
-        u = segments - (torch.remainder(u, 2 * segments) - segments).abs()
-    s = u.detach().floor().nan_to_num(nan=0.0).clamp(0, segments - 1)
-    return s, 2 * (u - s) - 1
+    return locate(fold_segment_coordinate(x * scale + shift, segments, extrapolation), segments)
 
 
 def _offsets(s: Tensor, n: int, continuous: bool) -> Tensor:

@@ -43,6 +43,7 @@
 #include <torch/library.h>
 
 #include "gradient_memory.h"
+#include "instruction_sets.h"
 #include "panels.h"
 
 #include <algorithm>
@@ -710,33 +711,6 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& gy, const at::Tens
   return {gx, gw};
 }
 
-// The instruction-set extensions this build was compiled for (-march=native on the building machine).
-std::vector<std::string> instruction_sets() {
-  std::vector<std::string> sets;
-#ifdef __SSE4_2__
-  sets.push_back("SSE4.2");
-#endif
-#ifdef __AVX2__
-  sets.push_back("AVX2");
-#endif
-#ifdef __FMA__
-  sets.push_back("FMA");
-#endif
-#ifdef __AVX512F__
-  sets.push_back("AVX-512F");
-#endif
-#ifdef __AVX512BW__
-  sets.push_back("AVX-512BW");
-#endif
-#ifdef __AVX512VL__
-  sets.push_back("AVX-512VL");
-#endif
-#ifdef __ARM_NEON
-  sets.push_back("NEON");
-#endif
-  return sets;
-}
-
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(hol_cpu, m) {
@@ -745,5 +719,5 @@ TORCH_LIBRARY_FRAGMENT(hol_cpu, m) {
   m.def("lagrange_linear_backward(Tensor grad_y, Tensor x, Tensor scale, Tensor shift, Tensor weight, "
         "Tensor transform, int segments, bool continuous, int extrapolation, bool x_grad, bool weight_grad) "
         "-> (Tensor, Tensor)", &backward);
-  m.def("lagrange_linear_instruction_sets() -> str[]", &instruction_sets);
+  m.def("lagrange_linear_instruction_sets() -> str[]", &hol::instruction_sets);
 }

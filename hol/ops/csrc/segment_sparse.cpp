@@ -20,6 +20,7 @@
 #include <ATen/Parallel.h>
 
 #include "gradient_memory.h"
+#include "instruction_sets.h"
 #include "panels.h"
 
 #include <algorithm>
@@ -395,44 +396,11 @@ torch::Tensor phi_grad(torch::Tensor gy, torch::Tensor w, torch::Tensor base, in
   return rows.input_major ? gphi.transpose(0, 1).contiguous() : gphi;
 }
 
-// The instruction-set extensions this build was compiled for (-march=native on the building machine).
-std::vector<std::string> instruction_sets() {
-  std::vector<std::string> sets;
-#ifdef __SSE4_2__
-  sets.push_back("SSE4.2");
-#endif
-#ifdef __AVX2__
-  sets.push_back("AVX2");
-#endif
-#ifdef __FMA__
-  sets.push_back("FMA");
-#endif
-#ifdef __AVX512F__
-  sets.push_back("AVX-512F");
-#endif
-#ifdef __AVX512BW__
-  sets.push_back("AVX-512BW");
-#endif
-#ifdef __AVX512VL__
-  sets.push_back("AVX-512VL");
-#endif
-#ifdef __AVX512BF16__
-  sets.push_back("AVX-512BF16");
-#endif
-#ifdef __AVX512FP16__
-  sets.push_back("AVX-512FP16");
-#endif
-#ifdef __ARM_NEON
-  sets.push_back("NEON");
-#endif
-  return sets;
-}
-
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("product", &product, "y [B, O] = segment-sparse product of phi [B, I, n], base [B, I], weight [O, I, K]");
   m.def("weight_grad", &weight_grad, "weight gradient [O, I, K] of the product (phi, base, grad [B, O], K)");
   m.def("phi_grad", &phi_grad, "phi gradient [B, I, n] of the product (grad [B, O], weight, base, n)");
-  m.def("instruction_sets", &instruction_sets, "instruction-set extensions compiled in");
+  m.def("instruction_sets", &hol::instruction_sets, "instruction-set extensions compiled in");
 }
