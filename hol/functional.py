@@ -2,20 +2,21 @@
 from tensors (input, weight, bias, the basis' geometry, the per-input domain), and the modules of
 :mod:`hol.layers` call them.
 
-* :func:`basis_linear` and :func:`basis_conv`: the product of basis values with weights (any basis);
-* :func:`segment_sparse_linear`: the segment-sparse path of piecewise Lagrange links;
+* :func:`basis_linear` and :func:`basis_conv`: the product of basis values with weights (any basis), the
+  dense path;
+* :func:`segment_sparse_linear`: the segment-sparse path of piecewise Lagrange links (below);
+* :func:`fused_lagrange_linear`: the fused path of Lagrange links, one operator from the raw inputs and their
+  domains to the outputs;
 * :func:`product_unit_linear`: product units of any basis.
 
 Precision: float16 weights contract in float32 and round the result once, bfloat16 ones round the float32
 basis values once and accumulate in float32 (:func:`~hol.ops.lagrange.contraction_dtype`); under
 ``torch.autocast`` every path computes in the autocast dtype, as ``nn.Linear`` does.
 
-Segment-sparse compute path for piecewise Lagrange layers (``continuous``, ``discontinuous``).
-
-The dense path (:mod:`hol.layers.fully_connected`) expands every input into all ``K`` basis values of its link
-and runs one GEMM, so its cost grows with ``K = (n-1) S + 1``. But an input ``x_bi`` in segment ``s_bi``
-touches only the ``n`` values of that segment, starting at ``base_bi = s_bi (n-1)`` (continuous) or ``s_bi n``
-(discontinuous):
+The segment-sparse path of piecewise Lagrange layers (``continuous``, ``discontinuous``). The dense path
+expands every input into all ``K`` basis values of its link and runs one GEMM, so its cost grows with
+``K = (n-1) S + 1``. But an input ``x_bi`` in segment ``s_bi`` touches only the ``n`` values of that segment,
+starting at ``base_bi = s_bi (n-1)`` (continuous) or ``s_bi n`` (discontinuous):
 
     y[b, o] = sum_i sum_k phi_k(t_bi) W[o, i, base_bi + k]
 
@@ -35,8 +36,8 @@ So the sparse path has the dense path's derivatives of every order (``create_gra
 meta tensors, and every floating dtype (float16/bfloat16 accumulate in float32). Saved activations: ``phi``
 and the segment offsets, ``O(B I n)``; the output is ``O(B O)``.
 
-:func:`choose_backend` (:mod:`hol.ops.cost`, calibrated per machine) is the cost model behind
-``backend="auto"`` of :func:`hol.layers.fc`.
+:func:`hol.ops.cost.choose_backend` (calibrated per machine) is the cost model behind ``backend="auto"`` of
+:func:`hol.layers.fc`, choosing among the dense, sparse and fused paths.
 """
 from __future__ import annotations
 
@@ -122,14 +123,9 @@ def fused_lagrange_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
     Shapes: ``x [..., I]``, ``weight [O, I, K]``, ``transform [n, n]``, ``centre`` and ``width`` ``[I]``,
     ``bias [O]`` -> ``[..., O]``.
     """
-    inputs = x.shape[-1]
-    if width is None:
-        scale = x.new_full((inputs,), segments / length, dtype=transform.dtype)
-    else:
-        scale = segments / width
-    shift = 0.5 * segments - (0 if centre is None else centre * scale)
-    if isinstance(shift, float):
-        shift = torch.full_like(scale, shift)
+    # the segment coordinate u = (x - c) S / w + S / 2 = x scale + shift
+    scale = transform.new_full((x.shape[-1],), segments / length) if width is None else segments / width
+    shift = torch.full_like(scale, segments / 2) if centre is None else segments / 2 - centre * scale
     return lagrange_linear(x, scale, shift, weight, transform, segments=segments, continuous=continuous,
                            extrapolation=extrapolation, bias=bias)
 
