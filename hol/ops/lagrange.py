@@ -149,20 +149,10 @@ def lagrange_basis_extrapolated(t: Tensor, transform: Tensor, extrapolation: str
             + (t - t_c).unsqueeze(-1) * lagrange_basis_derivative(t_c, transform))
 
 
-def fold_into_domain(x: Tensor, length: float, extrapolation: str) -> Tensor:
-    """Apply the ``clamp`` and ``mirror`` extrapolations to ``x`` in reference coordinates (identity for the
-    others)."""
-    half = 0.5 * length
-    if extrapolation == "clamp":
-        return x.clamp(-half, half)
-    if extrapolation == "mirror":
-        return half - (torch.remainder(x + half, 2 * length) - length).abs()
-    return x
-
-
 def fold_segment_coordinate(u: Tensor, segments: int, extrapolation: str) -> Tensor:
-    """:func:`fold_into_domain` on the segment coordinate ``u`` (``[0, S]`` over the domain): ``clamp`` to
-    ``[0, S]``, ``mirror`` to ``S - |remainder(u, 2S) - S|``, identity for the others."""
+    """The ``clamp`` and ``mirror`` extrapolations on the segment coordinate ``u`` (``[0, S]`` over the
+    domain): ``clamp`` to ``[0, S]``, ``mirror`` to ``S - |remainder(u, 2S) - S|`` (mirror-periodic with
+    period ``2L`` in ``x``), the identity for the others."""
     if extrapolation == "clamp":
         return u.clamp(0, segments)
     if extrapolation == "mirror":
@@ -179,11 +169,42 @@ def locate(u: Tensor, segments: int) -> tuple[Tensor, Tensor]:
     return s, 2 * (u - s) - 1
 
 
+def segment_coordinate(x: Tensor, segments: int, length: float) -> Tensor:
+    """The segment coordinate ``u = (x + L/2) S / L`` of ``x`` in reference coordinates (``[0, S]`` over the
+    domain)."""
+    return (x + 0.5 * length) * (segments / length)
+
+
 def segment_coordinates(x: Tensor, segments: int, length: float) -> tuple[Tensor, Tensor]:
     """Segment index ``s`` (long) and local coordinate ``t`` of ``x`` in reference coordinates: :func:`locate`
-    at ``u = (x + L/2) / L * S``."""
-    s, t = locate((x + 0.5 * length) * (segments / length), segments)
+    at :func:`segment_coordinate`."""
+    s, t = locate(segment_coordinate(x, segments, length), segments)
     return s.long(), t
+
+
+def active_basis(u: Tensor, transform: Tensor, segments: int, continuous: bool,
+                 extrapolation: str) -> tuple[Tensor, Tensor]:
+    """The ``n`` basis values every segment coordinate ``u`` touches (folded by ``extrapolation``, located,
+    :func:`lagrange_basis_extrapolated`) and their offset among the link's ``K`` values, ``s (n-1)``
+    (continuous) or ``s n``: the one geometry every path computes with. Differentiable in ``u`` to every
+    order.
+
+    Shape: ``(...) -> phi (..., n), base (...)`` (int64).
+    """
+    s, t = locate(fold_segment_coordinate(u, segments, extrapolation), segments)
+    n = transform.shape[0]
+    return lagrange_basis_extrapolated(t, transform, extrapolation), s.long() * (n - 1 if continuous else n)
+
+
+def expand_active(phi: Tensor, base: Tensor, width: int) -> Tensor:
+    """The dense expansion ``E[..., m]`` of :func:`active_basis`'s values: ``phi[..., k]`` at
+    ``m = base + k``, zero elsewhere (``phi`` itself where ``width`` is ``n``).
+    Shape ``(..., n) -> (..., K)``."""
+    n = phi.shape[-1]
+    if width == n:
+        return phi
+    index = base.unsqueeze(-1) + torch.arange(n, device=phi.device)
+    return phi.new_zeros(*phi.shape[:-1], width).scatter(-1, index, phi)
 
 
 def reference_coordinates(x: Tensor, centre: Tensor, width: Tensor, length: float) -> Tensor:
@@ -223,17 +244,9 @@ def piecewise_expand(
 
     Shape: ``(...) -> (..., K)``.
     """
-    n = transform.shape[0]
-    x = fold_into_domain(x.to(working_dtype(x.dtype)), length, extrapolation)
-    s, t = segment_coordinates(x, segments, length)
-    local = lagrange_basis_extrapolated(t, transform, extrapolation)  # (..., n)
-    if segments == 1:
-        return local
-    stride = n - 1 if continuous else n
-    index = (s * stride).unsqueeze(-1) + torch.arange(n, device=x.device)
-    width = piecewise_width(n, segments, continuous)
-    out = local.new_zeros(*x.shape, width)
-    return out.scatter(-1, index, local)
+    u = segment_coordinate(x.to(working_dtype(x.dtype)), segments, length)
+    phi, base = active_basis(u, transform, segments, continuous, extrapolation)
+    return expand_active(phi, base, piecewise_width(transform.shape[0], segments, continuous))
 
 
 def piecewise_node_positions(n: int, segments: int, length: float, continuous: bool) -> Tensor:
@@ -254,15 +267,11 @@ def segment_basis(x: Tensor, transform: Tensor, segments: int, length: float, co
                   extrapolation: str) -> tuple[Tensor, Tensor]:
     """The ``n`` active basis values of every input and the offset of its segment in the link's ``K`` values.
 
-    Same geometry and extrapolation as :func:`hol.layers.bases.piecewise_expand`: ``phi[..., k]`` is the entry
-    ``base + k`` of the dense expansion, all other entries being zero. Differentiable in ``x`` to every order.
-    Computed in :func:`~hol.layers.bases.working_dtype` (``float32`` for half-precision ``x``).
+    :func:`active_basis` of ``x`` in reference coordinates: ``phi[..., k]`` is the entry ``base + k`` of
+    :func:`piecewise_expand`, all other entries being zero. Differentiable in ``x`` to every order. Computed
+    in :func:`working_dtype` (``float32`` for half-precision ``x``).
 
     Shape: ``(...) -> phi (..., n), base (...)`` (int64).
     """
-    n = transform.shape[0]
-    x = fold_into_domain(x.to(working_dtype(x.dtype)), length, extrapolation)
-    s, t = segment_coordinates(x, segments, length)
-    phi = lagrange_basis_extrapolated(t, transform, extrapolation)
-    s = s.clamp(0, segments - 1)  # a NaN input gives an arbitrary integer: keep the offset valid, phi is NaN
-    return phi, s * (n - 1 if continuous else n)
+    u = segment_coordinate(x.to(working_dtype(x.dtype)), segments, length)
+    return active_basis(u, transform, segments, continuous, extrapolation)

@@ -42,9 +42,10 @@ from torch import Tensor
 from . import loader
 from .lagrange import (
     EXTRAPOLATIONS,
+    active_basis,
+    expand_active,
     fold_segment_coordinate,
     lagrange_basis_derivative,
-    lagrange_basis_extrapolated,
     locate,
 )
 from .registration import ACCUMULATION, autocast_dtype, define_operator, formula_only
@@ -160,27 +161,12 @@ def _check(x: Tensor, scale: Tensor, shift: Tensor, weight: Tensor, transform: T
 # ------------------------------------------------------------------------------------------ torch formula
 
 
-def _segment_geometry(x: Tensor, scale: Tensor, shift: Tensor, segments: int,
-                      extrapolation: str) -> tuple[Tensor, Tensor]:
-    """``(s, t)``: the segment (float, no gradient) and the local coordinate, differentiable in ``x``. Shapes
-    ``[B, I]``."""
-    return locate(fold_segment_coordinate(x * scale + shift, segments, extrapolation), segments)
-
-
-def _offsets(s: Tensor, n: int, continuous: bool) -> Tensor:
-    """Indices ``s stride + k`` of the ``n`` weight values every input touches. Shape ``[B, I, n]``."""
-    return (s.long() * (n - 1 if continuous else n)).unsqueeze(-1) + torch.arange(n, device=s.device)
-
-
 def _expansion(x: Tensor, scale: Tensor, shift: Tensor, transform: Tensor, segments: int, continuous: bool,
                extrapolation: str, width: int) -> Tensor:
-    """The dense basis expansion ``E[b, i, m]``: ``phi_k`` at ``m = s stride + k``, zero elsewhere. Shape
+    """The dense basis expansion ``E[b, i, m]`` at the segment coordinates ``x scale + shift``. Shape
     ``[B, I, K]``."""
-    s, t = _segment_geometry(x, scale, shift, segments, extrapolation)
-    phi = lagrange_basis_extrapolated(t, transform, extrapolation)
-    if segments == 1:
-        return phi
-    return phi.new_zeros(*phi.shape[:-1], width).scatter(-1, _offsets(s, transform.shape[0], continuous), phi)
+    phi, base = active_basis(x * scale + shift, transform, segments, continuous, extrapolation)
+    return expand_active(phi, base, width)
 
 
 def _reference_values(x: Tensor, scale: Tensor, shift: Tensor, weight: Tensor, transform: Tensor,
@@ -211,12 +197,15 @@ def _reference_gradients(grad_y: Tensor, x: Tensor, scale: Tensor, shift: Tensor
         expansion = _expansion(x, scale, shift, transform, segments, continuous, extrapolation, width)
         grad_weight = (grad_y.T @ expansion.flatten(1)).reshape(weight.shape)
     if x_grad:
-        s, t = _segment_geometry(x, scale, shift, segments, extrapolation)
+        u = x * scale + shift
+        s, t = locate(fold_segment_coordinate(u, segments, extrapolation), segments)
         slope = lagrange_basis_derivative(t.clamp(-1, 1) if extrapolation == "linear" else t, transform)
         links = (grad_y @ weight.flatten(1)).reshape(*x.shape, width)  # sum_o grad[b, o] weight[o, i, m]
         if segments > 1:
-            links = links.gather(-1, _offsets(s, n, continuous))
-        fold = _fold_slope(x * scale + shift, segments, extrapolation)
+            stride = n - 1 if continuous else n
+            offsets = (s.long() * stride).unsqueeze(-1) + torch.arange(n, device=s.device)
+            links = links.gather(-1, offsets)
+        fold = _fold_slope(u, segments, extrapolation)
         grad_x = torch.where(fold == 0, 0, (slope * links).sum(-1) * (2 * scale) * fold)
     return grad_x, grad_weight
 
