@@ -31,10 +31,10 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .registration import ACCUMULATION
+
 BLOCK_B = 32
 BLOCK_O = 32
-ACCUMULATION = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float32,
-                torch.float64: torch.float64}
 _TRITON_TYPES = {torch.float32: tl.float32, torch.float64: tl.float64}
 
 

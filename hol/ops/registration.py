@@ -18,7 +18,6 @@ from torch import Tensor
 from torch.autograd import forward_ad
 from torch.utils.flop_counter import register_flop_formula
 
-HALF_TYPES = (torch.float16, torch.bfloat16)
 ACCUMULATION = {torch.float16: torch.float32, torch.bfloat16: torch.float32, torch.float32: torch.float32,
                 torch.float64: torch.float64}
 """The dtype kernels compute and accumulate in, per operand dtype (float32 for the half types)."""

@@ -44,12 +44,13 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .lagrange import HALF_TYPES
+
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 BLOCK_B = 32  # samples per program (F) or per step (A)
 BLOCK_O = 32  # outputs per program (F, A) or per step (B)
 BLOCK_M = 16  # link values per program (A); tl.dot needs at least 16
 BLOCK_B_PHI = 16  # samples per program (B), whose accumulator is [BLOCK_B_PHI, nodes, BLOCK_O]
-HALF_TYPES = (torch.float16, torch.bfloat16)
 ACCUMULATION = {torch.float16: tl.float32, torch.bfloat16: tl.float32, torch.float32: tl.float32,
                 torch.float64: tl.float64}
 DOT_TYPES = {torch.float16: tl.float16, torch.bfloat16: tl.float32 if INTERPRETING else tl.bfloat16,
