@@ -183,8 +183,8 @@ class HighOrderConv(nn.Module):
 
     def expand(self, x: Tensor) -> Tensor:
         """Basis expansion ``E[b, c*K + m, *p] = phi_m(z[b, c, *p])``, ``z`` the input in reference
-        coordinates: ``[B, C, *sp] -> [B, C*K, *sp]``, in :func:`~hol.layers.bases.contraction_dtype` of
-        ``x``'s dtype (float32 for float16 inputs, :mod:`hol.layers.bases`).
+        coordinates: ``[B, C, *sp] -> [B, C*K, *sp]``, in :func:`~hol.ops.lagrange.contraction_dtype` of
+        ``x``'s dtype (float32 for float16 inputs, :mod:`hol.ops.lagrange`).
 
         The result has ``x``'s memory format (module docstring).
         """

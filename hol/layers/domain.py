@@ -1,9 +1,10 @@
 """The per-input domains of a layer: buffers, the map into reference coordinates, old checkpoints.
 
 Input ``i`` of a layer has the domain ``[c_i - w_i/2, c_i + w_i/2]``; the layer maps it onto its basis'
-reference domain ``[-L/2, L/2]`` by ``z = (x - c_i) L / w_i`` (:func:`hol.layers.bases.reference_coordinates`)
-before every compute path (dense expansion, segment-sparse path, product units), so the paths themselves
-work in reference coordinates only. ``c`` and ``w`` are the persistent buffers ``domain_centre`` and
+reference domain ``[-L/2, L/2]`` by ``z = (x - c_i) L / w_i`` (:func:`hol.ops.lagrange.reference_coordinates`)
+before the dense expansion, the segment-sparse path and product units, which work in reference coordinates
+only; the fused path (:func:`hol.functional.fused_lagrange_linear`) folds the same map into its segment
+coordinate, from ``c`` and ``w`` themselves. ``c`` and ``w`` are the persistent buffers ``domain_centre`` and
 ``domain_width``, of shape ``[I]`` for fully connected layers (``[I, d]`` for
 tensor-product links), ``[C_in]`` for convolutions. State dicts and checkpoints carry them; a state dict
 without them (written before they existed, or by high-order-layers-torch) loads with the default domain

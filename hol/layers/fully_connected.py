@@ -54,7 +54,7 @@ class HighOrderLinear(nn.Module):
         length: the reference domain is ``[-length/2, length/2]``; every input's domain starts there
             (buffers ``domain_centre``, ``domain_width``; :func:`hol.adapt_domains` moves them).
         extrapolation: outside the domain, ``polynomial``, ``clamp``, ``linear`` or ``mirror``
-            (:mod:`hol.layers.bases`).
+            (:mod:`hol.ops.lagrange`).
         init: ``constant``, ``linear`` (default) or ``uniform`` (:mod:`hol.layers.init`).
         alpha: product units: weight of the linear part of the product's expansion.
         dims: ``polynomial_nd``: components of each link's input.
@@ -144,8 +144,8 @@ class HighOrderLinear(nn.Module):
 
     def expand(self, x: Tensor) -> Tensor:
         """Basis expansion ``E[..., i, m] = phi_m(z[..., i])`` with ``z`` the inputs in reference coordinates,
-        in :func:`~hol.layers.bases.contraction_dtype` of ``x``'s dtype (computed in float32 for the half
-        types and rounded once to bfloat16; float16 inputs get the float32 values, :mod:`hol.layers.bases`).
+        in :func:`~hol.ops.lagrange.contraction_dtype` of ``x``'s dtype (computed in float32 for the half
+        types and rounded once to bfloat16; float16 inputs get the float32 values, :mod:`hol.ops.lagrange`).
         Shape: ``[..., I] -> [..., I, K]``."""
         return self.basis(to_reference(self, x)).to(contraction_dtype(x.dtype))
 
