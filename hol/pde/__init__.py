@@ -25,12 +25,14 @@ makes a network of hol layers a function of the equation's coordinates. A traini
     True
 
 Modules: :mod:`~hol.pde.equations` (the equations and their losses), :mod:`~hol.pde.solution`,
-:mod:`~hol.pde.breaks` (jumps of piecewise links at their breaks, a loss term), :mod:`~hol.pde.riemann` (the
-exact Riemann solver of the Euler equations), :mod:`~hol.pde.cole_hopf` (the Burgers reference).
+:mod:`~hol.pde.breaks` (jumps of piecewise links at their breaks, a loss term), :mod:`~hol.pde.sampling`
+(residual-based adaptive collocation points), :mod:`~hol.pde.riemann` (the exact Riemann solver of the Euler
+equations), :mod:`~hol.pde.cole_hopf` (the Burgers reference).
 """
 from .breaks import break_jumps
 from .equations import EQUATIONS, TERMS, Burgers, Equation, Euler, Poisson, derivative, make_equation
+from .sampling import residual_norm, residual_sample
 from .solution import Solution
 
 __all__ = ["EQUATIONS", "TERMS", "Burgers", "Equation", "Euler", "Poisson", "Solution", "break_jumps",
-           "derivative", "make_equation"]
+           "derivative", "make_equation", "residual_norm", "residual_sample"]

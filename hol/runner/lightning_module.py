@@ -165,6 +165,7 @@ class HolModule(pl.LightningModule):
         seed = self.hparams["seed"]
         if seed is not None:
             torch.manual_seed(epoch_seed(seed, self.current_epoch, self.global_rank))
+        self.task.start_epoch(self, getattr(self._trainer, "datamodule", None))
 
     @classmethod
     def from_checkpoint(cls, path: str, map_location="cpu") -> HolModule:

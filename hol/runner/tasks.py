@@ -131,6 +131,10 @@ class Task(nn.Module):
     def set_progress(self, epochs: float) -> None:
         """Called before every training batch with the epochs done so far (fractional)."""
 
+    def start_epoch(self, module, datamodule) -> None:
+        """Called as every training epoch starts, before its batches are drawn (``datamodule``: the
+        trainer's, or ``None``)."""
+
     def log_images(self, stage: str, module) -> None:
         """Log images to the module's TensorBoard loggers after a validation epoch or the test."""
 
@@ -389,6 +393,12 @@ class PhysicsInformed(Task):
 
     def size(self, batch) -> int:
         return len(batch["interior"])
+
+    def start_epoch(self, module, datamodule) -> None:
+        # residual-based collocation (data.sampling=residual) draws the epoch's points from the network as it
+        # is now; handed over every epoch, since a refinement stage or a resume may have rebuilt the network
+        if hasattr(datamodule, "model"):
+            datamodule.model = self.solution(module)
 
     def network_inputs(self, batch) -> Tensor:
         return self.equation.to_unit(batch["interior"])

@@ -134,6 +134,38 @@ def test_new_collocation_points_every_epoch_only_when_asked():
     assert torch.equal(first_points(True, 3), first_points(True, 3))  # a resumed epoch sees the same points
 
 
+def test_residual_sampling_draws_later_epochs_where_the_network_fits_worst():
+    from hol.pde import Poisson
+
+    # u = 0 against a forcing peaked at (0.5, 0): the residual is the peak
+    equation = Poisson(forcing="exp(-50*((x-0.5)**2+y**2))")
+    data = PDEDataModule(equation, interior=400, boundary=4, sampling="residual", candidates=100_000,
+                         density_constant=0.0, seed=1, dtype="float64")
+    uniform = PDEDataModule(equation, interior=400, boundary=4, seed=1, dtype="float64")
+
+    def points(module: PDEDataModule, epoch: int) -> torch.Tensor:
+        loader = module.train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return next(iter(loader))["interior"]
+
+    assert torch.equal(points(data, 0), points(uniform, 0))  # the first epoch knows no network yet
+    with pytest.raises(ValueError, match=r"data\.sampling=residual needs the network"):
+        points(data, 1)
+    data.model = lambda p: 0 * p[:, :1].square()
+    later = points(data, 1)
+    centre = torch.tensor([0.5, 0.0], dtype=torch.float64)
+    assert (later - centre).norm(dim=-1).median() < 0.15  # a Gaussian of standard deviation 0.1 per axis
+    assert (points(uniform, 1) - centre).norm(dim=-1).median() > 0.5
+    assert torch.equal(later, points(data, 1))  # seeded: a resumed epoch draws the same points
+
+
+def test_a_run_with_residual_sampling_hands_the_network_to_the_draws(tmp_path):
+    cfg = compose_config(["experiment=burgers", *TINY, "data.test_grid=[11,3]", "trainer.max_epochs=2",
+                          "data.sampling=residual", "data.candidates=256"], run_dir=tmp_path / "run")
+    metrics = train(cfg)
+    assert np.isfinite(metrics["test/rel_l2"])  # the second epoch drew by the residual (else ValueError)
+
+
 @pytest.mark.parametrize("overrides, fragment, status", [
     (["experiment=poisson", "pde=heat"], "unknown pde 'heat'; allowed: burgers, euler, poisson", 2),
     (["experiment=poisson", "pde.forcing=\"sin(z)\""],
@@ -143,6 +175,10 @@ def test_new_collocation_points_every_epoch_only_when_asked():
     (["experiment=sod", "pde.t_end=0"], "pde.t_end must be a number > 0, got 0", 1),
     (["experiment=burgers", "pde.t_end=-1"], "pde.t_end must be a number > 0, got -1", 1),
     (["experiment=sod", "pde.left=[1,-10,1]", "pde.right=[1,10,1]"], "vacuum is generated", 1),
+    (["experiment=burgers", "data.sampling=rad"], "unknown data.sampling 'rad'; allowed: residual, uniform",
+     1),
+    (["experiment=burgers", "data.candidates=100"], "data.candidates must be an integer >= 8000", 1),
+    (["experiment=burgers", "data.density_exponent=-1"], "data.density_exponent must be a number >= 0", 1),
     (["data=pde"], "data=pde needs an equation: choose pde=poisson, pde=burgers or pde=euler", 1),
     (["pde=poisson"], "pde=poisson is trained on its collocation points: add data=pde", 1),
     (["experiment=poisson", "model.normalization=batch_norm"], "is batch normalization", 1),
