@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from ..checks import check_int, check_number
@@ -344,9 +345,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 def run_task(cfg: DictConfig, task=train) -> dict[str, float]:
     """Run ``task(cfg)``; if it fails, leave ``FAILED`` (with the error) in the run folder and re-raise (a
-    diverged run is recorded in its ``metrics.json`` instead)."""
+    diverged run is recorded in its ``metrics.json`` instead).
+
+    numpy's BLAS (OpenBLAS, from scipy and numpy) runs on one thread meanwhile: the run's numerical work is
+    torch's, and a second pool of BLAS threads beside torch's OpenMP threads slowed training on two cores
+    4-10x (the Burgers preset, 100 L-BFGS iterations with two threads: 118-302 s, against 22 s with BLAS
+    limited; measured on a 2-core Intel Xeon)."""
     try:
-        return task(cfg)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return task(cfg)
     except RunDiverged:
         raise
     except BaseException as error:

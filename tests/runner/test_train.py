@@ -239,6 +239,18 @@ def test_failed_run_is_marked_and_not_finished(tmp_path, mnist_root):
     assert not (run / METRICS_FILE).exists()
 
 
+def test_a_run_keeps_numpys_blas_on_one_thread_and_restores_it(tmp_path):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = run_task(make_cfg(tmp_path / "run"), task=lambda cfg: {"threads": blas_threads()})["threads"]
+    assert seen and all(threads == 1 for threads in seen)  # numpy and scipy load OpenBLAS: pools exist
+    assert blas_threads() == before
+
+
 @pytest.mark.parametrize("overrides", [
     ["optimizer=lbfgs", "data.batch_size=64"], ["optimizer=lion"], ["optimizer=sgd", "scheduler=plateau"],
     ["optimizer=adamw", "scheduler=cosine"],
