@@ -128,9 +128,25 @@ def lagrange_transform(n: int) -> Tensor:
 def lagrange_basis(t: Tensor, transform: Tensor) -> Tensor:
     """Lagrange basis values ``phi_k(t)`` on Chebyshev-Lobatto nodes, ``transform = lagrange_transform(n)``.
 
+    Computed as ``C[0, k] + sum_{j >= 1} T_j(t) C[j, k]``: ``T_0 = 1`` enters as a constant row, not as a
+    tensor of ones (one operator, and one row of the product, fewer in every derivative: the PDE presets
+    differentiate the basis three times).
+
     Shape: ``(...) -> (..., n)``.
     """
-    return _combine(_chebyshev_terms(t, transform.shape[0]), transform)
+    n = transform.shape[0]
+    if n == 1:
+        return transform[0].to(t.dtype).expand(*t.shape, 1) + 0 * t.unsqueeze(-1)
+    varying = [t]  # T_1, ..., T_{n-1}: T_2 = 2 t^2 - 1, then T_{j+1} = 2 t T_j - T_{j-1}
+    twice = 2 * t
+    if n > 2:
+        varying.append(twice * t - 1)
+    for _ in range(3, n):
+        varying.append(twice * varying[-1] - varying[-2])
+    stacked = torch.stack(varying).reshape(n - 1, t.numel())  # [n-1, N], as _combine's product
+    constant = transform[0].to(t.dtype).unsqueeze(-1)  # [n, 1]
+    values = torch.addmm(constant, transform[1:].T.to(t.dtype), stacked)
+    return values.T.reshape(*t.shape, n)
 
 
 def lagrange_basis_derivative(t: Tensor, transform: Tensor) -> Tensor:
