@@ -77,11 +77,16 @@ def chebyshev_lobatto_nodes(n: int, dtype: torch.dtype = torch.float64, device=N
 
 def _chebyshev_terms(t: Tensor, n: int) -> list[Tensor]:
     """``[T_0(t), ..., T_{n-1}(t)]`` by the recurrence ``T_{j+1} = 2 t T_j - T_{j-1}``."""
-    values = [torch.ones_like(t)]
-    if n > 1:
-        values.append(t)
+    return [torch.ones_like(t), *_varying_chebyshev_terms(t, n)]
+
+
+def _varying_chebyshev_terms(t: Tensor, n: int) -> list[Tensor]:
+    """``[T_1(t), ..., T_{n-1}(t)]`` (``T_0 = 1`` left out): ``T_2 = 2 t^2 - 1``, then the recurrence."""
+    values = [t] if n > 1 else []
     twice = 2 * t
-    for _ in range(2, n):
+    if n > 2:
+        values.append(twice * t - 1)
+    for _ in range(3, n):
         values.append(twice * values[-1] - values[-2])
     return values
 
@@ -134,18 +139,12 @@ def lagrange_basis(t: Tensor, transform: Tensor) -> Tensor:
 
     Shape: ``(...) -> (..., n)``.
     """
-    n = transform.shape[0]
-    if n == 1:
-        return transform[0].to(t.dtype).expand(*t.shape, 1) + 0 * t.unsqueeze(-1)
-    varying = [t]  # T_1, ..., T_{n-1}: T_2 = 2 t^2 - 1, then T_{j+1} = 2 t T_j - T_{j-1}
-    twice = 2 * t
-    if n > 2:
-        varying.append(twice * t - 1)
-    for _ in range(3, n):
-        varying.append(twice * varying[-1] - varying[-2])
+    n, constant = transform.shape[0], transform[0].to(t.dtype)  # C[0, k], [n]
+    varying = _varying_chebyshev_terms(t, n)
+    if not varying:  # n = 1: the constant C[0, 0]
+        return torch.ones_like(t).unsqueeze(-1) * constant
     stacked = torch.stack(varying).reshape(n - 1, t.numel())  # [n-1, N], as _combine's product
-    constant = transform[0].to(t.dtype).unsqueeze(-1)  # [n, 1]
-    values = torch.addmm(constant, transform[1:].T.to(t.dtype), stacked)
+    values = torch.addmm(constant.unsqueeze(-1), transform[1:].T.to(t.dtype), stacked)
     return values.T.reshape(*t.shape, n)
 
 
