@@ -136,9 +136,11 @@ def test_torch_formula_matches_the_definition(extrapolation):
 
 
 def test_many_segments_and_samples_split_in_chunks():
-    """Batches larger than a chunk of the kernels, S large: every segment visited in several chunks."""
+    """Batches larger than a chunk of the kernels, S large: every segment visited in several chunks; and
+    fewer samples than 16 per segment, which the forward walks in sample order over a panel larger than L1."""
     compare(3000, 3, 24, 5, 64, True, "polynomial")
     compare(1500, 2, 17, 6, 32, False, "linear")
+    compare(200, 5, 16, 5, 64, True, "mirror")
 
 
 def test_float32_many_samples_inputs_and_outputs():
