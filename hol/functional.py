@@ -112,9 +112,9 @@ def fused_lagrange_linear(x: Tensor, weight: Tensor, transform: Tensor, *, segme
                           width: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
     """``y[..., o] = sum_i f_oi(x[..., i]) (+ bias)`` for piecewise Lagrange links by one operator that
     computes the basis values and their product with the weights together
-    (:func:`hol.ops.lagrange_linear.lagrange_linear`: C++ on the CPU, the torch formula elsewhere), from the
-    raw inputs and their domains: ``[c_i - w_i/2, c_i + w_i/2]`` onto the reference domain
-    ``[-length/2, length/2]`` (default ``c = 0``, ``w = length``).
+    (:func:`hol.ops.lagrange_linear.lagrange_linear`: C++ on the CPU, Triton on CUDA, the torch formula
+    elsewhere), from the raw inputs and their domains: ``[c_i - w_i/2, c_i + w_i/2]`` onto the reference
+    domain ``[-length/2, length/2]`` (default ``c = 0``, ``w = length``).
 
     Same values as the dense path of :class:`hol.layers.fully_connected.HighOrderLinear` with the same
     weights, to rounding; the result in the weights' dtype (the half types computed in float32 and rounded

@@ -37,14 +37,17 @@ def define_operator(qualname: str, formula: Callable, *, fake: Callable, flops: 
     operator (``torch.library.CustomOpDef``)."""
     operator = torch.library.custom_op(qualname, mutates_args=())(formula)
     for device, lookup in (kernels or {}).items():
-        operator.register_kernel(device)(_kernel_or_formula(lookup, formula))
+        operator.register_kernel(device)(kernel_or_formula(lookup, formula))
     operator.register_fake(fake)
     namespace, name = qualname.split("::")
     register_flop_formula(getattr(getattr(torch.ops, namespace), name))(flops)
     return operator
 
 
-def _kernel_or_formula(lookup: KernelLookup, formula: Callable) -> Callable:
+def kernel_or_formula(lookup: KernelLookup, formula: Callable) -> Callable:
+    """A device kernel for ``register_kernel``: ``lookup()``'s implementation, looked up at every call, or
+    ``formula`` where it returns ``None``."""
+
     def kernel(*args):
         implementation = lookup()
         return formula(*args) if implementation is None else implementation(*args)

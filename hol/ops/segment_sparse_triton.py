@@ -137,12 +137,12 @@ def _assert_offsets(base: Tensor, n: int, width: int) -> None:
                         f"base holds segment offsets outside [0, {width - n}] (K={width}, n={n})")
 
 
-def _transposed(weight: Tensor) -> Tensor:
+def transposed(weight: Tensor) -> Tensor:
     """``W [O, I, K]`` as a contiguous ``[I, K, O]`` (a copy)."""
     return weight.permute(1, 2, 0).contiguous()
 
 
-def _device_of(tensor: Tensor):
+def device_of(tensor: Tensor):
     """Make ``tensor``'s GPU the current one while a kernel is launched (Triton launches on the current
     device); nothing for CPU tensors (the interpreter)."""
     return torch.cuda.device(tensor.device) if tensor.is_cuda else contextlib.nullcontext()
@@ -162,8 +162,8 @@ def product(phi: Tensor, base: Tensor, weight: Tensor) -> Tensor:
     _assert_offsets(base, n, width)
     y = _output(phi, batch, outputs)
     grid = (triton.cdiv(batch, BLOCK_B), triton.cdiv(outputs, BLOCK_O))
-    with _device_of(phi):
-        _product_kernel[grid](phi, base, _transposed(weight), y, batch, inputs, outputs, width,
+    with device_of(phi):
+        _product_kernel[grid](phi, base, transposed(weight), y, batch, inputs, outputs, width,
                               N=n, BB=BLOCK_B, BO=BLOCK_O, ACC=ACCUMULATION[phi.dtype])
     return y.to(phi.dtype)
 
@@ -175,8 +175,8 @@ def phi_grad(grad: Tensor, weight: Tensor, base: Tensor, n: int) -> Tensor:
     _assert_offsets(base, n, width)
     out = _output(grad, batch, inputs, n)
     grid = (triton.cdiv(batch, BLOCK_B_PHI), inputs)
-    with _device_of(grad):
-        _phi_grad_kernel[grid](grad, _transposed(weight), base, out, batch, inputs, outputs, width,
+    with device_of(grad):
+        _phi_grad_kernel[grid](grad, transposed(weight), base, out, batch, inputs, outputs, width,
                                N=n, NP=triton.next_power_of_2(n), BB=BLOCK_B_PHI, BO=BLOCK_O,
                                ACC=ACCUMULATION[grad.dtype])
     return out.to(grad.dtype)
@@ -209,7 +209,7 @@ def weight_grad(phi: Tensor, base: Tensor, grad: Tensor, width: int) -> Tensor:
     order, sorted_base, ranges = sample_ranges(base, n, width)
     out = _output(phi, outputs, inputs, width)
     tiles = ranges.shape[1]
-    with _device_of(phi):
+    with device_of(phi):
         _weight_grad_kernel[(inputs, tiles, triton.cdiv(outputs, BLOCK_O))](
             phi, grad, order, sorted_base, ranges, out, batch, inputs, outputs, width, tiles,
             N=n, BB=BLOCK_B, BM=BLOCK_M, BO=BLOCK_O, ACC=ACCUMULATION[phi.dtype], DOT=DOT_TYPES[phi.dtype],

@@ -331,6 +331,59 @@ def test_runs_are_bitwise_reproducible_whatever_the_threads():
         assert all(torch.equal(a, b) for a, b in zip(results[0], other, strict=True))
 
 
+def links_major(weight):
+    """``weight [O, I, K]`` stored as a contiguous ``[I, K, O]`` (same values, other strides)."""
+    return weight.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("dtype, outputs, segments", [(f64, 16, 3), (f64, 8, 64), (torch.float32, 32, 5),
+                                                      (torch.float32, 48, 64), (f64, 5, 3), (f64, 1, 2)],
+                         ids=["f64", "f64_S64", "f32", "f32_S64", "partial_vector", "one_output"])
+def test_links_major_weights_give_the_same_bits_and_a_gradient_of_their_layout(dtype, outputs, segments):
+    """A weight stored as [I, K, O] (rows read in place by the kernels where O is a whole number of vectors,
+    else copied) gives bitwise the values and gradients of the contiguous weight, its gradient in the weight's
+    layout (autograd keeps it as it is) where the kernels read it in place, and the definition's values."""
+    cpp_or_skip()
+    x, scale, shift, weight, transform = operands(300, 3, outputs, 5, segments, True, dtype=dtype)
+    grad_y = torch.randn(300, outputs, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    geometry = {"segments": segments, "continuous": True, "extrapolation": "clamp"}
+    stored = links_major(weight)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count, w in ((1, weight), (1, stored), (2, stored)):  # the threads split tiles, chunks and inputs
+            torch.set_num_threads(count)
+            results.append(values_and_grads(
+                lambda v, w: lagrange_linear(v, scale, shift, w, transform, **geometry), x, w, grad_y))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(results[1], results[2], strict=True))
+    in_place = outputs % (64 // weight.element_size()) == 0 and not stored.is_contiguous()
+    assert results[1][2].stride() == stored.stride() if in_place else results[1][2].is_contiguous()
+    for a, b in zip(results[0], results[1], strict=True):
+        assert torch.equal(a, b)
+    expected = definition(*(t.double() for t in (x, scale, shift, weight)), 5, segments, True, "clamp")
+    tol = 1e-12 if dtype == f64 else 2e-5
+    assert (results[1][0].double() - expected).abs().max() <= tol * max(1.0, expected.abs().max().item())
+
+
+def test_a_layer_with_links_major_weights_trains_as_with_contiguous_ones():
+    """The gradient keeps the links-major layout through autograd's accumulation (no copy), and an optimizer
+    step moves both layouts alike."""
+    cpp_or_skip()
+    x, scale, shift, weight, transform = operands(64, 4, 16, 5, 8, True)
+    geometry = {"segments": 8, "continuous": True}
+    parameters = [torch.nn.Parameter(weight.clone()), torch.nn.Parameter(links_major(weight))]
+    for parameter in parameters:
+        optimizer = torch.optim.SGD([parameter], lr=0.1)
+        for _ in range(2):
+            optimizer.zero_grad(set_to_none=True)
+            lagrange_linear(x, scale, shift, parameter, transform, **geometry).pow(2).sum().backward()
+            optimizer.step()
+    assert parameters[1].grad.stride() == parameters[1].stride() != parameters[0].stride()
+    assert torch.equal(parameters[0], parameters[1])
+
+
 def test_torch_formula_serves_cpu_calls_without_the_kernels(monkeypatch):
     """Where the C++ kernels cannot be built, the operator computes with the torch formula: same numbers."""
     monkeypatch.setattr(fused, "extension", lambda: None)
@@ -413,6 +466,12 @@ def test_compile_fullgraph():
     expected = values_and_grads(function, x, weight, grad_y)
     compiled = torch.compile(function, fullgraph=True, backend="aot_eager")
     assert_all_close(values_and_grads(compiled, x, weight, grad_y), expected)
+    # a links-major weight (read in place by the kernels): the operator's gradient keeps the fake's strides
+    x, scale, shift, weight, transform = operands(12, 3, 8, 4, 3, True)
+    grad_y = torch.randn(12, 8, dtype=f64)
+    expected = values_and_grads(function, x, weight, grad_y)
+    compiled = torch.compile(function, fullgraph=True, backend="aot_eager")
+    assert_all_close(values_and_grads(compiled, x, links_major(weight), grad_y), expected)
 
 
 def test_export_with_a_dynamic_batch_and_meta_tensors():
