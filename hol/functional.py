@@ -3,7 +3,7 @@ from tensors (input, weight, bias, the basis' geometry, the per-input domain), a
 :mod:`hol.layers` call them.
 
 * :func:`basis_linear` and :func:`basis_conv`: the product of basis values with weights (any basis), the
-  dense path; :func:`chebyshev_linear`, the dense path of one-segment Lagrange links in the Chebyshev basis;
+  dense path;
 * :func:`segment_sparse_linear`: the segment-sparse path of piecewise Lagrange links (below);
 * :func:`fused_lagrange_linear`: the fused path of Lagrange links, one operator from the raw inputs and their
   domains to the outputs;
@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ops.lagrange import contraction_dtype, segment_basis, varying_chebyshev_terms
+from .ops.lagrange import contraction_dtype, segment_basis
 from .ops.lagrange_linear import lagrange_linear
 from .ops.product_units import product_unit_values
 from .ops.registration import autocast_dtype
@@ -80,34 +80,6 @@ def basis_linear(expansion: Tensor, weight: Tensor, bias: Tensor | None = None) 
     bias = None if bias is None else bias.to(dtype)
     y = F.linear(expansion.to(dtype).flatten(-2), weight.flatten(1).to(dtype), bias)
     return y if dtype == weight.dtype else y.to(weight.dtype)
-
-
-def chebyshev_linear(t: Tensor, weight: Tensor, transform: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``y[..., o] = sum_i sum_k phi_k(t[..., i]) weight[o, i, k] (+ bias[o])`` for Lagrange links of one
-    segment (``K = n``) at their local coordinates ``t`` (``[-1, 1]`` over the domain; any ``t``: the
-    polynomials continue outside), computed in the Chebyshev basis: with ``phi_k = sum_j T_j C[j, k]``
-    (``C = transform``, :func:`~hol.ops.lagrange.lagrange_transform`),
-
-        y = sum_{j >= 1} T_j(t) (W C^T)_j + sum_i (W C^T)_0[i] (+ bias),
-
-    the weights contracted with ``C`` first (``O I n^2`` multiply-adds, whatever the batch) and the ``n - 1``
-    varying Chebyshev polynomials (their recurrence) multiplied with them in one GEMM, ``T_0 = 1`` entering as
-    a constant. The dense path's values (:func:`basis_linear` of the basis values) to rounding, without the
-    basis values ``[..., I, n]`` and their product with ``C`` in the graph: fewer operators in every
-    derivative (measured, the Burgers preset's step, 8000 collocation points, float64, two threads, Intel
-    Xeon: 91 ms by the basis values, 78 ms).
-
-    Shapes: ``t [..., I]``, ``weight [O, I, n]`` (``n >= 2``), ``transform [n, n]``, ``bias [O]`` ->
-    ``[..., O]``, in ``t``'s dtype, which ``weight`` and ``bias`` share (float32 or float64: the half types
-    take :func:`basis_linear`, which rounds their basis values).
-    """
-    n, outputs = weight.shape[2], weight.shape[0]
-    contracted = torch.einsum("oik,jk->jio", weight, transform.to(weight.dtype))  # (W C^T)_j, [n, I, O]
-    constant = contracted[0].sum(0) if bias is None else contracted[0].sum(0) + bias
-    leading = t.shape[:-1]
-    terms = torch.cat(varying_chebyshev_terms(t.reshape(-1, t.shape[-1]), n), dim=-1)  # [N, (n-1) I]
-    y = torch.addmm(constant, terms, contracted[1:].reshape(-1, outputs))
-    return y.reshape(*leading, outputs)
 
 
 def basis_conv(expansion: Tensor, weight: Tensor, bias: Tensor | None = None, *, transpose: bool = False,

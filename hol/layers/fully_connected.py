@@ -28,7 +28,6 @@ from ..checks import check_bool, check_choice, check_int, check_number
 from ..functional import (
     BACKENDS,
     basis_linear,
-    chebyshev_linear,
     fused_lagrange_linear,
     product_unit_linear,
     segment_sparse_linear,
@@ -116,9 +115,6 @@ class HighOrderLinear(nn.Module):
         self._sparse_capable = spec.sparse_capable and isinstance(self.basis, LagrangeBasis)
         self._fusable = spec.fused_capable and isinstance(self.basis, LagrangeBasis)
         self._continuous = isinstance(self.basis, LagrangeBasis) and self.basis.continuous
-        # one-segment polynomial links: the dense path computes in the Chebyshev basis (chebyshev_linear)
-        self._chebyshev = (isinstance(self.basis, LagrangeBasis) and not spec.product and segments == 1
-                           and extrapolation == "polynomial" and n >= 2)
         factory_kwargs = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(torch.empty(out_features, in_features, self.basis.width, **factory_kwargs))
         if has_domain(self.basis):
@@ -223,9 +219,6 @@ class HighOrderLinear(nn.Module):
             return segment_sparse_linear(z, self.weight, self.basis.transform, segments=self.segments,
                                          length=self.length, continuous=self.basis.continuous,
                                          extrapolation=self.extrapolation, bias=self.bias)
-        if (self._chebyshev and isinstance(self.basis, LagrangeBasis) and z.dtype == self.weight.dtype
-                and z.dtype in (torch.float32, torch.float64) and autocast_dtype(z.device.type) is None):
-            return chebyshev_linear(z * (2 / self.length), self.weight, self.basis.transform, self.bias)
         return basis_linear(self.basis(z), self.weight, self.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -77,10 +77,10 @@ def chebyshev_lobatto_nodes(n: int, dtype: torch.dtype = torch.float64, device=N
 
 def _chebyshev_terms(t: Tensor, n: int) -> list[Tensor]:
     """``[T_0(t), ..., T_{n-1}(t)]`` by the recurrence ``T_{j+1} = 2 t T_j - T_{j-1}``."""
-    return [torch.ones_like(t), *varying_chebyshev_terms(t, n)]
+    return [torch.ones_like(t), *_varying_chebyshev_terms(t, n)]
 
 
-def varying_chebyshev_terms(t: Tensor, n: int) -> list[Tensor]:
+def _varying_chebyshev_terms(t: Tensor, n: int) -> list[Tensor]:
     """``[T_1(t), ..., T_{n-1}(t)]`` (``T_0 = 1`` left out): ``T_2 = 2 t^2 - 1``, then the recurrence."""
     values = [t] if n > 1 else []
     twice = 2 * t
@@ -140,7 +140,7 @@ def lagrange_basis(t: Tensor, transform: Tensor) -> Tensor:
     Shape: ``(...) -> (..., n)``.
     """
     n, constant = transform.shape[0], transform[0].to(t.dtype)  # C[0, k], [n]
-    varying = varying_chebyshev_terms(t, n)
+    varying = _varying_chebyshev_terms(t, n)
     if not varying:  # n = 1: the constant C[0, 0]
         return torch.ones_like(t).unsqueeze(-1) * constant
     stacked = torch.stack(varying).reshape(n - 1, t.numel())  # [n-1, N], as _combine's product
