@@ -57,7 +57,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .lagrange_linear import EXTRAPOLATION_CODES
-from .segment_sparse_triton import device_of, sample_ranges, transposed
+from .segment_sparse_triton import device_of, gathered_links, sample_ranges, transposed
 
 BLOCK_O = 32  # outputs per program (forward, weight gradient) or per step (input gradient)
 SAMPLE_NODES = 128  # samples x padded nodes per program of the forward: BB = 128 / NP
@@ -200,16 +200,7 @@ def _input_grad_kernel(grad_ptr, x_ptr, scale_ptr, shift_ptr, c_ptr, wt_ptr, gx_
     rows = i * K + s.to(tl.int64) * STRIDE  # W^T[i, s stride, :]
     w_rows = wt_ptr + (rows[:, None] + nodes[None, :]) * O  # [BB, NP]: W^T[i, s stride + k, 0]
     mask_bk = mask_b[:, None] & mask_k[None, :]
-    acc = tl.zeros((BB, NP, BO), dtype=ACC)
-    for o0 in range(0, O, BO):
-        offs_o = o0 + tl.arange(0, BO)
-        mask_o = offs_o < O
-        g = tl.load(grad_ptr + offs_b[:, None] * O + offs_o[None, :], mask=mask_b[:, None] & mask_o[None, :],
-                    other=0).to(ACC)
-        w = tl.load(w_rows[:, :, None] + offs_o[None, None, :],
-                    mask=mask_bk[:, :, None] & mask_o[None, None, :], other=0).to(ACC)
-        acc += g[:, None, :] * w
-    links = tl.sum(acc, axis=2)  # [BB, NP]: sum_o grad[b, o] W[o, i, s stride + k]
+    links = gathered_links(grad_ptr, w_rows, offs_b, mask_b, mask_bk, O, BB, NP, BO, ACC)  # [BB, NP]
     dot = tl.sum(dphi * links, axis=1)
     gx = tl.where(fold == 0, 0.0, dot * (2 * scale) * fold)  # clamp outside [0, S]: exactly 0
     tl.store(gx_ptr + offs_b * I + i, gx.to(gx_ptr.dtype.element_ty), mask=mask_b)

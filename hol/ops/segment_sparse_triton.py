@@ -86,6 +86,17 @@ def _phi_grad_kernel(grad_ptr, wt_ptr, base_ptr, out_ptr, B, I, O, K, N: tl.cons
     base = tl.load(base_ptr + offs_b * I + i, mask=mask_b, other=0)
     w_rows = wt_ptr + ((base + i * K)[:, None] + nodes[None, :]) * O  # [BB, NP]: W^T[i, base + k, 0]
     mask_bk = mask_b[:, None] & mask_k[None, :]
+    links = gathered_links(grad_ptr, w_rows, offs_b, mask_b, mask_bk, O, BB, NP, BO, ACC)
+    out = out_ptr + (offs_b * I + i)[:, None] * N + nodes[None, :]
+    tl.store(out, links.to(out_ptr.dtype.element_ty), mask=mask_bk)
+
+
+@triton.jit
+def gathered_links(grad_ptr, w_rows, offs_b, mask_b, mask_bk, O, BB: tl.constexpr, NP: tl.constexpr,
+                   BO: tl.constexpr, ACC: tl.constexpr):
+    """``[BB, NP]``: ``sum_o grad[b, o] W^T[r_bk, o]`` for the gathered rows ``w_rows`` of the transposed
+    weight (pointers to ``W^T[r_bk, 0]``; masked by ``mask_bk``), over tiles of ``BO`` outputs; also the
+    input gradient's links in :mod:`hol.ops.lagrange_linear_triton`."""
     acc = tl.zeros((BB, NP, BO), dtype=ACC)
     for o0 in range(0, O, BO):
         offs_o = o0 + tl.arange(0, BO)
@@ -95,8 +106,7 @@ def _phi_grad_kernel(grad_ptr, wt_ptr, base_ptr, out_ptr, B, I, O, K, N: tl.cons
         w = tl.load(w_rows[:, :, None] + offs_o[None, None, :],
                     mask=mask_bk[:, :, None] & mask_o[None, None, :], other=0).to(ACC)
         acc += g[:, None, :] * w
-    out = out_ptr + (offs_b * I + i)[:, None] * N + nodes[None, :]
-    tl.store(out, tl.sum(acc, axis=2).to(out_ptr.dtype.element_ty), mask=mask_bk)
+    return tl.sum(acc, axis=2)
 
 
 @triton.jit
