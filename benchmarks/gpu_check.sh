@@ -100,7 +100,7 @@ else
     AUTO=(--rounds 7)
 fi
 
-step "CUDA tests: kernels and layers" 125 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/layers
+step "CUDA tests: kernels and layers" 125 "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/ops tests/layers
 step "CUDA tests: every experiment with trainer=gpu" 105 \
     "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests/runner
 step "segment-sparse vs dense over S" 30 \
