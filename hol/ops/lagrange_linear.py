@@ -196,11 +196,12 @@ def _reference_values(x: Tensor, scale: Tensor, shift: Tensor, weight: Tensor, t
 
 def _fold_slope(u: Tensor, segments: int, extrapolation: str) -> Tensor:
     """``d fold / d u`` at the unfolded ``u``: 1; ``clamp``: 1 on ``[0, S]``, else 0; ``mirror``:
-    ``-sign(remainder(u, 2S) - S)``."""
+    ``-sign(remainder(u, 2S) - S)``, NaN at a NaN ``u`` (as the kernels and autograd through the fold give;
+    ``torch.sign(nan)`` is 0)."""
     if extrapolation == "clamp":
         return ((u >= 0) & (u <= segments)).to(u.dtype)
     if extrapolation == "mirror":
-        return -torch.sign(torch.remainder(u, 2 * segments) - segments)
+        return torch.where(u.isnan(), u, -torch.sign(torch.remainder(u, 2 * segments) - segments))
     return torch.ones_like(u)
 
 

@@ -202,6 +202,27 @@ def test_nan_inputs_make_only_their_own_rows_nan():
         assert y[2].isnan().all() and not y[[0, 1, 3, 4]].isnan().any()
 
 
+@pytest.mark.parametrize("extrapolation", EXTRAPOLATIONS)
+def test_a_nan_input_gets_the_same_gradient_from_every_implementation(extrapolation):
+    """The kernels, autograd through the dense formula and the explicit gradient formula (torch.func's) agree
+    at a NaN input: NaN, except clamp's exact 0 (torch.clamp's gradient outside its range)."""
+    x, scale, shift, weight, transform = operands(5, 3, 4, 4, 3, True)
+    x[2, 1] = float("nan")
+    grad_y = torch.ones(5, 4, dtype=f64)
+    geometry = {"segments": 3, "continuous": True, "extrapolation": extrapolation}
+    entries = (lagrange_linear, lagrange_linear_reference)
+    gradients = [values_and_grads(lambda v, w, f=entry: f(v, scale, shift, w, transform, **geometry), x,
+                                  weight, grad_y)[1] for entry in entries]
+    explicit = fused._reference_gradients(grad_y, x, scale, shift, weight, transform, 3, True, extrapolation,
+                                          True, False)
+    gradients.append(explicit[0])
+    for gradient in gradients:
+        assert gradient[2, 1].isnan() != (extrapolation == "clamp")
+        assert torch.equal(gradient.isnan(), gradients[0].isnan())
+        finite = ~gradients[0].isnan()
+        assert torch.allclose(gradient[finite], gradients[0][finite], rtol=0, atol=1e-12)
+
+
 def test_clamp_gradient_is_zero_outside_and_mirror_is_periodic():
     x, scale, shift, weight, transform = operands(8, 2, 3, 4, 2, True)
     x = torch.tensor([[-5.0, 7.0], [0.1, -0.3]], dtype=f64, requires_grad=True)
