@@ -56,7 +56,6 @@
 #include <limits>
 #include <string>
 #include <type_traits>
-#include <utility>
 #include <vector>
 
 namespace {
@@ -130,40 +129,6 @@ V* scratch(ScratchSlot slot, int64_t count) {
 // Frees this thread's buffers over KEEP_SCRATCH bytes (at the end of a task).
 void trim_scratch() {
   for (int slot = 0; slot < SLOTS; ++slot) scratch_buffers()[slot].trim();
-}
-
-// dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols, as hol::transpose (blocks of one
-// cache line of values), with the source and destination lines of the block PREFETCH_BLOCKS blocks ahead
-// requested early: a weight's rows are I K values apart, so a block reads (packing) or writes (unpacking) one
-// line in each of 16 (float; 8 double) distant rows (measured: unpacking the gradient of a 1 MB weight 20%
-// faster; longer distances were slower). The blocks are walked along the far side's rows: along a source row
-// when packing (ROW_RUNS = SOURCE), along a destination row when unpacking (DESTINATION), so that each distant
-// row is read or written as one run rather than a line at a time over the whole transpose (measured, unpacking
-// the gradient of a 256 x 256 x 257 float weight: 27 ms in source order, 16 ms in destination order).
-constexpr int64_t PREFETCH_BLOCKS = 4;
-enum RowRuns { SOURCE, DESTINATION };
-
-template <RowRuns RUNS, typename T>
-void transpose_ahead(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
-  constexpr int64_t BLOCK = 64 / int64_t(sizeof(T));
-  const int64_t row_blocks = ceil_div(rows, BLOCK), column_blocks = ceil_div(cols, BLOCK);
-  const int64_t blocks = row_blocks * column_blocks;
-  const auto corner = [&](int64_t q) {  // the first row and column of block q
-    return RUNS == SOURCE ? std::pair<int64_t, int64_t>{q / column_blocks * BLOCK, q % column_blocks * BLOCK}
-                          : std::pair<int64_t, int64_t>{q % row_blocks * BLOCK, q / row_blocks * BLOCK};
-  };
-  for (int64_t q = 0; q < blocks; ++q) {
-    if (q + PREFETCH_BLOCKS < blocks) {
-      const auto [r, c] = corner(q + PREFETCH_BLOCKS);
-      for (int64_t j = 0; j < BLOCK; ++j) {
-        if (r + j < rows) __builtin_prefetch(src + (r + j) * src_stride + c, 0, 3);
-        if (c + j < cols) __builtin_prefetch(dst + (c + j) * dst_stride + r, 1, 3);
-      }
-    }
-    const auto [r0, c0] = corner(q);
-    hol::transpose(src + r0 * src_stride + c0, src_stride, dst + c0 * dst_stride + r0, dst_stride,
-                   std::min(BLOCK, rows - r0), std::min(BLOCK, cols - c0));
-  }
 }
 
 template <typename T>
@@ -468,7 +433,7 @@ void forward_kernel(const Problem<T>& p, T* y) {
           row = p.O;
         } else {
           if (width < tile) std::fill(packed, packed + ni * p.K * tile, T(0));
-          transpose_ahead<SOURCE>(p.w + (o0 * p.I + i0) * p.K, p.I * p.K, packed, tile, width, ni * p.K);
+          hol::transpose_ahead<hol::SOURCE>(p.w + (o0 * p.I + i0) * p.K, p.I * p.K, packed, tile, width, ni * p.K);
         }
         for (int64_t c0 = b0; c0 < b1; c0 += ld) {
           const int64_t count = std::min(ld, b1 - c0);
@@ -611,7 +576,7 @@ void backward_kernel(const Problem<T>& p, const T* gy, int64_t gy_stride, T* gx_
       if constexpr (XG) {
         if (!p.links_major) {
           if (width > p.O) std::fill(packed, packed + ni * p.K * width, T(0));
-          transpose_ahead<SOURCE>(p.w + i0 * p.K, p.I * p.K, packed, width, p.O, ni * p.K);
+          hol::transpose_ahead<hol::SOURCE>(p.w + i0 * p.K, p.I * p.K, packed, width, p.O, ni * p.K);
         }
       }
       if constexpr (WG) std::fill(grad, grad + ni * p.K * width, T(0));
@@ -643,7 +608,8 @@ void backward_kernel(const Problem<T>& p, const T* gy, int64_t gy_stride, T* gx_
         }
       }
       if constexpr (WG)
-        if (!p.links_major) transpose_ahead<DESTINATION>(grad, width, gw + i0 * p.K, p.I * p.K, ni * p.K, p.O);
+        if (!p.links_major)
+          hol::transpose_ahead<hol::DESTINATION>(grad, width, gw + i0 * p.K, p.I * p.K, ni * p.K, p.O);
     }
     trim_scratch();
   });

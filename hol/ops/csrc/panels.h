@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
@@ -113,17 +114,37 @@ void transpose(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int
     }
 }
 
-// As transpose, the blocks walked along the destination's rows, so that each row of dst is written as one run
-// rather than a cache line at a time over the whole transpose: the order for unpacking a panel into a weight
-// gradient, whose rows are I K values apart (measured, the gradient of a 256 x 256 x 257 float weight: 27 ms in
-// the source's order, 16 ms in the destination's).
-template <typename T>
-void transpose_into_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
+// As transpose, with the source and destination lines of the block PREFETCH_BLOCKS blocks ahead requested
+// early: a weight's rows are I K values apart, so a block reads (packing) or writes (unpacking) one line in each
+// of 16 (float; 8 double) distant rows (measured: unpacking the gradient of a 1 MB weight 20% faster; longer
+// distances were slower). The blocks are walked along the far side's rows: along a source row when packing
+// (RUNS = SOURCE), along a destination row when unpacking (DESTINATION), so that each distant row is read or
+// written as one run rather than a line at a time over the whole transpose (measured, unpacking the gradient of
+// a 256 x 256 x 257 float weight: 27 ms in the source's order, 16 ms in the destination's).
+constexpr int64_t PREFETCH_BLOCKS = 4;
+enum RowRuns { SOURCE, DESTINATION };
+
+template <RowRuns RUNS, typename T>
+void transpose_ahead(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
   constexpr int64_t BLOCK = 64 / int64_t(sizeof(T));
-  for (int64_t c0 = 0; c0 < cols; c0 += BLOCK)
-    for (int64_t r0 = 0; r0 < rows; r0 += BLOCK)
-      transpose(src + r0 * src_stride + c0, src_stride, dst + c0 * dst_stride + r0, dst_stride,
-                std::min(BLOCK, rows - r0), std::min(BLOCK, cols - c0));
+  const int64_t row_blocks = (rows + BLOCK - 1) / BLOCK, column_blocks = (cols + BLOCK - 1) / BLOCK;
+  const int64_t blocks = row_blocks * column_blocks;
+  const auto corner = [&](int64_t q) {  // the first row and column of block q
+    return RUNS == SOURCE ? std::pair<int64_t, int64_t>{q / column_blocks * BLOCK, q % column_blocks * BLOCK}
+                          : std::pair<int64_t, int64_t>{q % row_blocks * BLOCK, q / row_blocks * BLOCK};
+  };
+  for (int64_t q = 0; q < blocks; ++q) {
+    if (q + PREFETCH_BLOCKS < blocks) {
+      const auto [r, c] = corner(q + PREFETCH_BLOCKS);
+      for (int64_t j = 0; j < BLOCK; ++j) {
+        if (r + j < rows) __builtin_prefetch(src + (r + j) * src_stride + c, 0, 3);
+        if (c + j < cols) __builtin_prefetch(dst + (c + j) * dst_stride + r, 1, 3);
+      }
+    }
+    const auto [r0, c0] = corner(q);
+    transpose(src + r0 * src_stride + c0, src_stride, dst + c0 * dst_stride + r0, dst_stride,
+              std::min(BLOCK, rows - r0), std::min(BLOCK, cols - c0));
+  }
 }
 
 // panel[i][m][j] = w[o0 + j, i0 + i, m] for i < ni, j < width; zero for width <= j < TILE. The rows
@@ -131,13 +152,13 @@ void transpose_into_rows(const T* src, int64_t src_stride, T* dst, int64_t dst_s
 template <int64_t TILE, typename T>
 void pack_panel(const T* w, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* panel) {
   if (width < TILE) std::fill(panel, panel + ni * K * TILE, T(0));
-  transpose(w + (o0 * I + i0) * K, I * K, panel, TILE, width, ni * K);
+  transpose_ahead<SOURCE>(w + (o0 * I + i0) * K, I * K, panel, TILE, width, ni * K);
 }
 
 // w[o0 + j, i0 + i, m] = panel[i][m][j] for i < ni, j < width.
 template <int64_t TILE, typename T>
 void unpack_panel(const T* panel, int64_t I, int64_t K, int64_t o0, int64_t width, int64_t i0, int64_t ni, T* w) {
-  transpose_into_rows(panel, TILE, w + (o0 * I + i0) * K, I * K, ni * K, width);
+  transpose_ahead<DESTINATION>(panel, TILE, w + (o0 * I + i0) * K, I * K, ni * K, width);
 }
 
 }  // namespace hol
