@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, Metric, MinMetric
 
 from ..networks import build
-from .optimizers import Float32MasterWeights
+from .optimizers import BFGS, Float32MasterWeights
 from .records import describe_error
 from .tasks import make_task
 
@@ -200,13 +200,15 @@ def read_checkpoint(path: str, map_location="cpu") -> dict:
 
 
 def _check_accumulation(optimizer: torch.optim.Optimizer, batches: int) -> None:
-    """Refuse L-BFGS with gradient accumulation: it evaluates one batch's loss many times per step (the
-    closure), and the gradients Lightning keeps from the window's earlier batches would join every evaluation
-    (and be rescaled by :class:`~hol.runner.optimizers.ScaledLBFGS` at each one): the run went to NaN."""
+    """Refuse L-BFGS and BFGS with gradient accumulation: they evaluate one batch's loss many times per step
+    (the closure), and the gradients Lightning keeps from the window's earlier batches would join every
+    evaluation (and be rescaled by :class:`~hol.runner.optimizers.ScaledLBFGS` at each one): the run went to
+    NaN."""
     if isinstance(optimizer, Float32MasterWeights):
         optimizer = optimizer.optimizer
-    if isinstance(optimizer, torch.optim.LBFGS) and batches > 1:
-        raise ValueError(f"optimizer=lbfgs cannot accumulate gradients over batches "
+    if isinstance(optimizer, torch.optim.LBFGS | BFGS) and batches > 1:
+        name = "bfgs" if isinstance(optimizer, BFGS) else "lbfgs"
+        raise ValueError(f"optimizer={name} cannot accumulate gradients over batches "
                          f"(trainer.accumulate_grad_batches={batches}): it evaluates one batch's loss many "
                          "times per step; use one larger batch instead (data.batch_size, null for the full "
                          "data set)")

@@ -231,16 +231,17 @@ def test_config_dir_of_a_source_tree_that_is_not_installed(monkeypatch):
     assert "lbfgs" in optimizer_names() and resolve_optimizer("lbfgs", None)["_target_"]
 
 
-def test_lbfgs_with_gradient_accumulation_is_refused_in_one_line(in_tmp, capsys):
-    """L-BFGS re-evaluates one batch's loss many times per step: gradients accumulated from earlier batches
+@pytest.mark.parametrize("optimizer", ["lbfgs", "bfgs"])
+def test_quasi_newton_with_gradient_accumulation_is_refused_in_one_line(in_tmp, capsys, optimizer):
+    """(L-)BFGS re-evaluates one batch's loss many times per step: gradients accumulated from earlier batches
     would join each evaluation (the run went to NaN, reported as a learning rate too large)."""
-    code, out, err = run_main(["train", "experiment=xor", *FAST, "logger=[]", "optimizer=lbfgs",
+    code, out, err = run_main(["train", "experiment=xor", *FAST, "logger=[]", f"optimizer={optimizer}",
                                "+trainer.accumulate_grad_batches=3"], capsys)
     assert code == 1 and len(error_lines(err)) == 1 and "Traceback" not in err + out, err
-    assert err.strip() == ("hol train: error: optimizer=lbfgs cannot accumulate gradients over batches "
-                           "(trainer.accumulate_grad_batches=3): it evaluates one batch's loss many times "
-                           "per step; use one larger batch instead (data.batch_size, null for the full data "
-                           "set)")
+    assert err.strip() == (f"hol train: error: optimizer={optimizer} cannot accumulate gradients over "
+                           "batches (trainer.accumulate_grad_batches=3): it evaluates one batch's loss many "
+                           "times per step; use one larger batch instead (data.batch_size, null for the full "
+                           "data set)")
 
 
 @pytest.mark.parametrize(("override", "fragment"), [

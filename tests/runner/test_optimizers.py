@@ -1,10 +1,14 @@
-"""hol.runner.optimizers.ScaledLBFGS: torch's L-BFGS on the loss relative to its first value."""
+"""hol.runner.optimizers: ScaledLBFGS (torch's L-BFGS on the loss relative to its first value), BFGS (a dense
+inverse Hessian) and Float32MasterWeights."""
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
 import torch
 
-from hol.runner.optimizers import Float32MasterWeights, ScaledLBFGS
+from hol.runner.optimizers import BFGS, Float32MasterWeights, ScaledLBFGS
 
 OPTIONS = {"lr": 1.0, "max_iter": 5, "history_size": 10, "line_search_fn": "strong_wolfe"}
 GENERATOR_SEED = 0
@@ -195,3 +199,110 @@ def test_weights_of_other_dtypes_are_stepped_as_they_are():
     assert torch.equal(single.detach(), torch.full((2,), 0.5))
     assert torch.equal(half.detach(), torch.full((2,), 0.5, dtype=torch.float16))
     assert optimizer.param_groups[0]["params"] == optimizer.masters
+
+
+def rosenbrock_closure(optimizer: torch.optim.Optimizer, x: torch.Tensor, evaluations: list[int]):
+    def closure():
+        optimizer.zero_grad()
+        evaluations.append(1)
+        value = (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+        value.backward()
+        return value
+    return closure
+
+
+def test_bfgs_reaches_the_minimum_of_the_rosenbrock_function():
+    x = torch.nn.Parameter(torch.zeros(20, dtype=torch.float64))
+    optimizer = BFGS([x], max_iter=500, tolerance_grad=1e-12, tolerance_change=0.0)
+    evaluations: list[int] = []
+    first = optimizer.step(rosenbrock_closure(optimizer, x, evaluations))
+    assert first == 19.0  # the unscaled loss at the start
+    torch.testing.assert_close(x.detach(), torch.ones(20, dtype=torch.float64), rtol=0, atol=1e-8)
+    assert len(evaluations) < 500  # superlinear: L-BFGS with 100 pairs takes about as many
+
+
+def test_the_bfgs_update_is_the_textbook_product_and_satisfies_the_secant_equation():
+    generator = np.random.default_rng(0)
+    root = generator.standard_normal((6, 6))
+    inverse = np.asfortranarray(root @ root.T + 6 * np.eye(6))
+    s, y = generator.standard_normal(6), generator.standard_normal(6)
+    y += (1 - y @ s) / (s @ s) * s  # y.s = 1 > 0
+    rho = 1 / (y @ s)
+    left = np.eye(6) - rho * np.outer(s, y)
+    expected = left @ inverse @ left.T + rho * np.outer(s, s)  # Nocedal & Wright (6.17)
+    optimizer = BFGS([torch.nn.Parameter(torch.zeros(6, dtype=torch.float64))])
+    updated = np.triu(optimizer._update(inverse.copy(order="F"), s, y))
+    updated = updated + np.triu(updated, 1).T  # only the upper triangle is kept
+    np.testing.assert_allclose(updated, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(updated @ y, s, rtol=1e-12, atol=1e-12)
+    assert np.linalg.eigvalsh(updated).min() > 0
+
+
+def test_bfgs_skips_a_pair_without_positive_curvature():
+    optimizer = BFGS([torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))])
+    inverse = np.eye(3, order="F")
+    s = np.array([1.0, 0.0, 0.0])
+    assert optimizer._update(inverse, s, -s) is inverse
+    assert optimizer._update(None, s, np.zeros(3)) is None
+
+
+def test_bfgs_starts_its_matrix_at_the_scaled_identity_of_the_first_pair():
+    optimizer = BFGS([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))])
+    s, y = np.array([1.0, 0.0]), np.array([4.0, 0.0])  # curvature 4 along s: H = 1/4 there
+    updated = optimizer._update(None, s, y)
+    assert updated[0, 0] == pytest.approx(0.25) and updated[1, 1] == pytest.approx(0.25)  # (6.20): y.s / y.y
+
+
+def test_a_resumed_bfgs_continues_as_the_uninterrupted_one():
+    uninterrupted = parameter()
+    optimizer = BFGS([uninterrupted], max_iter=3)
+    for _ in range(3):
+        optimizer.step(closure_of(optimizer, uninterrupted))
+
+    resumed = parameter()
+    first = BFGS([resumed], max_iter=3)
+    for _ in range(2):
+        first.step(closure_of(first, resumed))
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)  # strict data, as Lightning loads a checkpoint
+    second = BFGS([resumed], max_iter=3)
+    second.load_state_dict(state)
+    second.step(closure_of(second, resumed))
+    torch.testing.assert_close(resumed, uninterrupted, rtol=0, atol=0)
+    assert float(loss_of(resumed).detach()) < 1e-2 * float(loss_of(parameter()).detach())
+
+
+def test_a_restarting_bfgs_takes_every_step_as_a_new_one_would():
+    ours, fresh_start = parameter(), parameter()
+    restarting = BFGS([ours], max_iter=3, restart=True)
+    for _ in range(3):
+        restarting.step(closure_of(restarting, ours))
+        fresh = BFGS([fresh_start], max_iter=3)
+        fresh.step(closure_of(fresh, fresh_start))
+        torch.testing.assert_close(ours, fresh_start, rtol=0, atol=0)
+
+
+def test_bfgs_on_float32_weights_computes_in_float64_and_keeps_their_dtype():
+    weight = torch.nn.Parameter(torch.zeros(3))
+    optimizer = BFGS([weight], max_iter=30, tolerance_grad=0.0, tolerance_change=0.0)
+
+    def closure():
+        optimizer.zero_grad()
+        value = ((weight - torch.tensor([0.1, 1 / 3, -2.2])) ** 2).sum()
+        value.backward()
+        return value
+    optimizer.step(closure)
+    assert weight.dtype == torch.float32
+    torch.testing.assert_close(weight.detach(), torch.tensor([0.1, 1 / 3, -2.2]))
+    saved = optimizer.state[weight]["inverse_hessian"]
+    resumed = BFGS([weight])
+    resumed.load_state_dict(optimizer.state_dict())  # torch's load casts the state to float32
+    again = resumed.state[weight]["inverse_hessian"]
+    assert again.dtype == saved.dtype == torch.float64 and torch.equal(again, saved)
+
+
+def test_bfgs_refuses_a_matrix_too_large_in_one_line():
+    with pytest.raises(ValueError, match=r"3 parameters, more than optimizer\.max_parameters=2"):
+        BFGS([torch.nn.Parameter(torch.zeros(3))], max_parameters=2)
