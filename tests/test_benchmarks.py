@@ -80,13 +80,19 @@ def test_convergence_1d_runs_at_toy_sizes_and_records_its_table(tmp_path):
 @pytest.mark.slow
 def test_run_pde_runs_a_short_case_and_records_its_table(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
-    done = run(BENCHMARKS / "run_pde.py", "--cases", "burgers", "--record", "toy", "--figures", str(tmp_path),
-               "--", "optimizer.max_iter=2", "trainer.max_epochs=1", "data.interior=32",
-               "data.test_grid=[1001,3]", env=env)
+    done = run(BENCHMARKS / "run_pde.py", "--cases", "burgers", "--seeds", "1", "2", "3", "--record", "toy",
+               "--figures", str(tmp_path), "--", "optimizer.max_iter=2", "trainer.max_epochs=1",
+               "data.interior=32", "data.test_grid=[1001,3]", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "toy.json").read_text())
     assert len(result["rows"]) == 1 and len(result["rows"][0]) == len(result["columns"])
-    assert result["rows"][0][3] == "rel_l2" and (tmp_path / "pde_burgers.png").stat().st_size > 0
+    table_row = dict(zip(result["columns"], result["rows"][0], strict=True))
+    each = [float(entry.split(": ")[1]) for entry in table_row["each seed"].split(", ")]
+    assert [entry.split(":")[0] for entry in table_row["each seed"].split(", ")] == ["1", "2", "3"]
+    assert table_row["value"] == pytest.approx(sorted(each)[1], rel=5e-3)  # "each seed" shows 3 digits
+    assert table_row["worst"] == pytest.approx(max(each), rel=5e-3)
+    assert table_row["worst"] >= table_row["value"]
+    assert table_row["metric"] == "rel_l2" and (tmp_path / "pde_burgers.png").stat().st_size > 0
 
 
 @pytest.mark.slow
