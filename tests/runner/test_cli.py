@@ -31,7 +31,7 @@ def error_lines(stderr: str) -> list[str]:
     ("layer=foo", "unknown layer 'foo'; allowed: continuous, continuous_prod, discontinuous"),
     ("model=foo", "unknown model 'foo'; allowed: conv, mlp, vae"),
     ("data=foo", "unknown data 'foo'; allowed: cifar100, function, image, mnist, pde, xor"),
-    ("optimizer=foo", "unknown optimizer 'foo'; allowed: adam, adamw, lbfgs, lion, sgd"),
+    ("optimizer=foo", "unknown optimizer 'foo'; allowed: adam, adamw, bfgs, lbfgs, lion, sgd"),
     ("experiment=foo", "unknown experiment 'foo'; allowed: burgers, cifar100, formula, function"),
     ("foo=1", "unknown config key 'foo'"),
     ("data.expr=sin(x)", "Error parsing override 'data.expr=sin(x)'"),
