@@ -58,7 +58,7 @@ class ScaledLBFGS(torch.optim.LBFGS):
                 return loss
             if "loss_scale" not in state:
                 first = float(torch.as_tensor(loss).detach())
-                state["loss_scale"] = 1.0 / first if math.isfinite(first) and first > 0 else 1.0
+                state["loss_scale"] = _scale_of(first)
             scale = state["loss_scale"]
             for parameter in self._params:
                 if parameter.grad is not None:
@@ -72,6 +72,11 @@ class ScaledLBFGS(torch.optim.LBFGS):
         # float32 for half-precision weights; torch's _add_grad then adds the float32 update to them in
         # float32 (type promotion) and rounds once
         return _working(super()._gather_flat_grad())
+
+
+def _scale_of(first_loss: float) -> float:
+    """The factor that makes the first loss 1: ``1 / first_loss``, or 1 where that is 0 or not finite."""
+    return 1.0 / first_loss if math.isfinite(first_loss) and first_loss > 0 else 1.0
 
 
 def _working(tensor: torch.Tensor) -> torch.Tensor:
@@ -252,7 +257,7 @@ class BFGS(torch.optim.Optimizer):
                 with torch.enable_grad():
                     loss = float(torch.as_tensor(closure()).detach())
                 if "loss_scale" not in state:
-                    state["loss_scale"] = 1.0 / loss if math.isfinite(loss) and loss > 0 else 1.0
+                    state["loss_scale"] = _scale_of(loss)
                 scale = state["loss_scale"]
                 gradient = self._flat_gradient().numpy() * scale
                 last.update(point=point.copy(), loss=loss * scale, gradient=gradient)
