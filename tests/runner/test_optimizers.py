@@ -3,6 +3,7 @@ inverse Hessian) and Float32MasterWeights."""
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -306,3 +307,33 @@ def test_bfgs_on_float32_weights_computes_in_float64_and_keeps_their_dtype():
 def test_bfgs_refuses_a_matrix_too_large_in_one_line():
     with pytest.raises(ValueError, match=r"3 parameters, more than optimizer\.max_parameters=2"):
         BFGS([torch.nn.Parameter(torch.zeros(3))], max_parameters=2)
+
+
+def overshooting_closure(optimizer: torch.optim.Optimizer, x: torch.Tensor, non_finite: str):
+    """``sum(exp(x) - 2 x)`` (minimum at ``x = ln 2``) where ``x < 3``, and beyond that ``inf``, or NaN (``0 *
+    sqrt(3 - x)``, as a float16 network's values that overflowed)."""
+    def closure():
+        optimizer.zero_grad()
+        value = (torch.exp(x) - 2 * x).sum()
+        if non_finite == "inf":
+            value = value + torch.where(x > 3, math.inf, 0.0).sum()
+        else:
+            value = value + (0 * torch.sqrt(3 - x)).sum()
+        value.backward()
+        return value
+    return closure
+
+
+@pytest.mark.parametrize("non_finite", ["inf", "nan"])
+@pytest.mark.parametrize("make", [
+    lambda p: ScaledLBFGS(p, lr=1000.0, max_iter=50, line_search_fn="strong_wolfe", tolerance_change=0.0),
+    lambda p: BFGS(p, lr=1000.0, max_iter=50, tolerance_change=0.0)], ids=["lbfgs", "bfgs"])
+def test_a_trial_step_where_the_loss_is_not_finite_is_backed_away_from(make, non_finite):
+    """The first trial step (1000 / 4 along the descent direction) lands where the loss is infinite or NaN;
+    the line search backs away from it and the optimizer converges to the minimum."""
+    x = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+    optimizer = make([x])
+    for _ in range(2):
+        optimizer.step(overshooting_closure(optimizer, x, non_finite))
+    torch.testing.assert_close(x.detach(), torch.full((4,), math.log(2.0), dtype=torch.float64), rtol=0,
+                               atol=1e-8)
