@@ -31,7 +31,10 @@ SAMPLINGS = ("uniform", "residual")
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields ``(epoch, step)`` for the steps of the epoch Lightning set (:meth:`set_epoch`)."""
+    """Yields ``(epoch, step)`` for the steps of the epoch Lightning set (:meth:`set_epoch`), reading the
+    epoch when the first step is asked for: Lightning creates the first epoch's iterator before it sets the
+    epoch, and a run resumed at epoch 1 drew epoch 0's points (uniform ones, where ``sampling: residual``
+    draws by the residual)."""
 
     def __init__(self, steps: int):
         self.steps, self.epoch = steps, 0
@@ -40,7 +43,8 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return iter([(self.epoch, step) for step in range(self.steps)])
+        for step in range(self.steps):
+            yield self.epoch, step
 
     def __len__(self) -> int:
         return self.steps

@@ -82,14 +82,20 @@ def test_checkpoint_after_refinement_rebuilds_the_refined_model(tmp_path):
     torch.testing.assert_close(rebuilt(x), module(x))
 
 
-def test_resume_repeats_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("precision", ["32-true", "64-true"])
+def test_resume_repeats_the_uninterrupted_run(tmp_path, precision):
+    """In float64 too: Lightning loads the weights before converting the module to float64."""
     common = [*TINY_FUNCTION, "model.hidden_layers=1", "model.hidden_width=6", "model.dropout=0.2",
-              "logger=[]", "callbacks.plots=null"]
+              "logger=[]", "callbacks.plots=null", f"trainer.precision={precision}"]
     straight = train(make_cfg(tmp_path / "straight", *common, "trainer.max_epochs=3"))
     train(make_cfg(tmp_path / "first", *common, "trainer.max_epochs=1"))  # "killed" after epoch 1
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
     resumed = train(make_cfg(tmp_path / "resumed", *common, "trainer.max_epochs=3", f"ckpt_path={last}"))
     assert resumed == straight  # exactly
+    final = [torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+             for name in ("straight", "resumed")]
+    for key, value in final[0].items():
+        assert torch.equal(final[1][key], value), key
 
 
 BEST_EARLY = ["experiment=xor", *TINY_DATA, "optimizer=sgd", "optimizer.lr=0.3", "logger=[]",
