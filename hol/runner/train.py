@@ -187,14 +187,18 @@ def save_config(cfg: DictConfig) -> None:
     :func:`hol.runner.stages.configure`; ``hol eval`` tests a float64 checkpoint in float64). The saved file
     must be the config that runs, so that ``hol train --config-path RUN/.hydra --config-name config`` repeats
     the run. Written as Hydra writes it (interpolations kept) and atomically; ``overrides.yaml`` keeps the
-    command line as typed. Nothing to do outside a Hydra job or in one that saves no config
-    (``hydra.output_subdir=null``, as in the processes Lightning's DDP starts)."""
+    command line as typed. Nothing to do outside a Hydra job, in one that saves no config
+    (``hydra.output_subdir=null``, as in the processes Lightning's DDP starts), or where the Hydra job is not
+    this run's (its folder is not ``paths.output_dir``: Hydra keeps the last job's config after the job, and a
+    run started in the same process afterwards, from a composed config, would overwrite that job's file)."""
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.get()
-    if hydra_cfg.output_subdir is not None:
-        folder = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
-        write_text(folder / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+    job_folder = OmegaConf.select(hydra_cfg, "runtime.output_dir", default=None, throw_on_missing=False)
+    if hydra_cfg.output_subdir is None or job_folder is None:
+        return
+    if Path(job_folder).resolve() == Path(cfg.paths.output_dir).resolve():
+        write_text(Path(job_folder) / hydra_cfg.output_subdir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
 
 
 def command_line_overrides() -> list[str]:

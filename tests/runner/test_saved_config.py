@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import yaml
 from omegaconf import OmegaConf
@@ -77,3 +78,15 @@ def test_every_job_of_a_sweep_saves_the_config_it_ran(in_tmp):
     for job, kind in enumerate(("continuous", "discontinuous")):
         saved = OmegaConf.load(in_tmp / "sweep" / str(job) / ".hydra" / "config.yaml")
         assert (saved.layer.kind, saved.layer.n, saved.trainer.max_epochs) == (kind, 2, 2)
+
+
+def test_a_run_after_hydra_in_the_same_process_saves_only_its_own_config(in_tmp, capsys):
+    """Hydra keeps its config after ``--help`` or a job: a run composed afterwards in the same process is
+    neither (after ``--help`` its runtime folder is unset; ``train`` raised on it)."""
+    main(["train", *TINY_XOR, "hydra.run.dir=first"])
+    saved = (in_tmp / "first" / ".hydra" / "config.yaml").read_text()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "experiment" in capsys.readouterr().out
+    metrics = train(compose_config([*TINY_XOR, "seed=7"], run_dir=in_tmp / "second", quiet=False))
+    assert metrics and (in_tmp / "first" / ".hydra" / "config.yaml").read_text() == saved
