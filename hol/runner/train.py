@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import cast
 
 import hydra
 import lightning.pytorch as pl
@@ -194,7 +195,8 @@ def save_config(cfg: DictConfig) -> None:
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.get()
-    job_folder = OmegaConf.select(hydra_cfg, "runtime.output_dir", default=None, throw_on_missing=False)
+    job_folder = OmegaConf.select(cast(DictConfig, hydra_cfg), "runtime.output_dir", default=None,
+                                  throw_on_missing=False)
     if hydra_cfg.output_subdir is None or job_folder is None:
         return
     if Path(job_folder).resolve() == Path(cfg.paths.output_dir).resolve():
