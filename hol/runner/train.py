@@ -189,9 +189,10 @@ def save_config(cfg: DictConfig) -> None:
     must be the config that runs, so that ``hol train --config-path RUN/.hydra --config-name config`` repeats
     the run. Written as Hydra writes it (interpolations kept) and atomically; ``overrides.yaml`` keeps the
     command line as typed. Nothing to do outside a Hydra job, in one that saves no config
-    (``hydra.output_subdir=null``, as in the processes Lightning's DDP starts), or where the Hydra job is not
-    this run's (its folder is not ``paths.output_dir``: Hydra keeps the last job's config after the job, and a
-    run started in the same process afterwards, from a composed config, would overwrite that job's file)."""
+    (``hydra.output_subdir=null``, as in the processes Lightning's DDP starts), or where the Hydra config is
+    not this run's job: one without a runtime folder (Hydra keeps its config after ``hol train --help`` in the
+    same process), or a job whose folder is not ``paths.output_dir`` (a run composed inside another Hydra
+    app's job, whose saved config it would overwrite)."""
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.get()

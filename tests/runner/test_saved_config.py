@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 import yaml
-from omegaconf import OmegaConf
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
 
 from hol.runner.cli import main
 from hol.runner.records import METRICS_FILE
@@ -81,8 +82,8 @@ def test_every_job_of_a_sweep_saves_the_config_it_ran(in_tmp):
 
 
 def test_a_run_after_hydra_in_the_same_process_saves_only_its_own_config(in_tmp, capsys):
-    """Hydra keeps its config after ``--help`` or a job: a run composed afterwards in the same process is
-    neither (after ``--help`` its runtime folder is unset; ``train`` raised on it)."""
+    """Hydra keeps its config after ``--help`` (without a runtime folder: ``train`` raised on it); a run
+    composed afterwards in the same process writes only into its own folder."""
     main(["train", *TINY_XOR, "hydra.run.dir=first"])
     saved = (in_tmp / "first" / ".hydra" / "config.yaml").read_text()
     with pytest.raises(SystemExit):
@@ -90,3 +91,17 @@ def test_a_run_after_hydra_in_the_same_process_saves_only_its_own_config(in_tmp,
     assert "experiment" in capsys.readouterr().out
     metrics = train(compose_config([*TINY_XOR, "seed=7"], run_dir=in_tmp / "second", quiet=False))
     assert metrics and (in_tmp / "first" / ".hydra" / "config.yaml").read_text() == saved
+
+
+def test_a_run_inside_another_hydra_apps_job_leaves_that_jobs_folder(tmp_path):
+    """train() called with a composed config from inside another Hydra app's job saves nothing into that
+    job's folder (its own folder has no ``.hydra``: it is not a Hydra job)."""
+    app = compose_config(TINY_XOR, return_hydra_config=True, quiet=False)
+    with open_dict(app):
+        app.hydra.runtime.output_dir = str(tmp_path / "app")
+    HydraConfig.instance().set_config(app)
+    try:
+        train(compose_config([*TINY_XOR, "seed=7"], run_dir=tmp_path / "run", quiet=False))
+    finally:
+        HydraConfig.instance().cfg = None
+    assert not (tmp_path / "app").exists() and (tmp_path / "run" / METRICS_FILE).is_file()
