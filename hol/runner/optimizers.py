@@ -88,6 +88,15 @@ class ScaledLBFGS(torch.optim.LBFGS):
         return _working(super()._gather_flat_grad())
 
 
+def _model_step(loss: float, slope: float) -> float:
+    """The first trial step along a descent direction, as a multiple of it: ``2 loss / |slope|``, where the
+    quadratic ``loss + slope t + c t^2 / 2`` whose least value is 0 (the least a non-negative loss can reach)
+    has its minimum; at most 1, and 1 where the loss is not positive. For the gradient of an ill-conditioned
+    least-squares loss, where the unit step overshoots by orders of magnitude, beyond what the strong Wolfe
+    search's zoom (10 interpolations, each keeping at least a fifth of the interval) can shorten."""
+    return min(1.0, 2 * loss / -slope) if loss > 0 and slope < 0 else 1.0
+
+
 def _scale_of(first_loss: float) -> float:
     """The factor that makes the first loss 1: ``1 / first_loss``, or 1 where that is 0 or not finite."""
     return 1.0 / first_loss if math.isfinite(first_loss) and first_loss > 0 else 1.0
@@ -204,6 +213,10 @@ MAX_HALVINGS = 60
 """The most times :class:`BFGS` halves a first trial step where the loss is not finite (a factor of 1e-18)."""
 
 
+MAX_PARAMETERS = 20_000
+""":class:`BFGS`'s default limit on the parameters: its matrix then takes up to 3.2 GB."""
+
+
 class BFGS(torch.optim.Optimizer):
     """Quasi-Newton BFGS with a dense inverse-Hessian approximation and a strong Wolfe line search, on the
     loss relative to its first value (as :class:`ScaledLBFGS`).
@@ -212,10 +225,12 @@ class BFGS(torch.optim.Optimizer):
     (``scipy.optimize.line_search``, first trial step 1), then updates the ``n x n`` inverse Hessian ``H`` by
     the BFGS formula (Nocedal & Wright, *Numerical Optimization*, 2nd ed., 2006, eq. 6.17), scaled before the
     first update by ``y.s / y.y`` (eq. 6.20). A pair with ``y.s <= 1e-10 * |s| |y|`` is skipped; a search
-    that finds no Wolfe step drops the matrix and tries again along the gradient, and ends the step if that
-    fails. A trial step where the loss or its gradient is not finite counts as an infinite loss: the first
-    trial step is halved until the loss there is finite (up to 60 times), and the search bisects back from
-    any later one (as :class:`ScaledLBFGS` does).
+    that finds no Wolfe step drops the matrix and tries again along the gradient, then along the gradient
+    from the step where the quadratic model of the (non-negative) loss reaches 0, ``2 loss / |slope|`` (an
+    ill-conditioned least-squares loss, where the unit step overshoots by orders of magnitude), and ends
+    the step if that fails too. A trial step where the loss or its gradient is not finite counts as an
+    infinite loss: the first trial step is halved until the loss there is finite (up to 60 times), and the
+    search bisects back from any later one (as :class:`ScaledLBFGS` does).
 
     For the small networks of physics-informed training (a few thousand parameters, one batch), the full
     matrix keeps every curvature pair that L-BFGS's history drops; storing it costs ``8 n^2`` bytes in float64
@@ -237,18 +252,25 @@ class BFGS(torch.optim.Optimizer):
     """
 
     def __init__(self, params, lr: float = 1.0, max_iter: int = 20, tolerance_grad: float = 1e-7,
-                 tolerance_change: float = 1e-9, max_parameters: int = 20_000, restart: bool = False):
+                 tolerance_change: float = 1e-9, max_parameters: int = MAX_PARAMETERS,
+                 restart: bool = False):
         super().__init__(params, {"lr": lr})
         if len(self.param_groups) != 1:
             raise ValueError("optimizer=bfgs takes one parameter group")
         self._params = [p for p in self.param_groups[0]["params"] if p.requires_grad]
-        count = sum(p.numel() for p in self._params)
+        self.check_size(sum(p.numel() for p in self._params), max_parameters)
+        self.max_iter, self.tolerance_grad, self.tolerance_change = max_iter, tolerance_grad, tolerance_change
+        self.restart = restart
+
+    @staticmethod
+    def check_size(count: int, max_parameters: int = MAX_PARAMETERS) -> None:
+        """Raise ``ValueError`` (naming both numbers) where ``count`` parameters are more than
+        ``max_parameters``: the dense matrix's memory, checked ahead by refinement stages for each stage's
+        network."""
         if count > max_parameters:
             raise ValueError(f"optimizer=bfgs keeps a dense {count} x {count} inverse Hessian; the network "
                              f"has {count} parameters, more than optimizer.max_parameters={max_parameters} "
                              f"(use optimizer=lbfgs)")
-        self.max_iter, self.tolerance_grad, self.tolerance_change = max_iter, tolerance_grad, tolerance_change
-        self.restart = restart
 
     def _flat_parameters(self) -> torch.Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self._params]).double()
@@ -290,12 +312,15 @@ class BFGS(torch.optim.Optimizer):
         first_loss = loss / state["loss_scale"]
         kept = state.get("inverse_hessian")  # a tensor in the state (a checkpoint holds no numpy arrays)
         inverse = None if kept is None else np.asfortranarray(kept.cpu().numpy(), dtype=np.float64)
+        from_model = False  # the gradient's first trial step from the quadratic model (after a failed search)
         for _ in range(self.max_iter):
             if math.isinf(loss) or np.abs(gradient).max() <= self.tolerance_grad:  # diverged, or converged
                 break
             lr = self.param_groups[0]["lr"]
             if inverse is None:  # along the gradient, a first step of at most lr in the 1-norm (as L-BFGS)
                 direction = -gradient * (lr * min(1.0, 1.0 / np.abs(gradient).sum()))
+                if from_model:
+                    direction *= _model_step(loss, float(gradient @ direction))
             else:
                 direction = -blas.dsymv(lr, inverse, gradient)
             for _ in range(MAX_HALVINGS):  # scipy's search gives up after 10 bisections: start it finite
@@ -306,11 +331,12 @@ class BFGS(torch.optim.Optimizer):
                 warnings.filterwarnings("ignore", "The line search algorithm", RuntimeWarning)
                 step_size = line_search(lambda point: evaluate(point)[0], lambda point: evaluate(point)[1], x,
                                         direction, gfk=gradient, old_fval=loss, maxiter=25)[0]
-            if step_size is None:  # no Wolfe step: forget the curvature, or stop if there was none
-                if inverse is None:
+            if step_size is None:  # no Wolfe step: drop the curvature, then shorten the first trial, or stop
+                if inverse is None and from_model:
                     break
-                inverse = None
+                from_model, inverse = inverse is None, None
                 continue
+            from_model = False
             new_x = x + step_size * direction
             new_loss, new_gradient = evaluate(new_x)
             s, y = new_x - x, new_gradient - gradient

@@ -337,3 +337,19 @@ def test_a_trial_step_where_the_loss_is_not_finite_is_backed_away_from(make, non
         optimizer.step(overshooting_closure(optimizer, x, non_finite))
     torch.testing.assert_close(x.detach(), torch.full((4,), math.log(2.0), dtype=torch.float64), rtol=0,
                                atol=1e-8)
+
+
+def test_bfgs_comes_back_from_a_first_gradient_step_orders_of_magnitude_too_long():
+    """``(1e5 x0 - 1)^2 + (x1 - 1)^2`` from 0: the first trial step along the gradient (1 in the 1-norm) is
+    1e5 times the step to the line's minimum, beyond what the strong Wolfe zoom can shorten; the search is
+    tried again from the quadratic model's step (``2 loss / |slope|``) and the optimizer converges."""
+    x = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    optimizer = BFGS([x], max_iter=50, tolerance_grad=0.0, tolerance_change=0.0)
+
+    def closure():
+        optimizer.zero_grad()
+        value = (1e5 * x[0] - 1) ** 2 + (x[1] - 1) ** 2
+        value.backward()
+        return value
+    optimizer.step(closure)
+    torch.testing.assert_close(x.detach(), torch.tensor([1e-5, 1.0], dtype=torch.float64), rtol=1e-10, atol=0)
