@@ -55,6 +55,7 @@ The config key ``refine`` lists the stages, each ``{epochs: E, n: N, segments: S
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -75,6 +76,7 @@ from ..refine import refine
 from .config import config_folder, plain_dict
 from .data import trainer_datamodule
 from .lightning_module import HolModule, net_hparams
+from .optimizers import BFGS, MAX_PARAMETERS
 
 STAGE_KEYS = ("epochs", "n", "segments", "adapt", "optimizer")
 log = logging.getLogger(__name__)
@@ -300,6 +302,28 @@ class RefinementStages(pl.Callback):
         if stage == "fit" and not supported:
             raise ValueError(f"refinement stages support single-device and DDP training, not the "
                              f"{type(strategy).__name__} strategy")
+        if stage == "fit":
+            self._check_sizes(cast(HolModule, pl_module))  # the runner's module
+
+    def _check_sizes(self, pl_module: HolModule) -> None:
+        """Refuse, before the first epoch, a stage whose refined network has more parameters than its
+        optimizer takes (``optimizer=bfgs``: ``max_parameters``), rather than when that stage starts."""
+        factories = [pl_module.optimizer_factory if stage.optimizer is None
+                     else hydra.utils.instantiate(stage.optimizer) for stage in self.stages]
+        limits = [factory.keywords.get("max_parameters", MAX_PARAMETERS)
+                  if isinstance(factory, functools.partial) and factory.func is BFGS else None
+                  for factory in factories]
+        if all(limit is None for limit in limits):
+            return
+        net = pl_module.net
+        for index, (stage, limit) in enumerate(zip(self.stages, limits, strict=True)):
+            if index > 0 and (stage.n is not None or stage.segments is not None):
+                net = refine(net, n=stage.n, segments=stage.segments)
+            if limit is not None:
+                try:
+                    BFGS.check_size(sum(p.numel() for p in net.parameters() if p.requires_grad), limit)
+                except ValueError as error:
+                    raise ValueError(f"refine[{index}]: {error}") from None
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict) -> None:
