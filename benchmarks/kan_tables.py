@@ -8,8 +8,8 @@ Methods, each on one thread, per row and seed (the seed draws the initialization
 * ``hol``: ``hol train experiment=formula 'data.expr=...' 'data.variables=...' seed=SEED``; its result is the
   best stage (``stage<k>/test/rmse``) within the row's coefficient budget (1000 special, 2000 Feynman);
 * ``mlp``: the same command with a tanh MLP ``[d, W, W, 1]`` (``layer=tanh``), ``W`` the largest width within
-  the budget, trained as long as the preset's ladder (9 epochs of up to 200 L-BFGS iterations, no
-  refinement);
+  the budget, trained as long as the preset's ladder with the preset's optimizer (9 epochs of up to 3000
+  BFGS iterations, no refinement);
 * ``pykan``: pykan (pinned, installed with ``pip install --no-deps --target`` into a folder of its own the
   first time) in this process on the same points, mapped onto [-1, 1] as hol's network maps them, with the
   paper's protocol: the paper's best-KAN shape of the row, cubic B-splines, grid 3 -> 5 -> 10 -> 20 -> 50 ->
@@ -235,7 +235,7 @@ def record_tables(runs: dict[str, dict]) -> None:
               "initialization; median and worst over the seeds). hol: `experiment=formula`, the best stage "
               "of its ladder within {budget} link coefficients. {paper}anchor: {anchor}. pykan 0.2.8 on the "
               "same points with the paper's protocol ({shape}, grid 3 -> 100, 200 L-BFGS steps per grid; "
-              "G + 3 coefficients per link). tanh MLP: [d, W, W, 1] within the budget, the same L-BFGS "
+              "G + 3 coefficients per link). tanh MLP: [d, W, W, 1] within the budget, the same BFGS "
               "epochs. Wall times per run with one thread, two runs side by side on a 2-core machine. "
               f"Machines: {'; '.join(machines)}.")
     paper = "Paper: Liu et al. 2024 (arXiv:2404.19756), {table}. "
