@@ -253,7 +253,7 @@ def test_the_formula_preset_fits_three_named_variables_through_every_stage(in_tm
     metrics = json.loads((in_tmp / "run" / METRICS_FILE).read_text())
     links = 3 * 7 + 7
     assert [metrics[f"stage{k}/parameters"] for k in range(5)] == [links * ((n - 1) * s + 1) for n, s in
-                                                                    ((4, 2), (4, 4), (5, 8), (7, 8), (8, 8))]
+                                                                    ((4, 2), (6, 2), (8, 2), (8, 4), (10, 4))]
     assert all(0 < metrics[f"stage{k}/test/rmse"] < math.inf for k in range(5))  # tiny data: may overfit
     net = torch.load(in_tmp / "run" / "checkpoints" / "last.ckpt", weights_only=False)["net_hparams"]
     assert net["hidden_width"] == 7 and net["input_domains"] == [[0.5, 2.0], [0.0, 3.0], [-1.0, 1.0]]
@@ -261,16 +261,16 @@ def test_the_formula_preset_fits_three_named_variables_through_every_stage(in_tm
 
 def test_a_stage_too_large_for_bfgs_is_refused_before_the_first_epoch(in_tmp, capsys):
     """The formula preset's ladder with optimizer.max_parameters between the third stage's 3 x 7 + 7 links x
-    33 coefficients (924) and the fourth's x 49 (1372): refused when training starts, not at the fourth
+    15 coefficients (420) and the fourth's x 29 (812): refused when training starts, not at the fourth
     stage, in one line naming the stage and both numbers."""
     with pytest.raises(SystemExit) as info:
         main(["train", "experiment=formula", 'data.expr="r*sin(theta) + exp(-nu)"',
               "data.variables={r:[0.5,2],theta:[0,3],nu:[-1,1]}", "data.train_size=64", "data.val_size=32",
-              "data.test_size=32", *QUIET, "optimizer.max_parameters=1000", "hydra.run.dir=run"])
+              "data.test_size=32", *QUIET, "optimizer.max_parameters=500", "hydra.run.dir=run"])
     captured = capsys.readouterr()
     assert info.value.code == 1 and len(captured.err.strip().splitlines()) == 1
     assert captured.err.startswith("hol train: error: refine[3]: ")
-    assert "the network has 1372 parameters, more than optimizer.max_parameters=1000" in captured.err
+    assert "the network has 812 parameters, more than optimizer.max_parameters=500" in captured.err
     assert not (in_tmp / "run" / "checkpoints").exists()  # no epoch trained
 
 
