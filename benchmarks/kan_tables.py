@@ -7,6 +7,9 @@ Methods, each on one thread, per row and seed (the seed draws the initialization
 
 * ``hol``: ``hol train experiment=formula 'data.expr=...' 'data.variables=...' seed=SEED``; its result is the
   best stage (``stage<k>/test/rmse``) within the row's coefficient budget (1000 special, 2000 Feynman);
+* ``hol_shape``: the same command on pykan's network, the row's best-KAN shape (``model.widths``: its hidden
+  widths), compared with pykan at equal or fewer coefficients: its best stage within pykan's best run's
+  coefficients (the same seed, so the same points);
 * ``mlp``: the same command with a tanh MLP ``[d, W, W, 1]`` (``layer=tanh``), ``W`` the largest width within
   the budget, trained as long as the preset's ladder with the preset's optimizer (9 epochs of up to 3000
   BFGS iterations, no refinement);
@@ -23,7 +26,7 @@ stored runs (median and worst over the seeds each method has).
 Usage::
 
     python benchmarks/kan_tables.py [--table special feynman] [--rows jv I.6.2 ...] [--seeds 0 1 2]
-        [--methods hol mlp pykan] [--again] [--record] [--tables-only] [-- OVERRIDE ...]
+        [--methods hol hol_shape mlp pykan] [--again] [--record] [--tables-only] [-- OVERRIDE ...]
 
 Overrides after ``--`` go to every ``hol`` run (e.g. ``optimizer.max_iter=5`` for a quick check).
 """
@@ -56,7 +59,7 @@ from hol.networks import build
 from hol.runner.data import FunctionDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("hol", "mlp", "pykan")
+METHODS = ("hol", "hol_shape", "mlp", "pykan")
 PYKAN = "pykan==0.2.8"
 PYKAN_GRIDS = (3, 5, 10, 20, 50, 100)
 PYKAN_STEPS = 200
@@ -107,6 +110,8 @@ def mlp_width(inputs: int, budget: int) -> int:
 
 def hol_arguments(row: Row, seed: int, method: str) -> list[str]:
     arguments = ["experiment=formula", f'data.expr="{row.expr}"', variables_override(row), f"seed={seed}"]
+    if method == "hol_shape":
+        arguments.append(f"model.widths=[{','.join(str(width) for width in row.kan_shape[1:-1])}]")
     if method == "mlp":
         arguments += ["layer=tanh", "model.input_layer=null", "model.output_layer=linear",
                       "model.normalization=none", "model.hidden_layers=1",
@@ -116,7 +121,9 @@ def hol_arguments(row: Row, seed: int, method: str) -> list[str]:
 
 
 def run_hol(row: Row, seed: int, method: str, overrides: list[str], folder: Path) -> dict[str, Any]:
-    """One ``hol train`` run: test RMSE and coefficients per stage (one stage without refinement)."""
+    """One ``hol train`` run: test RMSE and coefficients per stage (one stage without refinement); a run that
+    diverged (``run/status: diverged``) keeps the stages tested before, and its one-line error as
+    ``diverged``."""
     command = [str(Path(sys.executable).with_name("hol")), "train", *hol_arguments(row, seed, method),
                *overrides, f"hydra.run.dir={folder}", "callbacks.rich_progress_bar=null",
                "+trainer.enable_progress_bar=false", "logger=csv"]
@@ -124,11 +131,15 @@ def run_hol(row: Row, seed: int, method: str, overrides: list[str], folder: Path
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     seconds = time.perf_counter() - start
-    if done.returncode:
+    found = folder / "metrics.json"
+    metrics = json.loads(found.read_text()) if found.is_file() else {}
+    diverged = metrics.get("run/status") == "diverged"
+    if done.returncode and not diverged:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    metrics = json.loads((folder / "metrics.json").read_text())
     stages = [[metrics[f"stage{k}/test/rmse"], int(metrics[f"stage{k}/parameters"])]
               for k in range(len(metrics)) if f"stage{k}/test/rmse" in metrics]
+    if diverged:  # the stages tested before it diverged count, with the runner's one line
+        return {"stages": stages, "seconds": seconds, "diverged": done.stderr.strip().splitlines()[-1]}
     if not stages:
         checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
         parameters = sum(p.numel() for p in build(checkpoint["net_hparams"]).parameters() if p.requires_grad)
@@ -182,10 +193,37 @@ def run_pykan(row: Row, seed: int, folder: Path) -> dict[str, Any]:
 
 
 def best(run: dict[str, Any], budget: int) -> tuple[float, int] | None:
-    """The run's lowest test RMSE among its stages within ``budget`` coefficients, with their count."""
+    """The run's lowest test RMSE among its stages within ``budget`` coefficients, with their count (a stage
+    whose test RMSE was not finite is stored as ``None``, as the runner's ``metrics.json`` has it)."""
     within = [(rmse, coefficients) for rmse, coefficients in run["stages"]
-              if coefficients <= budget and math.isfinite(rmse)]
+              if coefficients <= budget and rmse is not None and math.isfinite(rmse)]
     return min(within) if within else None
+
+
+def shape_method(row: Row) -> str:
+    """The method whose runs are hol on pykan's shape: ``hol`` itself where that is the preset's
+    ``[d, 2d + 1, 1]`` (the smooth formulas), else ``hol_shape``."""
+    inputs = len(row.variables)
+    return "hol" if row.kan_shape == (inputs, 2 * inputs + 1, 1) else "hol_shape"
+
+
+def at_pykan_coefficients(runs: dict[str, dict], row: Row, method: str) -> dict[str, Any] | None:
+    """hol (``method``: ``hol`` or ``hol_shape``) against pykan at equal or fewer coefficients: per seed run
+    by both, hol's best stage within the coefficients of pykan's best run within the budget; the median over
+    those seeds, with the coefficients (``None`` without such a seed)."""
+    found = []
+    for key, kan in runs.items():
+        prefix = f"{row.table}/{row.name}/pykan/"
+        hol = runs.get(f"{row.table}/{row.name}/{method}/{key.removeprefix(prefix)}")
+        if not key.startswith(prefix) or kan["overrides"] or not hol or hol["overrides"]:
+            continue
+        kan_best = best(kan, row.budget)
+        if kan_best and (hol_best := best(hol, kan_best[1])):
+            found.append(hol_best)
+    if not found:
+        return None
+    return {"median": statistics.median(rmse for rmse, _ in found),
+            "coefficients": "/".join(str(c) for c in sorted({c for _, c in found}))}
 
 
 def summary(runs: dict[str, dict], row: Row, method: str) -> dict[str, Any] | None:
@@ -203,8 +241,9 @@ def summary(runs: dict[str, dict], row: Row, method: str) -> dict[str, Any] | No
 
 
 COLUMNS = ["hol test RMSE (median)", "hol (worst)", "hol coefficients", "paper: best KAN", "paper: MLP",
-           "hol / anchor", "pykan, same data", "pykan coefficients", "tanh MLP, same data", "hol s (median)",
-           "pykan s (median)", "seeds hol/pykan/MLP"]
+           "hol / anchor", "pykan, same data", "pykan coefficients", "hol, ≤ pykan's coefficients",
+           "hol on pykan's shape, ≤ its coefficients", "coefficients (hol / on pykan's shape)",
+           "tanh MLP, same data", "hol s (median)", "pykan s (median)", "seeds hol/pykan/MLP"]
 LEADING = {"special": ["function"], "feynman": ["equation", "formula", "intervals"],
            "smooth": ["formula", "intervals"]}
 PAPER = ("paper: best KAN", "paper: MLP")
@@ -215,7 +254,8 @@ def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
     the paper's for the smooth formulas)."""
     table = []
     for row in rows:
-        hol, mlp, kan = (summary(runs, row, method) for method in METHODS)
+        hol, mlp, kan = (summary(runs, row, method) for method in ("hol", "mlp", "pykan"))
+        matched = [at_pykan_coefficients(runs, row, method) for method in ("hol", shape_method(row))]
         intervals = ", ".join(f"{name} ∈ [{low:.3g}, {high:.3g}]"
                               for name, (low, high) in row.variables.items())
         leading = {"special": [row.name], "feynman": [row.name, row.expr, f"{intervals} ({row.source})"],
@@ -223,7 +263,9 @@ def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
         paper = [] if row.table == "smooth" else [row.kan_rmse, row.mlp_rmse]
         table.append([*leading, hol and hol["median"], hol and hol["worst"], hol and hol["coefficients"],
                       *paper, hol and hol["median"] / row.anchor, kan and kan["median"],
-                      kan and kan["coefficients"], mlp and mlp["median"], hol and hol["seconds"],
+                      kan and kan["coefficients"], *(found and found["median"] for found in matched),
+                      " / ".join(found["coefficients"] if found else "–" for found in matched),
+                      mlp and mlp["median"], hol and hol["seconds"],
                       kan and kan["seconds"],
                       "/".join(str(found["seeds"]) if found else "0" for found in (hol, kan, mlp))])
     return table
@@ -235,21 +277,28 @@ def record_tables(runs: dict[str, dict]) -> None:
               "initialization; median and worst over the seeds). hol: `experiment=formula`, the best stage "
               "of its ladder within {budget} link coefficients. {paper}anchor: {anchor}. pykan 0.2.8 on the "
               "same points with the paper's protocol ({shape}, grid 3 -> 100, 200 L-BFGS steps per grid; "
-              "G + 3 coefficients per link). tanh MLP: [d, W, W, 1] within the budget, the same BFGS "
-              "epochs. Wall times per run with one thread, two runs side by side on a 2-core machine. "
+              "G + 3 coefficients per link). hol, <= pykan's coefficients: the best stage within the "
+              "coefficients of pykan's best grid, on the seeds pykan ran (the same points); hol on pykan's "
+              "shape: {shaped}. tanh MLP: [d, W, W, 1] within the budget, "
+              "the same BFGS epochs. Wall times per run with one thread, {side} side by side on a 2-core "
+              "machine. "
               f"Machines: {'; '.join(machines)}.")
     paper = "Paper: Liu et al. 2024 (arXiv:2404.19756), {table}. "
+    shaped = "the same preset with model.widths set to the shape's hidden widths"
     tables = (
         ("kan_special", "KAN paper Table 1: special functions", SPECIAL,
          common.format(budget=1000, paper=paper.format(table="Table 1 (best KAN and MLP test RMSE)"),
-                       anchor="the paper's best KAN", shape="the paper's best-KAN shape")),
+                       anchor="the paper's best KAN", shape="the paper's best-KAN shape",
+                       shaped=shaped, side="two runs")),
         ("kan_feynman", "KAN paper Table 2: Feynman equations (dimensionless)", FEYNMAN,
          common.format(budget=2000, paper=paper.format(table="Table 2 (lowest test RMSE of the "
                                                        "human-constructed, pruned and unpruned KANs; MLP)"),
-                       anchor="min(best KAN, MLP)", shape="the paper's best pruned-KAN shape")),
+                       anchor="min(best KAN, MLP)", shape="the paper's best pruned-KAN shape",
+                       shaped=shaped, side="two runs (pykan: two or three, its times up to 1.5x long)")),
         ("kan_smooth", "Untuned smooth formulas of three and four variables", SMOOTH,
          common.format(budget=3000, paper="", anchor="the issue's target 1e-3",
-                       shape="the shape [d, 2d+1, 1]")),
+                       shape="the shape [d, 2d+1, 1]", shaped="hol's own runs (the same shape)",
+                       side="two runs")),
     )
     for name, title, rows, notes in tables:
         smooth = rows[0].table == "smooth"
@@ -286,12 +335,16 @@ def main() -> None:
                     key = run_key(row, method, seed)
                     if key in runs and not args.again:
                         continue
+                    if method == "hol_shape" and shape_method(row) == "hol":
+                        continue  # hol's own runs are on pykan's shape
                     where = folder / re.sub(r"\W", "_", key)  # a Hydra override value: no '=', ' ', ...
                     run = (run_pykan(row, seed, where) if method == "pykan"
                            else run_hol(row, seed, method, args.overrides, where))
                     runs = store_run(key, {**run, "machine": results.machine(), "overrides": args.overrides})
                     found = best(run, row.budget)
                     shown = f"{found[0]:.3g} @ {found[1]}" if found else "none within budget"
+                    if "diverged" in run:
+                        shown += f" ({run['diverged']})"
                     print(f"{key}: {shown} (anchor {row.anchor:.3g}, {run['seconds']:.0f} s)", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

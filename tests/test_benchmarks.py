@@ -98,17 +98,47 @@ def test_run_pde_runs_a_short_case_and_records_its_table(tmp_path):
 @pytest.mark.slow
 def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
-    done = run(BENCHMARKS / "kan_tables.py", "--rows", "jv", "--seeds", "0", "--methods", "hol", "mlp",
-               "--record", "--", "optimizer.max_iter=2", "data.train_size=32", "data.val_size=16",
+    done = run(BENCHMARKS / "kan_tables.py", "--rows", "jv", "--seeds", "0", "--methods", "hol", "hol_shape",
+               "mlp", "--record", "--", "optimizer.max_iter=2", "data.train_size=32", "data.val_size=16",
                "data.test_size=16", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = json.loads((tmp_path / "kan_runs.json").read_text())["runs"]
-    assert sorted(runs) == ["special/jv/hol/0", "special/jv/mlp/0"]
+    assert sorted(runs) == ["special/jv/hol/0", "special/jv/hol_shape/0", "special/jv/mlp/0"]
     assert len(runs["special/jv/hol/0"]["stages"]) == 5 and len(runs["special/jv/mlp/0"]["stages"]) == 1
+    # hol on pykan's jv shape [2, 3, 1, 1, 1]: 11 links of (n - 1) S + 1 coefficients (cubic on 2 first)
+    assert [coefficients for _, coefficients in runs["special/jv/hol_shape/0"]["stages"]] == [
+        11 * 7, 11 * 11, 11 * 15, 11 * 29, 11 * 37]
     assert runs["special/jv/mlp/0"]["stages"][0][1] <= 1000  # the tanh MLP within the budget
     for name, rows in (("kan_special", 15), ("kan_feynman", 27), ("kan_smooth", 6)):
         table = json.loads((tmp_path / f"{name}.json").read_text())
         assert len(table["rows"]) == rows and all(len(row) == len(table["columns"]) for row in table["rows"])
+
+
+def test_hol_meets_pykan_at_equal_or_fewer_coefficients_on_the_same_seed():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import kan_tables
+        from kan_rows import ROWS
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    special = next(row for row in ROWS if row.name == "sph_harm m=0 n=1")  # pykan's shape [2, 1, 1]
+    smooth = next(row for row in ROWS if row.table == "smooth")  # pykan's shape is the preset's
+    run = {"overrides": [], "seconds": 1.0, "machine": "test"}
+    runs = {
+        "special/sph_harm m=0 n=1/pykan/0": {**run, "stages": [[7e-6, 18], [2e-8, 69], [1e-9, 1200]]},
+        "special/sph_harm m=0 n=1/hol_shape/0": {**run, "stages": [[1e-4, 21], [9e-9, 45], [None, 60],
+                                                                          [1e-12, 87]]},  # None: not finite
+        "special/sph_harm m=0 n=1/hol_shape/1": {**run, "stages": [[1e-13, 21]]},  # no pykan run on seed 1
+        f"smooth/{smooth.name}/pykan/0": {**run, "stages": [[1e-3, 500]]},
+        f"smooth/{smooth.name}/hol/0": {**run, "stages": [[2e-3, 400], [1e-4, 600]]},
+    }
+    # pykan's best within the budget (1000) is 2e-8 at 69: hol's best stage within 69 coefficients is 45's
+    assert kan_tables.shape_method(special) == "hol_shape" and kan_tables.shape_method(smooth) == "hol"
+    assert kan_tables.at_pykan_coefficients(runs, special, "hol_shape") == {"median": 9e-9,
+                                                                            "coefficients": "45"}
+    assert kan_tables.at_pykan_coefficients(runs, special, "hol") is None  # no run of the preset
+    assert kan_tables.at_pykan_coefficients(runs, smooth, "hol") == {"median": 2e-3, "coefficients": "400"}
+    assert kan_tables.at_pykan_coefficients({}, special, "hol_shape") is None
 
 
 def test_the_headline_table_is_what_its_script_reads_from_the_result_files_now(tmp_path):
@@ -119,4 +149,5 @@ def test_the_headline_table_is_what_its_script_reads_from_the_result_files_now(t
     committed = json.loads((BENCHMARKS / "results" / "headline.json").read_text())
     assert (committed["columns"], committed["rows"]) == (derived["columns"], derived["rows"]), (
         "run `python benchmarks/headline.py --record headline` after recording a table it reads")
-    assert all((BENCHMARKS / "results" / f"{row[-1]}.json").is_file() for row in committed["rows"])
+    assert all((BENCHMARKS / "results" / f"{name}.json").is_file()
+               for row in committed["rows"] for name in row[-1].split(", "))
