@@ -299,7 +299,7 @@ def record_tables(runs: dict[str, dict]) -> None:
         ("kan_smooth", "Untuned smooth formulas of three and four variables", SMOOTH,
          common.format(budget=3000, paper="", anchor="the issue's target 1e-3",
                        shape="the shape [d, 2d+1, 1]", shaped="hol's own runs (the same shape)",
-                       side="two runs (pykan: three, its time up to 1.5x long)")),
+                       side="two runs (pykan: three or four, its times up to 2x long)")),
     )
     for name, title, rows, notes in tables:
         smooth = rows[0].table == "smooth"
