@@ -44,8 +44,9 @@ The config key ``refine`` lists the stages, each ``{epochs: E, n: N, segments: S
 * Per stage ``k`` (counted from 0, as ``refine[k]``): at its end, the network as it is then is tested on the
   test set; logged and in ``metrics.json`` as ``stage<k>/test/loss``, ``stage<k>/test/<metric>`` (``rmse``
   or ``acc``) and ``stage<k>/parameters`` (the number of trainable parameters: for a hol network without
-  bias, its coefficients), e.g. ``stage3/test/rmse``. They describe the ladder, where ``test/*`` is the best
-  checkpoint's.
+  bias, its coefficients), e.g. ``stage3/test/rmse``; the same metrics on the validation set as
+  ``stage<k>/val/loss`` and ``stage<k>/val/<metric>``, to choose a stage or a run without the test set. They
+  describe the ladder, where ``test/*`` is the best checkpoint's.
 * Resume: checkpoints store the refined network's hyperparameters (its domains in its state) and the
   refinements and stage tests done so far (the callback's state), so a run resumed after a refinement reloads
   the refined shapes, with the optimizer of its stage, and does not refine again; one resumed from the last
@@ -397,13 +398,15 @@ class RefinementStages(pl.Callback):
             yield x.flatten(1) if flatten else x
 
     def test(self, trainer: pl.Trainer, pl_module: HolModule, index: int) -> None:
-        """Test the network at the end of stage ``index``; log and keep ``stage<index>/...`` (module
-        docstring)."""
+        """Test the network at the end of stage ``index`` (and measure it on the validation set); log and keep
+        ``stage<index>/...`` (module docstring)."""
         datamodule = trainer_datamodule(trainer)
         dataloader = datamodule.test_dataloader() if datamodule else None
         if dataloader is None:
             return
         result = {f"test/{key}": value for key, value in evaluate(trainer, pl_module, dataloader).items()}
+        result |= {f"val/{key}": value
+                   for key, value in evaluate(trainer, pl_module, datamodule.val_dataloader()).items()}
         result["parameters"] = float(sum(p.numel() for p in pl_module.net.parameters() if p.requires_grad))
         self.tests[index] = result
         if trainer.is_global_zero:

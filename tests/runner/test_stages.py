@@ -230,6 +230,8 @@ def test_a_ladder_through_the_command_line_adapts_refines_and_tests_every_stage(
     metrics = json.loads((in_tmp / "run" / METRICS_FILE).read_text())
     assert [metrics[f"stage{k}/parameters"] for k in range(3)] == [15, 39, 39]  # 3 links x ((n-1) S + 1)
     assert all(0 < metrics[f"stage{k}/test/rmse"] < 10 for k in range(3))
+    stage_val = [metrics[f"stage{k}/val/loss"] for k in range(3)]  # one epoch per stage: every epoch's end
+    assert min(stage_val) == pytest.approx(metrics["val/loss_best"], rel=1e-9) and len(set(stage_val)) == 3
     assert metrics["refine/max_change"] < 1e-12 and math.isfinite(metrics["refine/adapt_max_change"])
     last = torch.load(in_tmp / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     group = last["optimizer_states"][0]["param_groups"][0]
