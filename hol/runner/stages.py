@@ -401,8 +401,7 @@ class RefinementStages(pl.Callback):
         """Test the network at the end of stage ``index`` (and measure it on the validation set); log and keep
         ``stage<index>/...`` (module docstring)."""
         datamodule = trainer_datamodule(trainer)
-        dataloader = datamodule.test_dataloader() if datamodule else None
-        if dataloader is None:
+        if datamodule is None or (dataloader := datamodule.test_dataloader()) is None:
             return
         result = {f"test/{key}": value for key, value in evaluate(trainer, pl_module, dataloader).items()}
         result |= {f"val/{key}": value
