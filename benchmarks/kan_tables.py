@@ -7,6 +7,11 @@ Methods, each on one thread, per row and seed (the seed draws the initialization
 
 * ``hol``: ``hol train experiment=formula 'data.expr=...' 'data.variables=...' seed=SEED``; its result is the
   best stage (``stage<k>/test/rmse``) within the row's coefficient budget (1000 special, 2000 Feynman);
+* ``hol_deep``: the same command on a deeper network, ``[d, d, d, 1, 1]`` (``model.widths=[d,d,1]``): the
+  compositions the paper's shapes have (a product or a quotient inside a function) need a third layer;
+  per seed, of it and ``hol`` the run with the lower validation RMSE (the best stage within the budget on the
+  200 validation points; the test set plays no part in the choice) is the table's "shape chosen by
+  validation";
 * ``hol_shape``: the same command on pykan's network, the row's best-KAN shape (``model.widths``: its hidden
   widths), compared with pykan at equal or fewer coefficients: its best stage within pykan's best run's
   coefficients (the same seed, so the same points);
@@ -20,13 +25,13 @@ Methods, each on one thread, per row and seed (the seed draws the initialization
   ``G + 3`` per link, as the paper counts them).
 
 Every run is stored as it finishes in ``benchmarks/results/kan_runs.json`` (with its machine), so the tables
-fill over several invocations; ``--record`` renders ``kan_special.json`` and ``kan_feynman.json`` from all
-stored runs (median and worst over the seeds each method has).
+fill over several invocations; ``--record`` renders ``kan_special.json``, ``kan_feynman.json`` and
+``kan_smooth.json`` from all stored runs (median and worst over the seeds each method has).
 
 Usage::
 
     python benchmarks/kan_tables.py [--table special feynman] [--rows jv I.6.2 ...] [--seeds 0 1 2]
-        [--methods hol hol_shape mlp pykan] [--again] [--record] [--tables-only] [-- OVERRIDE ...]
+        [--methods hol hol_deep hol_shape mlp pykan] [--again] [--record] [--tables-only] [-- OVERRIDE ...]
 
 Overrides after ``--`` go to every ``hol`` run (e.g. ``optimizer.max_iter=5`` for a quick check).
 """
@@ -59,7 +64,7 @@ from hol.networks import build
 from hol.runner.data import FunctionDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("hol", "hol_shape", "mlp", "pykan")
+METHODS = ("hol", "hol_deep", "hol_shape", "mlp", "pykan")
 PYKAN = "pykan==0.2.8"
 PYKAN_GRIDS = (3, 5, 10, 20, 50, 100)
 PYKAN_STEPS = 200
@@ -110,6 +115,9 @@ def mlp_width(inputs: int, budget: int) -> int:
 
 def hol_arguments(row: Row, seed: int, method: str) -> list[str]:
     arguments = ["experiment=formula", f'data.expr="{row.expr}"', variables_override(row), f"seed={seed}"]
+    if method == "hol_deep":
+        inputs = len(row.variables)
+        arguments.append(f"model.widths=[{inputs},{inputs},1]")
     if method == "hol_shape":
         arguments.append(f"model.widths=[{','.join(str(width) for width in row.kan_shape[1:-1])}]")
     if method == "mlp":
@@ -121,9 +129,9 @@ def hol_arguments(row: Row, seed: int, method: str) -> list[str]:
 
 
 def run_hol(row: Row, seed: int, method: str, overrides: list[str], folder: Path) -> dict[str, Any]:
-    """One ``hol train`` run: test RMSE and coefficients per stage (one stage without refinement); a run that
-    diverged (``run/status: diverged``) keeps the stages tested before, and its one-line error as
-    ``diverged``."""
+    """One ``hol train`` run: test RMSE and coefficients per stage (one stage without refinement), and the
+    validation RMSE per stage (``val``); a run that diverged (``run/status: diverged``) keeps the stages
+    tested before, and its one-line error as ``diverged``."""
     command = [str(Path(sys.executable).with_name("hol")), "train", *hol_arguments(row, seed, method),
                *overrides, f"hydra.run.dir={folder}", "callbacks.rich_progress_bar=null",
                "+trainer.enable_progress_bar=false", "logger=csv"]
@@ -136,15 +144,18 @@ def run_hol(row: Row, seed: int, method: str, overrides: list[str], folder: Path
     diverged = metrics.get("run/status") == "diverged"
     if done.returncode and not diverged:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    stages = [[metrics[f"stage{k}/test/rmse"], int(metrics[f"stage{k}/parameters"])]
-              for k in range(len(metrics)) if f"stage{k}/test/rmse" in metrics]
+    tested = [k for k in range(len(metrics)) if f"stage{k}/test/rmse" in metrics]
+    stages = [[metrics[f"stage{k}/test/rmse"], int(metrics[f"stage{k}/parameters"])] for k in tested]
+    val = [metrics[f"stage{k}/val/rmse"] for k in tested]
     if diverged:  # the stages tested before it diverged count, with the runner's one line
-        return {"stages": stages, "seconds": seconds, "diverged": done.stderr.strip().splitlines()[-1]}
+        return {"stages": stages, "val": val, "seconds": seconds,
+                "diverged": done.stderr.strip().splitlines()[-1]}
     if not stages:
         checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
         parameters = sum(p.numel() for p in build(checkpoint["net_hparams"]).parameters() if p.requires_grad)
         stages = [[metrics["test/rmse"], parameters]]
-    return {"stages": stages, "seconds": seconds}
+        val = [metrics["val/rmse_best"]]  # the best checkpoint's, as test/rmse
+    return {"stages": stages, "val": val, "seconds": seconds}
 
 
 def pykan_folder() -> Path:
@@ -241,8 +252,45 @@ def summary(runs: dict[str, dict], row: Row, method: str) -> dict[str, Any] | No
             "seconds": statistics.median(run["seconds"] for run in found)}
 
 
+def best_validation(run: dict[str, Any], budget: int) -> float | None:
+    """The run's lowest validation RMSE among its stages within ``budget`` coefficients (``None``: a run
+    stored without validation RMSE, or none finite)."""
+    within = [rmse for rmse, (_, coefficients) in zip(run.get("val", ()), run["stages"], strict=False)
+              if coefficients <= budget and rmse is not None and math.isfinite(rmse)]
+    return min(within) if within else None
+
+
+def chosen_by_validation(runs: dict[str, dict], row: Row, methods: tuple[str, ...] = ("hol", "hol_deep")
+                         ) -> dict[str, Any] | None:
+    """Per seed run by every one of ``methods``: the run with the lowest validation RMSE within the budget
+    (:func:`best_validation`; the test set plays no part in the choice), and its best stage as in
+    :func:`summary`. Median and worst over those seeds, the coefficients, and how many times each method was
+    chosen (``None`` without such a seed)."""
+    prefix = f"{row.table}/{row.name}/{methods[0]}/"
+    chosen = []
+    for key in runs:
+        if not key.startswith(prefix):
+            continue
+        seed = key.removeprefix(prefix)
+        candidates = [(score, method, run) for method in methods
+                      if (run := runs.get(f"{row.table}/{row.name}/{method}/{seed}")) and not run["overrides"]
+                      and (score := best_validation(run, row.budget)) is not None]
+        if len(candidates) == len(methods):
+            _, method, run = min(candidates, key=lambda candidate: candidate[0])
+            if (result := best(run, row.budget)) is not None:
+                chosen.append((result, method))
+    if not chosen:
+        return None
+    errors = [rmse for (rmse, _), _ in chosen]
+    return {"median": statistics.median(errors), "worst": max(errors),
+            "coefficients": "/".join(str(c) for c in sorted({c for (_, c), _ in chosen})),
+            "chosen": {method: sum(1 for _, m in chosen if m == method) for method in methods}}
+
+
 COLUMNS = ["hol test RMSE (median)", "hol (worst)", "hol coefficients", "paper: best KAN", "paper: MLP",
-           "hol / anchor", "pykan, same data", "pykan coefficients", "hol, ≤ pykan's coefficients",
+           "hol / anchor", "hol, shape chosen by validation (median)", "(worst)", "its coefficients",
+           "[d, 2d+1, 1] / [d, d, d, 1, 1] chosen", "pykan, same data", "pykan coefficients",
+           "hol, ≤ pykan's coefficients",
            "hol on pykan's shape, ≤ its coefficients", "coefficients (hol / on pykan's shape)",
            "tanh MLP, same data", "hol s (median)", "pykan s (median)", "seeds hol/pykan/MLP"]
 LEADING = {"special": ["function"], "feynman": ["equation", "formula", "intervals"],
@@ -256,6 +304,7 @@ def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
     table = []
     for row in rows:
         hol, mlp, kan = (summary(runs, row, method) for method in ("hol", "mlp", "pykan"))
+        chosen = chosen_by_validation(runs, row)
         matched = [at_pykan_coefficients(runs, row, method) for method in ("hol", shape_method(row))]
         intervals = ", ".join(f"{name} ∈ [{low:.3g}, {high:.3g}]"
                               for name, (low, high) in row.variables.items())
@@ -263,7 +312,10 @@ def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
                    "smooth": [row.expr, intervals]}[row.table]
         paper = [] if row.table == "smooth" else [row.kan_rmse, row.mlp_rmse]
         table.append([*leading, hol and hol["median"], hol and hol["worst"], hol and hol["coefficients"],
-                      *paper, hol and hol["median"] / row.anchor, kan and kan["median"],
+                      *paper, hol and hol["median"] / row.anchor, chosen and chosen["median"],
+                      chosen and chosen["worst"], chosen and chosen["coefficients"],
+                      chosen and " / ".join(str(count) for count in chosen["chosen"].values()),
+                      kan and kan["median"],
                       kan and kan["coefficients"], *(found and found["median"] for found in matched),
                       " / ".join(found["coefficients"] if found else "–" for found in matched),
                       mlp and mlp["median"], hol and hol["seconds"],
@@ -276,7 +328,10 @@ def record_tables(runs: dict[str, dict]) -> None:
     machines = sorted({run["machine"] for run in runs.values()})
     common = ("Test RMSE on 1000 uniform test points after training on 1000 (a seed draws both and the "
               "initialization; median and worst over the seeds). hol: `experiment=formula`, the best stage "
-              "of its ladder within {budget} link coefficients. {paper}anchor: {anchor}. pykan 0.2.8 on the "
+              "of its ladder within {budget} link coefficients. {paper}anchor: {anchor}. hol, shape chosen "
+              "by validation: per seed, of the preset ([d, 2d+1, 1]) and the preset on [d, d, d, 1, 1] "
+              "(model.widths=[d,d,1]) the run with the lower validation RMSE (200 points, its stages within "
+              "the budget; not the test set), then its best stage as above. pykan 0.2.8 on the "
               "same points with the paper's protocol ({shape}, grid 3 -> 100, 200 L-BFGS steps per grid; "
               "G + 3 coefficients per link). hol, <= pykan's coefficients: the best stage within the "
               "coefficients of pykan's best grid, on the seeds pykan ran (the same points); hol on pykan's "

@@ -98,13 +98,18 @@ def test_run_pde_runs_a_short_case_and_records_its_table(tmp_path):
 @pytest.mark.slow
 def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
-    done = run(BENCHMARKS / "kan_tables.py", "--rows", "jv", "--seeds", "0", "--methods", "hol", "hol_shape",
-               "mlp", "--record", "--", "optimizer.max_iter=2", "data.train_size=32", "data.val_size=16",
-               "data.test_size=16", env=env)
+    done = run(BENCHMARKS / "kan_tables.py", "--rows", "jv", "--seeds", "0", "--methods", "hol", "hol_deep",
+               "hol_shape", "mlp", "--record", "--", "optimizer.max_iter=2", "data.train_size=32",
+               "data.val_size=16", "data.test_size=16", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = json.loads((tmp_path / "kan_runs.json").read_text())["runs"]
-    assert sorted(runs) == ["special/jv/hol/0", "special/jv/hol_shape/0", "special/jv/mlp/0"]
+    assert sorted(runs) == ["special/jv/hol/0", "special/jv/hol_deep/0", "special/jv/hol_shape/0",
+                            "special/jv/mlp/0"]
     assert len(runs["special/jv/hol/0"]["stages"]) == 5 and len(runs["special/jv/mlp/0"]["stages"]) == 1
+    assert len(runs["special/jv/hol/0"]["val"]) == 5 and len(runs["special/jv/mlp/0"]["val"]) == 1
+    # the deep shape [2, 2, 2, 1, 1]: 4 + 4 + 2 + 1 links
+    assert [coefficients for _, coefficients in runs["special/jv/hol_deep/0"]["stages"]] == [
+        11 * 7, 11 * 11, 11 * 15, 11 * 29, 11 * 37]
     # hol on pykan's jv shape [2, 3, 1, 1, 1]: 11 links of (n - 1) S + 1 coefficients (cubic on 2 first)
     assert [coefficients for _, coefficients in runs["special/jv/hol_shape/0"]["stages"]] == [
         11 * 7, 11 * 11, 11 * 15, 11 * 29, 11 * 37]
@@ -151,3 +156,28 @@ def test_the_headline_table_is_what_its_script_reads_from_the_result_files_now(t
         "run `python benchmarks/headline.py --record headline` after recording a table it reads")
     assert all((BENCHMARKS / "results" / f"{name}.json").is_file()
                for row in committed["rows"] for name in row[-1].split(", "))
+
+
+def test_the_shape_is_chosen_by_validation_rmse_per_seed_never_by_test_rmse():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import kan_tables
+        from kan_rows import ROWS
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    row = next(row for row in ROWS if row.name == "I.6.2b")  # budget 2000
+    run = {"overrides": [], "seconds": 1.0, "machine": "test"}
+    runs = {  # seed 0: the deep run validates lower (its test RMSE is higher); seed 1: the preset's
+        "feynman/I.6.2b/hol/0": {**run, "stages": [[1e-3, 200], [1e-6, 3000]], "val": [2e-3, 1e-9]},
+        "feynman/I.6.2b/hol_deep/0": {**run, "stages": [[5e-3, 150], [4e-3, 300]], "val": [6e-3, 1e-3]},
+        "feynman/I.6.2b/hol/1": {**run, "stages": [[2e-4, 200]], "val": [3e-4]},
+        "feynman/I.6.2b/hol_deep/1": {**run, "stages": [[1e-5, 150], [None, 300]], "val": [1e-2, None]},
+        "feynman/I.6.2b/hol/2": {**run, "stages": [[1e-9, 200]], "val": [1e-9]},  # no deep run: no choice
+        "feynman/I.6.2b/hol/3": {**run, "stages": [[1e-9, 200]]},  # stored before val: no choice
+        "feynman/I.6.2b/hol_deep/3": {**run, "stages": [[1e-9, 150]], "val": [1e-9]},
+    }
+    chosen = kan_tables.chosen_by_validation(runs, row)
+    assert chosen == {"median": (4e-3 + 2e-4) / 2, "worst": 4e-3, "coefficients": "200/300",
+                      "chosen": {"hol": 1, "hol_deep": 1}}
+    assert kan_tables.best_validation(runs["feynman/I.6.2b/hol/0"], 2000) == 2e-3  # 1e-9 beyond the budget
+    assert kan_tables.chosen_by_validation({}, row) is None
