@@ -289,13 +289,18 @@ def chosen_by_validation(runs: dict[str, dict], row: Row, methods: tuple[str, ..
 
 COLUMNS = ["hol test RMSE (median)", "hol (worst)", "hol coefficients", "paper: best KAN", "paper: MLP",
            "hol / anchor", "hol, shape chosen by validation (median)", "(worst)", "its coefficients",
-           "[d, 2d+1, 1] / [d, d, d, 1, 1] chosen", "pykan, same data", "pykan coefficients",
-           "hol, ≤ pykan's coefficients",
-           "hol on pykan's shape, ≤ its coefficients", "coefficients (hol / on pykan's shape)",
+           "[d, 2d+1, 1] / [d, d, d, 1, 1] chosen", "chosen / anchor", "pykan, same data",
+           "pykan coefficients", "hol, ≤ pykan's coefficients", "hol on pykan's shape, ≤ its coefficients",
+           "coefficients (hol / on pykan's shape)",
            "tanh MLP, same data", "hol s (median)", "pykan s (median)", "seeds hol/pykan/MLP"]
 LEADING = {"special": ["function"], "feynman": ["equation", "formula", "intervals"],
            "smooth": ["formula", "intervals"]}
 PAPER = ("paper: best KAN", "paper: MLP")
+CHOSEN = ("hol, shape chosen by validation (median)", "(worst)", "its coefficients",
+          "[d, 2d+1, 1] / [d, d, d, 1, 1] chosen", "chosen / anchor")
+CHOSEN_NOTE = ("hol, shape chosen by validation: per seed, of the preset ([d, 2d+1, 1]) and the preset on "
+               "[d, d, d, 1, 1] (model.widths=[d,d,1]) the run with the lower validation RMSE (200 points, "
+               "its stages within the budget; not the test set), then its best stage as above.")
 
 
 def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
@@ -315,6 +320,7 @@ def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
                       *paper, hol and hol["median"] / row.anchor, chosen and chosen["median"],
                       chosen and chosen["worst"], chosen and chosen["coefficients"],
                       chosen and " / ".join(str(count) for count in chosen["chosen"].values()),
+                      chosen and chosen["median"] / row.anchor,
                       kan and kan["median"],
                       kan and kan["coefficients"], *(found and found["median"] for found in matched),
                       " / ".join(found["coefficients"] if found else "–" for found in matched),
@@ -328,10 +334,7 @@ def record_tables(runs: dict[str, dict]) -> None:
     machines = sorted({run["machine"] for run in runs.values()})
     common = ("Test RMSE on 1000 uniform test points after training on 1000 (a seed draws both and the "
               "initialization; median and worst over the seeds). hol: `experiment=formula`, the best stage "
-              "of its ladder within {budget} link coefficients. {paper}anchor: {anchor}. hol, shape chosen "
-              "by validation: per seed, of the preset ([d, 2d+1, 1]) and the preset on [d, d, d, 1, 1] "
-              "(model.widths=[d,d,1]) the run with the lower validation RMSE (200 points, its stages within "
-              "the budget; not the test set), then its best stage as above. pykan 0.2.8 on the "
+              "of its ladder within {budget} link coefficients. {paper}anchor: {anchor}. pykan 0.2.8 on the "
               "same points with the paper's protocol ({shape}, grid 3 -> 100, 200 L-BFGS steps per grid; "
               "G + 3 coefficients per link). hol, <= pykan's coefficients: the best stage within the "
               "coefficients of pykan's best grid, on the seeds pykan ran (the same points); hol on pykan's "
@@ -359,7 +362,13 @@ def record_tables(runs: dict[str, dict]) -> None:
     for name, title, rows, notes in tables:
         smooth = rows[0].table == "smooth"
         columns = [*LEADING[rows[0].table], *(c for c in COLUMNS if not (smooth and c in PAPER))]
-        results.record(name, title, columns, table_rows(runs, rows), notes,
+        values = table_rows(runs, rows)
+        if all(row[columns.index(CHOSEN[0])] is None for row in values):  # hol_deep not run on this table
+            kept = [index for index, column in enumerate(columns) if column not in CHOSEN]
+            columns, values = [columns[i] for i in kept], [[row[i] for i in kept] for row in values]
+        else:
+            notes += " " + CHOSEN_NOTE
+        results.record(name, title, columns, values, notes,
                        command="python benchmarks/kan_tables.py --record --tables-only")
 
 
