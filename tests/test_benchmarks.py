@@ -107,9 +107,12 @@ def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
                             "special/jv/mlp/0"]
     assert len(runs["special/jv/hol/0"]["stages"]) == 5 and len(runs["special/jv/mlp/0"]["stages"]) == 1
     assert len(runs["special/jv/hol/0"]["val"]) == 5 and len(runs["special/jv/mlp/0"]["val"]) == 1
-    # the deep shape [2, 2, 2, 1, 1]: 4 + 4 + 2 + 1 links
-    assert [coefficients for _, coefficients in runs["special/jv/hol_deep/0"]["stages"]] == [
-        11 * 7, 11 * 11, 11 * 15, 11 * 29, 11 * 37]
+    # the deep shape [2, 2, 2, 1, 1]: 4 + 4 + 2 + 1 links (on 32 points, 2 iterations a stage, it may diverge:
+    # then the stages before are kept, with the runner's one line)
+    deep = runs["special/jv/hol_deep/0"]
+    ladder = [coefficients for _, coefficients in deep["stages"]]
+    assert ladder == [11 * 7, 11 * 11, 11 * 15, 11 * 29, 11 * 37][:len(ladder)]
+    assert len(deep["val"]) == len(ladder) and (len(ladder) == 5 or deep.get("diverged"))
     # hol on pykan's jv shape [2, 3, 1, 1, 1]: 11 links of (n - 1) S + 1 coefficients (cubic on 2 first)
     assert [coefficients for _, coefficients in runs["special/jv/hol_shape/0"]["stages"]] == [
         11 * 7, 11 * 11, 11 * 15, 11 * 29, 11 * 37]
