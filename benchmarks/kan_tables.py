@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,12 +204,17 @@ def run_pykan(row: Row, seed: int, folder: Path) -> dict[str, Any]:
     return {"stages": stages, "seconds": time.perf_counter() - start}
 
 
-def best(run: dict[str, Any], budget: int) -> tuple[float, int] | None:
-    """The run's lowest test RMSE among its stages within ``budget`` coefficients, with their count (a stage
-    whose test RMSE was not finite is stored as ``None``, as the runner's ``metrics.json`` has it)."""
-    within = [(rmse, coefficients) for rmse, coefficients in run["stages"]
+def lowest_within(stages: Iterable[Sequence], budget: int) -> tuple[float, int] | None:
+    """The lowest ``(rmse, coefficients)`` among ``stages`` within ``budget`` coefficients (a stage whose RMSE
+    was not finite is stored as ``None``, as the runner's ``metrics.json`` has it)."""
+    within = [(rmse, coefficients) for rmse, coefficients in stages
               if coefficients <= budget and rmse is not None and math.isfinite(rmse)]
     return min(within) if within else None
+
+
+def best(run: dict[str, Any], budget: int) -> tuple[float, int] | None:
+    """The run's lowest test RMSE among its stages within ``budget`` coefficients, with their count."""
+    return lowest_within(run["stages"], budget)
 
 
 def shape_method(row: Row) -> str:
@@ -255,9 +261,8 @@ def summary(runs: dict[str, dict], row: Row, method: str) -> dict[str, Any] | No
 def best_validation(run: dict[str, Any], budget: int) -> float | None:
     """The run's lowest validation RMSE among its stages within ``budget`` coefficients (``None``: a run
     stored without validation RMSE, or none finite)."""
-    within = [rmse for rmse, (_, coefficients) in zip(run.get("val", ()), run["stages"], strict=False)
-              if coefficients <= budget and rmse is not None and math.isfinite(rmse)]
-    return min(within) if within else None
+    found = lowest_within(zip(run.get("val", ()), (c for _, c in run["stages"]), strict=False), budget)
+    return found and found[0]
 
 
 def chosen_by_validation(runs: dict[str, dict], row: Row, methods: tuple[str, ...] = ("hol", "hol_deep")

@@ -95,6 +95,17 @@ def test_run_pde_runs_a_short_case_and_records_its_table(tmp_path):
     assert table_row["metric"] == "rel_l2" and (tmp_path / "pde_burgers.png").stat().st_size > 0
 
 
+@pytest.fixture
+def kan_tables():
+    """The script ``benchmarks/kan_tables.py`` as a module (it imports its sibling ``kan_rows``)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import kan_tables
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return kan_tables
+
+
 @pytest.mark.slow
 def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
@@ -122,15 +133,9 @@ def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
         assert len(table["rows"]) == rows and all(len(row) == len(table["columns"]) for row in table["rows"])
 
 
-def test_hol_meets_pykan_at_equal_or_fewer_coefficients_on_the_same_seed():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import kan_tables
-        from kan_rows import ROWS
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    special = next(row for row in ROWS if row.name == "sph_harm m=0 n=1")  # pykan's shape [2, 1, 1]
-    smooth = next(row for row in ROWS if row.table == "smooth")  # pykan's shape is the preset's
+def test_hol_meets_pykan_at_equal_or_fewer_coefficients_on_the_same_seed(kan_tables):
+    special = next(row for row in kan_tables.ROWS if row.name == "sph_harm m=0 n=1")  # pykan: [2, 1, 1]
+    smooth = next(row for row in kan_tables.ROWS if row.table == "smooth")  # pykan's shape is the preset's
     run = {"overrides": [], "seconds": 1.0, "machine": "test"}
     runs = {
         "special/sph_harm m=0 n=1/pykan/0": {**run, "stages": [[7e-6, 18], [2e-8, 69], [1e-9, 1200]]},
@@ -161,14 +166,8 @@ def test_the_headline_table_is_what_its_script_reads_from_the_result_files_now(t
                for row in committed["rows"] for name in row[-1].split(", "))
 
 
-def test_the_shape_is_chosen_by_validation_rmse_per_seed_never_by_test_rmse():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import kan_tables
-        from kan_rows import ROWS
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    row = next(row for row in ROWS if row.name == "I.6.2b")  # budget 2000
+def test_the_shape_is_chosen_by_validation_rmse_per_seed_never_by_test_rmse(kan_tables):
+    row = next(row for row in kan_tables.ROWS if row.name == "I.6.2b")  # budget 2000
     run = {"overrides": [], "seconds": 1.0, "machine": "test"}
     runs = {  # seed 0: the deep run validates lower (its test RMSE is higher); seed 1: the preset's
         "feynman/I.6.2b/hol/0": {**run, "stages": [[1e-3, 200], [1e-6, 3000]], "val": [2e-3, 1e-9]},
