@@ -21,7 +21,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .records import FAILED_FILE, JOB_FILE, METRICS_FILE
+from .records import CANDIDATE_FOLDER, FAILED_FILE, JOB_FILE, METRICS_FILE
 from .sweep import SUMMARY_CSV, SUMMARY_MD
 
 RESOLVER = "hol_new_folder"
@@ -83,8 +83,13 @@ def register_resolver() -> None:
 
 
 def results_in(folder: Path, names: tuple[str, ...] = RUN_RESULTS) -> list[str]:
-    """The result files and folders of an earlier run (or sweep) present in ``folder``."""
-    return [name for name in names if (folder / name).exists()]
+    """The result files and folders of an earlier run (or sweep) present in ``folder``; for a run, its
+    candidates' folders too (``candidate<i>``, :mod:`hol.runner.candidates`)."""
+    found = [name for name in names if (folder / name).exists() or (folder / name).is_symlink()]
+    if names == RUN_RESULTS and folder.is_dir():
+        found += sorted(entry.name for entry in folder.iterdir()
+                        if entry.is_dir() and CANDIDATE_FOLDER.fullmatch(entry.name))
+    return found
 
 
 def sweep_results_in(folder: Path) -> list[str]:
@@ -100,7 +105,7 @@ def remove_results(folder: Path, names: list[str]) -> None:
     """Remove the named results of an earlier run or sweep from ``folder`` (``overwrite=true``)."""
     for name in names:
         path = folder / name
-        if path.is_dir():
+        if path.is_dir() and not path.is_symlink():  # a link (a run's checkpoints of its kept candidate) goes
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)

@@ -6,7 +6,9 @@
 * ``FAILED`` (:data:`FAILED_FILE`): instead of it, the error of a run that failed;
 * ``job.json`` (:data:`JOB_FILE`): a sweep job's status, wall time and error;
 * ``.hydra/config.yaml`` (:data:`CONFIG_FILE`): rewritten by the run with the config it resolved
-  (:func:`hol.runner.train.save_config`).
+  (:func:`hol.runner.train.save_config`);
+* ``candidate<i>/`` (:data:`CANDIDATE_FOLDER`): a run with candidates (:mod:`hol.runner.candidates`) holds a
+  whole run per candidate, and ``checkpoints`` links to the kept one's.
 
 The JSON files are strict data: without NaN or infinity (a non-finite value is ``null``). They and the saved
 config are written atomically (:func:`write_text`).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,8 @@ DIVERGED = "diverged"
 FAILED_FILE = "FAILED"
 JOB_FILE = "job.json"
 CONFIG_FILE = "config.yaml"
+CANDIDATE_FOLDER = re.compile(r"candidate(\d+)")
+"""The folder of candidate ``i`` in a run's folder, ``candidate<i>``."""
 
 
 def strict(data: Any) -> Any:

@@ -12,8 +12,10 @@ the error instead (:func:`run_task`).
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import hydra
 import lightning.pytorch as pl
@@ -28,6 +30,7 @@ from torch import Tensor
 from ..checks import check_int, check_number
 from ..layers import kind_info
 from ..networks import MLP, build
+from .candidates import parse_candidates, train_candidates
 from .config import plain_dict
 from .divergence import DivergenceMonitor, RunDiverged
 from .lightning_module import HolModule, net_hparams, read_checkpoint
@@ -113,13 +116,41 @@ def build_net(model_cfg: DictConfig, datamodule) -> torch.nn.Module:
     ``image_size``, ``out_features``) come from the data, and so do ``input_domains`` where the data has
     intervals (a formula's variables) and an MLP's ``hidden_width``: ``2 d + 1`` for ``d`` inputs, the
     inner width of the Kolmogorov-Arnold representation (Kolmogorov 1957), so that the network grows with
-    the number of variables."""
+    the number of variables. An MLP's ``widths`` may be written in ``d`` too (:func:`resolve_widths`)."""
     sizes = {"in_features": datamodule.in_features, "in_channels": datamodule.input_shape[0],
              "image_size": list(datamodule.input_shape[1:]), "out_features": datamodule.out_features,
              "input_domains": getattr(datamodule, "input_domains", None),
              "hidden_width": 2 * datamodule.in_features + 1}
     filled = {key: value for key, value in sizes.items() if key in model_cfg and model_cfg[key] is None}
+    if model_cfg.get("widths") is not None:
+        filled["widths"] = resolve_widths(model_cfg.widths, datamodule.in_features)
     return hydra.utils.instantiate(model_cfg, **filled)
+
+
+WIDTH_IN_D = re.compile(r"(\d*)\s*\*?\s*d\s*(?:([+-])\s*(\d+))?")
+"""A width written in ``d``, the number of inputs: ``d``, ``2d``, ``2*d+1``, ``d - 1``."""
+
+
+def resolve_widths(widths: Any, inputs: int) -> Any:
+    """``model.widths`` with every entry written in ``d`` (:data:`WIDTH_IN_D`) computed for ``d = inputs``,
+    e.g. ``[d, d, 1]`` -> ``[3, 3, 1]`` for three variables; other entries as they are (the network checks
+    them). ``ValueError`` naming an entry that is a string of another form or comes to less than 1."""
+    if isinstance(widths, str) or not isinstance(widths, Sequence):
+        return widths
+    resolved = []
+    for index, width in enumerate(widths):
+        if isinstance(width, str):
+            match = WIDTH_IN_D.fullmatch(width.strip())
+            if match is None:
+                raise ValueError(f"model.widths[{index}]={width!r}: a width is a positive integer or written "
+                                 "in d, the number of inputs (d, 2d, 2*d+1, d-1)")
+            factor, sign, offset = match.groups()
+            width = int(factor or 1) * inputs + (-1 if sign == "-" else 1) * int(offset or 0)
+            if width < 1:
+                raise ValueError(f"model.widths[{index}]={widths[index]!r} is {width} for d={inputs} inputs; "
+                                 "a width is at least 1")
+        resolved.append(width)
+    return resolved
 
 
 def checkpoint_net_hparams(path: str | None) -> dict | None:
@@ -271,7 +302,12 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Train and test as ``cfg`` says; return the final metrics (also written to ``metrics.json``)."""
+    """Train and test as ``cfg`` says; return the final metrics (also written to ``metrics.json``). With
+    ``cfg.candidates``, train each candidate in turn and keep the one the validation set prefers
+    (:mod:`hol.runner.candidates`)."""
+    candidates = parse_candidates(cfg.get("candidates"), cfg, command_line_overrides())
+    if candidates:
+        return train_candidates(cfg, candidates, train)
     validate(cfg)
     stages = configure_stages(cfg)  # refinement stages (cfg.refine): sets the model's first order, max_epochs
     save_config(cfg)

@@ -3,6 +3,7 @@ outputs."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from hol.runner.cli import config_dir
+from hol.runner.records import METRICS_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null",
@@ -69,6 +71,13 @@ def run_sweep_app(script: Path, sweep_dir: Path, *overrides: str, config_name: s
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as stream:
         return list(csv.DictReader(stream))
+
+
+def network_folder(run_dir: Path) -> Path:
+    """The folder of a finished run's network: the run's own, or for a run with candidates
+    (hol.runner.candidates) the chosen candidate's."""
+    chosen = json.loads((run_dir / METRICS_FILE).read_text()).get("candidate/chosen")
+    return run_dir if chosen is None else run_dir / f"candidate{chosen}"
 
 
 def tensorboard_events(run_dir: Path) -> EventAccumulator:

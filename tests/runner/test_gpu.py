@@ -11,7 +11,7 @@ import torch
 from hol.runner.lightning_module import HolModule
 from hol.runner.train import evaluate, train
 from tests.helpers.presets import EXPERIMENTS, tiny_preset
-from tests.helpers.runs import compose_config
+from tests.helpers.runs import compose_config, network_folder
 
 
 @pytest.mark.cuda
@@ -21,6 +21,7 @@ def test_every_experiment_trains_on_the_gpu(name, tmp_path, mnist_root, cifar100
     cfg = compose_config([*tiny_preset(name, mnist_root, cifar100_root), "trainer=gpu", "logger=csv"],
                          run_dir=run)
     metrics = train(cfg)
+    run = network_folder(run)
     assert metrics and all(math.isfinite(value) for value in metrics.values())
     last = run / "checkpoints" / "last.ckpt"
     module = HolModule.from_checkpoint(str(last))  # onto the CPU

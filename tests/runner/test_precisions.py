@@ -12,7 +12,7 @@ import torch
 
 from hol.runner.train import train
 from tests.helpers.presets import EXPERIMENTS, TINY, tiny_preset
-from tests.helpers.runs import compose_config, tensorboard_events
+from tests.helpers.runs import compose_config, network_folder, tensorboard_events
 
 DTYPES = {"64-true": torch.float64, "bf16-true": torch.bfloat16, "16-true": torch.float16,
           "bf16-mixed": torch.float32}
@@ -30,6 +30,7 @@ def test_every_experiment_runs_in_every_true_precision(name, precision, tmp_path
     cfg = compose_config([*tiny_preset(name, mnist_root, cifar100_root), f"trainer.precision={precision}",
                           "logger=tensorboard"], run_dir=run)
     metrics = train(cfg)
+    run = network_folder(run)
     assert metrics and all(not math.isnan(value) for value in metrics.values())
     assert bool(tensorboard_events(run).Tags()["images"]) == (name in LOGS_IMAGES)
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]

@@ -1,0 +1,129 @@
+"""Candidates: train several variants of one run in turn and keep the one the validation set prefers.
+
+The config key ``candidates`` lists the variants, each a mapping of config keys (dotted) to the values that
+variant sets over the run's config; ``{}`` is the run as configured::
+
+    candidates:                     # e.g. two network shapes
+      - {}                          # d -> 2d + 1 -> 1
+      - {model.widths: [d, d, 1]}   # d -> d -> d -> 1 -> 1
+
+* Each candidate ``i`` is a whole run of its own in the folder ``candidate<i>/`` of the run's folder (its
+  ``metrics.json``, checkpoints and logs), trained from the run's seed: it computes what the run alone, with
+  the candidate's values on its command line, computes (bit for bit).
+* The choice: the lowest validation loss (:func:`validation_score`). The test set plays no part in it.
+* The run's ``metrics.json`` holds the chosen candidate's metrics as they are (``test/rmse``,
+  ``stage<k>/test/rmse``, ...), ``candidate/chosen`` (its index), and for every candidate
+  ``candidate<i>/val_score`` and ``candidate<i>/seconds`` (its wall time). The run's ``checkpoints`` is a
+  link to the chosen candidate's (relative: it moves with the run's folder), so ``hol eval`` and ``hol
+  symbolic`` read ``ckpt_path=RUN/checkpoints/last.ckpt`` as for any run. A candidate that diverges is not
+  chosen; when every candidate diverges, the run is recorded as diverged and ends with the first one's error.
+* ``candidates: null`` (or ``[]``) trains the configured run alone. A key that the command line sets and a
+  candidate sets too would be overwritten silently, so it is refused, as are keys the config does not have
+  and resuming a checkpoint (``ckpt_path`` continues one network).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from .divergence import RunDiverged
+from .records import DIVERGED, FINISHED, METRICS_FILE, read_json, write_json
+
+CHOSEN = "candidate/chosen"
+CHECKPOINTS = "checkpoints"
+
+
+def parse_candidates(spec: Any, cfg: DictConfig, command_line: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The candidates of the config value ``spec`` (``None`` or empty: none), each a ``{dotted key: value}``
+    mapping, checked against ``cfg`` and the command line's overrides; ``ValueError`` naming the candidate
+    and the key: a key ``cfg`` lacks, one the command line sets too, ``ckpt_path`` set."""
+    if isinstance(spec, DictConfig | ListConfig):
+        spec = OmegaConf.to_container(spec, resolve=True)
+    if spec is None:
+        return []
+    if not isinstance(spec, Sequence) or isinstance(spec, str):
+        raise ValueError(f"candidates must list mappings of config keys to values, e.g. "
+                         f"[{{}}, {{model.widths: [d, d, 1]}}], got {spec!r}")
+    candidates = []
+    typed = {override.lstrip("+~").split("=", 1)[0] for override in command_line}
+    for index, candidate in enumerate(spec):
+        if not isinstance(candidate, Mapping):
+            raise ValueError(f"candidates[{index}] must map config keys to values, got {candidate!r}")
+        for key in candidate:
+            if OmegaConf.select(cfg, str(key), default=KeyError) is KeyError:
+                raise ValueError(f"candidates[{index}]: {key!r} is not a key of the config")
+            if key in typed:
+                raise ValueError(f"{key} is set on the command line and by candidates[{index}], which would "
+                                 "replace it; drop one (candidates=null trains the configured run alone)")
+        candidates.append({str(key): value for key, value in candidate.items()})
+    if candidates and cfg.get("ckpt_path"):
+        raise ValueError(f"ckpt_path={cfg.ckpt_path} resumes one network; set candidates=null")
+    return candidates
+
+
+def candidate_config(cfg: DictConfig, index: int, values: Mapping[str, Any]) -> DictConfig:
+    """The config of candidate ``index``: ``cfg`` with ``values`` set, no candidates, and its own folder
+    ``candidate<index>/`` inside the run's (``paths.output_dir``, which its checkpoints and logs follow)."""
+    sub = copy.deepcopy(cfg)
+    with open_dict(sub):
+        sub.candidates = None
+        sub.paths.output_dir = str(Path(cfg.paths.output_dir) / f"candidate{index}")
+        for key, value in values.items():
+            OmegaConf.update(sub, key, value, merge=False)
+    return sub
+
+
+def validation_score(metrics: Mapping[str, Any]) -> float | None:
+    """The lowest validation loss among the networks a finished run reports: with refinement stages, each
+    stage's end (``stage<k>/val/loss``), whose test metrics the ladder reports; else its best epoch's
+    (``val/loss_best``). ``None`` for a run that diverged or measured none finite."""
+    if metrics.get("run/status") != FINISHED:
+        return None
+    staged = [value for key, value in metrics.items()
+              if key.startswith("stage") and key.endswith("/val/loss")]
+    values = staged or [metrics.get("val/loss_best")]
+    finite = [float(value) for value in values if value is not None and math.isfinite(value)]
+    return min(finite) if finite else None
+
+
+def train_candidates(cfg: DictConfig, candidates: Sequence[Mapping[str, Any]],
+                     train_one: Callable[[DictConfig], dict[str, float]]) -> dict[str, float]:
+    """Train every candidate with ``train_one`` (one run, e.g. :func:`hol.runner.train.train`), in turn;
+    write the run's ``metrics.json`` (the chosen candidate's metrics and ``candidate/*``) and return the
+    chosen candidate's metrics with ``candidate/chosen``. ``ValueError`` when no candidate measured a
+    validation loss; the first candidate's :class:`RunDiverged` when each diverged."""
+    results: dict[int, dict[str, float]] = {}
+    files: dict[int, dict[str, Any]] = {}
+    summary: dict[str, float | None] = {}
+    diverged: list[RunDiverged] = []
+    for index, values in enumerate(candidates):
+        sub = candidate_config(cfg, index, values)
+        Path(sub.paths.output_dir).mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        try:
+            results[index] = train_one(sub)
+        except RunDiverged as error:
+            diverged.append(error)
+        summary[f"candidate{index}/seconds"] = time.perf_counter() - start
+        files[index] = read_json(Path(sub.paths.output_dir) / METRICS_FILE)
+        summary[f"candidate{index}/val_score"] = validation_score(files[index])
+    scores = [(score, index) for index in results
+              if (score := summary[f"candidate{index}/val_score"]) is not None]
+    folder = Path(cfg.paths.output_dir)
+    if not scores:
+        if diverged:
+            write_json(folder / METRICS_FILE, {"run/status": DIVERGED, **summary})
+            raise diverged[0]
+        raise ValueError("candidates: no candidate measured a validation loss (val/loss_best); the choice "
+                         "needs a validation set")
+    chosen = min(scores)[1]
+    if (folder / f"candidate{chosen}" / CHECKPOINTS).is_dir():
+        (folder / CHECKPOINTS).symlink_to(Path(f"candidate{chosen}") / CHECKPOINTS, target_is_directory=True)
+    write_json(folder / METRICS_FILE, {**files[chosen], CHOSEN: chosen, **summary})
+    return {**results[chosen], CHOSEN: float(chosen)}
