@@ -5,19 +5,19 @@ and MLP test RMSE, pykan itself and a tanh MLP trained on the same data.
 Methods, each on one thread, per row and seed (the seed draws the initialization and the 1000 training and
 1000 test points, uniform on the row's intervals, the same for every method):
 
-* ``hol``: ``hol train experiment=formula 'data.expr=...' 'data.variables=...' seed=SEED``; its result is the
-  best stage (``stage<k>/test/rmse``) within the row's coefficient budget (1000 special, 2000 Feynman);
-* ``hol_deep``: the same command on a deeper network, ``[d, d, d, 1, 1]`` (``model.widths=[d,d,1]``): the
-  compositions the paper's shapes have (a product or a quotient inside a function) need a third layer;
-  per seed, of it and ``hol`` the run with the lower validation RMSE (the best stage within the budget on the
-  200 validation points; the test set plays no part in the choice) is the table's "shape chosen by
-  validation";
-* ``hol_shape``: the same command on pykan's network, the row's best-KAN shape (``model.widths``: its hidden
-  widths), compared with pykan at equal or fewer coefficients: its best stage within pykan's best run's
-  coefficients (the same seed, so the same points);
-* ``mlp``: the same command with a tanh MLP ``[d, W, W, 1]`` (``layer=tanh``), ``W`` the largest width within
-  the budget, trained as long as the preset's ladder with the preset's optimizer (9 epochs of up to 3000
-  BFGS iterations, no refinement);
+* ``hol``: ``hol train experiment=formula 'data.expr=...' 'data.variables=...' seed=SEED``, the preset as
+  it is. It trains two candidates from the seed, ``[d, 2d + 1, 1]`` and ``[d, d, d, 1, 1]``
+  (``model.widths=[d,d,1]``: the compositions the paper's shapes have, a product or a quotient inside a
+  function, need a third layer), and keeps the one with the lower validation loss at a stage's end (200
+  points; the test set plays no part in the choice). Both candidates' stages are stored, as ``hol`` and
+  ``hol_deep`` (:data:`CANDIDATES`); the table's result is the kept candidate's best stage
+  (``stage<k>/test/rmse``) within the row's coefficient budget (1000 special, 2000 Feynman, 3000 smooth);
+* ``hol_shape``: the same command on pykan's network alone (``candidates=null``), the row's best-KAN shape
+  (``model.widths``: its hidden widths), compared with pykan at equal or fewer coefficients: its best stage
+  within pykan's best run's coefficients (the same seed, so the same points);
+* ``mlp``: the same command alone (``candidates=null``) with a tanh MLP ``[d, W, W, 1]`` (``layer=tanh``),
+  ``W`` the largest width within the budget, trained as long as the preset's ladder with the preset's
+  optimizer (9 epochs of up to 3000 BFGS iterations, no refinement);
 * ``pykan``: pykan (pinned, installed with ``pip install --no-deps --target`` into a folder of its own the
   first time) in this process on the same points, mapped onto [-1, 1] as hol's network maps them, with the
   paper's protocol: the paper's best-KAN shape of the row, cubic B-splines, grid 3 -> 5 -> 10 -> 20 -> 50 ->
@@ -31,7 +31,7 @@ fill over several invocations; ``--record`` renders ``kan_special.json``, ``kan_
 Usage::
 
     python benchmarks/kan_tables.py [--table special feynman] [--rows jv I.6.2 ...] [--seeds 0 1 2]
-        [--methods hol hol_deep hol_shape mlp pykan] [--again] [--record] [--tables-only] [-- OVERRIDE ...]
+        [--methods hol hol_shape mlp pykan] [--again] [--record] [--tables-only] [-- OVERRIDE ...]
 
 Overrides after ``--`` go to every ``hol`` run (e.g. ``optimizer.max_iter=5`` for a quick check).
 """
@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,10 @@ from hol.networks import build
 from hol.runner.data import FunctionDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("hol", "hol_deep", "hol_shape", "mlp", "pykan")
+METHODS = ("hol", "hol_shape", "mlp", "pykan")
+CANDIDATES = ("hol", "hol_deep")
+"""The names under which a ``hol`` run stores the preset's candidates (its ``candidates``, in their order):
+``[d, 2d + 1, 1]`` and ``[d, d, d, 1, 1]``."""
 PYKAN = "pykan==0.2.8"
 PYKAN_GRIDS = (3, 5, 10, 20, 50, 100)
 PYKAN_STEPS = 200
@@ -116,23 +119,22 @@ def mlp_width(inputs: int, budget: int) -> int:
 
 def hol_arguments(row: Row, seed: int, method: str) -> list[str]:
     arguments = ["experiment=formula", f'data.expr="{row.expr}"', variables_override(row), f"seed={seed}"]
-    if method == "hol_deep":
-        inputs = len(row.variables)
-        arguments.append(f"model.widths=[{inputs},{inputs},1]")
     if method == "hol_shape":
-        arguments.append(f"model.widths=[{','.join(str(width) for width in row.kan_shape[1:-1])}]")
+        hidden = ",".join(str(width) for width in row.kan_shape[1:-1])
+        arguments += ["candidates=null", f"model.widths=[{hidden}]"]
     if method == "mlp":
-        arguments += ["layer=tanh", "model.input_layer=null", "model.output_layer=linear",
+        arguments += ["candidates=null", "layer=tanh", "model.input_layer=null", "model.output_layer=linear",
                       "model.normalization=none", "model.hidden_layers=1",
                       f"model.hidden_width={mlp_width(len(row.variables), row.budget)}", "refine=[]",
                       f"trainer.max_epochs={MLP_EPOCHS}"]
     return arguments
 
 
-def run_hol(row: Row, seed: int, method: str, overrides: list[str], folder: Path) -> dict[str, Any]:
-    """One ``hol train`` run: test RMSE and coefficients per stage (one stage without refinement), and the
-    validation RMSE per stage (``val``); a run that diverged (``run/status: diverged``) keeps the stages
-    tested before, and its one-line error as ``diverged``."""
+def run_hol(row: Row, seed: int, method: str, overrides: list[str], folder: Path
+            ) -> dict[str, dict[str, Any]]:
+    """One ``hol train`` run, as ``{name: run}``: for a run with candidates (the preset), each candidate's
+    (:data:`CANDIDATES`) with its own wall time, else ``method``'s (:func:`read_run`). ``RuntimeError`` when
+    the run failed, or when the candidate it kept is not the one :func:`preset_choice` keeps."""
     command = [str(Path(sys.executable).with_name("hol")), "train", *hol_arguments(row, seed, method),
                *overrides, f"hydra.run.dir={folder}", "callbacks.rich_progress_bar=null",
                "+trainer.enable_progress_bar=false", "logger=csv"]
@@ -140,17 +142,38 @@ def run_hol(row: Row, seed: int, method: str, overrides: list[str], folder: Path
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     seconds = time.perf_counter() - start
-    found = folder / "metrics.json"
-    metrics = json.loads(found.read_text()) if found.is_file() else {}
-    diverged = metrics.get("run/status") == "diverged"
-    if done.returncode and not diverged:
+    metrics = read_metrics(folder)
+    if done.returncode and metrics.get("run/status") != "diverged":
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    if not (folder / "candidate0").is_dir():
+        return {method: read_run(folder, seconds)}
+    found = {name: read_run(folder / f"candidate{index}", metrics[f"candidate{index}/seconds"])
+             for index, name in enumerate(CANDIDATES)}
+    kept = metrics.get("candidate/chosen")
+    if (kept is None and preset_choice(found) is not None) or (
+            kept is not None and CANDIDATES[kept] != preset_choice(found)):
+        raise RuntimeError(f"{' '.join(command)} kept candidate {kept}, the tables' rule "
+                           f"{preset_choice(found)}: preset_choice no longer follows hol.runner.candidates")
+    return found
+
+
+def read_metrics(folder: Path) -> dict[str, Any]:
+    found = folder / "metrics.json"
+    return json.loads(found.read_text()) if found.is_file() else {}
+
+
+def read_run(folder: Path, seconds: float) -> dict[str, Any]:
+    """The run in ``folder``: test RMSE and coefficients per stage (one stage without refinement), the
+    validation RMSE per stage (``val``) and ``seconds``; a run that diverged (``run/status: diverged``) keeps
+    the stages tested before, and says where it diverged (``diverged``)."""
+    metrics = read_metrics(folder)
     tested = [k for k in range(len(metrics)) if f"stage{k}/test/rmse" in metrics]
     stages = [[metrics[f"stage{k}/test/rmse"], int(metrics[f"stage{k}/parameters"])] for k in tested]
     val = [metrics[f"stage{k}/val/rmse"] for k in tested]
-    if diverged:  # the stages tested before it diverged count, with the runner's one line
+    if metrics.get("run/status") == "diverged":  # the stages tested before it diverged count
         return {"stages": stages, "val": val, "seconds": seconds,
-                "diverged": done.stderr.strip().splitlines()[-1]}
+                "diverged": f"diverged at epoch {metrics['run/diverged_epoch']} "
+                            f"({metrics['run/diverged_metric']} not finite)"}
     if not stages:
         checkpoint = torch.load(folder / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
         parameters = sum(p.numel() for p in build(checkpoint["net_hparams"]).parameters() if p.requires_grad)
@@ -204,39 +227,62 @@ def run_pykan(row: Row, seed: int, folder: Path) -> dict[str, Any]:
     return {"stages": stages, "seconds": time.perf_counter() - start}
 
 
-def lowest_within(stages: Iterable[Sequence], budget: int) -> tuple[float, int] | None:
-    """The lowest ``(rmse, coefficients)`` among ``stages`` within ``budget`` coefficients (a stage whose RMSE
-    was not finite is stored as ``None``, as the runner's ``metrics.json`` has it)."""
-    within = [(rmse, coefficients) for rmse, coefficients in stages
+def best(run: dict[str, Any], budget: int) -> tuple[float, int] | None:
+    """The run's lowest test RMSE among its stages within ``budget`` coefficients, with their count (a stage
+    whose RMSE was not finite is stored as ``None``, as the runner's ``metrics.json`` has it)."""
+    within = [(rmse, coefficients) for rmse, coefficients in run["stages"]
               if coefficients <= budget and rmse is not None and math.isfinite(rmse)]
     return min(within) if within else None
 
 
-def best(run: dict[str, Any], budget: int) -> tuple[float, int] | None:
-    """The run's lowest test RMSE among its stages within ``budget`` coefficients, with their count."""
-    return lowest_within(run["stages"], budget)
-
-
 def shape_method(row: Row) -> str:
-    """The method whose runs are hol on pykan's shape: ``hol`` itself where that is the preset's
-    ``[d, 2d + 1, 1]`` (the smooth formulas), else ``hol_shape``."""
+    """The method whose runs are hol on pykan's shape: ``hol`` itself (the preset's first candidate) where
+    that is ``[d, 2d + 1, 1]`` (the smooth formulas), else ``hol_shape``."""
     inputs = len(row.variables)
     return "hol" if row.kan_shape == (inputs, 2 * inputs + 1, 1) else "hol_shape"
 
 
-def at_pykan_coefficients(runs: dict[str, dict], row: Row, method: str) -> dict[str, Any] | None:
-    """hol (``method``: ``hol`` or ``hol_shape``) against pykan at equal or fewer coefficients: per seed run
-    by both, hol's best stage within the coefficients of pykan's best run within the budget; the median over
-    those seeds, with the coefficients (``None`` without such a seed)."""
-    found, prefix = [], f"{row.table}/{row.name}/pykan/"
-    for key, kan in runs.items():
-        if not key.startswith(prefix) or kan["overrides"]:
+def seed_runs(runs: dict[str, dict], row: Row, method: str) -> dict[str, dict]:
+    """``{seed: run}`` of ``method`` on ``row`` (runs with overrides, e.g. quick checks, left out)."""
+    prefix = f"{row.table}/{row.name}/{method}/"
+    return {key.removeprefix(prefix): run for key, run in runs.items()
+            if key.startswith(prefix) and not run["overrides"]}
+
+
+def preset_choice(candidates: dict[str, dict]) -> str | None:
+    """The candidate the preset keeps (hol.runner.candidates.validation_score): of those that did not
+    diverge, the one with the lowest validation RMSE at a stage's end, every stage counted (the runner
+    compares the validation loss, the mean square, which orders them alike; ties to the first). ``None``
+    when none measured one, or a candidate was stored without validation RMSE."""
+    if any("val" not in run for run in candidates.values()):
+        return None
+    scores = [(min(finite), index) for index, run in enumerate(candidates.values()) if "diverged" not in run
+              and (finite := [value for value in run["val"] if value is not None and math.isfinite(value)])]
+    return list(candidates)[min(scores)[1]] if scores else None
+
+
+def preset_runs(runs: dict[str, dict], row: Row) -> dict[str, tuple[str, dict, float]]:
+    """``{seed: (name, run, seconds)}``: per seed with both candidates stored (:data:`CANDIDATES`), the one
+    the preset keeps (:func:`preset_choice`), and the preset's wall time, both candidates'."""
+    stored = [seed_runs(runs, row, name) for name in CANDIDATES]
+    kept = {}
+    for seed in stored[0]:
+        if not all(seed in found for found in stored):
             continue
-        hol = runs.get(f"{row.table}/{row.name}/{method}/{key.removeprefix(prefix)}")
-        if not hol or hol["overrides"]:
-            continue
+        candidates = {name: found[seed] for name, found in zip(CANDIDATES, stored, strict=True)}
+        if (name := preset_choice(candidates)) is not None:
+            kept[seed] = (name, candidates[name], sum(run["seconds"] for run in candidates.values()))
+    return kept
+
+
+def at_pykan_coefficients(runs: dict[str, dict], row: Row, hol: dict[str, dict]) -> dict[str, Any] | None:
+    """hol (``hol``: its run per seed) against pykan at equal or fewer coefficients: per seed run by both,
+    hol's best stage within the coefficients of pykan's best run within the budget; the median over those
+    seeds, with the coefficients (``None`` without such a seed)."""
+    found = []
+    for seed, kan in seed_runs(runs, row, "pykan").items():
         kan_best = best(kan, row.budget)
-        if kan_best and (hol_best := best(hol, kan_best[1])):
+        if seed in hol and kan_best and (hol_best := best(hol[seed], kan_best[1])):
             found.append(hol_best)
     if not found:
         return None
@@ -244,68 +290,38 @@ def at_pykan_coefficients(runs: dict[str, dict], row: Row, method: str) -> dict[
             "coefficients": "/".join(str(c) for c in sorted({c for _, c in found}))}
 
 
-def summary(runs: dict[str, dict], row: Row, method: str) -> dict[str, Any] | None:
-    """Median and worst best-within-budget RMSE over the stored seeds of ``method`` on ``row`` (runs with
-    overrides, e.g. quick checks, left out)."""
-    found = [run for key, run in runs.items()
-             if key.startswith(f"{row.table}/{row.name}/{method}/") and not run["overrides"]]
-    bests = [result for run in found if (result := best(run, row.budget)) is not None]
+def summary(found: Iterable[dict], budget: int, seconds: Iterable[float] | None = None
+            ) -> dict[str, Any] | None:
+    """Median and worst best-within-budget RMSE over the runs ``found`` (one per seed), their coefficients,
+    and the median of ``seconds`` (default: the runs' own)."""
+    found = list(found)
+    bests = [result for run in found if (result := best(run, budget)) is not None]
     if not bests:
         return None
     errors = [rmse for rmse, _ in bests]
+    times = list(seconds) if seconds is not None else [run["seconds"] for run in found]
     return {"median": statistics.median(errors), "worst": max(errors), "seeds": len(bests),
             "coefficients": "/".join(str(c) for c in sorted({c for _, c in bests})),
-            "seconds": statistics.median(run["seconds"] for run in found)}
+            "seconds": statistics.median(times)}
 
 
-def best_validation(run: dict[str, Any], budget: int) -> float | None:
-    """The run's lowest validation RMSE among its stages within ``budget`` coefficients (``None``: a run
-    stored without validation RMSE, or none finite)."""
-    found = lowest_within(zip(run.get("val", ()), (c for _, c in run["stages"]), strict=False), budget)
-    return found and found[0]
-
-
-def chosen_by_validation(runs: dict[str, dict], row: Row, methods: tuple[str, ...] = ("hol", "hol_deep")
-                         ) -> dict[str, Any] | None:
-    """Per seed run by every one of ``methods``: the run with the lowest validation RMSE within the budget
-    (:func:`best_validation`; the test set plays no part in the choice), and its best stage as in
-    :func:`summary`. Median and worst over those seeds, the coefficients, and how many times each method was
-    chosen (``None`` without such a seed)."""
-    prefix = f"{row.table}/{row.name}/{methods[0]}/"
-    chosen = []
-    for key in runs:
-        if not key.startswith(prefix):
-            continue
-        seed = key.removeprefix(prefix)
-        candidates = [(score, method, run) for method in methods
-                      if (run := runs.get(f"{row.table}/{row.name}/{method}/{seed}")) and not run["overrides"]
-                      and (score := best_validation(run, row.budget)) is not None]
-        if len(candidates) == len(methods):
-            _, method, run = min(candidates, key=lambda candidate: candidate[0])
-            if (result := best(run, row.budget)) is not None:
-                chosen.append((result, method))
-    if not chosen:
-        return None
-    errors = [rmse for (rmse, _), _ in chosen]
-    return {"median": statistics.median(errors), "worst": max(errors),
-            "coefficients": "/".join(str(c) for c in sorted({c for (_, c), _ in chosen})),
-            "chosen": {method: sum(1 for _, m in chosen if m == method) for method in methods}}
+def preset(runs: dict[str, dict], row: Row) -> dict[str, Any] | None:
+    """The preset on ``row``: :func:`summary` of the kept candidates (:func:`preset_runs`), their wall times
+    both candidates', and how often each candidate was kept (``chosen``)."""
+    kept = preset_runs(runs, row)
+    found = summary((run for _, run, _ in kept.values()), row.budget, (time for *_, time in kept.values()))
+    return found and {**found, "chosen": {name: sum(1 for kept_name, *_ in kept.values() if kept_name == name)
+                                          for name in CANDIDATES}}
 
 
 COLUMNS = ["hol test RMSE (median)", "hol (worst)", "hol coefficients", "paper: best KAN", "paper: MLP",
-           "hol / anchor", "hol, shape chosen by validation (median)", "(worst)", "its coefficients",
-           "[d, 2d+1, 1] / [d, d, d, 1, 1] chosen", "chosen / anchor", "pykan, same data",
-           "pykan coefficients", "hol, ≤ pykan's coefficients", "hol on pykan's shape, ≤ its coefficients",
-           "coefficients (hol / on pykan's shape)",
+           "hol / anchor", "[d, 2d+1, 1] / [d, d, d, 1, 1] kept", "[d, 2d+1, 1] alone (median)",
+           "pykan, same data", "pykan coefficients", "hol, ≤ pykan's coefficients",
+           "hol on pykan's shape, ≤ its coefficients", "coefficients (hol / on pykan's shape)",
            "tanh MLP, same data", "hol s (median)", "pykan s (median)", "seeds hol/pykan/MLP"]
 LEADING = {"special": ["function"], "feynman": ["equation", "formula", "intervals"],
            "smooth": ["formula", "intervals"]}
 PAPER = ("paper: best KAN", "paper: MLP")
-CHOSEN = ("hol, shape chosen by validation (median)", "(worst)", "its coefficients",
-          "[d, 2d+1, 1] / [d, d, d, 1, 1] chosen", "chosen / anchor")
-CHOSEN_NOTE = ("hol, shape chosen by validation: per seed, of the preset ([d, 2d+1, 1]) and the preset on "
-               "[d, d, d, 1, 1] (model.widths=[d,d,1]) the run with the lower validation RMSE (200 points, "
-               "its stages within the budget; not the test set), then its best stage as above.")
 
 
 def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
@@ -313,20 +329,21 @@ def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
     the paper's for the smooth formulas)."""
     table = []
     for row in rows:
-        hol, mlp, kan = (summary(runs, row, method) for method in ("hol", "mlp", "pykan"))
-        chosen = chosen_by_validation(runs, row)
-        matched = [at_pykan_coefficients(runs, row, method) for method in ("hol", shape_method(row))]
+        hol = preset(runs, row)
+        first, mlp, kan = (summary(seed_runs(runs, row, method).values(), row.budget)
+                           for method in ("hol", "mlp", "pykan"))
+        kept = {seed: run for seed, (_, run, _) in preset_runs(runs, row).items()}
+        matched = [at_pykan_coefficients(runs, row, hol_runs)
+                   for hol_runs in (kept, seed_runs(runs, row, shape_method(row)))]
         intervals = ", ".join(f"{name} ∈ [{low:.3g}, {high:.3g}]"
                               for name, (low, high) in row.variables.items())
         leading = {"special": [row.name], "feynman": [row.name, row.expr, f"{intervals} ({row.source})"],
                    "smooth": [row.expr, intervals]}[row.table]
         paper = [] if row.table == "smooth" else [row.kan_rmse, row.mlp_rmse]
         table.append([*leading, hol and hol["median"], hol and hol["worst"], hol and hol["coefficients"],
-                      *paper, hol and hol["median"] / row.anchor, chosen and chosen["median"],
-                      chosen and chosen["worst"], chosen and chosen["coefficients"],
-                      chosen and " / ".join(str(count) for count in chosen["chosen"].values()),
-                      chosen and chosen["median"] / row.anchor,
-                      kan and kan["median"],
+                      *paper, hol and hol["median"] / row.anchor,
+                      hol and " / ".join(str(count) for count in hol["chosen"].values()),
+                      first and first["median"], kan and kan["median"],
                       kan and kan["coefficients"], *(found and found["median"] for found in matched),
                       " / ".join(found["coefficients"] if found else "–" for found in matched),
                       mlp and mlp["median"], hol and hol["seconds"],
@@ -338,8 +355,12 @@ def table_rows(runs: dict[str, dict], rows: tuple[Row, ...]) -> list[list]:
 def record_tables(runs: dict[str, dict]) -> None:
     machines = sorted({run["machine"] for run in runs.values()})
     common = ("Test RMSE on 1000 uniform test points after training on 1000 (a seed draws both and the "
-              "initialization; median and worst over the seeds). hol: `experiment=formula`, the best stage "
-              "of its ladder within {budget} link coefficients. {paper}anchor: {anchor}. pykan 0.2.8 on the "
+              "initialization; median and worst over the seeds). hol: `experiment=formula` as it is: it "
+              "trains two candidates from the seed, [d, 2d+1, 1] and [d, d, d, 1, 1], and keeps the one with "
+              "the lower validation RMSE at a stage's end (200 points; not the test set); the best stage of "
+              "the kept candidate's ladder within {budget} link coefficients; its time, both candidates'. "
+              "[d, 2d+1, 1] alone: the first candidate's best stage. {paper}anchor: {anchor}. pykan 0.2.8 on "
+              "the "
               "same points with the paper's protocol ({shape}, grid 3 -> 100, 200 L-BFGS steps per grid; "
               "G + 3 coefficients per link). hol, <= pykan's coefficients: the best stage within the "
               "coefficients of pykan's best grid, on the seeds pykan ran (the same points); hol on pykan's "
@@ -348,12 +369,13 @@ def record_tables(runs: dict[str, dict]) -> None:
               "machine. "
               f"Machines: {'; '.join(machines)}.")
     paper = "Paper: Liu et al. 2024 (arXiv:2404.19756), {table}. "
-    shaped = "the same preset with model.widths set to the shape's hidden widths"
+    shaped = "the preset's ladder alone on that shape (candidates=null, model.widths its hidden widths)"
     tables = (
         ("kan_special", "KAN paper Table 1: special functions", SPECIAL,
          common.format(budget=1000, paper=paper.format(table="Table 1 (best KAN and MLP test RMSE)"),
                        anchor="the paper's best KAN", shape="the paper's best-KAN shape",
-                       shaped=shaped, side="two runs")),
+                       shaped=shaped,
+                       side="two runs (the second candidate: up to four, its times up to 2x long)")),
         ("kan_feynman", "KAN paper Table 2: Feynman equations (dimensionless)", FEYNMAN,
          common.format(budget=2000, paper=paper.format(table="Table 2 (lowest test RMSE of the "
                                                        "human-constructed, pruned and unpruned KANs; MLP)"),
@@ -361,20 +383,22 @@ def record_tables(runs: dict[str, dict]) -> None:
                        shaped=shaped, side="two runs (pykan: two or three, its times up to 1.5x long)")),
         ("kan_smooth", "Untuned smooth formulas of three and four variables", SMOOTH,
          common.format(budget=3000, paper="", anchor="the issue's target 1e-3",
-                       shape="the shape [d, 2d+1, 1]", shaped="hol's own runs (the same shape)",
+                       shape="the shape [d, 2d+1, 1]", shaped="the preset's first candidate (the same shape)",
                        side="two runs (pykan: three or four, its times up to 2x long)")),
     )
     for name, title, rows, notes in tables:
         smooth = rows[0].table == "smooth"
         columns = [*LEADING[rows[0].table], *(c for c in COLUMNS if not (smooth and c in PAPER))]
-        values = table_rows(runs, rows)
-        if all(row[columns.index(CHOSEN[0])] is None for row in values):  # hol_deep not run on this table
-            kept = [index for index, column in enumerate(columns) if column not in CHOSEN]
-            columns, values = [columns[i] for i in kept], [[row[i] for i in kept] for row in values]
-        else:
-            notes += " " + CHOSEN_NOTE
-        results.record(name, title, columns, values, notes,
+        results.record(name, title, columns, table_rows(runs, rows), notes,
                        command="python benchmarks/kan_tables.py --record --tables-only")
+
+
+def report(key: str, run: dict[str, Any], row: Row) -> None:
+    found = best(run, row.budget)
+    shown = f"{found[0]:.3g} @ {found[1]}" if found else "none within budget"
+    if "diverged" in run:
+        shown += f" ({run['diverged']})"
+    print(f"{key}: {shown} (anchor {row.anchor:.3g}, {run['seconds']:.0f} s)", flush=True)
 
 
 def main() -> None:
@@ -402,20 +426,19 @@ def main() -> None:
         for row in rows:
             for seed in args.seeds:
                 for method in args.methods:
-                    key = run_key(row, method, seed)
-                    if key in runs and not args.again:
+                    stored = CANDIDATES if method == "hol" else (method,)  # what the run stores
+                    if all(run_key(row, name, seed) in runs for name in stored) and not args.again:
                         continue
                     if method == "hol_shape" and shape_method(row) == "hol":
-                        continue  # hol's own runs are on pykan's shape
+                        continue  # the preset's first candidate is on pykan's shape
+                    key = run_key(row, method, seed)
                     where = folder / re.sub(r"\W", "_", key)  # a Hydra override value: no '=', ' ', ...
-                    run = (run_pykan(row, seed, where) if method == "pykan"
-                           else run_hol(row, seed, method, args.overrides, where))
-                    runs = store_run(key, {**run, "machine": results.machine(), "overrides": args.overrides})
-                    found = best(run, row.budget)
-                    shown = f"{found[0]:.3g} @ {found[1]}" if found else "none within budget"
-                    if "diverged" in run:
-                        shown += f" ({run['diverged']})"
-                    print(f"{key}: {shown} (anchor {row.anchor:.3g}, {run['seconds']:.0f} s)", flush=True)
+                    done = ({method: run_pykan(row, seed, where)} if method == "pykan"
+                            else run_hol(row, seed, method, args.overrides, where))
+                    for name, run in done.items():
+                        runs = store_run(run_key(row, name, seed),
+                                         {**run, "machine": results.machine(), "overrides": args.overrides})
+                        report(run_key(row, name, seed), run, row)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if args.record:

@@ -109,7 +109,7 @@ def kan_tables():
 @pytest.mark.slow
 def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
     env = {**os.environ, "HOL_RESULTS_DIR": str(tmp_path)}
-    done = run(BENCHMARKS / "kan_tables.py", "--rows", "jv", "--seeds", "0", "--methods", "hol", "hol_deep",
+    done = run(BENCHMARKS / "kan_tables.py", "--rows", "jv", "--seeds", "0", "--methods", "hol",
                "hol_shape", "mlp", "--record", "--", "optimizer.max_iter=2", "data.train_size=32",
                "data.val_size=16", "data.test_size=16", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -118,8 +118,8 @@ def test_kan_tables_stores_each_run_and_renders_both_tables(tmp_path):
                             "special/jv/mlp/0"]
     assert len(runs["special/jv/hol/0"]["stages"]) == 5 and len(runs["special/jv/mlp/0"]["stages"]) == 1
     assert len(runs["special/jv/hol/0"]["val"]) == 5 and len(runs["special/jv/mlp/0"]["val"]) == 1
-    # the deep shape [2, 2, 2, 1, 1]: 4 + 4 + 2 + 1 links (on 32 points, 2 iterations a stage, it may diverge:
-    # then the stages before are kept, with the runner's one line)
+    # the preset's second candidate, stored as hol_deep, [2, 2, 2, 1, 1]: 4 + 4 + 2 + 1 links (on 32 points, 2
+    # iterations a stage, it may diverge: then the stages before are kept, saying where)
     deep = runs["special/jv/hol_deep/0"]
     ladder = [coefficients for _, coefficients in deep["stages"]]
     assert ladder == [11 * 7, 11 * 11, 11 * 15, 11 * 29, 11 * 37][:len(ladder)]
@@ -147,11 +147,13 @@ def test_hol_meets_pykan_at_equal_or_fewer_coefficients_on_the_same_seed(kan_tab
     }
     # pykan's best within the budget (1000) is 2e-8 at 69: hol's best stage within 69 coefficients is 45's
     assert kan_tables.shape_method(special) == "hol_shape" and kan_tables.shape_method(smooth) == "hol"
-    assert kan_tables.at_pykan_coefficients(runs, special, "hol_shape") == {"median": 9e-9,
-                                                                            "coefficients": "45"}
-    assert kan_tables.at_pykan_coefficients(runs, special, "hol") is None  # no run of the preset
-    assert kan_tables.at_pykan_coefficients(runs, smooth, "hol") == {"median": 2e-3, "coefficients": "400"}
-    assert kan_tables.at_pykan_coefficients({}, special, "hol_shape") is None
+    def matched(runs, row, method):
+        return kan_tables.at_pykan_coefficients(runs, row, kan_tables.seed_runs(runs, row, method))
+
+    assert matched(runs, special, "hol_shape") == {"median": 9e-9, "coefficients": "45"}
+    assert matched(runs, special, "hol") is None  # no run of the preset
+    assert matched(runs, smooth, "hol") == {"median": 2e-3, "coefficients": "400"}
+    assert matched({}, special, "hol_shape") is None
 
 
 def test_the_headline_table_is_what_its_script_reads_from_the_result_files_now(tmp_path):
@@ -166,20 +168,32 @@ def test_the_headline_table_is_what_its_script_reads_from_the_result_files_now(t
                for row in committed["rows"] for name in row[-1].split(", "))
 
 
-def test_the_shape_is_chosen_by_validation_rmse_per_seed_never_by_test_rmse(kan_tables):
+def test_the_tables_keep_the_candidate_the_preset_keeps_by_validation_never_by_test(kan_tables):
+    """The preset's two candidates, stored as hol ([d, 2d+1, 1]) and hol_deep ([d, d, d, 1, 1]): per seed the
+    one with the lower validation RMSE at a stage's end, every stage counted and a diverged one never (as
+    hol.runner.candidates keeps it), then its best test stage within the budget."""
     row = next(row for row in kan_tables.ROWS if row.name == "I.6.2b")  # budget 2000
     run = {"overrides": [], "seconds": 1.0, "machine": "test"}
-    runs = {  # seed 0: the deep run validates lower (its test RMSE is higher); seed 1: the preset's
-        "feynman/I.6.2b/hol/0": {**run, "stages": [[1e-3, 200], [1e-6, 3000]], "val": [2e-3, 1e-9]},
-        "feynman/I.6.2b/hol_deep/0": {**run, "stages": [[5e-3, 150], [4e-3, 300]], "val": [6e-3, 1e-3]},
+    runs = {  # seed 0: the deep one validates lower, though it tests higher
+        "feynman/I.6.2b/hol/0": {**run, "stages": [[1e-3, 200]], "val": [2e-3]},
+        "feynman/I.6.2b/hol_deep/0": {**run, "stages": [[5e-3, 150], [4e-3, 300]], "val": [6e-3, 1e-3],
+                                      "seconds": 3.0},
         "feynman/I.6.2b/hol/1": {**run, "stages": [[2e-4, 200]], "val": [3e-4]},
         "feynman/I.6.2b/hol_deep/1": {**run, "stages": [[1e-5, 150], [None, 300]], "val": [1e-2, None]},
-        "feynman/I.6.2b/hol/2": {**run, "stages": [[1e-9, 200]], "val": [1e-9]},  # no deep run: no choice
-        "feynman/I.6.2b/hol/3": {**run, "stages": [[1e-9, 200]]},  # stored before val: no choice
-        "feynman/I.6.2b/hol_deep/3": {**run, "stages": [[1e-9, 150]], "val": [1e-9]},
+        # seed 2: the first validates lowest at a stage beyond the budget, which counts in the choice
+        "feynman/I.6.2b/hol/2": {**run, "stages": [[1e-3, 200], [1e-6, 3000]], "val": [2e-3, 1e-9]},
+        "feynman/I.6.2b/hol_deep/2": {**run, "stages": [[1e-7, 150]], "val": [1e-3]},
+        "feynman/I.6.2b/hol/3": {**run, "stages": [[5e-4, 200]], "val": [5e-4]},
+        "feynman/I.6.2b/hol_deep/3": {**run, "stages": [[1e-9, 150]], "val": [1e-12], "diverged": "epoch 3"},
+        "feynman/I.6.2b/hol/4": {**run, "stages": [[1e-9, 200]], "val": [1e-9]},  # no second candidate
+        "feynman/I.6.2b/hol/5": {**run, "stages": [[1e-9, 200]]},  # stored before val: no choice
+        "feynman/I.6.2b/hol_deep/5": {**run, "stages": [[1e-9, 150]], "val": [1e-9]},
     }
-    chosen = kan_tables.chosen_by_validation(runs, row)
-    assert chosen == {"median": (4e-3 + 2e-4) / 2, "worst": 4e-3, "coefficients": "200/300",
-                      "chosen": {"hol": 1, "hol_deep": 1}}
-    assert kan_tables.best_validation(runs["feynman/I.6.2b/hol/0"], 2000) == 2e-3  # 1e-9 beyond the budget
-    assert kan_tables.chosen_by_validation({}, row) is None
+    kept = kan_tables.preset_runs(runs, row)
+    assert {seed: name for seed, (name, _, _) in kept.items()} == {"0": "hol_deep", "1": "hol", "2": "hol",
+                                                                    "3": "hol"}
+    assert kept["0"][2] == 4.0  # the preset's time: both candidates'
+    assert kan_tables.preset(runs, row) == {"median": (5e-4 + 1e-3) / 2, "worst": 4e-3, "seeds": 4,
+                                            "coefficients": "200/300", "seconds": 2.0,
+                                            "chosen": {"hol": 3, "hol_deep": 1}}
+    assert kan_tables.preset({}, row) is None

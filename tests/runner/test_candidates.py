@@ -14,7 +14,7 @@ from hol.runner.cli import main
 from hol.runner.divergence import Divergence, RunDiverged
 from hol.runner.records import METRICS_FILE, write_json
 from hol.runner.train import resolve_widths
-from tests.helpers.runs import QUIET, TINY_XOR
+from tests.helpers.runs import QUIET, TINY_XOR, compose_config
 
 FORMULA = ["experiment=formula", 'data.expr="x*y + sin(z)"', "data.variables={x:[0,1],y:[-1,1],z:[0,2]}",
            "data.train_size=64", "data.val_size=32", "data.test_size=32", "optimizer.max_iter=5",
@@ -132,3 +132,17 @@ def test_a_run_with_candidates_is_replaced_whole_or_not_at_all(in_tmp, capsys):
     main(["train", *xor, "hydra.run.dir=run", "overwrite=true"])
     assert not (run / "checkpoints").is_symlink() and (run / "checkpoints" / "last.ckpt").is_file()
     assert not list(run.glob("candidate*")) and "candidate/chosen" not in (run / METRICS_FILE).read_text()
+
+
+def test_a_candidate_may_not_silently_replace_a_command_line_value(in_tmp, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", *QUIET, *FORMULA, "model.widths=[4]", "hydra.run.dir=run"])
+    captured = capsys.readouterr()
+    assert info.value.code == 1 and len(captured.err.strip().splitlines()) == 1
+    assert "model.widths is set on the command line and by candidates[1]" in captured.err
+    assert not (in_tmp / "run" / "candidate0").exists()
+
+
+def test_the_formula_preset_lists_its_two_shapes():
+    cfg = compose_config(["experiment=formula"])
+    assert OmegaConf.to_container(cfg.candidates) == [{}, {"model.widths": ["d", "d", 1]}]

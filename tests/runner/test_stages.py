@@ -247,18 +247,23 @@ def test_a_ladder_through_the_command_line_adapts_refines_and_tests_every_stage(
 
 
 def test_the_formula_preset_fits_three_named_variables_through_every_stage(in_tmp):
-    """experiment=formula on a formula of three named variables: the network [3, 7, 1] (2d + 1 hidden units),
-    each variable mapped from its interval, every stage of the ladder tested."""
+    """experiment=formula on a formula of three named variables: its first candidate the network [3, 7, 1]
+    (2d + 1 hidden units), its second [3, 3, 3, 1, 1], each variable mapped from its interval, every stage of
+    the ladder tested."""
     main(["train", "experiment=formula", 'data.expr="r*sin(theta) + exp(-nu)"',
           "data.variables={r:[0.5,2],theta:[0,3],nu:[-1,1]}", "data.train_size=64", "data.val_size=32",
           "data.test_size=32", *QUIET, "optimizer.max_iter=3", "hydra.run.dir=run"])
-    metrics = json.loads((in_tmp / "run" / METRICS_FILE).read_text())
+    metrics = json.loads((in_tmp / "run" / "candidate0" / METRICS_FILE).read_text())
     links = 3 * 7 + 7
     assert [metrics[f"stage{k}/parameters"] for k in range(5)] == [links * ((n - 1) * s + 1) for n, s in
                                                                     ((4, 2), (6, 2), (8, 2), (8, 4), (10, 4))]
     assert all(0 < metrics[f"stage{k}/test/rmse"] < math.inf for k in range(5))  # tiny data: may overfit
-    net = torch.load(in_tmp / "run" / "checkpoints" / "last.ckpt", weights_only=False)["net_hparams"]
-    assert net["hidden_width"] == 7 and net["input_domains"] == [[0.5, 2.0], [0.0, 3.0], [-1.0, 1.0]]
+    net = torch.load(in_tmp / "run" / "candidate0" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert net["net_hparams"]["hidden_width"] == 7
+    assert net["net_hparams"]["input_domains"] == [[0.5, 2.0], [0.0, 3.0], [-1.0, 1.0]]
+    deep = torch.load(in_tmp / "run" / "candidate1" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert deep["net_hparams"]["widths"] == [3, 3, 1]  # model.widths=[d, d, 1]
+    assert json.loads((in_tmp / "run" / METRICS_FILE).read_text())["candidate/chosen"] in (0, 1)
 
 
 def test_a_stage_too_large_for_bfgs_is_refused_before_the_first_epoch(in_tmp, capsys):
@@ -273,7 +278,7 @@ def test_a_stage_too_large_for_bfgs_is_refused_before_the_first_epoch(in_tmp, ca
     assert info.value.code == 1 and len(captured.err.strip().splitlines()) == 1
     assert captured.err.startswith("hol train: error: refine[3]: ")
     assert "the network has 812 parameters, more than optimizer.max_parameters=500" in captured.err
-    assert not (in_tmp / "run" / "checkpoints").exists()  # no epoch trained
+    assert not (in_tmp / "run" / "candidate0" / "checkpoints").exists()  # no epoch trained
 
 
 def test_a_checkpoint_of_another_stage_loads_in_the_running_dtype():
