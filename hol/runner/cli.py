@@ -182,9 +182,7 @@ def _task(command: str, cfg: DictConfig):
     try:
         metrics = run_task(cfg, {"train": train, "eval": evaluate, "symbolic": symbolic}[command])
     except SIGTERMException:  # Lightning stops with a SystemExit of no status: it must not read as 0
-        last = shlex.quote(f"ckpt_path={Path(cfg.paths.output_dir) / 'checkpoints' / 'last.ckpt'}")
-        sys.stderr.write(f"hol {command}: error: stopped by SIGTERM; the run folder {cfg.paths.output_dir} "
-                         f"keeps its checkpoints (resume with {last})\n")
+        sys.stderr.write(f"hol {command}: error: stopped by SIGTERM; {_resume_hint(cfg)}\n")
         raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as error:
         if not is_user_error(error) or _show_full_error or HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -201,6 +199,18 @@ def _task(command: str, cfg: DictConfig):
         raise ValueError(f"optimized_metric {optimized!r} is none of this run's metrics; allowed: "
                          f"{', '.join(sorted(metrics))}")
     return metrics.get(optimized) if optimized else None
+
+
+def _resume_hint(cfg: DictConfig) -> str:
+    """Where a stopped run keeps its checkpoints and how to resume it: a run with candidates
+    (:mod:`hol.runner.candidates`) resumes one candidate alone, in its folder ``candidate<i>/``."""
+    folder = Path(cfg.paths.output_dir)
+    if cfg.get("candidates"):
+        last = shlex.quote(f"ckpt_path={folder / 'candidate<i>' / 'checkpoints' / 'last.ckpt'}")
+        return (f"the candidates' folders candidate<i>/ of {folder} keep their checkpoints (resume one alone "
+                f"with candidates=null, its values and {last})")
+    last = shlex.quote(f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}")
+    return f"the run folder {folder} keeps its checkpoints (resume with {last})"
 
 
 def _set_worker_command(command: str) -> None:

@@ -108,6 +108,11 @@ def test_a_run_stopped_by_sigterm_exits_with_its_status(in_tmp, capsys, monkeypa
     assert code == 143 and len(error_lines(err)) == 1 and "Traceback" not in err + out
     assert err.startswith("hol train: error: stopped by SIGTERM; the run folder ")
     assert (in_tmp / "run" / FAILED_FILE).read_text().startswith("SIGTERMException")
+    code, out, err = run_main(["train", "experiment=formula", "hydra.run.dir=formula"], capsys)
+    assert code == 143 and len(error_lines(err)) == 1  # a run with candidates resumes one of them alone
+    assert err.startswith("hol train: error: stopped by SIGTERM; the candidates' folders candidate<i>/ of ")
+    assert "candidates=null, its values and 'ckpt_path=" in err
+    assert "/candidate<i>/checkpoints/last.ckpt'" in err
 
 
 @pytest.mark.parametrize("command", ["train", "eval"])
