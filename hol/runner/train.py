@@ -12,10 +12,8 @@ the error instead (:func:`run_task`).
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import hydra
 import lightning.pytorch as pl
@@ -47,6 +45,7 @@ from .records import (
 from .stages import RefinementStages
 from .stages import configure as configure_stages
 from .tasks import choose_task
+from .widths import REPLACED, resolve_widths
 
 
 def validate(cfg: DictConfig) -> None:
@@ -116,7 +115,7 @@ def build_net(model_cfg: DictConfig, datamodule) -> torch.nn.Module:
     ``image_size``, ``out_features``) come from the data, and so do ``input_domains`` where the data has
     intervals (a formula's variables) and an MLP's ``hidden_width``: ``2 d + 1`` for ``d`` inputs, the
     inner width of the Kolmogorov-Arnold representation (Kolmogorov 1957), so that the network grows with
-    the number of variables. An MLP's ``widths`` may be written in ``d`` too (:func:`resolve_widths`)."""
+    the number of variables. An MLP's ``widths`` may be written in ``d`` too (:mod:`hol.runner.widths`)."""
     sizes = {"in_features": datamodule.in_features, "in_channels": datamodule.input_shape[0],
              "image_size": list(datamodule.input_shape[1:]), "out_features": datamodule.out_features,
              "input_domains": getattr(datamodule, "input_domains", None),
@@ -125,32 +124,6 @@ def build_net(model_cfg: DictConfig, datamodule) -> torch.nn.Module:
     if model_cfg.get("widths") is not None:
         filled["widths"] = resolve_widths(model_cfg.widths, datamodule.in_features)
     return hydra.utils.instantiate(model_cfg, **filled)
-
-
-WIDTH_IN_D = re.compile(r"(\d*)\s*\*?\s*d\s*(?:([+-])\s*(\d+))?")
-"""A width written in ``d``, the number of inputs: ``d``, ``2d``, ``2*d+1``, ``d - 1``."""
-
-
-def resolve_widths(widths: Any, inputs: int) -> Any:
-    """``model.widths`` with every entry written in ``d`` (:data:`WIDTH_IN_D`) computed for ``d = inputs``,
-    e.g. ``[d, d, 1]`` -> ``[3, 3, 1]`` for three variables; other entries as they are (the network checks
-    them). ``ValueError`` naming an entry that is a string of another form or comes to less than 1."""
-    if isinstance(widths, str) or not isinstance(widths, Sequence):
-        return widths
-    resolved = []
-    for index, width in enumerate(widths):
-        if isinstance(width, str):
-            match = WIDTH_IN_D.fullmatch(width.strip())
-            if match is None:
-                raise ValueError(f"model.widths[{index}]={width!r}: a width is a positive integer or written "
-                                 "in d, the number of inputs (d, 2d, 2*d+1, d-1)")
-            factor, sign, offset = match.groups()
-            width = int(factor or 1) * inputs + (-1 if sign == "-" else 1) * int(offset or 0)
-            if width < 1:
-                raise ValueError(f"model.widths[{index}]={widths[index]!r} is {width} for d={inputs} inputs; "
-                                 "a width is at least 1")
-        resolved.append(width)
-    return resolved
 
 
 def checkpoint_net_hparams(path: str | None) -> dict | None:
@@ -254,6 +227,16 @@ def check_layer_overrides(net: torch.nn.Module, overrides: list[str]) -> None:
                              f"{key.removeprefix('layer.')} (layer kinds: {', '.join(kinds)})")
 
 
+def check_model_overrides(cfg: DictConfig, overrides: list[str]) -> None:
+    """``model.hidden_width`` or ``model.hidden_layers`` on the command line has no effect where
+    ``model.widths`` sets every hidden width: ``ValueError`` naming both."""
+    widths = OmegaConf.select(cfg, "model.widths", default=None)
+    replaced = sorted({override.lstrip("+~").split("=", 1)[0] for override in overrides} & set(REPLACED))
+    if widths is not None and replaced:
+        raise ValueError(f"{replaced[0]} has no effect: model.widths={list(widths)} sets every hidden width; "
+                         "drop one")
+
+
 def _instantiate_dict(group: DictConfig | None) -> list:
     """Instantiate every ``_target_`` entry of a group config such as ``callbacks`` or ``logger``."""
     if not group:
@@ -309,6 +292,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if candidates:
         return train_candidates(cfg, candidates, train)
     validate(cfg)
+    check_model_overrides(cfg, command_line_overrides())
     stages = configure_stages(cfg)  # refinement stages (cfg.refine): sets the model's first order, max_epochs
     save_config(cfg)
     refinement = RefinementStages(stages) if stages else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hol.runner.candidates import parse_candidates, train_candidates, validation
 from hol.runner.cli import main
 from hol.runner.divergence import Divergence, RunDiverged
 from hol.runner.records import METRICS_FILE, write_json
-from hol.runner.train import resolve_widths
+from hol.runner.widths import resolve_widths
 from tests.helpers.runs import QUIET, TINY_XOR, compose_config
 
 FORMULA = ["experiment=formula", 'data.expr="x*y + sin(z)"', "data.variables={x:[0,1],y:[-1,1],z:[0,2]}",
@@ -31,22 +32,37 @@ def test_widths_written_in_d_are_computed_for_the_number_of_inputs():
         resolve_widths(["d-3"], 3)
 
 
-def test_candidates_are_checked_against_the_config_and_the_command_line():
-    cfg = OmegaConf.create({"model": {"widths": None, "hidden_width": 20}, "ckpt_path": None})
+def test_candidates_are_checked_against_the_config_and_the_command_line_before_any_trains():
+    cfg = OmegaConf.create({"model": {"widths": None, "hidden_width": 20},
+                            "layer": {"kind": "continuous", "n": 3}, "data": {"seed": 1},
+                            "paths": {"output_dir": "run"}, "ckpt_path": None})
     assert parse_candidates(None, cfg) == [] and parse_candidates([], cfg) == []
     spec = OmegaConf.create([{}, {"model.widths": ["d", "d", 1]}])
     assert parse_candidates(spec, cfg) == [{}, {"model.widths": ["d", "d", 1]}]
-    with pytest.raises(ValueError, match="candidates must list mappings"):
-        parse_candidates({"model.widths": [3]}, cfg)
-    with pytest.raises(ValueError, match=r"candidates\[1\] must map config keys to values, got 'x'"):
-        parse_candidates([{}, "x"], cfg)
-    with pytest.raises(ValueError, match=r"candidates\[1\]: 'model.width' is not a key of the config"):
-        parse_candidates([{}, {"model.width": 3}], cfg)
-    with pytest.raises(ValueError, match=r"model.widths is set on the command line and by candidates\[1\]"):
-        parse_candidates([{}, {"model.widths": [3]}], cfg, ["seed=1", "model.widths=[5]"])
+
+    def refused(spec, match, command_line=()):
+        with pytest.raises(ValueError, match=match):
+            parse_candidates(spec, cfg, command_line)
+
+    refused({"model.widths": [3]}, "candidates must list mappings")
+    refused([{}, "x"], r"candidates\[1\] must map config keys to values, got 'x'")
+    refused([{}, {"model.width": 3}],
+            r"candidates\[1\] \{model.width: 3\}: 'model.width' is not a key of the config; model has: "
+            r"widths, hidden_width$")
+    refused([{}, {"layer": "discontinuous"}],
+            r"candidates\[1\] \{layer: discontinuous\}: layer is a config node; a candidate sets values with "
+            r"dotted keys, e.g. \{layer.kind")
+    refused([{"paths.output_dir": "elsewhere"}], r"candidates\[0\] .*: paths.output_dir is the run's")
+    refused([{"data.seed": 2}], r"data.seed is the run's, not a candidate's .* on its data\)")
+    refused([{}, {"model.widths": ["d", "x"]}], r"model.widths\[1\]='x': a width is a positive integer")
+    refused([{"layer.n": 4}, {"layer.n": 4}], r"candidates\[1\] \{layer.n: 4\} repeats candidates\[0\]")
+    refused([{}, {"model.widths": [3]}], r"^model.widths is set on the command line and by candidates\[1\] "
+             r"\{model.widths: \[3\]\} of the config, which would replace it; candidates=null trains",
+             ["seed=1", "model.widths=[5]"])
+    refused([{}, {"model.widths": [3]}], r"^model.hidden_width has no effect in candidates\[1\] .*, whose "
+             r"model.widths sets every hidden width", ["model.hidden_width=10"])
     cfg.ckpt_path = "last.ckpt"
-    with pytest.raises(ValueError, match=r"ckpt_path=last\.ckpt resumes one network; set candidates=null"):
-        parse_candidates([{}], cfg)
+    refused([{}], r"ckpt_path=last\.ckpt resumes one network; set candidates=null")
 
 
 def test_the_score_is_the_lowest_finite_validation_loss_of_a_finished_run():
@@ -80,12 +96,42 @@ def test_the_candidate_with_the_lowest_validation_loss_is_kept(tmp_path):
                             "paths": {"output_dir": str(tmp_path)}})
     candidates = [{}, {"model.hidden_width": 9}, {"model.hidden_width": 3}]
     returned = train_candidates(cfg, candidates, fake_runs([0.5, None, 0.25]))
-    assert returned == {"stage0/val/loss": 0.25, "test/loss": 12.0, "model": 3, "candidate/chosen": 2.0}
+    assert {key: value for key, value in returned.items() if not key.endswith("/seconds")} == {
+        "stage0/val/loss": 0.25, "test/loss": 12.0, "model": 3, "candidate/chosen": 2.0,
+        "candidate0/val_score": 0.5, "candidate2/val_score": 0.25}  # for the printed results
     written = json.loads((tmp_path / METRICS_FILE).read_text())
     assert written["run/status"] == "finished" and written["candidate/chosen"] == 2
     assert written["test/loss"] == 12.0  # the chosen one's test, though candidate 0 tested lower
     assert [written[f"candidate{i}/val_score"] for i in range(3)] == [0.5, None, 0.25]
     assert all(written[f"candidate{i}/seconds"] >= 0 for i in range(3))
+
+
+def test_the_log_says_what_each_candidate_is_and_which_was_kept(tmp_path, caplog):
+    cfg = OmegaConf.create({"seed": 7, "model": {"hidden_width": 5}, "paths": {"output_dir": str(tmp_path)}})
+    with caplog.at_level(logging.INFO, logger="hol.runner.candidates"):
+        train_candidates(cfg, [{}, {"model.hidden_width": 9}, {"model.hidden_width": 3}],
+                         fake_runs([0.5, None, 0.25]))
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0] == f"candidate 0 of 3 {{}}: training in {tmp_path / 'candidate0'}"
+    assert lines[2].startswith("candidate 1 {model.hidden_width: 9} diverged, not kept: the run diverged")
+    assert lines[-1] == ("kept candidate 2 {model.hidden_width: 3}, the lowest validation loss "
+                         "(candidate 0: 0.5, candidate 1: diverged, candidate 2: 0.25)")
+
+
+def test_a_user_error_in_a_candidate_names_it_and_a_bug_keeps_its_own_error(tmp_path):
+    cfg = OmegaConf.create({"seed": 7, "model": {"hidden_width": 5}, "paths": {"output_dir": str(tmp_path)}})
+
+    def fails(error):
+        def train_one(sub):
+            if sub.model.hidden_width == 9:
+                raise error
+            return fake_runs([0.5])(sub)
+        return train_one
+
+    with pytest.raises(ValueError, match=r"^candidates\[1\] \{model.hidden_width: 9\}: n must be an integer"):
+        train_candidates(cfg, [{}, {"model.hidden_width": 9}], fails(ValueError("n must be\n an integer")))
+    with pytest.raises(AttributeError, match=r"^a bug$"):
+        train_candidates(cfg, [{}, {"model.hidden_width": 9}], fails(AttributeError("a bug")))
 
 
 def test_a_run_whose_every_candidate_diverges_is_recorded_as_diverged(tmp_path):
@@ -141,6 +187,17 @@ def test_a_candidate_may_not_silently_replace_a_command_line_value(in_tmp, capsy
     assert info.value.code == 1 and len(captured.err.strip().splitlines()) == 1
     assert "model.widths is set on the command line and by candidates[1]" in captured.err
     assert not (in_tmp / "run" / "candidate0").exists()
+    with pytest.raises(SystemExit) as info:  # the second candidate's widths would replace it
+        main(["train", *QUIET, *FORMULA, "model.hidden_width=10", "hydra.run.dir=run2"])
+    captured = capsys.readouterr()
+    assert info.value.code == 1 and len(captured.err.strip().splitlines()) == 1
+    assert "model.hidden_width has no effect in candidates[1] {model.widths: ['d', 'd', 1]}" in captured.err
+    with pytest.raises(SystemExit) as info:  # the same without candidates
+        main(["train", *QUIET, *FORMULA, "candidates=null", "model.widths=[4]", "model.hidden_layers=2",
+              "hydra.run.dir=run3"])
+    captured = capsys.readouterr()
+    assert info.value.code == 1 and captured.err.strip().endswith(
+        "model.hidden_layers has no effect: model.widths=[4] sets every hidden width; drop one")
 
 
 def test_the_formula_preset_lists_its_two_shapes():

@@ -276,7 +276,7 @@ def test_a_stage_too_large_for_bfgs_is_refused_before_the_first_epoch(in_tmp, ca
               "data.test_size=32", *QUIET, "optimizer.max_parameters=500", "hydra.run.dir=run"])
     captured = capsys.readouterr()
     assert info.value.code == 1 and len(captured.err.strip().splitlines()) == 1
-    assert captured.err.startswith("hol train: error: refine[3]: ")
+    assert captured.err.startswith("hol train: error: candidates[0] {}: refine[3]: ")  # the preset's first
     assert "the network has 812 parameters, more than optimizer.max_parameters=500" in captured.err
     assert not (in_tmp / "run" / "candidate0" / "checkpoints").exists()  # no epoch trained
 
