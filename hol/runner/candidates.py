@@ -8,8 +8,9 @@ variant sets over the run's config; ``{}`` is the run as configured::
       - {model.widths: [d, d, 1]}   # d -> d -> d -> 1 -> 1
 
 * Each candidate ``i`` is a whole run of its own in the folder ``candidate<i>/`` of the run's folder (its
-  ``metrics.json``, checkpoints and logs), trained from the run's seed: it computes what the run alone, with
-  the candidate's values on its command line, computes (bit for bit).
+  ``metrics.json``, checkpoints, logs and ``.hydra/config.yaml``, :func:`save_config`), trained from the
+  run's seed: it computes what the run alone, with the candidate's values on its command line, computes (bit
+  for bit).
 * The choice: the lowest validation loss (:func:`validation_score`). The test set plays no part in it.
 * The run's ``metrics.json`` holds the chosen candidate's metrics as they are (``test/rmse``,
   ``stage<k>/test/rmse``, ...), ``candidate/chosen`` (its index), and for every candidate
@@ -35,11 +36,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from .divergence import RunDiverged
-from .records import DIVERGED, FINISHED, METRICS_FILE, read_json, unwrap_error, write_json
+from .records import (
+    CONFIG_FILE,
+    DIVERGED,
+    FINISHED,
+    METRICS_FILE,
+    read_json,
+    unwrap_error,
+    write_json,
+    write_text,
+)
 from .widths import REPLACED, parse_widths
 
 log = logging.getLogger(__name__)
@@ -123,16 +134,36 @@ def check_key(cfg: DictConfig, index: int, key: str, values: Mapping[str, Any], 
                          f"replace it; {_ADVICE}")
 
 
-def candidate_config(cfg: DictConfig, index: int, values: Mapping[str, Any]) -> DictConfig:
-    """The config of candidate ``index``: ``cfg`` with ``values`` set, no candidates, and its own folder
-    ``candidate<index>/`` inside the run's (``paths.output_dir``, which its checkpoints and logs follow)."""
+def alone(cfg: DictConfig, values: Mapping[str, Any]) -> DictConfig:
+    """``cfg`` with ``values`` set and no candidates: the config of one candidate trained alone."""
     sub = copy.deepcopy(cfg)
     with open_dict(sub):
         sub.candidates = None
-        sub.paths.output_dir = str(Path(cfg.paths.output_dir) / f"candidate{index}")
         for key, value in values.items():
             OmegaConf.update(sub, key, value, merge=False)
     return sub
+
+
+def candidate_config(cfg: DictConfig, index: int, values: Mapping[str, Any]) -> DictConfig:
+    """The config of candidate ``index`` (:func:`alone`) with its own folder ``candidate<index>/`` inside the
+    run's (``paths.output_dir``, which its checkpoints and logs follow)."""
+    sub = alone(cfg, values)
+    with open_dict(sub):
+        sub.paths.output_dir = str(Path(cfg.paths.output_dir) / f"candidate{index}")
+    return sub
+
+
+def save_config(cfg: DictConfig, index: int, values: Mapping[str, Any]) -> None:
+    """Write candidate ``index``'s config (:func:`alone`, its folder left to Hydra) where Hydra keeps the
+    run's, into its folder: ``candidate<i>/.hydra/config.yaml``. ``hol train --config-path
+    RUN/candidate<i>/.hydra --config-name config`` trains the candidate alone, e.g. to resume it
+    (``ckpt_path=RUN/candidate<i>/checkpoints/last.ckpt``). Nothing outside a Hydra job that saves configs."""
+    subdir = HydraConfig.get().output_subdir if HydraConfig.initialized() else None
+    if subdir is None:
+        return
+    folder = Path(cfg.paths.output_dir) / f"candidate{index}" / subdir
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / CONFIG_FILE, OmegaConf.to_yaml(alone(cfg, values)))
 
 
 def validation_score(metrics: Mapping[str, Any]) -> float | None:
@@ -163,6 +194,7 @@ def train_candidates(cfg: DictConfig, candidates: Sequence[Mapping[str, Any]],
     for index, values in enumerate(candidates):
         sub = candidate_config(cfg, index, values)
         Path(sub.paths.output_dir).mkdir(parents=True, exist_ok=True)
+        save_config(cfg, index, values)
         log.info("candidate %d of %d %s: training in %s", index, len(candidates), describe(values),
                  sub.paths.output_dir)
         start = time.perf_counter()

@@ -206,9 +206,11 @@ def _resume_hint(cfg: DictConfig) -> str:
     (:mod:`hol.runner.candidates`) resumes one candidate alone, in its folder ``candidate<i>/``."""
     folder = Path(cfg.paths.output_dir)
     if cfg.get("candidates"):
-        last = shlex.quote(f"ckpt_path={folder / 'candidate<i>' / 'checkpoints' / 'last.ckpt'}")
+        candidate = folder / "candidate<i>"
+        last = shlex.quote(f"ckpt_path={candidate / 'checkpoints' / 'last.ckpt'}")
         return (f"the candidates' folders candidate<i>/ of {folder} keep their checkpoints (resume one alone "
-                f"with candidates=null, its values and {last})")
+                f"with hol train --config-path {shlex.quote(str(candidate / '.hydra'))} --config-name config "
+                f"{last})")
     last = shlex.quote(f"ckpt_path={folder / 'checkpoints' / 'last.ckpt'}")
     return f"the run folder {folder} keeps its checkpoints (resume with {last})"
 

@@ -161,6 +161,9 @@ def test_each_candidate_computes_what_its_run_alone_computes(in_tmp):
                        **{f"candidate{i}/seconds": metrics[f"candidate{i}/seconds"] for i in range(2)}}
     net = torch.load(in_tmp / "run" / "candidate1" / "checkpoints" / "last.ckpt", weights_only=False)
     assert net["net_hparams"]["widths"] == [3, 2, 1]
+    main(["train", "--config-path", str(in_tmp / "run" / "candidate1" / ".hydra"), "--config-name", "config",
+          "hydra.run.dir=again"])  # the candidate's saved config trains it alone
+    assert json.loads((in_tmp / "again" / METRICS_FILE).read_text()) == second
     link = in_tmp / "run" / "checkpoints"  # the kept candidate's, for hol eval and hol symbolic
     assert link.is_symlink() and link.resolve() == (in_tmp / "run" / f"candidate{chosen}" / "checkpoints")
 

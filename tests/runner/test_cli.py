@@ -111,7 +111,8 @@ def test_a_run_stopped_by_sigterm_exits_with_its_status(in_tmp, capsys, monkeypa
     code, out, err = run_main(["train", "experiment=formula", "hydra.run.dir=formula"], capsys)
     assert code == 143 and len(error_lines(err)) == 1  # a run with candidates resumes one of them alone
     assert err.startswith("hol train: error: stopped by SIGTERM; the candidates' folders candidate<i>/ of ")
-    assert "candidates=null, its values and 'ckpt_path=" in err
+    assert "(resume one alone with hol train --config-path " in err
+    assert "/candidate<i>/.hydra' --config-name config" in err
     assert "/candidate<i>/checkpoints/last.ckpt'" in err
 
 
