@@ -62,7 +62,9 @@ import results  # sibling scripts, run as files
 from kan_rows import FEYNMAN, ROWS, SMOOTH, SPECIAL, Row
 
 from hol.networks import build
+from hol.runner.candidates import validation_score
 from hol.runner.data import FunctionDataModule
+from hol.runner.records import FINISHED
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("hol", "hol_shape", "mlp", "pykan")
@@ -250,14 +252,16 @@ def seed_runs(runs: dict[str, dict], row: Row, method: str) -> dict[str, dict]:
 
 
 def preset_choice(candidates: dict[str, dict]) -> str | None:
-    """The candidate the preset keeps (hol.runner.candidates.validation_score): of those that did not
-    diverge, the one with the lowest validation RMSE at a stage's end, every stage counted (the runner
-    compares the validation loss, the mean square, which orders them alike; ties to the first). ``None``
-    when none measured one, or a candidate was stored without validation RMSE."""
+    """The candidate the preset keeps: the runner's rule (:func:`hol.runner.candidates.validation_score`) on
+    each stored run's validation RMSE per stage, which orders the candidates as the runner's validation loss,
+    the mean square, does (ties to the first). ``None`` when none measured one, or a candidate was stored
+    without validation RMSE."""
     if any("val" not in run for run in candidates.values()):
         return None
-    scores = [(min(finite), index) for index, run in enumerate(candidates.values()) if "diverged" not in run
-              and (finite := [value for value in run["val"] if value is not None and math.isfinite(value)])]
+    scores = [(score, index) for index, run in enumerate(candidates.values())
+              if (score := validation_score({"run/status": "diverged" if "diverged" in run else FINISHED,
+                                             **{f"stage{k}/val/loss": value
+                                                for k, value in enumerate(run["val"])}})) is not None]
     return list(candidates)[min(scores)[1]] if scores else None
 
 

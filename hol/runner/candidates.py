@@ -40,6 +40,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from .config import override_key
 from .divergence import RunDiverged
 from .records import (
     CONFIG_FILE,
@@ -87,7 +88,7 @@ def parse_candidates(spec: Any, cfg: DictConfig, command_line: Sequence[str] = (
         raise ValueError(f"candidates must list mappings of config keys to values, e.g. "
                          f"[{{}}, {{model.widths: [d, d, 1]}}], got {spec!r}")
     candidates: list[dict[str, Any]] = []
-    typed = [override.lstrip("+~").split("=", 1)[0] for override in command_line]
+    typed = [override_key(override) for override in command_line]
     for index, candidate in enumerate(spec):
         if not isinstance(candidate, Mapping):
             raise ValueError(f"candidates[{index}] must map config keys to values, got {candidate!r}")

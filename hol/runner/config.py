@@ -7,7 +7,8 @@ it under ``layer`` before the chosen ``conf/layer/<kind>.yaml``, which then only
 changes. Being typed, it rejects ``layer.n=abc`` and unknown keys such as ``+layer.colour=red``.
 
 :func:`register_configs` stores these in Hydra's ConfigStore (:func:`hol.runner.cli.config_dir` calls it);
-:func:`config_folder` is where the shipped configs are; :func:`plain_dict` a config node as plain Python.
+:func:`config_folder` is where the shipped configs are; :func:`plain_dict` a config node as plain Python;
+:func:`override_key` the key a command-line override sets.
 """
 from __future__ import annotations
 
@@ -54,6 +55,11 @@ def config_folder() -> Path:
     if importlib.util.find_spec("hol.conf") is None:
         return Path(__file__).resolve().parents[2] / "conf"
     return Path(str(files("hol.conf")))
+
+
+def override_key(override: str) -> str:
+    """The config key a command-line override sets: ``+model.widths=[4]`` -> ``model.widths``."""
+    return override.lstrip("+~").split("=", 1)[0]
 
 
 def plain_dict(node: DictConfig) -> dict[str, Any]:

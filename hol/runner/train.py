@@ -29,7 +29,7 @@ from ..checks import check_int, check_number
 from ..layers import kind_info
 from ..networks import MLP, build
 from .candidates import parse_candidates, train_candidates
-from .config import plain_dict
+from .config import override_key, plain_dict
 from .divergence import DivergenceMonitor, RunDiverged
 from .lightning_module import HolModule, net_hparams, read_checkpoint
 from .records import (
@@ -221,7 +221,7 @@ def check_layer_overrides(net: torch.nn.Module, overrides: list[str]) -> None:
     kinds = sorted({kind for kind in named if isinstance(kind, str)})
     taken = set().union(*(kind_info(kind).options for kind in kinds)) | {"kind"}
     for override in overrides:
-        key = override.lstrip("+~").split("=", 1)[0]
+        key = override_key(override)
         if key.startswith("layer.") and key.removeprefix("layer.") not in taken:
             raise ValueError(f"{override} has no effect: no layer of this network takes "
                              f"{key.removeprefix('layer.')} (layer kinds: {', '.join(kinds)})")
@@ -231,7 +231,7 @@ def check_model_overrides(cfg: DictConfig, overrides: list[str]) -> None:
     """``model.hidden_width`` or ``model.hidden_layers`` on the command line has no effect where
     ``model.widths`` sets every hidden width: ``ValueError`` naming both."""
     widths = OmegaConf.select(cfg, "model.widths", default=None)
-    replaced = sorted({override.lstrip("+~").split("=", 1)[0] for override in overrides} & set(REPLACED))
+    replaced = sorted({override_key(override) for override in overrides} & set(REPLACED))
     if widths is not None and replaced:
         raise ValueError(f"{replaced[0]} has no effect: model.widths={list(widths)} sets every hidden width; "
                          "drop one")
@@ -288,11 +288,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train and test as ``cfg`` says; return the final metrics (also written to ``metrics.json``). With
     ``cfg.candidates``, train each candidate in turn and keep the one the validation set prefers
     (:mod:`hol.runner.candidates`)."""
-    candidates = parse_candidates(cfg.get("candidates"), cfg, command_line_overrides())
+    overrides = command_line_overrides()
+    candidates = parse_candidates(cfg.get("candidates"), cfg, overrides)
     if candidates:
         return train_candidates(cfg, candidates, train)
     validate(cfg)
-    check_model_overrides(cfg, command_line_overrides())
+    check_model_overrides(cfg, overrides)
     stages = configure_stages(cfg)  # refinement stages (cfg.refine): sets the model's first order, max_epochs
     save_config(cfg)
     refinement = RefinementStages(stages) if stages else None
@@ -300,7 +301,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
-    check_layer_overrides(module.net, command_line_overrides())
+    check_layer_overrides(module.net, overrides)
     monitor = DivergenceMonitor()
     trainer = build_trainer(cfg, [monitor, *([refinement] if refinement else [])],
                             inference_mode=not module.task.differentiates_inputs)
